@@ -1,0 +1,65 @@
+// edgelm/core/buffer.hpp - an owning, 64-byte aligned, zero-initialised array that never throws.
+#pragma once
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include "result.hpp"
+
+namespace edgelm {
+
+template <class T>
+class aligned_buffer {
+  static_assert(std::is_trivially_copyable_v<T>, "aligned_buffer holds plain data only");
+
+ public:
+  static constexpr std::size_t alignment = 64;  // a cache line; enough for AVX-512 loads
+
+  aligned_buffer() = default;
+  aligned_buffer(const aligned_buffer&) = delete;
+  aligned_buffer& operator=(const aligned_buffer&) = delete;
+  aligned_buffer(aligned_buffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  aligned_buffer& operator=(aligned_buffer&& o) noexcept {
+    if (this != &o) { release(); p_ = std::exchange(o.p_, nullptr); n_ = std::exchange(o.n_, 0); }
+    return *this;
+  }
+  ~aligned_buffer() { release(); }
+
+  // n elements, zeroed. out_of_memory instead of throwing.
+  static result<aligned_buffer> make(std::size_t n) {
+    aligned_buffer b;
+    if (n == 0) return b;
+    if (n > (~std::size_t{0} - alignment) / sizeof(T))
+      return make_error(errc::out_of_memory, "buffer size overflows size_t");
+    std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
+    void* p = ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
+    if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
+    std::memset(p, 0, bytes);
+    b.p_ = static_cast<T*>(p);
+    b.n_ = n;
+    return b;
+  }
+
+  T* data() noexcept { return p_; }
+  const T* data() const noexcept { return p_; }
+  std::size_t size() const noexcept { return n_; }
+  T& operator[](std::size_t i) noexcept { return p_[i]; }
+  const T& operator[](std::size_t i) const noexcept { return p_[i]; }
+  std::span<T> span() noexcept { return {p_, n_}; }
+  std::span<const T> span() const noexcept { return {p_, n_}; }
+
+ private:
+  void release() noexcept {
+    if (p_) ::operator delete(static_cast<void*>(p_), std::align_val_t{alignment});
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+};
+
+}  // namespace edgelm

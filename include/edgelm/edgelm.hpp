@@ -1,0 +1,54 @@
+// edgelm - header-only C++20 inference for small decoder transformers (Llama family), natively and in
+// WebAssembly. https://github.com/edgelm (this repository)
+//
+// QUICK START
+//   #include <edgelm/edgelm.hpp>
+//   auto file = edgelm::file_storage::open("model.gguf");                 // result<file_storage>
+//   if (!file) { report(file.error().message()); return; }
+//   auto model = edgelm::load<edgelm::f32>(std::move(*file));            // result<model<f32>>
+//   if (!model) { report(model.error().message()); return; }
+//   auto chat = edgelm::session<edgelm::model<edgelm::f32>>::create(*model, {.context = 512});
+//   chat->generate("Once upon a time", {.max_tokens = 64, .temperature = 0.8f, .seed = 7},
+//                  [](std::string_view piece) { std::fwrite(piece.data(), 1, piece.size(), stdout); return true; });
+//   // or one token per frame: chat->prompt("..."); then auto r = chat->step(); (r->piece, r->done)
+//
+// POLICIES
+//   precision: edgelm::f32 (more in precision/).  kernels: edgelm::kernels::scalar (reference, default);
+//   SIMD kernels live in backends/ (e.g. <edgelm/backends/highway.hpp>, edgelm::backends::highway::kernels),
+//   chosen once by the model type: edgelm::load<edgelm::f32, edgelm::backends::highway::kernels>(...).
+//
+// CONFIGURATION MACROS (define before including; limits for hostile input)
+//   EDGELM_MAX_TENSORS (65536)  EDGELM_MAX_METADATA (65536)  EDGELM_MAX_VOCAB (1048576)
+//   EDGELM_MAX_LAYERS (512)     EDGELM_MAX_DIM (65536)       EDGELM_MAX_CONTEXT (1048576)
+//   EDGELM_MAX_STRING (16 MiB)  EDGELM_MAX_TOKEN_BYTES (1024)
+//
+// SECURITY
+//   Model and tokenizer files are untrusted. Every reader goes through a bounded reader; counts are checked
+//   against the bytes left and against overflow before allocating; tensor offsets, sizes, types, alignment
+//   and shapes are validated. Bad input yields an edgelm::error (code, byte offset or tensor name, message):
+//   never a crash, abort, exception or out-of-bounds read. Prompts of any bytes are accepted; tokenizing is
+//   O(n log n). The library throws nothing (works with -fno-exceptions), keeps no global mutable state and
+//   prints nothing (pass a logger in load_options to receive log lines).
+#pragma once
+
+#include "core/buffer.hpp"
+#include "core/checked.hpp"
+#include "core/half.hpp"
+#include "core/log.hpp"
+#include "core/reader.hpp"
+#include "core/result.hpp"
+#include "formats/ggml_types.hpp"
+#include "formats/gguf.hpp"
+#include "formats/llama2c.hpp"
+#include "formats/model_file.hpp"
+#include "kernels/scalar.hpp"
+#include "load.hpp"
+#include "model/transformer.hpp"
+#include "model/weights.hpp"
+#include "precision/dequantize.hpp"
+#include "precision/f32.hpp"
+#include "sampling/sampler.hpp"
+#include "session.hpp"
+#include "storage/file_storage.hpp"
+#include "storage/storage.hpp"
+#include "tokenizer/sentencepiece.hpp"

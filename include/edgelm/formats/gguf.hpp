@@ -1,0 +1,447 @@
+// edgelm/formats/gguf.hpp - GGUF v2/v3 reader: the whole metadata grammar, tensor infos, alignment.
+// Written as a model of distrust (after llama.cpp's gguf.cpp): every count is checked against the bytes
+// left and against overflow before anything is allocated; type ids are range-checked; names must be
+// unique valid UTF-8; tensor data must lie inside the file at the declared alignment.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
+#include "../core/checked.hpp"
+#include "../core/reader.hpp"
+#include "../core/result.hpp"
+#include "ggml_types.hpp"
+#include "model_file.hpp"
+
+namespace edgelm {
+
+enum class gguf_type : std::uint32_t {
+  u8 = 0, i8 = 1, u16 = 2, i16 = 3, u32 = 4, i32 = 5, f32 = 6, boolean = 7, string = 8, array = 9, u64 = 10,
+  i64 = 11, f64 = 12,
+};
+inline constexpr std::uint32_t gguf_type_count = 13;
+
+// One metadata value. Arrays hold their elements (nested arrays allowed).
+struct gguf_value {
+  gguf_type type = gguf_type::u8;
+  std::uint64_t u = 0;   // unsigned integers and bool
+  std::int64_t i = 0;    // signed integers
+  double f = 0;          // f32 / f64
+  std::string s;         // string
+  gguf_type elem_type = gguf_type::u8;  // arrays
+  std::vector<gguf_value> arr;
+
+  bool is_integer() const noexcept {
+    switch (type) {
+      case gguf_type::u8: case gguf_type::i8: case gguf_type::u16: case gguf_type::i16: case gguf_type::u32:
+      case gguf_type::i32: case gguf_type::u64: case gguf_type::i64: return true;
+      default: return false;
+    }
+  }
+  bool is_signed() const noexcept {
+    return type == gguf_type::i8 || type == gguf_type::i16 || type == gguf_type::i32 || type == gguf_type::i64;
+  }
+};
+
+struct gguf_kv {
+  std::string key;
+  gguf_value value;
+};
+
+struct gguf_file {
+  std::uint32_t version = 3;
+  std::vector<gguf_kv> metadata;   // in file order
+  std::vector<tensor_info> tensors;
+  std::uint64_t alignment = 32;
+  std::uint64_t data_offset = 0;   // start of the tensor data section
+
+  const gguf_value* find(std::string_view key) const noexcept {
+    for (const auto& kv : metadata)
+      if (kv.key == key) return &kv.value;
+    return nullptr;
+  }
+};
+
+namespace detail {
+
+inline constexpr std::uint32_t gguf_max_depth = 8;
+
+inline std::uint64_t gguf_scalar_size(gguf_type t) noexcept {
+  switch (t) {
+    case gguf_type::u8: case gguf_type::i8: case gguf_type::boolean: return 1;
+    case gguf_type::u16: case gguf_type::i16: return 2;
+    case gguf_type::u32: case gguf_type::i32: case gguf_type::f32: return 4;
+    case gguf_type::u64: case gguf_type::i64: case gguf_type::f64: return 8;
+    case gguf_type::string: return 8;   // at least the length
+    case gguf_type::array: return 12;   // at least type + count
+  }
+  return 1;
+}
+
+inline result<std::string> gguf_read_string(byte_reader& r, std::string_view what) {
+  std::uint64_t start = r.pos();
+  std::uint64_t len = 0;
+  if (!r.read(len)) return r.fail(errc::truncated, std::string(what) + " length cut off");
+  if (len > r.left()) return make_error(errc::count_too_large, std::string(what) + " length " + std::to_string(len) + " exceeds the bytes left", start);
+  if (len > limits::max_string) return make_error(errc::count_too_large, std::string(what) + " longer than EDGELM_MAX_STRING", start);
+  std::string_view sv;
+  r.view(len, sv);
+  return std::string(sv);
+}
+
+inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint32_t depth, const std::string& key) {
+  gguf_value v;
+  v.type = t;
+  std::uint64_t at = r.pos();
+  auto cut = [&] { return make_error(errc::truncated, "metadata value cut off", at, key); };
+  switch (t) {
+    case gguf_type::u8: { std::uint8_t x; if (!r.read(x)) return cut(); v.u = x; break; }
+    case gguf_type::i8: { std::int8_t x; if (!r.read(x)) return cut(); v.i = x; break; }
+    case gguf_type::u16: { std::uint16_t x; if (!r.read(x)) return cut(); v.u = x; break; }
+    case gguf_type::i16: { std::int16_t x; if (!r.read(x)) return cut(); v.i = x; break; }
+    case gguf_type::u32: { std::uint32_t x; if (!r.read(x)) return cut(); v.u = x; break; }
+    case gguf_type::i32: { std::int32_t x; if (!r.read(x)) return cut(); v.i = x; break; }
+    case gguf_type::u64: { std::uint64_t x; if (!r.read(x)) return cut(); v.u = x; break; }
+    case gguf_type::i64: { std::int64_t x; if (!r.read(x)) return cut(); v.i = x; break; }
+    case gguf_type::f32: { float x; if (!r.read(x)) return cut(); v.f = x; break; }
+    case gguf_type::f64: { double x; if (!r.read(x)) return cut(); v.f = x; break; }
+    case gguf_type::boolean: {
+      std::uint8_t x;
+      if (!r.read(x)) return cut();
+      if (x > 1) return make_error(errc::bad_value, "bool value is neither 0 nor 1", at, key);
+      v.u = x;
+      break;
+    }
+    case gguf_type::string: {
+      auto s = gguf_read_string(r, "string value");
+      if (!s) { auto e = s.error(); e.where = key; return e; }
+      v.s = std::move(*s);
+      break;
+    }
+    case gguf_type::array: {
+      if (depth >= gguf_max_depth) return make_error(errc::count_too_large, "arrays nested too deeply", at, key);
+      std::uint32_t et = 0;
+      std::uint64_t n = 0;
+      if (!r.read(et) || !r.read(n)) return cut();
+      if (et >= gguf_type_count) return make_error(errc::unknown_value_type, "array element type " + std::to_string(et) + " is not a GGUF type", at, key);
+      v.elem_type = static_cast<gguf_type>(et);
+      std::uint64_t need = 0;
+      if (!mul_ok(n, gguf_scalar_size(v.elem_type), need) || need > r.left())
+        return make_error(errc::count_too_large, "array of " + std::to_string(n) + " elements exceeds the bytes left", at, key);
+      v.arr.reserve(static_cast<std::size_t>(n));
+      for (std::uint64_t k = 0; k < n; ++k) {
+        auto e = gguf_read_value(r, v.elem_type, depth + 1, key);
+        if (!e) return e.error();
+        v.arr.push_back(std::move(*e));
+      }
+      break;
+    }
+  }
+  return v;
+}
+
+}  // namespace detail
+
+// Parse the GGUF structure of `bytes` (which stay owned by the caller).
+inline result<gguf_file> parse_gguf(std::span<const std::byte> bytes) {
+  using namespace detail;
+  byte_reader r(bytes);
+  gguf_file g;
+  char magic[4];
+  if (!r.read(magic)) return r.fail(errc::truncated, "file shorter than the GGUF header");
+  if (std::memcmp(magic, "GGUF", 4) != 0) return make_error(errc::bad_magic, "not a GGUF file", 0);
+  if (!r.read(g.version)) return r.fail(errc::truncated, "GGUF header cut off");
+  if (g.version != 2 && g.version != 3)
+    return make_error(errc::unsupported_version, "GGUF version " + std::to_string(g.version) + " (supported: 2, 3)", 4);
+  std::uint64_t n_tensors = 0, n_kv = 0;
+  if (!r.read(n_tensors) || !r.read(n_kv)) return r.fail(errc::truncated, "GGUF header cut off");
+  // A tensor info takes at least 8 (name len) + 4 + 8 + 4 + 8 bytes; a kv at least 8 + 4 + 1.
+  if (n_tensors > limits::max_tensors || n_tensors > r.left() / 32)
+    return make_error(errc::count_too_large, "tensor count " + std::to_string(n_tensors) + " is larger than the file allows", 8);
+  if (n_kv > limits::max_metadata || n_kv > r.left() / 13)
+    return make_error(errc::count_too_large, "metadata count " + std::to_string(n_kv) + " is larger than the file allows", 16);
+
+  std::unordered_set<std::string> seen;
+  g.metadata.reserve(static_cast<std::size_t>(n_kv));
+  for (std::uint64_t k = 0; k < n_kv; ++k) {
+    std::uint64_t at = r.pos();
+    auto key = gguf_read_string(r, "metadata key");
+    if (!key) return key.error();
+    if (!valid_utf8(*key)) return make_error(errc::invalid_utf8, "metadata key is not valid UTF-8", at);
+    if (key->empty()) return make_error(errc::missing_key, "empty metadata key", at);
+    if (!seen.insert(*key).second) return make_error(errc::duplicate_name, "metadata key appears twice", at, *key);
+    std::uint32_t t = 0;
+    if (!r.read(t)) return r.fail(errc::truncated, "metadata type cut off", *key);
+    if (t >= gguf_type_count) return make_error(errc::unknown_value_type, "value type " + std::to_string(t) + " is not a GGUF type", r.pos() - 4, *key);
+    auto v = gguf_read_value(r, static_cast<gguf_type>(t), 0, *key);
+    if (!v) return v.error();
+    g.metadata.push_back({std::move(*key), std::move(*v)});
+  }
+
+  if (const gguf_value* a = g.find("general.alignment")) {
+    if (!a->is_integer() || a->is_signed())
+      return make_error(errc::bad_key_type, "general.alignment must be an unsigned integer", error::no_offset, "general.alignment");
+    if (!is_pow2(a->u) || a->u > (1u << 20))
+      return make_error(errc::bad_alignment, "alignment " + std::to_string(a->u) + " is not a power of two <= 1 MiB", error::no_offset, "general.alignment");
+    g.alignment = a->u;
+  }
+
+  seen.clear();
+  g.tensors.reserve(static_cast<std::size_t>(n_tensors));
+  for (std::uint64_t k = 0; k < n_tensors; ++k) {
+    std::uint64_t at = r.pos();
+    auto name = gguf_read_string(r, "tensor name");
+    if (!name) return name.error();
+    if (!valid_utf8(*name)) return make_error(errc::invalid_utf8, "tensor name is not valid UTF-8", at);
+    if (name->empty() || name->size() > 256) return make_error(errc::count_too_large, "tensor name empty or longer than 256 bytes", at);
+    if (!seen.insert(*name).second) return make_error(errc::duplicate_name, "tensor name appears twice", at, *name);
+    tensor_info ti;
+    ti.name = std::move(*name);
+    if (!r.read(ti.n_dims)) return r.fail(errc::truncated, "tensor info cut off", ti.name);
+    if (ti.n_dims == 0 || ti.n_dims > 4)
+      return make_error(errc::absurd_dimension, "tensor has " + std::to_string(ti.n_dims) + " dimensions (1..4 allowed)", r.pos() - 4, ti.name);
+    std::uint64_t n_el = 1;
+    for (std::uint32_t d = 0; d < ti.n_dims; ++d) {
+      std::int64_t ne = 0;
+      if (!r.read(ne)) return r.fail(errc::truncated, "tensor shape cut off", ti.name);
+      if (ne < 0) return make_error(errc::negative_size, "negative tensor dimension", r.pos() - 8, ti.name);
+      if (ne == 0) return make_error(errc::absurd_dimension, "zero tensor dimension", r.pos() - 8, ti.name);
+      ti.ne[d] = static_cast<std::uint64_t>(ne);
+      if (!mul_ok(n_el, ti.ne[d], n_el) || n_el > (std::uint64_t{1} << 62))
+        return make_error(errc::overflow, "tensor element count overflows", r.pos() - 8, ti.name);
+    }
+    std::uint32_t type = 0;
+    if (!r.read(type)) return r.fail(errc::truncated, "tensor type cut off", ti.name);
+    if (!ggml_type_known(type))
+      return make_error(errc::unknown_tensor_type, "tensor type id " + std::to_string(type) + " is not a ggml type", r.pos() - 4, ti.name);
+    ti.type = static_cast<ggml_type>(type);
+    const auto& info = ggml_info(ti.type);
+    if (ti.ne[0] % info.block_size != 0)
+      return make_error(errc::shape_mismatch, "row of " + std::to_string(ti.ne[0]) + " elements is not a whole number of " +
+                        std::string(info.name) + " blocks", at, ti.name);
+    if (!mul_ok(n_el / info.block_size, info.type_size, ti.n_bytes))
+      return make_error(errc::overflow, "tensor byte size overflows", at, ti.name);
+    if (!r.read(ti.offset)) return r.fail(errc::truncated, "tensor offset cut off", ti.name);
+    if (ti.offset % g.alignment != 0)
+      return make_error(errc::misaligned, "tensor data offset " + std::to_string(ti.offset) + " is not a multiple of the alignment " +
+                        std::to_string(g.alignment), r.pos() - 8, ti.name);
+    g.tensors.push_back(std::move(ti));
+  }
+
+  g.data_offset = align_up(r.pos(), g.alignment);
+  if (g.data_offset > bytes.size() && !g.tensors.empty())
+    return make_error(errc::truncated, "file ends before the tensor data section", bytes.size());
+  const std::uint64_t data_size = bytes.size() > g.data_offset ? bytes.size() - g.data_offset : 0;
+  for (auto& t : g.tensors) {
+    std::uint64_t end = 0;
+    if (t.offset >= data_size)
+      return make_error(errc::offset_out_of_bounds, "tensor data starts outside the file", g.data_offset + t.offset, t.name);
+    if (!add_ok(t.offset, t.n_bytes, end) || end > data_size)
+      return make_error(errc::truncated, "tensor data runs past the end of the file", g.data_offset + t.offset, t.name);
+    t.offset += g.data_offset;
+    t.data = bytes.data() + t.offset;
+  }
+  return g;
+}
+
+namespace detail {
+
+// Typed metadata accessors with range checks.
+inline result<std::uint64_t> gguf_get_uint(const gguf_file& g, const std::string& key, std::uint64_t max) {
+  const gguf_value* v = g.find(key);
+  if (!v) return make_error(errc::missing_key, "required metadata key missing", error::no_offset, key);
+  if (!v->is_integer()) return make_error(errc::bad_key_type, "must be an integer", error::no_offset, key);
+  if (v->is_signed() && v->i < 0) return make_error(errc::negative_size, "must not be negative", error::no_offset, key);
+  std::uint64_t x = v->is_signed() ? static_cast<std::uint64_t>(v->i) : v->u;
+  if (x > max) return make_error(errc::absurd_dimension, "value " + std::to_string(x) + " exceeds the limit " + std::to_string(max), error::no_offset, key);
+  return x;
+}
+inline result<std::uint64_t> gguf_get_uint_or(const gguf_file& g, const std::string& key, std::uint64_t max, std::uint64_t dflt) {
+  if (!g.find(key)) return dflt;
+  return gguf_get_uint(g, key, max);
+}
+inline result<float> gguf_get_float_or(const gguf_file& g, const std::string& key, float dflt) {
+  const gguf_value* v = g.find(key);
+  if (!v) return dflt;
+  if (v->type != gguf_type::f32 && v->type != gguf_type::f64) return make_error(errc::bad_key_type, "must be a float", error::no_offset, key);
+  if (!(v->f == v->f) || v->f > 3.0e38 || v->f < -3.0e38) return make_error(errc::bad_value, "must be finite", error::no_offset, key);
+  return static_cast<float>(v->f);
+}
+inline result<bool> gguf_get_bool_or(const gguf_file& g, const std::string& key, bool dflt) {
+  const gguf_value* v = g.find(key);
+  if (!v) return dflt;
+  if (v->type != gguf_type::boolean) return make_error(errc::bad_key_type, "must be a bool", error::no_offset, key);
+  return v->u != 0;
+}
+
+// Replace SentencePiece's U+2581 with ' ' (what llama2.c's tokenizer.bin stores).
+inline std::string sp_to_space(const std::string& s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    if (s.compare(i, 3, "\xE2\x96\x81") == 0) { out += ' '; i += 3; }
+    else out += s[i++];
+  }
+  return out;
+}
+
+inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
+  tokenizer_data td;
+  const gguf_value* model = g.find("tokenizer.ggml.model");
+  if (!model) return td;  // no tokenizer embedded
+  if (model->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "tokenizer.ggml.model");
+  if (model->s != "llama")
+    return make_error(errc::bad_tokenizer, "tokenizer model '" + model->s + "' is not supported (supported: llama)", error::no_offset, "tokenizer.ggml.model");
+  const gguf_value* tokens = g.find("tokenizer.ggml.tokens");
+  if (!tokens) return make_error(errc::missing_key, "tokenizer has no tokens", error::no_offset, "tokenizer.ggml.tokens");
+  if (tokens->type != gguf_type::array || tokens->elem_type != gguf_type::string)
+    return make_error(errc::bad_key_type, "must be an array of strings", error::no_offset, "tokenizer.ggml.tokens");
+  const std::size_t n = tokens->arr.size();
+  if (n < 3 || n > limits::max_vocab) return make_error(errc::bad_tokenizer, "vocabulary size " + std::to_string(n) + " out of range", error::no_offset, "tokenizer.ggml.tokens");
+  td.pieces.reserve(n);
+  for (std::size_t k = 0; k < n; ++k) {
+    const auto& s = tokens->arr[k].s;
+    if (s.size() > limits::max_token_bytes)
+      return make_error(errc::bad_tokenizer, "token " + std::to_string(k) + " is longer than EDGELM_MAX_TOKEN_BYTES", error::no_offset, "tokenizer.ggml.tokens");
+    td.pieces.push_back(sp_to_space(s));
+    td.max_token_length = std::max<std::uint32_t>(td.max_token_length, static_cast<std::uint32_t>(td.pieces.back().size()));
+  }
+  td.scores.assign(n, 0.0f);
+  if (const gguf_value* sc = g.find("tokenizer.ggml.scores")) {
+    if (sc->type != gguf_type::array || sc->elem_type != gguf_type::f32)
+      return make_error(errc::bad_key_type, "must be an array of f32", error::no_offset, "tokenizer.ggml.scores");
+    if (sc->arr.size() != n) return make_error(errc::bad_tokenizer, "scores and tokens differ in count", error::no_offset, "tokenizer.ggml.scores");
+    for (std::size_t k = 0; k < n; ++k) {
+      double f = sc->arr[k].f;
+      if (!(f == f) || f > 3.0e38 || f < -3.0e38) return make_error(errc::bad_value, "score of token " + std::to_string(k) + " is not finite", error::no_offset, "tokenizer.ggml.scores");
+      td.scores[k] = static_cast<float>(f);
+    }
+  }
+  td.types.assign(n, token_type::normal);
+  if (const gguf_value* ty = g.find("tokenizer.ggml.token_type")) {
+    if (ty->type != gguf_type::array || !(ty->elem_type == gguf_type::i32 || ty->elem_type == gguf_type::u32))
+      return make_error(errc::bad_key_type, "must be an array of i32", error::no_offset, "tokenizer.ggml.token_type");
+    if (ty->arr.size() != n) return make_error(errc::bad_tokenizer, "token types and tokens differ in count", error::no_offset, "tokenizer.ggml.token_type");
+    for (std::size_t k = 0; k < n; ++k) {
+      std::int64_t t = ty->elem_type == gguf_type::i32 ? ty->arr[k].i : static_cast<std::int64_t>(ty->arr[k].u);
+      if (t < 1 || t > 6) return make_error(errc::bad_tokenizer, "token " + std::to_string(k) + " has unknown type " + std::to_string(t), error::no_offset, "tokenizer.ggml.token_type");
+      td.types[k] = static_cast<token_type>(t);
+    }
+  }
+  auto id = [&](const char* key, std::uint64_t dflt) -> result<std::int32_t> {
+    auto v = gguf_get_uint_or(g, key, n - 1, dflt);
+    if (!v) { auto e = v.error(); if (e.code == errc::absurd_dimension) e.code = errc::bad_tokenizer; return e; }
+    return static_cast<std::int32_t>(*v);
+  };
+  auto bos = id("tokenizer.ggml.bos_token_id", 1);
+  if (!bos) return bos.error();
+  auto eos = id("tokenizer.ggml.eos_token_id", 2);
+  if (!eos) return eos.error();
+  auto unk = id("tokenizer.ggml.unknown_token_id", 0);
+  if (!unk) return unk.error();
+  td.bos_id = *bos;
+  td.eos_id = *eos;
+  td.unk_id = *unk;
+  auto add_bos = gguf_get_bool_or(g, "tokenizer.ggml.add_bos_token", true);
+  if (!add_bos) return add_bos.error();
+  td.add_bos = *add_bos;
+  auto prefix = gguf_get_bool_or(g, "tokenizer.ggml.add_space_prefix", true);
+  if (!prefix) return prefix.error();
+  td.add_space_prefix = *prefix;
+  return td;
+}
+
+}  // namespace detail
+
+// Only the tokenizer embedded in a GGUF file (for tokenizer-only use); bad_tokenizer if it has none.
+inline result<tokenizer_data> read_gguf_tokenizer(std::span<const std::byte> bytes) {
+  auto parsed = parse_gguf(bytes);
+  if (!parsed) return parsed.error();
+  auto tok = detail::gguf_tokenizer(*parsed);
+  if (!tok) return tok.error();
+  if (tok->pieces.empty()) return make_error(errc::bad_tokenizer, "the GGUF file holds no tokenizer", error::no_offset, "tokenizer.ggml.model");
+  return tok;
+}
+
+// Read a GGUF file into the format-neutral model_file. Architecture 'llama' (and its close
+// relatives that share its tensor layout) is supported.
+inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
+  using namespace detail;
+  auto parsed = parse_gguf(owner->bytes());
+  if (!parsed) return parsed.error();
+  gguf_file& g = *parsed;
+  model_file mf;
+  mf.format = file_format::gguf;
+  mf.bytes = std::move(owner);
+
+  const gguf_value* arch = g.find("general.architecture");
+  if (!arch) return make_error(errc::missing_key, "no architecture", error::no_offset, "general.architecture");
+  if (arch->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "general.architecture");
+  if (arch->s != "llama")
+    return make_error(errc::unsupported_architecture, "architecture '" + arch->s + "' is not supported (supported: llama)", error::no_offset, "general.architecture");
+  const std::string a = arch->s + ".";
+  model_config& c = mf.config;
+  c.arch = arch->s;
+  auto get = [&](const char* k, std::uint64_t max) { return gguf_get_uint(g, a + k, max); };
+  auto dim = get("embedding_length", limits::max_dim);               if (!dim) return dim.error();
+  auto hidden = get("feed_forward_length", 4 * limits::max_dim);     if (!hidden) return hidden.error();
+  auto layers = get("block_count", limits::max_layers);              if (!layers) return layers.error();
+  auto heads = get("attention.head_count", limits::max_dim);         if (!heads) return heads.error();
+  auto kv = gguf_get_uint_or(g, a + "attention.head_count_kv", limits::max_dim, *heads);
+  if (!kv) return kv.error();
+  auto ctx = get("context_length", limits::max_context);             if (!ctx) return ctx.error();
+  auto theta = gguf_get_float_or(g, a + "rope.freq_base", 10000.0f); if (!theta) return theta.error();
+  auto eps = gguf_get_float_or(g, a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  if (!eps) return eps.error();
+  c.dim = static_cast<std::uint32_t>(*dim);
+  c.hidden_dim = static_cast<std::uint32_t>(*hidden);
+  c.n_layers = static_cast<std::uint32_t>(*layers);
+  c.n_heads = static_cast<std::uint32_t>(*heads);
+  c.n_kv_heads = static_cast<std::uint32_t>(*kv);
+  c.seq_len = static_cast<std::uint32_t>(*ctx);
+  c.rope_theta = *theta;
+  c.norm_eps = *eps;
+  if (c.dim == 0 || c.hidden_dim == 0 || c.n_layers == 0 || c.n_heads == 0 || c.n_kv_heads == 0 || c.seq_len == 0)
+    return make_error(errc::bad_config, "a hyper-parameter is zero");
+  if (c.dim % c.n_heads != 0 || c.n_heads % c.n_kv_heads != 0)
+    return make_error(errc::bad_config, "dim must divide by n_heads and n_heads by n_kv_heads");
+  c.head_dim = c.dim / c.n_heads;
+  if (c.head_dim % 2 != 0) return make_error(errc::bad_config, "head dimension must be even for RoPE");
+  auto key_len = gguf_get_uint_or(g, a + "attention.key_length", limits::max_dim, c.head_dim);
+  if (!key_len) return key_len.error();
+  auto rot = gguf_get_uint_or(g, a + "rope.dimension_count", limits::max_dim, c.head_dim);
+  if (!rot) return rot.error();
+  if (*key_len != c.head_dim || *rot != c.head_dim)
+    return make_error(errc::bad_config, "key length / rotary dimensions other than dim/n_heads are not supported");
+  if (!(c.norm_eps > 0.0f) || !(c.rope_theta > 0.0f)) return make_error(errc::bad_value, "rope base and norm epsilon must be positive");
+
+  auto tok = gguf_tokenizer(g);
+  if (!tok) return tok.error();
+  mf.tokenizer = std::move(*tok);
+
+  const tensor_info* emb = nullptr;
+  for (const auto& t : g.tensors)
+    if (t.name == "token_embd.weight") emb = &t;
+  if (!emb) return make_error(errc::missing_tensor, "token embedding missing", error::no_offset, "token_embd.weight");
+  if (emb->n_dims != 2) return make_error(errc::shape_mismatch, "token embedding must be 2-D", emb->offset, emb->name);
+  if (emb->ne[1] > limits::max_vocab) return make_error(errc::absurd_dimension, "vocabulary larger than EDGELM_MAX_VOCAB", emb->offset, emb->name);
+  c.vocab_size = static_cast<std::uint32_t>(emb->ne[1]);
+  auto vs = gguf_get_uint_or(g, a + "vocab_size", limits::max_vocab, c.vocab_size);
+  if (!vs) return vs.error();
+  if (*vs != c.vocab_size) return make_error(errc::shape_mismatch, "vocab_size disagrees with the token embedding", error::no_offset, a + "vocab_size");
+  if (!mf.tokenizer.pieces.empty() && mf.tokenizer.pieces.size() != c.vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(mf.tokenizer.pieces.size()) + " tokens, model " + std::to_string(c.vocab_size),
+                      error::no_offset, "tokenizer.ggml.tokens");
+  bool has_output = false;
+  for (const auto& t : g.tensors) has_output |= t.name == "output.weight";
+  c.shared_classifier = !has_output;
+  mf.tensors = std::move(g.tensors);
+  return mf;
+}
+
+}  // namespace edgelm

@@ -1,0 +1,121 @@
+// edgelm/formats/model_file.hpp - the format-neutral result of reading a model file:
+// hyper-parameters, a tensor table (views into the file's bytes) and tokenizer data.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "../core/result.hpp"
+#include "../storage/storage.hpp"
+#include "ggml_types.hpp"
+
+namespace edgelm {
+
+// Named limits for hostile input; override by defining the macros before including edgelm.
+#ifndef EDGELM_MAX_TENSORS
+#define EDGELM_MAX_TENSORS 65536
+#endif
+#ifndef EDGELM_MAX_METADATA
+#define EDGELM_MAX_METADATA 65536
+#endif
+#ifndef EDGELM_MAX_VOCAB
+#define EDGELM_MAX_VOCAB 1048576
+#endif
+#ifndef EDGELM_MAX_LAYERS
+#define EDGELM_MAX_LAYERS 512
+#endif
+#ifndef EDGELM_MAX_DIM
+#define EDGELM_MAX_DIM 65536
+#endif
+#ifndef EDGELM_MAX_CONTEXT
+#define EDGELM_MAX_CONTEXT 1048576
+#endif
+#ifndef EDGELM_MAX_STRING
+#define EDGELM_MAX_STRING (16u << 20)
+#endif
+#ifndef EDGELM_MAX_TOKEN_BYTES
+#define EDGELM_MAX_TOKEN_BYTES 1024
+#endif
+
+struct limits {
+  static constexpr std::uint64_t max_tensors = EDGELM_MAX_TENSORS;
+  static constexpr std::uint64_t max_metadata = EDGELM_MAX_METADATA;
+  static constexpr std::uint64_t max_vocab = EDGELM_MAX_VOCAB;
+  static constexpr std::uint64_t max_layers = EDGELM_MAX_LAYERS;
+  static constexpr std::uint64_t max_dim = EDGELM_MAX_DIM;
+  static constexpr std::uint64_t max_context = EDGELM_MAX_CONTEXT;
+  static constexpr std::uint64_t max_string = EDGELM_MAX_STRING;
+  static constexpr std::uint64_t max_token_bytes = EDGELM_MAX_TOKEN_BYTES;
+};
+
+enum class rope_style : std::uint8_t { adjacent_pairs /* llama2.c, GGUF llama */, half_split /* NeoX/HF */ };
+
+// Hyper-parameters of a decoder transformer.
+struct model_config {
+  std::string arch = "llama";
+  std::uint32_t dim = 0;          // embedding width
+  std::uint32_t hidden_dim = 0;   // FFN width
+  std::uint32_t n_layers = 0;
+  std::uint32_t n_heads = 0;
+  std::uint32_t n_kv_heads = 0;
+  std::uint32_t vocab_size = 0;
+  std::uint32_t seq_len = 0;      // trained context length
+  std::uint32_t head_dim = 0;     // dim / n_heads
+  float rope_theta = 10000.0f;
+  float norm_eps = 1e-5f;
+  rope_style rope = rope_style::adjacent_pairs;
+  bool shared_classifier = true;  // output.weight is token_embd.weight
+
+  std::uint32_t kv_dim() const noexcept { return head_dim * n_kv_heads; }
+};
+
+// One tensor: where its bytes are and what they are. `data` points into the storage's bytes.
+struct tensor_info {
+  std::string name;
+  ggml_type type = ggml_type::f32;
+  std::uint32_t n_dims = 0;
+  std::array<std::uint64_t, 4> ne{1, 1, 1, 1};  // ne[0] is the contiguous (column) dimension
+  std::uint64_t offset = 0;                     // absolute byte offset in the file
+  std::uint64_t n_bytes = 0;
+  const std::byte* data = nullptr;
+
+  std::uint64_t n_elements() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
+};
+
+enum class token_type : std::int32_t { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+
+// Tokenizer data, normalised: pieces use ' ' where SentencePiece stores U+2581.
+struct tokenizer_data {
+  std::vector<std::string> pieces;
+  std::vector<float> scores;
+  std::vector<token_type> types;
+  std::int32_t bos_id = 1;
+  std::int32_t eos_id = 2;
+  std::int32_t unk_id = 0;
+  bool add_bos = true;
+  bool add_space_prefix = true;   // SentencePiece dummy prefix
+  std::uint32_t max_token_length = 0;
+};
+
+enum class file_format : std::uint8_t { gguf, llama2c };
+
+// Everything a loader needs. Owns a reference to the bytes so the tensor views stay valid.
+struct model_file {
+  file_format format = file_format::gguf;
+  model_config config;
+  std::vector<tensor_info> tensors;
+  tokenizer_data tokenizer;        // empty pieces: no tokenizer inside the file
+  std::shared_ptr<detail::byte_owner> bytes;
+
+  const tensor_info* find(std::string_view name) const noexcept {
+    for (const auto& t : tensors)
+      if (t.name == name) return &t;
+    return nullptr;
+  }
+};
+
+}  // namespace edgelm

@@ -1,0 +1,86 @@
+// edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
+#pragma once
+#include <cstring>
+#include <memory>
+#include <span>
+
+#include "core/log.hpp"
+#include "core/result.hpp"
+#include "formats/gguf.hpp"
+#include "formats/llama2c.hpp"
+#include "formats/model_file.hpp"
+#include "model/transformer.hpp"
+#include "storage/storage.hpp"
+#include "tokenizer/sentencepiece.hpp"
+
+namespace edgelm {
+
+struct load_options {
+  logger log;  // receives one line per converted tensor and a summary
+};
+
+// A transformer together with its tokenizer.
+template <precision P, class K = kernels::scalar>
+struct model {
+  transformer<P, K> net;
+  edgelm::tokenizer tok;
+
+  const model_config& config() const noexcept { return net.config(); }
+};
+
+inline bool is_gguf(std::span<const std::byte> b) noexcept { return b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0; }
+
+// Parse a model file of either supported format (GGUF, llama2.c .bin) without binding weights.
+template <storage S>
+result<model_file> read_model_file(S s) {
+  auto owner = detail::own_bytes(std::move(s));
+  if (is_gguf(owner->bytes())) return read_gguf(std::move(owner));
+  return read_llama2c(std::move(owner));
+}
+
+// A tokenizer file: llama2.c tokenizer.bin, or the vocabulary embedded in a GGUF.
+// expected_vocab (0: any) must match the model's vocabulary when given.
+inline result<tokenizer> load_tokenizer(std::span<const std::byte> bytes, std::uint32_t expected_vocab = 0) {
+  auto td = is_gguf(bytes) ? read_gguf_tokenizer(bytes) : read_llama2c_tokenizer(bytes, expected_vocab);
+  if (!td) return td.error();
+  if (expected_vocab != 0 && td->pieces.size() != expected_vocab)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td->pieces.size()) + " tokens, the model " + std::to_string(expected_vocab));
+  return tokenizer::from_data(std::move(*td));
+}
+
+namespace detail {
+template <precision P, class K>
+result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load_options& o) {
+  if (!tok) return tok.error();
+  if (tok->vocab_size() != mf.config.vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " + std::to_string(mf.config.vocab_size));
+  auto net = transformer<P, K>::from_file(std::move(mf), o.log);
+  if (!net) return net.error();
+  model<P, K> m{std::move(*net), std::move(*tok)};
+  o.log(log_level::info, "loaded " + std::to_string(m.net.w().in_place) + " tensors in place, converted " + std::to_string(m.net.w().converted) +
+                             " to " + std::string(P::name));
+  return m;
+}
+}  // namespace detail
+
+// Load a model whose file carries its tokenizer (GGUF).
+template <precision P, class K = kernels::scalar, storage S>
+result<model<P, K>> load(S s, const load_options& o = {}) {
+  auto mf = read_model_file(std::move(s));
+  if (!mf) return mf.error();
+  if (mf->tokenizer.pieces.empty())
+    return make_error(errc::bad_tokenizer, mf->format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
+  auto tok = tokenizer::from_data(mf->tokenizer);
+  return detail::finish_load<P, K>(std::move(*mf), std::move(tok), o);
+}
+
+// Load a model with a separate tokenizer file (llama2.c .bin + tokenizer.bin, or any model + GGUF vocab).
+template <precision P, class K = kernels::scalar, storage S, storage T>
+result<model<P, K>> load(S s, const T& tokenizer_storage, const load_options& o = {}) {
+  auto mf = read_model_file(std::move(s));
+  if (!mf) return mf.error();
+  auto tok = load_tokenizer(tokenizer_storage.bytes(), mf->config.vocab_size);
+  return detail::finish_load<P, K>(std::move(*mf), std::move(tok), o);
+}
+
+}  // namespace edgelm

@@ -1,0 +1,171 @@
+// edgelm/model/weights.hpp - the weights of a Llama-family model in precision P: views into the file
+// where its tensor type already is P (zero copy, mmap natively), else converted once at load.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "../core/buffer.hpp"
+#include "../core/checked.hpp"
+#include "../core/log.hpp"
+#include "../core/result.hpp"
+#include "../formats/model_file.hpp"
+#include "../kernels/scalar.hpp"
+#include "../precision/dequantize.hpp"
+#include "../precision/f32.hpp"
+
+namespace edgelm {
+
+template <precision P>
+struct layer_weights {
+  const float* attn_norm = nullptr;  // (dim)
+  matrix<P> wq;                      // (dim, dim)
+  matrix<P> wk;                      // (kv_dim, dim)
+  matrix<P> wv;                      // (kv_dim, dim)
+  matrix<P> wo;                      // (dim, dim)
+  const float* ffn_norm = nullptr;   // (dim)
+  matrix<P> w1;                      // (hidden_dim, dim)  gate
+  matrix<P> w2;                      // (dim, hidden_dim)  down
+  matrix<P> w3;                      // (hidden_dim, dim)  up
+};
+
+template <precision P>
+struct weights {
+  matrix<P> token_embd;                  // (vocab, dim)
+  std::vector<layer_weights<P>> layers;  // (n_layers)
+  const float* output_norm = nullptr;    // (dim)
+  matrix<P> output;                      // (vocab, dim); == token_embd when shared
+  std::vector<aligned_buffer<std::byte>> owned;  // converted tensors
+  std::size_t converted = 0;             // how many tensors were converted at load
+  std::size_t in_place = 0;              // how many are views into the file
+};
+
+namespace detail {
+
+template <precision P>
+struct weight_builder {
+  const model_file& mf;
+  weights<P>& w;
+  const logger& log;
+
+  const tensor_info* need(const std::string& name, std::uint64_t ne0, std::uint64_t ne1, error& err) {
+    const tensor_info* t = mf.find(name);
+    if (!t) { err = make_error(errc::missing_tensor, "required tensor missing", error::no_offset, name); return nullptr; }
+    const bool one_d = ne1 == 1;
+    if ((one_d && (t->n_dims != 1 && !(t->n_dims == 2 && t->ne[1] == 1))) || (!one_d && t->n_dims != 2) || t->ne[0] != ne0 ||
+        t->ne[1] != ne1) {
+      err = make_error(errc::shape_mismatch,
+                       "shape [" + std::to_string(t->ne[0]) + ", " + std::to_string(t->ne[1]) + "] but the config needs [" + std::to_string(ne0) + ", " +
+                           std::to_string(ne1) + "]",
+                       t->offset, name);
+      return nullptr;
+    }
+    return t;
+  }
+
+  // Convert n elements of t to float into dst, checking that every value is finite.
+  bool to_float(const tensor_info& t, float* dst, std::size_t n, error& err) {
+    if (!can_dequantize(t.type)) {
+      err = make_error(errc::unsupported_tensor_type, "tensor type " + std::string(ggml_type_name(t.type)) + " cannot be run by this build", t.offset, t.name);
+      return false;
+    }
+    if (!dequantize_row(t.type, t.data, dst, n)) {
+      err = make_error(errc::bad_value, "tensor has a NaN/Inf block scale", t.offset, t.name);
+      return false;
+    }
+    return true;
+  }
+
+  // 1-D tensors (norm weights) always as f32.
+  const float* vec(const std::string& name, std::uint64_t n, error& err) {
+    const tensor_info* t = need(name, n, 1, err);
+    if (!t) return nullptr;
+    if (t->type == ggml_type::f32 && reinterpret_cast<std::uintptr_t>(t->data) % alignof(float) == 0) {
+      ++w.in_place;
+      return reinterpret_cast<const float*>(t->data);
+    }
+    auto buf = aligned_buffer<std::byte>::make(n * sizeof(float));
+    if (!buf) { err = buf.error(); return nullptr; }
+    float* dst = reinterpret_cast<float*>(buf->data());
+    if (!to_float(*t, dst, n, err)) return nullptr;
+    w.owned.push_back(std::move(*buf));
+    ++w.converted;
+    return dst;
+  }
+
+  // 2-D weight (rows x cols) in precision P.
+  bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, matrix<P>& out, error& err) {
+    const tensor_info* t = need(name, cols, rows, err);
+    if (!t) return false;
+    if (cols % P::block_size != 0) {
+      err = make_error(errc::shape_mismatch, "row length is not a multiple of the " + std::string(P::name) + " block size", t->offset, name);
+      return false;
+    }
+    out.rows = static_cast<std::uint32_t>(rows);
+    out.cols = static_cast<std::uint32_t>(cols);
+    if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
+      out.data = reinterpret_cast<const typename P::block_type*>(t->data);
+      ++w.in_place;
+      return true;
+    }
+    std::uint64_t n_blocks = 0, bytes = 0;
+    if (!mul_ok(rows, cols / P::block_size, n_blocks) || !mul_ok(n_blocks, sizeof(typename P::block_type), bytes) || !fits_size_t(bytes)) {
+      err = make_error(errc::overflow, "converted tensor size overflows", t->offset, name);
+      return false;
+    }
+    auto buf = aligned_buffer<std::byte>::make(static_cast<std::size_t>(bytes));
+    if (!buf) { err = buf.error(); return false; }
+    auto row = aligned_buffer<float>::make(static_cast<std::size_t>(cols));
+    if (!row) { err = row.error(); return false; }
+    auto* dst = reinterpret_cast<typename P::block_type*>(buf->data());
+    const std::uint64_t src_row_bytes = cols / ggml_info(t->type).block_size * ggml_info(t->type).type_size;
+    for (std::uint64_t r = 0; r < rows; ++r) {
+      tensor_info rt = *t;
+      rt.data = t->data + r * src_row_bytes;
+      if (!to_float(rt, row->data(), static_cast<std::size_t>(cols), err)) return false;
+      P::quantize_row(row->data(), dst + r * (cols / P::block_size), static_cast<std::size_t>(cols));
+    }
+    out.data = dst;
+    w.owned.push_back(std::move(*buf));
+    ++w.converted;
+    log(log_level::info, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(P::name));
+    return true;
+  }
+};
+
+}  // namespace detail
+
+// Bind (or convert) every tensor the Llama forward pass needs, validating shapes against the config.
+template <precision P>
+result<weights<P>> make_weights(const model_file& mf, const logger& log = {}) {
+  weights<P> w;
+  const model_config& c = mf.config;
+  detail::weight_builder<P> b{mf, w, log};
+  error err;
+  const std::uint64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size, KVD = c.kv_dim();
+  if (!b.mat("token_embd.weight", V, D, w.token_embd, err)) return err;
+  w.layers.resize(c.n_layers);
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    auto& L = w.layers[l];
+    if (!(L.attn_norm = b.vec(p + "attn_norm.weight", D, err))) return err;
+    if (!b.mat(p + "attn_q.weight", D, D, L.wq, err)) return err;
+    if (!b.mat(p + "attn_k.weight", KVD, D, L.wk, err)) return err;
+    if (!b.mat(p + "attn_v.weight", KVD, D, L.wv, err)) return err;
+    if (!b.mat(p + "attn_output.weight", D, D, L.wo, err)) return err;
+    if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
+    if (!b.mat(p + "ffn_gate.weight", H, D, L.w1, err)) return err;
+    if (!b.mat(p + "ffn_down.weight", D, H, L.w2, err)) return err;
+    if (!b.mat(p + "ffn_up.weight", H, D, L.w3, err)) return err;
+  }
+  if (!(w.output_norm = b.vec("output_norm.weight", D, err))) return err;
+  if (c.shared_classifier) {
+    w.output = w.token_embd;
+  } else if (!b.mat("output.weight", V, D, w.output, err)) {
+    return err;
+  }
+  return w;
+}
+
+}  // namespace edgelm
