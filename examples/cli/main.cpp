@@ -1,0 +1,402 @@
+// edgelm - command-line front end: run, chat, tokenize, logits, inspect, bench.
+// Output of `run` matches llama2.c's run.c byte for byte (prompt + generation on stdout, status on stderr).
+#include <edgelm/backends/highway.hpp>
+#include <edgelm/edgelm.hpp>
+
+#include <cctype>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#if defined(__unix__) && !defined(__EMSCRIPTEN__)
+#include <sys/resource.h>
+#endif
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+
+int fail(const std::string& msg) {
+  std::fprintf(stderr, "edgelm: error: %s\n", msg.c_str());
+  return 1;
+}
+
+struct options {
+  std::string command;
+  std::string model, tokenizer, prompt, ids, kernels = "highway", precision = "f32";
+  bool has_prompt = false, print_ids = false, stats = false, verbose = false;
+  long n = 256, reps = 5;
+  long context = 0;
+  edgelm::generate_options gen;
+};
+
+const char* usage_text(const std::string& cmd) {
+  if (cmd == "run")
+    return "usage: edgelm run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n MAX_NEW_TOKENS] [--temp T] [--top-k K]\n"
+           "                  [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--context N]\n"
+           "                  [--kernels scalar|highway] [--print-ids] [--stats] [--verbose]\n"
+           "Prints the prompt followed by the generated text (as llama2.c's run.c). MODEL is a .gguf (tokenizer\n"
+           "inside) or a llama2.c .bin (then -z names its tokenizer.bin). Without -p generation starts from BOS.\n"
+           "Defaults: -n 256, --temp 1.0, top-k/top-p/min-p off, --repeat-penalty 1.0, --seed from the clock.\n"
+           "--print-ids prints the generated token ids instead of text; --stats prints one JSON line to stderr.\n";
+  if (cmd == "chat")
+    return "usage: edgelm chat -m MODEL [-z TOKENIZER] [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run]\n"
+           "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n";
+  if (cmd == "tokenize")
+    return "usage: edgelm tokenize (-m MODEL | -z TOKENIZER) -p TEXT\n"
+           "Prints the token ids (BOS first), space-separated. -z alone loads just a tokenizer file (llama2.c\n"
+           "tokenizer.bin or the vocabulary embedded in a GGUF).\n";
+  if (cmd == "logits")
+    return "usage: edgelm logits -m MODEL [-z TOKENIZER] --ids \"1 403 407 261\" [--kernels scalar|highway]\n"
+           "Prints one line per position: all vocabulary logits, space-separated, %.9g.\n";
+  if (cmd == "inspect") return "usage: edgelm inspect -m MODEL [-z TOKENIZER]\nPrints the config, the tensor table and a tokenizer summary.\n";
+  if (cmd == "bench")
+    return "usage: edgelm bench -m MODEL [-z TOKENIZER] [-n TOKENS] [--reps R] [--kernels scalar|highway]\n"
+           "Greedy decode of TOKENS positions from BOS, best of R repetitions; prints tokens/s.\n";
+  return "usage: edgelm COMMAND [options]   (edgelm COMMAND --help for details)\n"
+         "commands:\n"
+         "  run       generate text from a prompt\n"
+         "  chat      interactive continuation, one turn per line\n"
+         "  tokenize  print the token ids of a text\n"
+         "  logits    print the logits for a sequence of token ids\n"
+         "  inspect   print a model file's config, tensors and tokenizer\n"
+         "  bench     measure decode speed\n";
+}
+
+bool parse_long(const char* s, long lo, long hi, long& out) {
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi) return false;
+  out = static_cast<long>(v);
+  return true;
+}
+bool parse_float(const char* s, float& out) {
+  char* end = nullptr;
+  errno = 0;
+  float v = std::strtof(s, &end);
+  if (errno || end == s || *end || !std::isfinite(v)) return false;
+  out = v;
+  return true;
+}
+
+// Returns an error message, or empty on success. --help prints usage and exits 0 (via help flag).
+std::string parse(int argc, char** argv, options& o, bool& help) {
+  if (argc < 2) return "no command given (try: edgelm --help)";
+  o.command = argv[1];
+  if (o.command == "--help" || o.command == "-h" || o.command == "help") { o.command.clear(); help = true; return {}; }
+  static const char* cmds[] = {"run", "chat", "tokenize", "logits", "inspect", "bench"};
+  bool known = false;
+  for (auto c : cmds) known |= o.command == c;
+  if (!known) return "unknown command '" + o.command + "'";
+  o.gen.temperature = 1.0f;  // run.c's default
+  o.gen.seed = static_cast<std::uint64_t>(clock_type::now().time_since_epoch().count());
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto val = [&](const char*& v) -> bool {
+      if (i + 1 >= argc) return false;
+      v = argv[++i];
+      return true;
+    };
+    const char* v = nullptr;
+    long l = 0;
+    float f = 0;
+    if (a == "--help" || a == "-h") { help = true; return {}; }
+    else if (a == "--print-ids") o.print_ids = true;
+    else if (a == "--stats") o.stats = true;
+    else if (a == "--verbose" || a == "-v") o.verbose = true;
+    else if (a == "-m" || a == "--model") { if (!val(v)) return a + " needs a value"; o.model = v; }
+    else if (a == "-z" || a == "--tokenizer") { if (!val(v)) return a + " needs a value"; o.tokenizer = v; }
+    else if (a == "-p" || a == "-i" || a == "--prompt") { if (!val(v)) return a + " needs a value"; o.prompt = v; o.has_prompt = true; }
+    else if (a == "--ids") { if (!val(v)) return a + " needs a value"; o.ids = v; }
+    else if (a == "--kernels") {
+      if (!val(v)) return a + " needs a value";
+      o.kernels = v;
+      if (o.kernels != "scalar" && o.kernels != "highway") return "--kernels must be scalar or highway";
+    }
+    else if (a == "-n" || a == "--n-predict") { if (!val(v) || !parse_long(v, 0, 1 << 24, o.n)) return a + " needs an integer 0..16777216"; }
+    else if (a == "--reps") { if (!val(v) || !parse_long(v, 1, 10000, o.reps)) return a + " needs an integer 1..10000"; }
+    else if (a == "--context" || a == "-c") { if (!val(v) || !parse_long(v, 1, 1 << 24, o.context)) return a + " needs a positive integer"; }
+    else if (a == "--temp" || a == "-t") { if (!val(v) || !parse_float(v, f) || f < 0) return a + " needs a number >= 0"; o.gen.temperature = f; }
+    else if (a == "--top-k") { if (!val(v) || !parse_long(v, 0, 1 << 24, l)) return a + " needs an integer >= 0"; o.gen.top_k = static_cast<std::uint32_t>(l); }
+    else if (a == "--top-p") { if (!val(v) || !parse_float(v, f) || !(f > 0 && f <= 1)) return a + " needs a number in (0, 1]"; o.gen.top_p = f; }
+    else if (a == "--min-p") { if (!val(v) || !parse_float(v, f) || !(f >= 0 && f <= 1)) return a + " needs a number in [0, 1]"; o.gen.min_p = f; }
+    else if (a == "--repeat-penalty") { if (!val(v) || !parse_float(v, f) || !(f > 0)) return a + " needs a number > 0"; o.gen.repeat_penalty = f; }
+    else if (a == "--seed" || a == "-s") {
+      if (!val(v)) return a + " needs a value";
+      char* end = nullptr;
+      errno = 0;
+      unsigned long long s = std::strtoull(v, &end, 10);
+      if (errno || end == v || *end) return a + " needs a non-negative integer";
+      o.gen.seed = s;
+    }
+    else return "unknown option '" + a + "' for '" + o.command + "'";
+  }
+  if (o.command == "tokenize") {
+    if (o.model.empty() && o.tokenizer.empty()) return "tokenize needs -m MODEL or -z TOKENIZER";
+    if (!o.has_prompt) return "tokenize needs -p TEXT";
+  } else if (o.model.empty()) {
+    return o.command + " needs -m MODEL";
+  }
+  if (o.command == "logits" && o.ids.empty()) return "logits needs --ids \"ID ID ...\"";
+  return {};
+}
+
+// run.c's safe_printf: skip single bytes that are neither printable nor whitespace.
+void safe_print(std::string_view piece) {
+  if (piece.empty()) return;
+  if (piece.size() == 1) {
+    unsigned char c = static_cast<unsigned char>(piece[0]);
+    if (!(std::isprint(c) || std::isspace(c))) return;
+  }
+  std::fwrite(piece.data(), 1, piece.size(), stdout);
+}
+
+double peak_rss_mb() {
+#if defined(__unix__) && !defined(__EMSCRIPTEN__)
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return static_cast<double>(ru.ru_maxrss) / 1024.0;
+#else
+  return 0.0;
+#endif
+}
+
+void log_to_stderr(void*, edgelm::log_level, std::string_view line) {
+  std::fprintf(stderr, "edgelm: %.*s\n", static_cast<int>(line.size()), line.data());
+}
+
+template <class P, class K>
+edgelm::result<edgelm::model<P, K>> load_model(const options& o) {
+  edgelm::load_options lo;
+  if (o.verbose) lo.log.fn = log_to_stderr;
+  auto fs = edgelm::file_storage::open(o.model);
+  if (!fs) return fs.error();
+  if (!o.tokenizer.empty()) {
+    auto ts = edgelm::file_storage::open(o.tokenizer);
+    if (!ts) return ts.error();
+    return edgelm::load<P, K>(std::move(*fs), *ts, lo);
+  }
+  return edgelm::load<P, K>(std::move(*fs), lo);
+}
+
+std::string err_text(const edgelm::error& e) { return e.message(); }
+
+template <class P, class K>
+int cmd_run(const options& o) {
+  const auto t0 = clock_type::now();
+  auto m = load_model<P, K>(o);
+  if (!m) return fail(err_text(m.error()));
+  const auto t_load = clock_type::now();
+  edgelm::session_options so;
+  so.context = static_cast<std::uint32_t>(o.context);
+  auto s = edgelm::session<edgelm::model<P, K>>::create(*m, so);
+  if (!s) return fail(err_text(s.error()));
+  auto sv = edgelm::validate(o.gen.sampling());
+  if (!sv) return fail(err_text(sv.error()));
+
+  // Prompt: BOS + text (an empty prompt is BOS alone). Print it as run.c does, piece by piece.
+  const auto ids = m->tok.encode(o.prompt, true);
+  auto pr = s->set_tokens(ids);
+  if (!pr) return fail(err_text(pr.error()));
+  const auto t_prompt = clock_type::now();
+  if (!o.print_ids)
+    for (std::size_t i = 1; i < ids.size(); ++i) safe_print(m->tok.decode(ids[i - 1], ids[i]));
+  s->reset_sampler(o.gen.sampling());
+  std::vector<std::int32_t> generated;
+  for (long i = 0; i < o.n; ++i) {
+    auto r = s->step();
+    if (!r) return fail(err_text(r.error()));
+    if (r->done && (r->token == m->tok.bos() || r->token == m->tok.eos())) break;
+    generated.push_back(r->token);
+    if (o.print_ids) std::printf(generated.size() == 1 ? "%d" : " %d", r->token);
+    else safe_print(r->piece);
+    std::fflush(stdout);
+    if (r->done) break;
+  }
+  std::printf("\n");
+  const auto t_end = clock_type::now();
+  const double load_s = std::chrono::duration<double>(t_load - t0).count();
+  const double prompt_s = std::chrono::duration<double>(t_prompt - t_load).count();
+  const double gen_s = std::chrono::duration<double>(t_end - t_prompt).count();
+  const double gen_tps = gen_s > 0 ? static_cast<double>(generated.size()) / gen_s : 0.0;
+  std::fprintf(stderr, "achieved tok/s: %f\n", gen_tps);
+  if (o.stats)
+    std::fprintf(stderr,
+                 "{\"load_s\":%.6f,\"prompt_tokens\":%zu,\"prompt_tok_per_s\":%.2f,\"generated_tokens\":%zu,\"gen_tok_per_s\":%.2f,"
+                 "\"peak_rss_mb\":%.2f,\"kernels\":\"%s\",\"precision\":\"%.*s\"}\n",
+                 load_s, ids.size(), prompt_s > 0 ? static_cast<double>(ids.size()) / prompt_s : 0.0, generated.size(), gen_tps, peak_rss_mb(),
+                 K::name, static_cast<int>(P::name.size()), P::name.data());
+  return 0;
+}
+
+template <class P, class K>
+int cmd_chat(const options& o) {
+  auto m = load_model<P, K>(o);
+  if (!m) return fail(err_text(m.error()));
+  edgelm::session_options so;
+  so.context = static_cast<std::uint32_t>(o.context);
+  auto s = edgelm::session<edgelm::model<P, K>>::create(*m, so);
+  if (!s) return fail(err_text(s.error()));
+  std::string history, line;
+  std::fprintf(stderr, "edgelm chat: type a line, Ctrl-D to end\n> ");
+  while (std::getline(std::cin, line)) {
+    history += line;
+    edgelm::generate_options g = o.gen;
+    g.max_tokens = static_cast<std::uint32_t>(o.n);
+    std::string reply;
+    auto r = s->generate(history, g, [&](std::string_view p) { reply += p; safe_print(p); std::fflush(stdout); return true; });
+    if (!r) {
+      if (r.error().code == edgelm::errc::context_overflow) { std::fprintf(stderr, "\n(context full; starting over)\n"); history.clear(); continue; }
+      return fail(err_text(r.error()));
+    }
+    history += reply + "\n";
+    std::printf("\n");
+    std::fprintf(stderr, "> ");
+  }
+  return 0;
+}
+
+int cmd_tokenize(const options& o) {
+  std::optional<edgelm::tokenizer> tok;
+  if (!o.model.empty()) {
+    auto m = load_model<edgelm::f32, edgelm::kernels::scalar>(o);
+    if (!m) return fail(err_text(m.error()));
+    tok = std::move(m->tok);
+  } else {
+    auto ts = edgelm::file_storage::open(o.tokenizer);
+    if (!ts) return fail(err_text(ts.error()));
+    auto t = edgelm::load_tokenizer(ts->bytes());
+    if (!t) return fail(err_text(t.error()));
+    tok = std::move(*t);
+  }
+  auto ids = tok->encode(o.prompt, true);
+  for (std::size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
+  std::printf("\n");
+  return 0;
+}
+
+template <class P, class K>
+int cmd_logits(const options& o) {
+  auto m = load_model<P, K>(o);
+  if (!m) return fail(err_text(m.error()));
+  std::vector<std::int32_t> ids;
+  const char* p = o.ids.c_str();
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\t') ++p;
+    if (!*p) break;
+    char* end = nullptr;
+    errno = 0;
+    long v = std::strtol(p, &end, 10);
+    if (end == p || errno || v < 0 || v >= static_cast<long>(m->config().vocab_size)) return fail("--ids: '" + std::string(p) + "' is not a token id of this model");
+    ids.push_back(static_cast<std::int32_t>(v));
+    p = end;
+  }
+  if (ids.empty()) return fail("--ids is empty");
+  auto st = m->net.make_state(o.context > 0 ? static_cast<std::uint32_t>(o.context) : 0);
+  if (!st) return fail(err_text(st.error()));
+  if (ids.size() > st->context) return fail("more ids than the context holds");
+  for (std::size_t pos = 0; pos < ids.size(); ++pos) {
+    auto logits = m->net.forward(*st, ids[pos], static_cast<std::uint32_t>(pos));
+    for (std::size_t i = 0; i < logits.size(); ++i) std::printf(i ? " %.9g" : "%.9g", static_cast<double>(logits[i]));
+    std::printf("\n");
+  }
+  return 0;
+}
+
+int cmd_inspect(const options& o) {
+  auto fs = edgelm::file_storage::open(o.model);
+  if (!fs) return fail(err_text(fs.error()));
+  auto mf = edgelm::read_model_file(std::move(*fs));
+  if (!mf) return fail(err_text(mf.error()));
+  const auto& c = mf->config;
+  std::printf("format: %s\n", mf->format == edgelm::file_format::gguf ? "GGUF" : "llama2.c");
+  std::printf("architecture: %s\ndim: %u\nhidden_dim: %u\nn_layers: %u\nn_heads: %u\nn_kv_heads: %u\nhead_dim: %u\nvocab_size: %u\n"
+              "context_length: %u\nrope_theta: %g\nnorm_eps: %g\nshared_classifier: %s\n",
+              c.arch.c_str(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size, c.seq_len, c.rope_theta, c.norm_eps,
+              c.shared_classifier ? "yes" : "no");
+  std::uint64_t total = 0, bytes = 0;
+  std::map<std::string, std::size_t> by_type;
+  std::printf("tensors: %zu\n", mf->tensors.size());
+  for (const auto& t : mf->tensors) {
+    std::printf("  %-28s %-6.*s [", t.name.c_str(), static_cast<int>(edgelm::ggml_type_name(t.type).size()), edgelm::ggml_type_name(t.type).data());
+    for (std::uint32_t d = 0; d < t.n_dims; ++d) std::printf(d ? ", %" PRIu64 : "%" PRIu64, t.ne[d]);
+    std::printf("]  offset %" PRIu64 "  %" PRIu64 " bytes\n", t.offset, t.n_bytes);
+    total += t.n_elements();
+    bytes += t.n_bytes;
+    ++by_type[std::string(edgelm::ggml_type_name(t.type))];
+  }
+  std::printf("parameters: %" PRIu64 " (%" PRIu64 " bytes of tensor data)\n", total, bytes);
+  for (auto& [k, v] : by_type) std::printf("  %zu tensors of type %s\n", v, k.c_str());
+  edgelm::tokenizer_data td = mf->tokenizer;
+  if (td.pieces.empty() && !o.tokenizer.empty()) {
+    auto ts = edgelm::file_storage::open(o.tokenizer);
+    if (!ts) return fail(err_text(ts.error()));
+    auto t = edgelm::load_tokenizer(ts->bytes(), c.vocab_size);
+    if (!t) return fail(err_text(t.error()));
+    td = t->data();
+  }
+  if (td.pieces.empty()) {
+    std::printf("tokenizer: none in the file (pass -z TOKENIZER)\n");
+  } else {
+    std::size_t counts[7] = {};
+    for (auto ty : td.types) ++counts[static_cast<int>(ty)];
+    std::printf("tokenizer: SentencePiece BPE, %zu tokens (normal %zu, control %zu, byte %zu, unknown %zu, user %zu, unused %zu), "
+                "bos %d eos %d unk %d, add_bos %s, max piece %u bytes\n",
+                td.pieces.size(), counts[1], counts[3], counts[6], counts[2], counts[4], counts[5], td.bos_id, td.eos_id, td.unk_id,
+                td.add_bos ? "yes" : "no", td.max_token_length);
+  }
+  return 0;
+}
+
+template <class P, class K>
+int cmd_bench(const options& o) {
+  auto m = load_model<P, K>(o);
+  if (!m) return fail(err_text(m.error()));
+  auto st = m->net.make_state();
+  if (!st) return fail(err_text(st.error()));
+  const long n = std::min<long>(o.n, st->context);
+  double best = 1e30;
+  for (long r = 0; r < o.reps; ++r) {
+    const auto t0 = clock_type::now();
+    std::int32_t tok = m->tok.bos();
+    for (long pos = 0; pos < n; ++pos) tok = edgelm::argmax(m->net.forward(*st, tok, static_cast<std::uint32_t>(pos)));
+    best = std::min(best, std::chrono::duration<double>(clock_type::now() - t0).count());
+  }
+  std::printf("{\"model\":\"%s\",\"kernels\":\"%s\",\"precision\":\"%.*s\",\"positions\":%ld,\"best_s\":%.6f,\"tok_per_s\":%.1f}\n", o.model.c_str(), K::name,
+              static_cast<int>(P::name.size()), P::name.data(), n, best, static_cast<double>(n) / best);
+  return 0;
+}
+
+template <class P, class K>
+int dispatch(const options& o) {
+  if (o.command == "run") return cmd_run<P, K>(o);
+  if (o.command == "chat") return cmd_chat<P, K>(o);
+  if (o.command == "logits") return cmd_logits<P, K>(o);
+  if (o.command == "bench") return cmd_bench<P, K>(o);
+  return fail("unknown command");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  options o;
+  bool help = false;
+  std::string err = parse(argc, argv, o, help);
+  if (help) {
+    std::fputs(usage_text(o.command), stdout);
+    return 0;
+  }
+  if (!err.empty()) return fail(err);
+  if (o.command == "tokenize") return cmd_tokenize(o);
+  if (o.command == "inspect") return cmd_inspect(o);
+  if (o.kernels == "scalar") return dispatch<edgelm::f32, edgelm::kernels::scalar>(o);
+  return dispatch<edgelm::f32, edgelm::backends::highway::kernels>(o);
+}
