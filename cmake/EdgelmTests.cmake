@@ -1,0 +1,46 @@
+# cmake/EdgelmTests.cmake - the doctest suite and the CLI golden tests (included from the top
+# CMakeLists.txt when EDGELM_BUILD_TESTS is ON).
+#
+# One test binary, edgelm_tests = tests/main.cpp (the only doctest main) + every tests/test_*.cpp,
+# registered as ONE ctest entry: a node start-up per doctest case would dominate the wasm run.
+# Run a subset by hand with e.g. `build/native/edgelm_tests -tc="*gguf*"` or `-sf="*test_gguf*"`.
+include_guard(GLOBAL)
+
+file(GLOB EDGELM_TEST_SOURCES CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/test_*.cpp")
+list(SORT EDGELM_TEST_SOURCES)
+
+if(NOT EDGELM_DOCTEST_FOUND)
+  message(WARNING "edgelm: doctest/doctest.h not found (apt-get install doctest-dev): tests not built")
+elseif(NOT EDGELM_TEST_SOURCES)
+  message(STATUS "edgelm: no tests/test_*.cpp yet: edgelm_tests not built")
+else()
+  add_executable(edgelm_tests "${PROJECT_SOURCE_DIR}/tests/main.cpp" ${EDGELM_TEST_SOURCES})
+  target_link_libraries(edgelm_tests PRIVATE edgelm::edgelm edgelm::highway edgelm::third_party_headers)
+  target_include_directories(edgelm_tests PRIVATE "${PROJECT_SOURCE_DIR}/tests")
+  target_compile_definitions(edgelm_tests PRIVATE EDGELM_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+  set_target_properties(edgelm_tests PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
+  edgelm_warnings(edgelm_tests)
+  if(EMSCRIPTEN)
+    # Without wasm exceptions every throw aborts (doctest's CHECK_THROWS, libc++). Colour codes
+    # confuse anything that parses doctest's output under node.
+    target_compile_options(edgelm_tests PRIVATE -fwasm-exceptions)
+    target_link_options(edgelm_tests PRIVATE -fwasm-exceptions)
+    target_compile_definitions(edgelm_tests PRIVATE DOCTEST_CONFIG_COLORS_NONE)
+    edgelm_node_executable(edgelm_tests)
+  endif()
+  # ctest prepends CMAKE_CROSSCOMPILING_EMULATOR (node) for the wasm build.
+  add_test(NAME unit COMMAND edgelm_tests)
+  set_tests_properties(unit PROPERTIES LABELS "unit" TIMEOUT 1800)
+endif()
+
+# CLI golden tests: text, logits, tokenizer and error bars against ../shared/models/golden.
+if(TARGET edgelm_cli)
+  set(_golden "${PROJECT_SOURCE_DIR}/tests/cli/golden.sh")
+  if(EMSCRIPTEN)
+    set(_cli_cmd ${CMAKE_CROSSCOMPILING_EMULATOR} "$<TARGET_FILE:edgelm_cli>")
+  else()
+    set(_cli_cmd "$<TARGET_FILE:edgelm_cli>")
+  endif()
+  add_test(NAME cli_golden COMMAND "${_golden}" ${_cli_cmd})
+  set_tests_properties(cli_golden PROPERTIES LABELS "cli" TIMEOUT 1200)
+endif()

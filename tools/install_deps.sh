@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# tools/install_deps.sh - install every Debian 12 package edgelm's build, tests and tools need.
+# Idempotent: when every package is already installed (dpkg -s), apt is not touched at all,
+# so reruns cost a fraction of a second. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+
+packages=(
+  # compilers and build systems
+  build-essential g++ cmake ninja-build meson ccache git
+  clang-14 libclang-rt-14-dev llvm-14          # sanitizers + libFuzzer (clang++-14)
+  # header-only dependencies
+  libhwy-dev libxsimd-dev xtl-dev nlohmann-json3-dev doctest-dev
+  # WebAssembly
+  emscripten binaryen nodejs
+  # python tools (tools/train uses /usr/bin/python3 with these)
+  python3 python3-numpy python3-torch python3-sentencepiece
+  # training corpus used by tools/train
+  bible-kjv-text
+)
+if [[ -n "${EDGELM_EXTRA_PACKAGES:-}" ]]; then
+  read -r -a extra <<<"$EDGELM_EXTRA_PACKAGES"
+  packages+=("${extra[@]}")
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install_deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+echo "install_deps: installing ${missing[*]}"
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  if command -v sudo >/dev/null; then SUDO=(sudo); else
+    echo "install_deps: not root and no sudo; install these yourself: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -qq
+"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "install_deps: done"
