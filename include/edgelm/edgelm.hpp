@@ -13,7 +13,10 @@
 //   // or one token per frame: chat->prompt("..."); then auto r = chat->step(); (r->piece, r->done)
 //
 // POLICIES
-//   precision: edgelm::f32 (more in precision/).  kernels: edgelm::kernels::scalar (reference, default);
+//   precision: edgelm::f32, edgelm::q8_0 (8.5 bits/weight), edgelm::q4_0 (4.5 bits/weight; activations are
+//   quantized to q8_0 on the fly). A GGUF tensor already in the model's precision is used in place (zero
+//   copy); any other supported type (F32 F16 BF16 Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K..Q6_K) is converted once at
+//   load. kernels: edgelm::kernels::scalar (reference, default);
 //   SIMD kernels live in backends/ (e.g. <edgelm/backends/highway.hpp>, edgelm::backends::highway::kernels),
 //   chosen once by the model type: edgelm::load<edgelm::f32, edgelm::backends::highway::kernels>(...).
 //
@@ -47,6 +50,8 @@
 #include "model/weights.hpp"
 #include "precision/dequantize.hpp"
 #include "precision/f32.hpp"
+#include "precision/q4_0.hpp"
+#include "precision/q8_0.hpp"
 #include "sampling/sampler.hpp"
 #include "session.hpp"
 #include "storage/file_storage.hpp"

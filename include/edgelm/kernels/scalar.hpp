@@ -7,17 +7,26 @@
 #include <cstdint>
 #include <span>
 
+#include "../core/half.hpp"
 #include "../precision/f32.hpp"
+#include "../precision/q4_0.hpp"
+#include "../precision/q8_0.hpp"
 
 namespace edgelm {
 
-// A row-major weight matrix (rows x cols) in precision P: row r starts at block r * cols / block_size.
+// A row-major weight matrix (rows x cols) in precision P. Each row takes blocks_per_row() =
+// ceil(cols / block_size) blocks; when cols is not a whole number of blocks (a converted copy, e.g. Q8_0
+// rows of 172 elements) the last block of each row is zero-padded, and the activations it is multiplied
+// with are zero-padded the same way, so padding adds nothing to a dot product. Tensors bound in place from
+// a file always have whole blocks (GGUF requires it), so the stride is then the file's row length.
 template <class P>
 struct matrix {
   const typename P::block_type* data = nullptr;
   std::uint32_t rows = 0;
   std::uint32_t cols = 0;
-  const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * (cols / P::block_size); }
+  static constexpr std::size_t blocks_per_row(std::size_t cols) noexcept { return (cols + P::block_size - 1) / P::block_size; }
+  std::size_t blocks_per_row() const noexcept { return blocks_per_row(cols); }
+  const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * blocks_per_row(); }
 };
 
 namespace kernels {
@@ -33,10 +42,39 @@ struct basic_kernels {
     return s;
   }
 
-  // out[rows] = W (rows x cols) . x[cols]; x is already in P's activation precision.
+  // q8_0 weights . q8_0 activations over n elements (n a multiple of 32), as ggml's
+  // ggml_vec_dot_q8_0_q8_0: an exact int32 sum per block, scaled by d_w * d_x in float, summed in order.
+  static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 32; ++j) acc += std::int32_t{w[b].qs[j]} * std::int32_t{x[b].qs[j]};
+      s += static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
+    }
+    return s;
+  }
+
+  // q4_0 weights . q8_0 activations over n elements (n a multiple of 32), as ggml's
+  // ggml_vec_dot_q4_0_q8_0: weight element j is the low nibble of qs[j], j + 16 the high one, minus 8.
+  static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) {
+        acc += ((w[b].qs[j] & 0x0F) - 8) * std::int32_t{x[b].qs[j]};
+        acc += ((w[b].qs[j] >> 4) - 8) * std::int32_t{x[b].qs[j + 16]};
+      }
+      s += static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
+    }
+    return s;
+  }
+
+  // out[rows] = W (rows x cols) . x; x is already in P's activation precision and holds the row's
+  // blocks_per_row() * block_size elements (zero-padded past cols).
   template <class P>
   static void matvec(float* out, const matrix<P>& w, const typename P::activation::block_type* x) noexcept {
-    for (std::uint32_t r = 0; r < w.rows; ++r) out[r] = Derived::dot(w.row(r), x, w.cols / P::block_size * P::block_size);
+    const std::size_t n = w.blocks_per_row() * P::block_size;
+    for (std::uint32_t r = 0; r < w.rows; ++r) out[r] = Derived::dot(w.row(r), x, n);
   }
 
   // o = weight * x / sqrt(mean(x^2) + eps)

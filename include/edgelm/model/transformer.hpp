@@ -32,7 +32,8 @@ struct run_state {
   aligned_buffer<float> logits;    // (vocab)
   aligned_buffer<float> key_cache;    // (layer, context, kv_dim)
   aligned_buffer<float> value_cache;  // (layer, context, kv_dim)
-  aligned_buffer<act_block> xq;    // activations in P's dot-product precision (max(dim, hidden) elements)
+  aligned_buffer<act_block> xq;    // activations in P's dot-product precision: blocks for max(dim, hidden)
+                                   // elements, the last zero-padded (matches matrix<P>'s padded rows)
 
   // Bytes held by this state (the KV cache dominates).
   std::size_t bytes() const noexcept {
@@ -98,7 +99,7 @@ class transformer {
     const std::uint32_t kv_mul = c.n_heads / c.n_kv_heads;  // query heads per KV head (GQA)
     float* x = s.x.data();
 
-    // token embedding row -> x
+    // token embedding row -> x (the first dim elements of the row's blocks)
     P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(token)), x, dim);
 
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
@@ -150,7 +151,8 @@ class transformer {
 
  private:
   // x in the precision the weights' dot product wants: f32 uses x itself, quantized precisions
-  // quantize it once into s.xq (shared by the q, k, v / gate, up matvecs).
+  // quantize it once into s.xq (shared by the q, k, v / gate, up matvecs). When n is not a whole number
+  // of blocks (hidden_dim 172) the last block is zero-padded, as the converted weight rows are.
   static const typename P::activation::block_type* activations(run_state<P>& s, const float* x, std::size_t n) noexcept {
     if constexpr (std::is_same_v<typename P::activation::block_type, float>) {
       (void)s;

@@ -98,19 +98,20 @@ struct weight_builder {
   bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, matrix<P>& out, error& err) {
     const tensor_info* t = need(name, cols, rows, err);
     if (!t) return false;
-    if (cols % P::block_size != 0) {
-      err = make_error(errc::shape_mismatch, "row length is not a multiple of the " + std::string(P::name) + " block size", t->offset, name);
-      return false;
-    }
     out.rows = static_cast<std::uint32_t>(rows);
     out.cols = static_cast<std::uint32_t>(cols);
+    // In place: the file's rows are whole P blocks already (GGUF requires ne0 % block_size == 0), so the
+    // file's row stride is matrix<P>'s.
     if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
       out.data = reinterpret_cast<const typename P::block_type*>(t->data);
       ++w.in_place;
       return true;
     }
+    // Converted: each row becomes blocks_per_row = ceil(cols / block_size) blocks, the last one
+    // zero-padded when cols is not a multiple of the block size (P::quantize_row pads).
+    const std::uint64_t row_blocks = matrix<P>::blocks_per_row(static_cast<std::size_t>(cols));
     std::uint64_t n_blocks = 0, bytes = 0;
-    if (!mul_ok(rows, cols / P::block_size, n_blocks) || !mul_ok(n_blocks, sizeof(typename P::block_type), bytes) || !fits_size_t(bytes)) {
+    if (!mul_ok(rows, row_blocks, n_blocks) || !mul_ok(n_blocks, sizeof(typename P::block_type), bytes) || !fits_size_t(bytes)) {
       err = make_error(errc::overflow, "converted tensor size overflows", t->offset, name);
       return false;
     }
@@ -124,7 +125,7 @@ struct weight_builder {
       tensor_info rt = *t;
       rt.data = t->data + r * src_row_bytes;
       if (!to_float(rt, row->data(), static_cast<std::size_t>(cols), err)) return false;
-      P::quantize_row(row->data(), dst + r * (cols / P::block_size), static_cast<std::size_t>(cols));
+      P::quantize_row(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
     }
     out.data = dst;
     w.owned.push_back(std::move(*buf));

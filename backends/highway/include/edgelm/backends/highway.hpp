@@ -1,14 +1,18 @@
 // edgelm/backends/highway.hpp - SIMD kernels written once with Google Highway (static dispatch: the
 // target is the one the translation unit is compiled for: AVX2 with -mavx2 -mfma, AVX-512 with
-// -mavx512f..., WASM SIMD128 with em++ -msimd128). Implements the f32 dot/matvec and RMSNorm; every
-// other op falls back to the scalar reference through basic_kernels.
+// -mavx512f..., WASM SIMD128 with em++ -msimd128). Implements the f32, q8_0 x q8_0 and q4_0 x q8_0 dot
+// products (and through them every matvec) and RMSNorm; every other op falls back to the scalar
+// reference through basic_kernels.
 #pragma once
 #include <cmath>
 #include <cstddef>
 
 #include <hwy/highway.h>
 
+#include <edgelm/core/half.hpp>
 #include <edgelm/kernels/scalar.hpp>
+#include <edgelm/precision/q4_0.hpp>
+#include <edgelm/precision/q8_0.hpp>
 
 namespace edgelm::backends::highway {
 
@@ -43,6 +47,80 @@ HWY_INLINE void scale_mul(D d, float* o, const float* w, const float* x, float s
   for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, w + i), hn::Mul(vs, hn::LoadU(d, x + i))), d, o + i);
 }
 
+// ---- quantized dot products: one 32-element block at a time, int8 -> int16 -> int32 ----
+// Elements are widened to int16 (PromoteTo) and multiplied pairwise into int32 lanes with
+// ReorderWidenMulAccumulate (AVX2: vpmaddwd; WASM SIMD128: i32x4.dot_i16x8_s). A block's int32 lanes are
+// exact; they are converted to float and scaled by d_w * d_x into float accumulators, so the result
+// differs from the scalar reference (which sums each block's int32 first) only by float rounding.
+// The descriptor is capped at 16 int16 lanes so that a step never crosses a block (or, for q4_0, the
+// low/high nibble halves); with a 1-lane target (HWY_SCALAR) the same code runs one element per step.
+using qd16 = hn::CappedTag<std::int16_t, 16>;
+
+template <class D16>
+HWY_INLINE hn::Vec<hn::RepartitionToWide<D16>> block_q8_q8(D16 d16, const std::int8_t* HWY_RESTRICT w, const std::int8_t* HWY_RESTRICT x) {
+  const hn::Rebind<std::int8_t, D16> d8;
+  const hn::RepartitionToWide<D16> d32;
+  const std::size_t N = hn::Lanes(d16);
+  auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+  for (std::size_t j = 0; j < 32; j += N) {
+    const auto a = hn::PromoteTo(d16, hn::LoadU(d8, w + j));
+    const auto b = hn::PromoteTo(d16, hn::LoadU(d8, x + j));
+    s0 = hn::ReorderWidenMulAccumulate(d32, a, b, s0, s1);
+  }
+  return hn::Add(s0, s1);
+}
+
+template <class D16>
+HWY_INLINE hn::Vec<hn::RepartitionToWide<D16>> block_q4_q8(D16 d16, const std::uint8_t* HWY_RESTRICT w, const std::int8_t* HWY_RESTRICT x) {
+  const hn::Rebind<std::uint8_t, D16> du8;
+  const hn::Rebind<std::int8_t, D16> d8;
+  const hn::RepartitionToWide<D16> d32;
+  const std::size_t N = hn::Lanes(d16);
+  const auto mask = hn::Set(d16, std::int16_t{0x0F}), eight = hn::Set(d16, std::int16_t{8});
+  auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+  for (std::size_t j = 0; j < 16; j += N) {
+    const auto q = hn::BitCast(d16, hn::PromoteTo(hn::RebindToUnsigned<D16>(), hn::LoadU(du8, w + j)));
+    const auto lo = hn::Sub(hn::And(q, mask), eight);             // elements j .. j+N-1
+    const auto hi = hn::Sub(hn::ShiftRight<4>(q), eight);         // elements 16+j .. 16+j+N-1
+    s0 = hn::ReorderWidenMulAccumulate(d32, lo, hn::PromoteTo(d16, hn::LoadU(d8, x + j)), s0, s1);
+    s0 = hn::ReorderWidenMulAccumulate(d32, hi, hn::PromoteTo(d16, hn::LoadU(d8, x + 16 + j)), s0, s1);
+  }
+  return hn::Add(s0, s1);
+}
+
+// fp16 bits -> float through Highway's PromoteTo (AVX2: one vcvtph2ps; elsewhere Highway's branch-free
+// emulation), cheaper in the inner loop than the portable edgelm::fp16_to_f32.
+HWY_INLINE float half_to_float(const std::uint16_t& h) {
+  const hn::CappedTag<float, 1> d1;
+  const hn::Rebind<hwy::float16_t, decltype(d1)> dh;
+  return hn::GetLane(hn::PromoteTo(d1, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(&h))));
+}
+
+// sum over blocks of (int32 block dot) * d_w * d_x; two float accumulators for two blocks in flight.
+template <class WB, class BlockDot>
+HWY_INLINE float dot_blocks(const WB* HWY_RESTRICT w, const block_q8_0* HWY_RESTRICT x, std::size_t nb, BlockDot block_dot) {
+  const qd16 d16;
+  const hn::RepartitionToWide<qd16> d32;
+  const hn::Rebind<float, decltype(d32)> df;
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  std::size_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    const auto i0 = block_dot(d16, w[b], x[b]);
+    const auto i1 = block_dot(d16, w[b + 1], x[b + 1]);
+    acc0 = hn::MulAdd(hn::ConvertTo(df, i0), hn::Set(df, half_to_float(w[b].d) * half_to_float(x[b].d)), acc0);
+    acc1 = hn::MulAdd(hn::ConvertTo(df, i1), hn::Set(df, half_to_float(w[b + 1].d) * half_to_float(x[b + 1].d)), acc1);
+  }
+  if (b < nb) acc0 = hn::MulAdd(hn::ConvertTo(df, block_dot(d16, w[b], x[b])), hn::Set(df, half_to_float(w[b].d) * half_to_float(x[b].d)), acc0);
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+}
+
+inline float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) {
+  return dot_blocks(w, x, n / 32, [](qd16 d, const block_q8_0& wb, const block_q8_0& xb) { return block_q8_q8(d, wb.qs, xb.qs); });
+}
+inline float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) {
+  return dot_blocks(w, x, n / 32, [](qd16 d, const block_q4_0& wb, const block_q8_0& xb) { return block_q4_q8(d, wb.qs, xb.qs); });
+}
+
 }  // namespace detail
 
 // The Highway kernel policy: transformer<P, backends::highway::kernels>.
@@ -53,6 +131,9 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   using basic_kernels<kernels>::dot;
   // f32 dot product: the core of the f32 matvec and of the attention scores.
   static float dot(const float* w, const float* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
+  // Quantized weights . q8_0 activations, n elements (a multiple of 32).
+  static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
+  static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
 
   static void rmsnorm(float* o, const float* x, const float* weight, std::size_t n, float eps) noexcept {
     float ss = detail::dot(x, x, n);
