@@ -1,0 +1,34 @@
+// tests/fuzz/fuzz_gguf.cpp - libFuzzer target: GGUF bytes through every reader that accepts them:
+// parse_gguf, read_gguf, read_gguf_tokenizer, then the full loader (f32 and q8_0 weights), a forward
+// pass and the embedded tokenizer encoding the input itself.
+//   clang++-14 -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-exceptions -I include \
+//     tests/fuzz/fuzz_gguf.cpp -o fuzz_gguf
+//   ./fuzz_gguf -dict=tests/fuzz/gguf.dict -max_len=65536 corpus_dir tests/fuzz/corpus/fuzz_gguf
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include <edgelm/formats/gguf.hpp>
+#include <edgelm/load.hpp>
+#include <edgelm/precision/q8_0.hpp>
+
+#include "fuzz_common.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using namespace edgelm_fuzz;
+  const auto bytes = as_bytes(data, size);
+  const std::string_view text(reinterpret_cast<const char*>(data), size < 4096 ? size : 4096);
+
+  if (auto g = edgelm::parse_gguf(bytes)) {
+    check_tensors(g->tensors, bytes);
+    EDGELM_FUZZ_ASSERT(g->data_offset % g->alignment == 0);
+  }
+  if (auto mf = edgelm::read_gguf(edgelm::detail::own_bytes(edgelm::memory_storage::borrow(bytes)))) check_model_file(*mf);
+  if (auto td = edgelm::read_gguf_tokenizer(bytes)) {
+    check_tokenizer_data(*td);
+    if (auto tok = edgelm::tokenizer::from_data(std::move(*td))) encode_decode(*tok, text);
+  }
+  if (auto m = edgelm::load<edgelm::f32>(edgelm::memory_storage::borrow(bytes))) run_model(*m, text);
+  if (auto m = edgelm::load<edgelm::q8_0>(edgelm::memory_storage::borrow(bytes))) run_model(*m, text);
+  return 0;
+}
