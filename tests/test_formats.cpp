@@ -1415,3 +1415,28 @@ TEST_CASE("mutation sweep: llama2.c checkpoint header and tokenizer") {
   }
   CHECK(insane == 0);
 }
+
+TEST_CASE("gguf: metadata arrays beyond EDGELM_MAX_METADATA_VALUES are refused before allocating") {
+  // One key holding a u8 array of max_metadata_values + 1 elements: every byte is present, but the
+  // parsed values would take ~100x the file's size in memory.
+  std::vector<std::byte> f;
+  auto put = [&](const void* p, std::size_t n) { auto b = static_cast<const std::byte*>(p); f.insert(f.end(), b, b + n); };
+  auto u32 = [&](std::uint32_t v) { put(&v, 4); };
+  auto u64 = [&](std::uint64_t v) { put(&v, 8); };
+  put("GGUF", 4);
+  u32(3);
+  u64(0);  // tensors
+  u64(1);  // kv
+  const std::string key = "x.big";
+  u64(key.size());
+  put(key.data(), key.size());
+  u32(9);  // array
+  u32(0);  // of u8
+  const std::uint64_t n = edgelm::limits::max_metadata_values + 1;
+  u64(n);
+  f.resize(f.size() + n, std::byte{1});
+  auto r = edgelm::parse_gguf(f);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().code == edgelm::errc::count_too_large);
+  CHECK(r.error().where == "x.big");
+}

@@ -385,7 +385,11 @@ TEST_CASE("quant: Q8_0 GGUF weights are bound in place, converted for other prec
     REQUIRE_FALSE(r);
     CHECK(r.error().code == errc::bad_value);
     CHECK(r.error().where == "blk.0.attn_q.weight");
-    // In place (q8_0) the bytes are not inspected at load; converting to q4_0 reads them and rejects.
+    // In place (q8_0) every block scale is checked at load; converting to q4_0 reads them and rejects.
+    auto r8 = load_bytes<q8_0>(file);
+    REQUIRE_FALSE(r8);
+    CHECK(r8.error().code == errc::bad_value);
+    CHECK(r8.error().where == "blk.0.attn_q.weight");
     auto r4 = load_bytes<q4_0>(file);
     REQUIRE_FALSE(r4);
     CHECK(r4.error().code == errc::bad_value);

@@ -23,7 +23,7 @@
 // CONFIGURATION MACROS (define before including; limits for hostile input)
 //   EDGELM_MAX_TENSORS (65536)  EDGELM_MAX_METADATA (65536)  EDGELM_MAX_VOCAB (1048576)
 //   EDGELM_MAX_LAYERS (512)     EDGELM_MAX_DIM (65536)       EDGELM_MAX_CONTEXT (1048576)
-//   EDGELM_MAX_STRING (16 MiB)  EDGELM_MAX_TOKEN_BYTES (1024)
+//   EDGELM_MAX_STRING (16 MiB)  EDGELM_MAX_TOKEN_BYTES (1024)  EDGELM_MAX_METADATA_VALUES (4 Mi)
 //
 // SECURITY
 //   Model and tokenizer files are untrusted. Every reader goes through a bounded reader; counts are checked

@@ -25,7 +25,7 @@
 // CONFIGURATION MACROS (define before including; limits for hostile input)
 //   EDGELM_MAX_TENSORS (65536)  EDGELM_MAX_METADATA (65536)  EDGELM_MAX_VOCAB (1048576)
 //   EDGELM_MAX_LAYERS (512)     EDGELM_MAX_DIM (65536)       EDGELM_MAX_CONTEXT (1048576)
-//   EDGELM_MAX_STRING (16 MiB)  EDGELM_MAX_TOKEN_BYTES (1024)
+//   EDGELM_MAX_STRING (16 MiB)  EDGELM_MAX_TOKEN_BYTES (1024)  EDGELM_MAX_METADATA_VALUES (4 Mi)
 //
 // SECURITY
 //   Model and tokenizer files are untrusted. Every reader goes through a bounded reader; counts are checked
@@ -626,6 +626,9 @@ namespace edgelm {
 #ifndef EDGELM_MAX_CONTEXT
 #define EDGELM_MAX_CONTEXT 1048576
 #endif
+#ifndef EDGELM_MAX_METADATA_VALUES
+#define EDGELM_MAX_METADATA_VALUES (4u << 20)
+#endif
 #ifndef EDGELM_MAX_STRING
 #define EDGELM_MAX_STRING (16u << 20)
 #endif
@@ -636,6 +639,9 @@ namespace edgelm {
 struct limits {
   static constexpr std::uint64_t max_tensors = EDGELM_MAX_TENSORS;
   static constexpr std::uint64_t max_metadata = EDGELM_MAX_METADATA;
+  // Metadata values in all arrays together: each is held as a parsed value (~100 bytes), so this
+  // bounds the memory a hostile file can make the reader allocate (a 128k vocab needs ~0.7M).
+  static constexpr std::uint64_t max_metadata_values = EDGELM_MAX_METADATA_VALUES;
   static constexpr std::uint64_t max_vocab = EDGELM_MAX_VOCAB;
   static constexpr std::uint64_t max_layers = EDGELM_MAX_LAYERS;
   static constexpr std::uint64_t max_dim = EDGELM_MAX_DIM;
@@ -789,7 +795,7 @@ inline result<std::string> gguf_read_string(byte_reader& r, std::string_view wha
   return std::string(sv);
 }
 
-inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint32_t depth, const std::string& key) {
+inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint32_t depth, const std::string& key, std::uint64_t& budget) {
   gguf_value v;
   v.type = t;
   std::uint64_t at = r.pos();
@@ -828,9 +834,12 @@ inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint
       std::uint64_t need = 0;
       if (!mul_ok(n, gguf_scalar_size(v.elem_type), need) || need > r.left())
         return make_error(errc::count_too_large, "array of " + std::to_string(n) + " elements exceeds the bytes left", at, key);
+      if (n > budget)
+        return make_error(errc::count_too_large, "metadata arrays hold more than EDGELM_MAX_METADATA_VALUES values", at, key);
+      budget -= n;
       v.arr.reserve(static_cast<std::size_t>(n));
       for (std::uint64_t k = 0; k < n; ++k) {
-        auto e = gguf_read_value(r, v.elem_type, depth + 1, key);
+        auto e = gguf_read_value(r, v.elem_type, depth + 1, key, budget);
         if (!e) return e.error();
         v.arr.push_back(std::move(*e));
       }
@@ -862,6 +871,7 @@ inline result<gguf_file> parse_gguf(std::span<const std::byte> bytes) {
     return make_error(errc::count_too_large, "metadata count " + std::to_string(n_kv) + " is larger than the file allows", 16);
 
   std::unordered_set<std::string> seen;
+  std::uint64_t value_budget = limits::max_metadata_values;
   g.metadata.reserve(static_cast<std::size_t>(n_kv));
   for (std::uint64_t k = 0; k < n_kv; ++k) {
     std::uint64_t at = r.pos();
@@ -873,7 +883,7 @@ inline result<gguf_file> parse_gguf(std::span<const std::byte> bytes) {
     std::uint32_t t = 0;
     if (!r.read(t)) return r.fail(errc::truncated, "metadata type cut off", *key);
     if (t >= gguf_type_count) return make_error(errc::unknown_value_type, "value type " + std::to_string(t) + " is not a GGUF type", r.pos() - 4, *key);
-    auto v = gguf_read_value(r, static_cast<gguf_type>(t), 0, *key);
+    auto v = gguf_read_value(r, static_cast<gguf_type>(t), 0, *key, value_budget);
     if (!v) return v.error();
     g.metadata.push_back({std::move(*key), std::move(*v)});
   }
@@ -2219,6 +2229,16 @@ struct weight_builder {
     // file's row stride is matrix<P>'s.
     if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
       out.data = reinterpret_cast<const typename P::block_type*>(t->data);
+      // A block scale that is fp16 Inf/NaN poisons every output: reject it at load. Reading one
+      // 16-bit scale per block is cheap next to the first forward pass, which touches every byte anyway.
+      if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
+        const std::uint64_t n_blocks = rows * matrix<P>::blocks_per_row(static_cast<std::size_t>(cols));
+        for (std::uint64_t i = 0; i < n_blocks; ++i)
+          if ((out.data[i].d & 0x7C00u) == 0x7C00u) {
+            err = make_error(errc::bad_value, "block " + std::to_string(i) + " has a NaN/Inf scale", t->offset + i * sizeof(typename P::block_type), name);
+            return false;
+          }
+      }
       ++w.in_place;
       return true;
     }
@@ -2594,8 +2614,9 @@ class tokenizer {
   };
 
   void push_pair(std::priority_queue<candidate, std::vector<candidate>, worse>& q, const std::vector<symbol>& sy, std::int32_t l, std::string& buf) const {
-    std::int32_t r = sy[l].next;
-    if (l < 0 || r < 0) return;
+    if (l < 0) return;
+    const std::int32_t r = sy[l].next;
+    if (r < 0) return;
     buf.assign(d_.pieces[sy[l].id]);
     buf += d_.pieces[sy[r].id];
     auto it = lookup_.find(buf);

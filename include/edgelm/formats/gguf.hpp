@@ -94,7 +94,7 @@ inline result<std::string> gguf_read_string(byte_reader& r, std::string_view wha
   return std::string(sv);
 }
 
-inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint32_t depth, const std::string& key) {
+inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint32_t depth, const std::string& key, std::uint64_t& budget) {
   gguf_value v;
   v.type = t;
   std::uint64_t at = r.pos();
@@ -133,9 +133,12 @@ inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint
       std::uint64_t need = 0;
       if (!mul_ok(n, gguf_scalar_size(v.elem_type), need) || need > r.left())
         return make_error(errc::count_too_large, "array of " + std::to_string(n) + " elements exceeds the bytes left", at, key);
+      if (n > budget)
+        return make_error(errc::count_too_large, "metadata arrays hold more than EDGELM_MAX_METADATA_VALUES values", at, key);
+      budget -= n;
       v.arr.reserve(static_cast<std::size_t>(n));
       for (std::uint64_t k = 0; k < n; ++k) {
-        auto e = gguf_read_value(r, v.elem_type, depth + 1, key);
+        auto e = gguf_read_value(r, v.elem_type, depth + 1, key, budget);
         if (!e) return e.error();
         v.arr.push_back(std::move(*e));
       }
@@ -167,6 +170,7 @@ inline result<gguf_file> parse_gguf(std::span<const std::byte> bytes) {
     return make_error(errc::count_too_large, "metadata count " + std::to_string(n_kv) + " is larger than the file allows", 16);
 
   std::unordered_set<std::string> seen;
+  std::uint64_t value_budget = limits::max_metadata_values;
   g.metadata.reserve(static_cast<std::size_t>(n_kv));
   for (std::uint64_t k = 0; k < n_kv; ++k) {
     std::uint64_t at = r.pos();
@@ -178,7 +182,7 @@ inline result<gguf_file> parse_gguf(std::span<const std::byte> bytes) {
     std::uint32_t t = 0;
     if (!r.read(t)) return r.fail(errc::truncated, "metadata type cut off", *key);
     if (t >= gguf_type_count) return make_error(errc::unknown_value_type, "value type " + std::to_string(t) + " is not a GGUF type", r.pos() - 4, *key);
-    auto v = gguf_read_value(r, static_cast<gguf_type>(t), 0, *key);
+    auto v = gguf_read_value(r, static_cast<gguf_type>(t), 0, *key, value_budget);
     if (!v) return v.error();
     g.metadata.push_back({std::move(*key), std::move(*v)});
   }

@@ -34,6 +34,9 @@ namespace edgelm {
 #ifndef EDGELM_MAX_CONTEXT
 #define EDGELM_MAX_CONTEXT 1048576
 #endif
+#ifndef EDGELM_MAX_METADATA_VALUES
+#define EDGELM_MAX_METADATA_VALUES (4u << 20)
+#endif
 #ifndef EDGELM_MAX_STRING
 #define EDGELM_MAX_STRING (16u << 20)
 #endif
@@ -44,6 +47,9 @@ namespace edgelm {
 struct limits {
   static constexpr std::uint64_t max_tensors = EDGELM_MAX_TENSORS;
   static constexpr std::uint64_t max_metadata = EDGELM_MAX_METADATA;
+  // Metadata values in all arrays together: each is held as a parsed value (~100 bytes), so this
+  // bounds the memory a hostile file can make the reader allocate (a 128k vocab needs ~0.7M).
+  static constexpr std::uint64_t max_metadata_values = EDGELM_MAX_METADATA_VALUES;
   static constexpr std::uint64_t max_vocab = EDGELM_MAX_VOCAB;
   static constexpr std::uint64_t max_layers = EDGELM_MAX_LAYERS;
   static constexpr std::uint64_t max_dim = EDGELM_MAX_DIM;

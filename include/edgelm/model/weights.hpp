@@ -104,6 +104,16 @@ struct weight_builder {
     // file's row stride is matrix<P>'s.
     if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
       out.data = reinterpret_cast<const typename P::block_type*>(t->data);
+      // A block scale that is fp16 Inf/NaN poisons every output: reject it at load. Reading one
+      // 16-bit scale per block is cheap next to the first forward pass, which touches every byte anyway.
+      if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
+        const std::uint64_t n_blocks = rows * matrix<P>::blocks_per_row(static_cast<std::size_t>(cols));
+        for (std::uint64_t i = 0; i < n_blocks; ++i)
+          if ((out.data[i].d & 0x7C00u) == 0x7C00u) {
+            err = make_error(errc::bad_value, "block " + std::to_string(i) + " has a NaN/Inf scale", t->offset + i * sizeof(typename P::block_type), name);
+            return false;
+          }
+      }
       ++w.in_place;
       return true;
     }

@@ -151,8 +151,9 @@ class tokenizer {
   };
 
   void push_pair(std::priority_queue<candidate, std::vector<candidate>, worse>& q, const std::vector<symbol>& sy, std::int32_t l, std::string& buf) const {
-    std::int32_t r = sy[l].next;
-    if (l < 0 || r < 0) return;
+    if (l < 0) return;
+    const std::int32_t r = sy[l].next;
+    if (r < 0) return;
     buf.assign(d_.pieces[sy[l].id]);
     buf += d_.pieces[sy[r].id];
     auto it = lookup_.find(buf);
