@@ -44,3 +44,14 @@ if(TARGET edgelm_cli)
   add_test(NAME cli_golden COMMAND "${_golden}" ${_cli_cmd})
   set_tests_properties(cli_golden PROPERTIES LABELS "cli" TIMEOUT 1200)
 endif()
+
+# examples/engine-loop runs a few frames on stories260K.gguf (registered when the model is there).
+set(EDGELM_SHARED_DIR "$ENV{EDGELM_SHARED_DIR}")
+if(NOT EDGELM_SHARED_DIR)
+  set(EDGELM_SHARED_DIR "${PROJECT_SOURCE_DIR}/../shared")
+endif()
+if(TARGET edgelm_engine_loop AND EXISTS "${EDGELM_SHARED_DIR}/models/stories260K.gguf")
+  add_test(NAME engine_loop
+           COMMAND edgelm_engine_loop "${EDGELM_SHARED_DIR}/models/stories260K.gguf" "Once upon a time" 30 2000)
+  set_tests_properties(engine_loop PROPERTIES LABELS "examples" TIMEOUT 300)
+endif()

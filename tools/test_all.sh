@@ -105,8 +105,9 @@ stage_fuzz() {
   local out=$repo/build/fuzz
   rm -rf "$out/artifacts" "$out/corpus"
   mkdir -p "$out/artifacts" "$out/corpus" "$out/logs"
+  # -fno-exceptions: the library must work without them, and an escaping throw is a finding too.
   local flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-               -fno-omit-frame-pointer -Wall -Wextra
+               -fno-omit-frame-pointer -fno-exceptions -Wall -Wextra
                -I include -I backends/highway/include -I tests/fuzz -I tests)
   local launcher=()
   command -v ccache >/dev/null 2>&1 && launcher=(ccache)
@@ -136,13 +137,20 @@ stage_fuzz() {
     for seeds in "tests/fuzz/corpus/$name" "tests/fuzz/corpus/${name#fuzz_}"; do
       if [[ -d "$seeds" ]]; then cp -R "$seeds/." "$corpus/"; fi
     done
-    "$out/$name" -max_total_time="$fuzz_seconds" -max_len=65536 -timeout=30 -rss_limit_mb=4096 \
-      -print_final_stats=1 -artifact_prefix="$out/artifacts/$name-" "$corpus" >"$out/logs/$name.log" 2>&1
+    # dictionary: tests/fuzz/<name without fuzz_>.dict, else tokenizer.dict for the tokenizer readers
+    local dict=()
+    if [[ -f "tests/fuzz/${name#fuzz_}.dict" ]]; then dict=(-dict="tests/fuzz/${name#fuzz_}.dict")
+    elif [[ $name == *tokenizer* || $name == *llama2c* ]] && [[ -f tests/fuzz/tokenizer.dict ]]; then
+      dict=(-dict=tests/fuzz/tokenizer.dict)
+    fi
+    "$out/$name" -max_total_time="$fuzz_seconds" -max_len=65536 -timeout=20 -rss_limit_mb=4096 \
+      "${dict[@]}" -print_final_stats=1 -artifact_prefix="$out/artifacts/$name-" "$corpus" \
+      >"$out/logs/$name.log" 2>&1
   }
   pids=(); names=()
   report() {  # report NAME STATUS
     local seeds execs
-    seeds=$(find "tests/fuzz/corpus/$1" "tests/fuzz/corpus/${1#fuzz_}" -type f 2>/dev/null | wc -l)
+    seeds=$( { find "tests/fuzz/corpus/$1" "tests/fuzz/corpus/${1#fuzz_}" -type f 2>/dev/null || true; } | wc -l)
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out/logs/$1.log" | tail -1)
     if [[ $2 -eq 0 ]]; then
       echo "fuzz: $1 OK (${fuzz_seconds}s, $seeds seeds, ${execs:-?} executions)"

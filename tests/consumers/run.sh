@@ -9,6 +9,7 @@ repo=$(cd "$here/../.." && pwd)
 prefix=${1:-$repo/build/install}
 work=$repo/build/consumers
 model=${EDGELM_SHARED_DIR:-$repo/../shared}/models/stories260K.gguf
+mkdir -p "$work"
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 launcher=()
