@@ -1,7 +1,10 @@
-// edgelm - command-line front end: run, chat, tokenize, logits, inspect, bench.
-// Output of `run` matches llama2.c's run.c byte for byte (prompt + generation on stdout, status on stderr).
+// edgelm - command-line front end: run, chat, tokenize, logits, inspect, bench, perplexity, quantize.
+// Output of `run` matches llama2.c's run.c byte for byte (prompt + generation on stdout, status on stderr);
+// `perplexity` prints what llama.cpp's llama-perplexity prints for the same file and text.
 #include <edgelm/backends/highway.hpp>
 #include <edgelm/edgelm.hpp>
+#include <edgelm/perplexity.hpp>
+#include <edgelm/quantize.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -30,36 +33,70 @@ int fail(const std::string& msg) {
 
 struct options {
   std::string command;
-  std::string model, tokenizer, prompt, ids, kernels = "highway", precision = "f32";
+  std::string model, tokenizer, prompt, ids, kernels = "highway", precision = "auto";
   bool has_prompt = false, print_ids = false, stats = false, verbose = false;
   long n = 256, reps = 5;
   long context = 0;
   edgelm::generate_options gen;
+  // perplexity
+  std::string text_file;
+  long chunks = 0;
+  // quantize
+  std::string in_file, out_file, type, fallback = "f16", name;
+  bool pure = false, q4_0_reference = false;
 };
 
-const char* usage_text(const std::string& cmd) {
+// --precision of run/chat/logits/bench/perplexity (the weights' precision in memory).
+constexpr const char* precision_help =
+    "--precision f32|q8_0|q4_0|auto  weight precision in memory (default auto: q8_0 or q4_0 when every weight\n"
+    "                                matrix of the file has that type, so it is used in place from the mapped\n"
+    "                                file; f32 otherwise). Other file types are converted once at load.\n";
+
+std::string usage_text(const std::string& cmd) {
   if (cmd == "run")
-    return "usage: edgelm run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n MAX_NEW_TOKENS] [--temp T] [--top-k K]\n"
+    return std::string("usage: edgelm run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n MAX_NEW_TOKENS] [--temp T] [--top-k K]\n"
            "                  [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--context N]\n"
-           "                  [--kernels scalar|highway] [--print-ids] [--stats] [--verbose]\n"
+           "                  [--kernels scalar|highway] [--precision P] [--print-ids] [--stats] [--verbose]\n"
            "Prints the prompt followed by the generated text (as llama2.c's run.c). MODEL is a .gguf (tokenizer\n"
            "inside) or a llama2.c .bin (then -z names its tokenizer.bin). Without -p generation starts from BOS.\n"
            "Defaults: -n 256, --temp 1.0, top-k/top-p/min-p off, --repeat-penalty 1.0, --seed from the clock.\n"
-           "--print-ids prints the generated token ids instead of text; --stats prints one JSON line to stderr.\n";
+           "--print-ids prints the generated token ids instead of text; --stats prints one JSON line to stderr:\n"
+           "load_s, prompt_tokens, prompt_tok_per_s, generated_tokens, gen_tok_per_s, peak_rss_mb (getrusage),\n"
+           "kernels, precision, file_mb (model file size), kv_cache_mb and state_mb (KV cache + activations).\n") +
+           precision_help;
   if (cmd == "chat")
-    return "usage: edgelm chat -m MODEL [-z TOKENIZER] [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run]\n"
-           "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n";
+    return std::string("usage: edgelm chat -m MODEL [-z TOKENIZER] [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run]\n"
+           "                   [--kernels scalar|highway] [--precision P]\n"
+           "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n") + precision_help;
   if (cmd == "tokenize")
     return "usage: edgelm tokenize (-m MODEL | -z TOKENIZER) -p TEXT\n"
            "Prints the token ids (BOS first), space-separated. -z alone loads just a tokenizer file (llama2.c\n"
            "tokenizer.bin or the vocabulary embedded in a GGUF).\n";
   if (cmd == "logits")
-    return "usage: edgelm logits -m MODEL [-z TOKENIZER] --ids \"1 403 407 261\" [--kernels scalar|highway]\n"
-           "Prints one line per position: all vocabulary logits, space-separated, %.9g.\n";
+    return std::string("usage: edgelm logits -m MODEL [-z TOKENIZER] --ids \"1 403 407 261\" [--kernels scalar|highway] [--precision P]\n"
+           "Prints one line per position: all vocabulary logits, space-separated, %.9g.\n") + precision_help;
   if (cmd == "inspect") return "usage: edgelm inspect -m MODEL [-z TOKENIZER]\nPrints the config, the tensor table and a tokenizer summary.\n";
   if (cmd == "bench")
-    return "usage: edgelm bench -m MODEL [-z TOKENIZER] [-n TOKENS] [--reps R] [--kernels scalar|highway]\n"
-           "Greedy decode of TOKENS positions from BOS, best of R repetitions; prints tokens/s.\n";
+    return std::string("usage: edgelm bench -m MODEL [-z TOKENIZER] [-n TOKENS] [--reps R] [--kernels scalar|highway] [--precision P]\n"
+           "Greedy decode of TOKENS positions from BOS, best of R repetitions; prints tokens/s.\n") + precision_help;
+  if (cmd == "perplexity")
+    return std::string("usage: edgelm perplexity -m MODEL [-z TOKENIZER] -f TEXT_FILE [--ctx N] [--chunks N]\n"
+           "                         [--kernels scalar|highway] [--precision P]\n"
+           "Perplexity of the model on a text, computed as llama.cpp's llama-perplexity: the whole text is tokenized\n"
+           "once (BOS first), cut into chunks of N tokens (default 512; at least 2*N tokens are needed), the first\n"
+           "token of each chunk replaced by BOS, and the second half of every chunk scored. Prints the running\n"
+           "estimate after each chunk ([1]12.3456,[2]...) and 'Final estimate: PPL = X +/- Y' on stdout.\n"
+           "--chunks N evaluates at most N chunks. --ctx is also spelled -c, --ctx-size, --context.\n") + precision_help;
+  if (cmd == "quantize")
+    return "usage: edgelm quantize IN OUT --type f32|f16|q8_0|q4_0 [-z TOKENIZER] [--pure] [--name NAME]\n"
+           "                       [--fallback f16|f32] [--q4_0-reference]\n"
+           "Writes OUT, a GGUF v3 file that llama.cpp loads, with every weight matrix in the given type. IN is a\n"
+           "GGUF (its metadata is copied) or a llama2.c .bin with -z its tokenizer.bin (embedded in OUT as a llama\n"
+           "tokenizer). Norms and other vectors stay as they are (F32). A matrix whose rows are not a multiple of\n"
+           "32 falls back to F16 (as llama.cpp; --fallback f32 to keep it F32); each fallback is reported on stderr.\n"
+           "Q4_0 uses a per-block scale search (lower error than ggml's); --q4_0-reference writes ggml's rounding,\n"
+           "byte-identical to llama-quantize. Files are always uniform ('pure' in llama-quantize's terms: no\n"
+           "mixture of types), so --pure is accepted for command-line compatibility and changes nothing.\n";
   return "usage: edgelm COMMAND [options]   (edgelm COMMAND --help for details)\n"
          "commands:\n"
          "  run       generate text from a prompt\n"
@@ -67,7 +104,9 @@ const char* usage_text(const std::string& cmd) {
          "  tokenize  print the token ids of a text\n"
          "  logits    print the logits for a sequence of token ids\n"
          "  inspect   print a model file's config, tensors and tokenizer\n"
-         "  bench     measure decode speed\n";
+         "  bench     measure decode speed\n"
+         "  perplexity  perplexity on a text file (llama-perplexity's method)\n"
+         "  quantize  convert a model to a GGUF of F32, F16, Q8_0 or Q4_0 weights\n";
 }
 
 bool parse_long(const char* s, long lo, long hi, long& out) {
@@ -92,7 +131,7 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
   if (argc < 2) return "no command given (try: edgelm --help)";
   o.command = argv[1];
   if (o.command == "--help" || o.command == "-h" || o.command == "help") { o.command.clear(); help = true; return {}; }
-  static const char* cmds[] = {"run", "chat", "tokenize", "logits", "inspect", "bench"};
+  static const char* cmds[] = {"run", "chat", "tokenize", "logits", "inspect", "bench", "perplexity", "quantize"};
   bool known = false;
   for (auto c : cmds) known |= o.command == c;
   if (!known) return "unknown command '" + o.command + "'";
@@ -121,9 +160,33 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
       o.kernels = v;
       if (o.kernels != "scalar" && o.kernels != "highway") return "--kernels must be scalar or highway";
     }
+    else if (a == "--precision") {
+      if (!val(v)) return a + " needs a value";
+      o.precision = v;
+      if (o.precision != "f32" && o.precision != "q8_0" && o.precision != "q4_0" && o.precision != "auto")
+        return "--precision must be f32, q8_0, q4_0 or auto";
+    }
+    else if (a == "-f" || a == "--file") { if (!val(v)) return a + " needs a value"; o.text_file = v; }
+    else if (a == "--chunks") { if (!val(v) || !parse_long(v, 1, 1 << 24, o.chunks)) return a + " needs a positive integer"; }
+    else if (a == "--type") {
+      if (!val(v)) return a + " needs a value";
+      o.type = v;
+      if (o.type != "f32" && o.type != "f16" && o.type != "q8_0" && o.type != "q4_0") return "--type must be f32, f16, q8_0 or q4_0";
+    }
+    else if (a == "--fallback") {
+      if (!val(v)) return a + " needs a value";
+      o.fallback = v;
+      if (o.fallback != "f16" && o.fallback != "f32") return "--fallback must be f16 or f32";
+    }
+    else if (a == "--name") { if (!val(v)) return a + " needs a value"; o.name = v; }
+    else if (a == "--pure") o.pure = true;
+    else if (a == "--q4_0-reference") o.q4_0_reference = true;
+    else if (o.command == "quantize" && !a.empty() && a[0] != '-' && o.out_file.empty()) {
+      (o.in_file.empty() ? o.in_file : o.out_file) = a;
+    }
     else if (a == "-n" || a == "--n-predict") { if (!val(v) || !parse_long(v, 0, 1 << 24, o.n)) return a + " needs an integer 0..16777216"; }
     else if (a == "--reps") { if (!val(v) || !parse_long(v, 1, 10000, o.reps)) return a + " needs an integer 1..10000"; }
-    else if (a == "--context" || a == "-c") { if (!val(v) || !parse_long(v, 1, 1 << 24, o.context)) return a + " needs a positive integer"; }
+    else if (a == "--context" || a == "-c" || a == "--ctx" || a == "--ctx-size") { if (!val(v) || !parse_long(v, 1, 1 << 24, o.context)) return a + " needs a positive integer"; }
     else if (a == "--temp" || a == "-t") { if (!val(v) || !parse_float(v, f) || f < 0) return a + " needs a number >= 0"; o.gen.temperature = f; }
     else if (a == "--top-k") { if (!val(v) || !parse_long(v, 0, 1 << 24, l)) return a + " needs an integer >= 0"; o.gen.top_k = static_cast<std::uint32_t>(l); }
     else if (a == "--top-p") { if (!val(v) || !parse_float(v, f) || !(f > 0 && f <= 1)) return a + " needs a number in (0, 1]"; o.gen.top_p = f; }
@@ -142,10 +205,15 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
   if (o.command == "tokenize") {
     if (o.model.empty() && o.tokenizer.empty()) return "tokenize needs -m MODEL or -z TOKENIZER";
     if (!o.has_prompt) return "tokenize needs -p TEXT";
+  } else if (o.command == "quantize") {
+    if (o.in_file.empty() || o.out_file.empty()) return "quantize needs IN and OUT files";
+    if (o.type.empty()) return "quantize needs --type f32|f16|q8_0|q4_0";
+    return {};
   } else if (o.model.empty()) {
     return o.command + " needs -m MODEL";
   }
   if (o.command == "logits" && o.ids.empty()) return "logits needs --ids \"ID ID ...\"";
+  if (o.command == "perplexity" && o.text_file.empty()) return "perplexity needs -f TEXT_FILE";
   return {};
 }
 
@@ -203,6 +271,7 @@ int cmd_run(const options& o) {
   if (!sv) return fail(err_text(sv.error()));
 
   // Prompt: BOS + text (an empty prompt is BOS alone). Print it as run.c does, piece by piece.
+  const auto t_prompt0 = clock_type::now();
   const auto ids = m->tok.encode(o.prompt, true);
   auto pr = s->set_tokens(ids);
   if (!pr) return fail(err_text(pr.error()));
@@ -224,16 +293,22 @@ int cmd_run(const options& o) {
   std::printf("\n");
   const auto t_end = clock_type::now();
   const double load_s = std::chrono::duration<double>(t_load - t0).count();
-  const double prompt_s = std::chrono::duration<double>(t_prompt - t_load).count();
+  const double prompt_s = std::chrono::duration<double>(t_prompt - t_prompt0).count();
   const double gen_s = std::chrono::duration<double>(t_end - t_prompt).count();
   const double gen_tps = gen_s > 0 ? static_cast<double>(generated.size()) / gen_s : 0.0;
   std::fprintf(stderr, "achieved tok/s: %f\n", gen_tps);
-  if (o.stats)
+  if (o.stats) {
+    // The memory bar: peak RSS against the mapped file plus the KV cache (both float32 caches).
+    const auto& c = m->config();
+    const double kv_mb = 2.0 * c.n_layers * s->context() * c.kv_dim() * sizeof(float) / (1024.0 * 1024.0);
+    const double file_mb = static_cast<double>(m->net.file().bytes->bytes().size()) / (1024.0 * 1024.0);
     std::fprintf(stderr,
                  "{\"load_s\":%.6f,\"prompt_tokens\":%zu,\"prompt_tok_per_s\":%.2f,\"generated_tokens\":%zu,\"gen_tok_per_s\":%.2f,"
-                 "\"peak_rss_mb\":%.2f,\"kernels\":\"%s\",\"precision\":\"%.*s\"}\n",
+                 "\"peak_rss_mb\":%.2f,\"kernels\":\"%s\",\"precision\":\"%.*s\",\"file_mb\":%.2f,\"kv_cache_mb\":%.2f,"
+                 "\"tensors_in_place\":%zu,\"tensors_converted\":%zu}\n",
                  load_s, ids.size(), prompt_s > 0 ? static_cast<double>(ids.size()) / prompt_s : 0.0, generated.size(), gen_tps, peak_rss_mb(),
-                 K::name, static_cast<int>(P::name.size()), P::name.data());
+                 K::name, static_cast<int>(P::name.size()), P::name.data(), file_mb, kv_mb, m->net.w().in_place, m->net.w().converted);
+  }
   return 0;
 }
 
@@ -375,13 +450,132 @@ int cmd_bench(const options& o) {
   return 0;
 }
 
+std::optional<std::string> read_text_file(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return std::nullopt;
+  std::string s;
+  char buf[1 << 16];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) s.append(buf, n);
+  const bool bad = std::ferror(f) != 0;
+  std::fclose(f);
+  if (bad) return std::nullopt;
+  return s;
+}
+
+// llama-perplexity's output: "[1]12.3456,[2]..." then "Final estimate: PPL = X +/- Y" (stdout),
+// progress and sizes on stderr.
+template <class P, class K>
+int cmd_perplexity(const options& o) {
+  auto text = read_text_file(o.text_file);
+  if (!text) return fail("cannot read '" + o.text_file + "'");
+  auto m = load_model<P, K>(o);
+  if (!m) return fail(err_text(m.error()));
+  edgelm::perplexity_options po;
+  po.context = o.context > 0 ? static_cast<std::uint32_t>(o.context) : 512;
+  po.max_chunks = static_cast<std::uint32_t>(o.chunks);
+  if (po.context > m->config().seq_len)
+    std::fprintf(stderr, "edgelm: warning: the model was trained on only %u context tokens (%u specified)\n", m->config().seq_len, po.context);
+  const auto t0 = clock_type::now();
+  const auto ids = m->tok.encode(*text, m->tok.add_bos());
+  std::fprintf(stderr, "edgelm: perplexity: %zu tokens, n_ctx=%u, %s kernels, %.*s weights\n", ids.size(), po.context, K::name,
+               static_cast<int>(P::name.size()), P::name.data());
+  auto r = edgelm::perplexity(*m, std::span<const std::int32_t>(ids), po, [](std::uint32_t i, double running) {
+    std::printf("[%u]%.4lf,", i + 1, running);
+    std::fflush(stdout);
+    return true;
+  });
+  if (!r) return fail(err_text(r.error()));
+  std::printf("\n");
+  if (r->ppl_stderr > 0) std::printf("Final estimate: PPL = %.4lf +/- %.5lf\n", r->ppl, r->ppl_stderr);
+  else std::printf("Final estimate: PPL = %.4lf\n", r->ppl);
+  const double secs = std::chrono::duration<double>(clock_type::now() - t0).count();
+  std::fprintf(stderr, "edgelm: perplexity: %u chunks, %" PRIu64 " tokens scored, %.2f s (%.1f tokens/s evaluated)\n", r->n_chunks, r->count, secs,
+               secs > 0 ? static_cast<double>(r->n_chunks) * (po.context - 1) / secs : 0.0);
+  return 0;
+}
+
+void log_always(void*, edgelm::log_level, std::string_view line) {
+  std::fprintf(stderr, "edgelm: %.*s\n", static_cast<int>(line.size()), line.data());
+}
+
+int cmd_quantize(const options& o) {
+  auto fs = edgelm::file_storage::open(o.in_file);
+  if (!fs) return fail(err_text(fs.error()));
+  auto mf = edgelm::read_model_file(std::move(*fs));
+  if (!mf) return fail(err_text(mf.error()));
+  if (!o.tokenizer.empty()) {
+    if (mf->format != edgelm::file_format::llama2c) return fail("-z is for llama2.c inputs; a GGUF input keeps its own tokenizer");
+    auto ts = edgelm::file_storage::open(o.tokenizer);
+    if (!ts) return fail(err_text(ts.error()));
+    auto td = edgelm::read_llama2c_tokenizer(ts->bytes(), mf->config.vocab_size);
+    if (!td) return fail(err_text(td.error()));
+    mf->tokenizer = std::move(*td);
+  } else if (mf->format == edgelm::file_format::llama2c) {
+    std::fprintf(stderr, "edgelm: warning: no -z TOKENIZER: the output has no tokenizer (llama.cpp will not load it)\n");
+  }
+  edgelm::quantize_options qo;
+  qo.type = o.type == "f32" ? edgelm::ggml_type::f32 : o.type == "f16" ? edgelm::ggml_type::f16 : o.type == "q8_0" ? edgelm::ggml_type::q8_0 : edgelm::ggml_type::q4_0;
+  qo.fallback_type = o.fallback == "f32" ? edgelm::ggml_type::f32 : edgelm::ggml_type::f16;
+  qo.q4_0_reference = o.q4_0_reference;
+  qo.name = o.name;
+  qo.log.fn = log_always;  // fallbacks are always reported
+  // Write to OUT.tmp and rename, so a failed run never leaves a truncated OUT behind.
+  const std::string tmp = o.out_file + ".tmp";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) return fail("cannot create '" + tmp + "'");
+  const auto t0 = clock_type::now();
+  auto r = edgelm::quantize_model(*mf, qo, [&](std::span<const std::byte> b) { return std::fwrite(b.data(), 1, b.size(), f) == b.size(); });
+  const bool closed = std::fclose(f) == 0;
+  if (!r || !closed) {
+    std::remove(tmp.c_str());
+    return fail(r ? "write error on '" + tmp + "'" : err_text(r.error()));
+  }
+  if (std::rename(tmp.c_str(), o.out_file.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return fail("cannot rename '" + tmp + "' to '" + o.out_file + "'");
+  }
+  std::fprintf(stderr, "edgelm: wrote %s: %" PRIu64 " bytes (%.2f MB, from %.2f MB of input tensors) in %.2f s\n", o.out_file.c_str(), r->bytes_out,
+               static_cast<double>(r->bytes_out) / 1e6, static_cast<double>(r->bytes_in) / 1e6,
+               std::chrono::duration<double>(clock_type::now() - t0).count());
+  return 0;
+}
+
+// --precision auto: q8_0 / q4_0 when every weight matrix the transformer binds has that type (so they
+// are used in place, zero copy), f32 otherwise (llama2.c files, F32/F16 GGUFs, mixtures).
+std::string detect_precision(const options& o) {
+  auto fs = edgelm::file_storage::open(o.model);
+  if (!fs || !edgelm::is_gguf(fs->bytes())) return "f32";
+  auto g = edgelm::parse_gguf(fs->bytes());
+  if (!g) return "f32";  // the loader will report the error
+  std::optional<edgelm::ggml_type> common;
+  for (const auto& t : g->tensors) {
+    const std::string_view n = t.name;
+    const bool matrix = n == "token_embd.weight" || n == "output.weight" ||
+                        (n.substr(0, 4) == "blk." && n.size() > 7 && n.substr(n.size() - 7) == ".weight" && n.find("_norm.") == std::string_view::npos);
+    if (!matrix) continue;
+    if (common && *common != t.type) return "f32";
+    common = t.type;
+  }
+  if (common == edgelm::ggml_type::q8_0) return "q8_0";
+  if (common == edgelm::ggml_type::q4_0) return "q4_0";
+  return "f32";
+}
+
 template <class P, class K>
 int dispatch(const options& o) {
   if (o.command == "run") return cmd_run<P, K>(o);
   if (o.command == "chat") return cmd_chat<P, K>(o);
   if (o.command == "logits") return cmd_logits<P, K>(o);
   if (o.command == "bench") return cmd_bench<P, K>(o);
+  if (o.command == "perplexity") return cmd_perplexity<P, K>(o);
   return fail("unknown command");
+}
+
+template <class P>
+int dispatch_kernels(const options& o) {
+  if (o.kernels == "scalar") return dispatch<P, edgelm::kernels::scalar>(o);
+  return dispatch<P, edgelm::backends::highway::kernels>(o);
 }
 
 }  // namespace
@@ -391,12 +585,15 @@ int main(int argc, char** argv) {
   bool help = false;
   std::string err = parse(argc, argv, o, help);
   if (help) {
-    std::fputs(usage_text(o.command), stdout);
+    std::fputs(usage_text(o.command).c_str(), stdout);
     return 0;
   }
   if (!err.empty()) return fail(err);
   if (o.command == "tokenize") return cmd_tokenize(o);
   if (o.command == "inspect") return cmd_inspect(o);
-  if (o.kernels == "scalar") return dispatch<edgelm::f32, edgelm::kernels::scalar>(o);
-  return dispatch<edgelm::f32, edgelm::backends::highway::kernels>(o);
+  if (o.command == "quantize") return cmd_quantize(o);
+  const std::string precision = o.precision == "auto" ? detect_precision(o) : o.precision;
+  if (precision == "q8_0") return dispatch_kernels<edgelm::q8_0>(o);
+  if (precision == "q4_0") return dispatch_kernels<edgelm::q4_0>(o);
+  return dispatch_kernels<edgelm::f32>(o);
 }

@@ -1,0 +1,257 @@
+// edgelm/quantize.hpp - a model_file (GGUF or llama2.c) -> a GGUF v3 file of another weight type
+// (f32, f16, q8_0, q4_0) that llama.cpp loads. The library side of `edgelm quantize`.
+//
+// What is written, after llama.cpp's llama-quantize:
+//  - every 2-D (or higher) tensor whose name ends in "weight" gets the target type; one whose rows are
+//    not a whole number of the target's blocks (e.g. a 172-wide FFN) gets `fallback_type` (F16, as
+//    llama.cpp does) and is reported through the logger;
+//  - every other tensor (1-D norms, ...) is copied unchanged (F32 stays F32, as ggml keeps them);
+//  - a tensor that already has its output type is copied byte for byte (no requantization);
+//  - metadata: a GGUF input's keys are copied in order; a llama2.c input gets the llama architecture
+//    keys and an embedded llama (SentencePiece) tokenizer built from model_file::tokenizer (pieces with
+//    ' ' -> U+2581, ids unk/bos/eos named <unk>/<s>/</s>, as llama.cpp's convert-llama2c-to-ggml);
+//    general.file_type and general.quantization_version (2) are set for both.
+//
+// The output is "pure" in llama-quantize's sense: every weight matrix of one type (no Q6_K output, no
+// per-layer mixtures), because transformer<P> runs a single weight precision and binds a file of
+// its type in place. Tensors are converted one at a time: the peak memory of quantizing is the
+// input (mapped) plus one tensor, never the whole output.
+#pragma once
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/checked.hpp"
+#include "core/half.hpp"
+#include "core/log.hpp"
+#include "core/result.hpp"
+#include "formats/ggml_types.hpp"
+#include "formats/gguf.hpp"
+#include "formats/gguf_writer.hpp"
+#include "formats/model_file.hpp"
+#include "precision/dequantize.hpp"
+#include "precision/f32.hpp"
+#include "precision/q4_0.hpp"
+#include "precision/q8_0.hpp"
+
+namespace edgelm {
+
+struct quantize_options {
+  ggml_type type = ggml_type::q8_0;           // target of the weight matrices: f32, f16, q8_0 or q4_0
+  ggml_type fallback_type = ggml_type::f16;   // for matrices whose rows do not divide into blocks: f16 or f32
+  bool q4_0_reference = false;                // q4_0: ggml's rounding (bit-identical to llama-quantize) instead of the scale search
+  std::string name;                           // general.name when the input has none (llama2.c inputs)
+  logger log;                                 // one line per fallback and a summary
+};
+
+struct quantize_report {
+  std::size_t converted = 0;     // tensors written in the target type (converted)
+  std::size_t copied = 0;        // tensors copied unchanged (norms, or already the output type)
+  std::size_t fell_back = 0;     // weight matrices written in fallback_type
+  std::uint64_t bytes_in = 0;    // tensor bytes read
+  std::uint64_t bytes_out = 0;   // file bytes written (header + padded data)
+};
+
+// llama.cpp's llama_ftype of a uniform file (general.file_type).
+constexpr std::uint32_t llama_file_type(ggml_type t) noexcept {
+  switch (t) {
+    case ggml_type::f32: return 0;   // LLAMA_FTYPE_ALL_F32
+    case ggml_type::f16: return 1;   // LLAMA_FTYPE_MOSTLY_F16
+    case ggml_type::q4_0: return 2;  // LLAMA_FTYPE_MOSTLY_Q4_0
+    case ggml_type::q8_0: return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
+    case ggml_type::bf16: return 32; // LLAMA_FTYPE_MOSTLY_BF16
+    default: return 0;
+  }
+}
+
+// Types quantize_model can write.
+constexpr bool can_quantize_to(ggml_type t) noexcept {
+  return t == ggml_type::f32 || t == ggml_type::f16 || t == ggml_type::q8_0 || t == ggml_type::q4_0;
+}
+
+namespace detail {
+
+inline bool ends_with(std::string_view s, std::string_view suffix) noexcept {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// ' ' -> U+2581 (the inverse of gguf.hpp's sp_to_space).
+inline std::string space_to_sp(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == ' ') out += "\xE2\x96\x81";
+    else out += c;
+  }
+  return out;
+}
+
+// n floats (a whole number of blocks of t) -> t's bytes at out.
+inline void quantize_row_as(ggml_type t, const float* x, std::byte* out, std::size_t n, bool q4_reference) noexcept {
+  switch (t) {
+    case ggml_type::f32: std::memcpy(out, x, n * sizeof(float)); break;
+    case ggml_type::f16:
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint16_t h = f32_to_fp16(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      break;
+    case ggml_type::q8_0: q8_0::quantize_row(x, reinterpret_cast<q8_0::block_type*>(out), n); break;
+    case ggml_type::q4_0:
+      if (q4_reference) q4_0::quantize_row_reference(x, reinterpret_cast<q4_0::block_type*>(out), n);
+      else q4_0::quantize_row(x, reinterpret_cast<q4_0::block_type*>(out), n);
+      break;
+    default: break;
+  }
+}
+
+// The metadata of a llama2.c checkpoint as a llama GGUF (keys as llama.cpp's convert scripts write them).
+inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const quantize_options& o) {
+  const model_config& c = mf.config;
+  const std::string a = "llama.";
+  EDGELM_TRY(w.set_string("general.architecture", "llama"));
+  EDGELM_TRY(w.set_string("general.name", o.name.empty() ? std::string("llama") : o.name));
+  EDGELM_TRY(w.set_u32(a + "context_length", c.seq_len));
+  EDGELM_TRY(w.set_u32(a + "embedding_length", c.dim));
+  EDGELM_TRY(w.set_u32(a + "block_count", c.n_layers));
+  EDGELM_TRY(w.set_u32(a + "feed_forward_length", c.hidden_dim));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count", c.n_heads));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count_kv", c.n_kv_heads));
+  EDGELM_TRY(w.set_f32(a + "rope.freq_base", c.rope_theta));
+  EDGELM_TRY(w.set_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps));
+  EDGELM_TRY(w.set_u32(a + "rope.dimension_count", c.head_dim));
+  EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
+
+  const tokenizer_data& td = mf.tokenizer;
+  if (td.pieces.empty()) return {};
+  if (td.pieces.size() != c.vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(c.vocab_size));
+  std::vector<std::string> tokens(td.pieces.size());
+  std::vector<std::int32_t> types(td.pieces.size());
+  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
+    const auto id = static_cast<std::int32_t>(i);
+    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
+    if (id == td.unk_id) tokens[i] = "<unk>";
+    else if (id == td.bos_id) tokens[i] = "<s>";
+    else if (id == td.eos_id) tokens[i] = "</s>";
+    else tokens[i] = space_to_sp(td.pieces[i]);
+    types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
+  }
+  std::vector<float> scores = td.scores;
+  scores.resize(td.pieces.size(), 0.0f);
+  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
+  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
+  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
+  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
+  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
+  return {};
+}
+
+}  // namespace detail
+
+// Describe the output file: metadata and tensor table, without tensor data (quantize_model writes it).
+// Errors: invalid_argument for an unsupported target/fallback type, the writer's errors, and the
+// GGUF reader's errors when the input's metadata cannot be re-read.
+inline result<gguf_writer> plan_quantized_gguf(const model_file& mf, const quantize_options& o) {
+  if (!can_quantize_to(o.type))
+    return make_error(errc::invalid_argument, "cannot quantize to " + std::string(ggml_type_name(o.type)) + " (supported: F32, F16, Q8_0, Q4_0)");
+  if (o.fallback_type != ggml_type::f16 && o.fallback_type != ggml_type::f32)
+    return make_error(errc::invalid_argument, "the fallback type must be F16 or F32");
+  gguf_writer w;
+  if (mf.format == file_format::gguf) {
+    if (!mf.bytes) return make_error(errc::invalid_argument, "model_file holds no bytes");
+    auto g = parse_gguf(mf.bytes->bytes());
+    if (!g) return g.error();
+    for (auto& kv : g->metadata) EDGELM_TRY(w.set(kv.key, std::move(kv.value)));
+  } else {
+    EDGELM_TRY(detail::llama_metadata(w, mf, o));
+  }
+  EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION
+  EDGELM_TRY(w.set_u32("general.file_type", llama_file_type(o.type)));
+
+  for (const auto& t : mf.tensors) {
+    ggml_type out = t.type;
+    // ggml_n_dims: trailing dimensions of 1 do not count, so a [n, 1] tensor is a vector
+    std::uint32_t dims = 1;
+    for (std::uint32_t d = 1; d < t.n_dims; ++d)
+      if (t.ne[d] > 1) dims = d + 1;
+    if (dims >= 2 && detail::ends_with(t.name, "weight")) {
+      out = o.type;
+      if (t.ne[0] % ggml_info(o.type).block_size != 0) {
+        out = o.fallback_type;
+        o.log(log_level::warn, t.name + ": rows of " + std::to_string(t.ne[0]) + " are not a multiple of " + std::to_string(ggml_info(o.type).block_size) +
+                                   ", falling back to " + std::string(ggml_type_name(out)));
+      }
+    }
+    EDGELM_TRY(w.add_tensor(t.name, out, std::span<const std::uint64_t>(t.ne.data(), t.n_dims)));
+  }
+  return w;
+}
+
+// Convert `mf` and stream the GGUF file to `sink` (bool(std::span<const std::byte>); false stops with
+// io_error). Errors: plan_quantized_gguf's, unsupported_tensor_type for a source type this build
+// cannot read, bad_value for a source block with a NaN/Inf scale.
+template <class Sink>
+result<quantize_report> quantize_model(const model_file& mf, const quantize_options& o, Sink&& sink) {
+  auto plan = plan_quantized_gguf(mf, o);
+  if (!plan) return plan.error();
+  quantize_report rep;
+  std::vector<float> row;
+  auto produce = [&](std::size_t i, const gguf_tensor_entry& e, std::vector<std::byte>& out) -> result<void> {
+    const tensor_info& t = mf.tensors[i];
+    rep.bytes_in += t.n_bytes;
+    if (e.type == t.type) {  // nothing to convert
+      out.assign(t.data, t.data + t.n_bytes);
+      ++rep.copied;
+      return {};
+    }
+    if (!can_dequantize(t.type))
+      return make_error(errc::unsupported_tensor_type, "cannot read tensors of type " + std::string(ggml_type_name(t.type)), t.offset, t.name);
+    if (!detail::fits_size_t(e.n_bytes)) return make_error(errc::out_of_memory, "tensor larger than the address space", t.offset, t.name);
+    const std::uint64_t cols = t.ne[0], rows = t.n_elements() / cols;
+    const auto& si = ggml_info(t.type);
+    const auto& di = ggml_info(e.type);
+    const std::uint64_t src_row = cols / si.block_size * si.type_size, dst_row = cols / di.block_size * di.type_size;
+    out.resize(static_cast<std::size_t>(e.n_bytes));
+    row.resize(static_cast<std::size_t>(cols));
+    for (std::uint64_t r = 0; r < rows; ++r) {
+      if (!dequantize_row(t.type, t.data + r * src_row, row.data(), row.size()))
+        return make_error(errc::bad_value, "tensor has a NaN/Inf block scale", t.offset + r * src_row, t.name);
+      detail::quantize_row_as(e.type, row.data(), out.data() + r * dst_row, row.size(), o.q4_0_reference);
+    }
+    if (e.type == o.type) ++rep.converted;
+    else ++rep.fell_back;
+    return {};
+  };
+  auto counting_sink = [&](std::span<const std::byte> b) {
+    rep.bytes_out += b.size();
+    return sink(b);
+  };
+  auto r = plan->write(counting_sink, produce);
+  if (!r) return r.error();
+  o.log(log_level::info, "quantized to " + std::string(ggml_type_name(o.type)) + ": " + std::to_string(rep.converted) + " converted, " +
+                             std::to_string(rep.fell_back) + " fell back to " + std::string(ggml_type_name(o.fallback_type)) + ", " +
+                             std::to_string(rep.copied) + " copied; " + std::to_string(rep.bytes_out) + " bytes");
+  return rep;
+}
+
+// The whole output file in memory.
+inline result<std::vector<std::byte>> quantize_model_to_bytes(const model_file& mf, const quantize_options& o) {
+  std::vector<std::byte> out;
+  auto r = quantize_model(mf, o, [&](std::span<const std::byte> b) {
+    out.insert(out.end(), b.begin(), b.end());
+    return true;
+  });
+  if (!r) return r.error();
+  return out;
+}
+
+}  // namespace edgelm
