@@ -75,11 +75,7 @@ stage_consumers() {
   tests/consumers/run.sh "$repo/build/install"
 }
 
-stage_sanitize() {
-  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1}
-  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-  cmake_preset sanitize
-}
+stage_sanitize() { cmake_preset sanitize; }   # ASAN_OPTIONS/UBSAN_OPTIONS: the sanitize test preset
 
 stage_wasm() { cmake_preset wasm; }
 
