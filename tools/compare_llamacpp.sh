@@ -22,7 +22,8 @@
 # For each model:
 #  (a) our F32/Q8_0/Q4_0 (`edgelm quantize`) and llama.cpp's `llama-quantize --pure` Q8_0/Q4_0, all from
 #      the same F32 source; plus our Q4_0 with ggml's rounding (--q4_0-reference), whose tensor data must
-#      equal llama.cpp's byte for byte, as must our Q8_0's;
+#      equal llama.cpp's byte for byte, as must our Q8_0's; for stories260K also F32/Q8_0 GGUFs made from
+#      the llama2.c stories260K.bin + tok512.bin (edgelm-bin-*);
 #  (b) llama.cpp loads our files (llama-perplexity and llama-completion run on them);
 #  (c) perplexity of every file with `edgelm perplexity` (auto precision: q8_0/q4_0 in place for uniform
 #      files, f32 otherwise) and `llama-perplexity`, same --ctx/--chunks;
@@ -196,6 +197,13 @@ for entry in "${models[@]}"; do
   # (a) quantize
   for t in f32 q8_0 q4_0; do "$EDGELM" quantize "$src" "$WORK/$name-edgelm-$t.gguf" --type "$t" 2>>"$WORK/edgelm.log"; done
   "$EDGELM" quantize "$src" "$WORK/$name-edgelm-q4_0ref.gguf" --type q4_0 --q4_0-reference 2>>"$WORK/edgelm.log"
+  files=(edgelm-f32 edgelm-q8_0 edgelm-q4_0 edgelm-q4_0ref llama-q8_0 llama-q4_0)
+  if [[ $name == stories260K ]]; then  # the llama2.c path: .bin + tokenizer.bin -> GGUF with an embedded tokenizer
+    for t in f32 q8_0; do
+      "$EDGELM" quantize "$SHARED/models/stories260K.bin" "$WORK/$name-edgelm-bin-$t.gguf" --type "$t" -z "$SHARED/models/tok512.bin" 2>>"$WORK/edgelm.log"
+      files+=("edgelm-bin-$t")
+    done
+  fi
   for t in Q8_0 Q4_0; do
     "$BIN/llama-quantize" --pure "$src" "$WORK/$name-llama-${t,,}.gguf" "$t" >>"$WORK/llama.log" 2>&1
   done
@@ -205,7 +213,7 @@ for entry in "${models[@]}"; do
   say ""
   say "$(printf '%-22s %10s %22s %22s %9s %s' file bytes 'edgelm PPL' 'llama.cpp PPL' 'ratio' '(edgelm precision)')"
   declare -A E L
-  for f in edgelm-f32 edgelm-q8_0 edgelm-q4_0 edgelm-q4_0ref llama-q8_0 llama-q4_0; do
+  for f in "${files[@]}"; do
     path=$WORK/$name-$f.gguf
     read -r ep ee < <(ppl_edgelm "$path")
     read -r lp le < <(ppl_llama "$path")
