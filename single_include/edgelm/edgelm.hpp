@@ -1151,6 +1151,353 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
 
 }  // namespace edgelm
 // ---- end edgelm/formats/gguf.hpp ----
+// ---- begin edgelm/formats/gguf_writer.hpp ----
+// edgelm/formats/gguf_writer.hpp - GGUF v3 writer: metadata of every value type (arrays included),
+// tensor infos, alignment padding. The counterpart of gguf.hpp's parse_gguf, laid out as ggml's
+// gguf_write_to_buf does so that llama.cpp loads what it writes:
+//
+//   "GGUF" u32 version=3  u64 n_tensors  u64 n_kv
+//   n_kv x  { string key, u32 type, value }
+//   n_tensors x { string name, u32 n_dims, i64 ne[n_dims], u32 ggml type, u64 offset (from data start) }
+//   zero padding to general.alignment (default 32)
+//   tensor data, each tensor padded with zeros to the alignment (the last one too)
+//
+// Strings are u64 length + bytes (no NUL); arrays are u32 element type + u64 count + elements.
+// The writer checks what it is given instead of trusting it (no exceptions, no asserts): keys and
+// tensor names must be non-empty, valid UTF-8 and unique, tensor names shorter than 64 bytes
+// (llama.cpp's GGML_MAX_NAME), shapes whole numbers of blocks, general.alignment a u32 power of two.
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace edgelm {
+
+// One tensor as the writer will lay it out. `offset` is relative to the start of the data section.
+struct gguf_tensor_entry {
+  std::string name;
+  ggml_type type = ggml_type::f32;
+  std::uint32_t n_dims = 0;
+  std::array<std::uint64_t, 4> ne{1, 1, 1, 1};  // ne[0] is the contiguous (row) dimension
+  std::uint64_t n_bytes = 0;
+  std::uint64_t offset = 0;
+  std::span<const std::byte> data;  // empty: the caller produces the bytes at write time
+
+  std::uint64_t n_elements() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
+};
+
+inline constexpr std::uint64_t gguf_default_alignment = 32;
+inline constexpr std::size_t gguf_max_tensor_name = 63;  // llama.cpp rejects names of GGML_MAX_NAME (64) bytes
+
+namespace detail {
+
+// Is v a well-formed value of its declared type (arrays: every element of the element type)?
+inline result<void> gguf_check_value(const gguf_value& v, const std::string& key, std::uint32_t depth) {
+  if (static_cast<std::uint32_t>(v.type) >= gguf_type_count)
+    return make_error(errc::unknown_value_type, "value type " + std::to_string(static_cast<std::uint32_t>(v.type)) + " is not a GGUF type", error::no_offset, key);
+  if (v.type == gguf_type::boolean && v.u > 1) return make_error(errc::bad_value, "bool value is neither 0 nor 1", error::no_offset, key);
+  // Integers must fit their declared width (unsigned ones live in v.u, signed ones in v.i).
+  const auto out_of_range = [&] { return make_error(errc::bad_value, "integer does not fit its GGUF type", error::no_offset, key); };
+  switch (v.type) {
+    case gguf_type::u8: if (v.u > 0xFFu) return out_of_range(); break;
+    case gguf_type::u16: if (v.u > 0xFFFFu) return out_of_range(); break;
+    case gguf_type::u32: if (v.u > 0xFFFFFFFFu) return out_of_range(); break;
+    case gguf_type::i8: if (v.i < -128 || v.i > 127) return out_of_range(); break;
+    case gguf_type::i16: if (v.i < -32768 || v.i > 32767) return out_of_range(); break;
+    case gguf_type::i32: if (v.i < INT32_MIN || v.i > INT32_MAX) return out_of_range(); break;
+    default: break;
+  }
+  if (v.type == gguf_type::string && v.s.size() > limits::max_string)
+    return make_error(errc::count_too_large, "string longer than EDGELM_MAX_STRING", error::no_offset, key);
+  if (v.type == gguf_type::array) {
+    if (depth >= gguf_max_depth) return make_error(errc::count_too_large, "arrays nested too deeply", error::no_offset, key);
+    if (static_cast<std::uint32_t>(v.elem_type) >= gguf_type_count)
+      return make_error(errc::unknown_value_type, "array element type is not a GGUF type", error::no_offset, key);
+    for (const auto& e : v.arr) {
+      if (e.type != v.elem_type) return make_error(errc::bad_key_type, "array element of another type than the array's", error::no_offset, key);
+      EDGELM_TRY(gguf_check_value(e, key, depth + 1));
+    }
+  }
+  return {};
+}
+
+// Little-endian append helpers (GGUF is little-endian; so are all targets edgelm supports).
+template <class T>
+void gguf_put(std::vector<std::byte>& out, T v) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  const auto* p = reinterpret_cast<const std::byte*>(&v);
+  out.insert(out.end(), p, p + sizeof(T));
+}
+inline void gguf_put_string(std::vector<std::byte>& out, std::string_view s) {
+  gguf_put<std::uint64_t>(out, s.size());
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  out.insert(out.end(), p, p + s.size());
+}
+
+inline void gguf_put_value(std::vector<std::byte>& out, const gguf_value& v) {
+  switch (v.type) {
+    case gguf_type::u8: gguf_put(out, static_cast<std::uint8_t>(v.u)); break;
+    case gguf_type::i8: gguf_put(out, static_cast<std::int8_t>(v.i)); break;
+    case gguf_type::u16: gguf_put(out, static_cast<std::uint16_t>(v.u)); break;
+    case gguf_type::i16: gguf_put(out, static_cast<std::int16_t>(v.i)); break;
+    case gguf_type::u32: gguf_put(out, static_cast<std::uint32_t>(v.u)); break;
+    case gguf_type::i32: gguf_put(out, static_cast<std::int32_t>(v.i)); break;
+    case gguf_type::u64: gguf_put(out, static_cast<std::uint64_t>(v.u)); break;
+    case gguf_type::i64: gguf_put(out, static_cast<std::int64_t>(v.i)); break;
+    case gguf_type::f32: gguf_put(out, static_cast<float>(v.f)); break;
+    case gguf_type::f64: gguf_put(out, static_cast<double>(v.f)); break;
+    case gguf_type::boolean: gguf_put(out, static_cast<std::uint8_t>(v.u != 0)); break;
+    case gguf_type::string: gguf_put_string(out, v.s); break;
+    case gguf_type::array:
+      gguf_put(out, static_cast<std::uint32_t>(v.elem_type));
+      gguf_put<std::uint64_t>(out, v.arr.size());
+      for (const auto& e : v.arr) gguf_put_value(out, e);
+      break;
+  }
+}
+
+}  // namespace detail
+
+// Value constructors, so that `w.set("llama.block_count", gguf_u32(5))` reads naturally.
+inline gguf_value gguf_uint(gguf_type t, std::uint64_t x) { gguf_value v; v.type = t; v.u = x; return v; }
+inline gguf_value gguf_int(gguf_type t, std::int64_t x) { gguf_value v; v.type = t; v.i = x; return v; }
+inline gguf_value gguf_u32(std::uint32_t x) { return gguf_uint(gguf_type::u32, x); }
+inline gguf_value gguf_i32(std::int32_t x) { return gguf_int(gguf_type::i32, x); }
+inline gguf_value gguf_f32(float x) { gguf_value v; v.type = gguf_type::f32; v.f = x; return v; }
+inline gguf_value gguf_f64(double x) { gguf_value v; v.type = gguf_type::f64; v.f = x; return v; }
+inline gguf_value gguf_bool(bool x) { gguf_value v; v.type = gguf_type::boolean; v.u = x ? 1 : 0; return v; }
+inline gguf_value gguf_string(std::string s) { gguf_value v; v.type = gguf_type::string; v.s = std::move(s); return v; }
+// An array of `elem` values (elements must carry that type; set() checks).
+inline gguf_value gguf_array(gguf_type elem, std::vector<gguf_value> elems) {
+  gguf_value v;
+  v.type = gguf_type::array;
+  v.elem_type = elem;
+  v.arr = std::move(elems);
+  return v;
+}
+
+class gguf_writer {
+ public:
+  gguf_writer() = default;
+
+  // Add metadata `key`, or replace its value in place (keeping the key's position) when present.
+  // Errors: missing_key (empty key), invalid_utf8, a malformed value (bad_key_type / bad_value /
+  // unknown_value_type), and for general.alignment: bad_key_type unless u32, bad_alignment unless a
+  // power of two <= 1 MiB.
+  result<void> set(std::string_view key, gguf_value v) {
+    const std::string k(key);
+    if (k.empty()) return make_error(errc::missing_key, "empty metadata key");
+    if (!detail::valid_utf8(k)) return make_error(errc::invalid_utf8, "metadata key is not valid UTF-8", error::no_offset, k);
+    if (k.size() > limits::max_string) return make_error(errc::count_too_large, "metadata key longer than EDGELM_MAX_STRING");
+    EDGELM_TRY(detail::gguf_check_value(v, k, 0));
+    if (k == "general.alignment") {
+      // ggml reads the alignment with gguf_get_val_u32, which aborts on any other type.
+      if (v.type != gguf_type::u32) return make_error(errc::bad_key_type, "general.alignment must be a u32", error::no_offset, k);
+      if (!detail::is_pow2(v.u) || v.u > (1u << 20))
+        return make_error(errc::bad_alignment, "alignment " + std::to_string(v.u) + " is not a power of two <= 1 MiB", error::no_offset, k);
+      alignment_ = v.u;
+    }
+    for (auto& kv : kv_)
+      if (kv.key == k) {
+        kv.value = std::move(v);
+        return {};
+      }
+    if (kv_.size() >= limits::max_metadata) return make_error(errc::count_too_large, "more metadata than EDGELM_MAX_METADATA");
+    kv_.push_back({k, std::move(v)});
+    return {};
+  }
+  result<void> set_u32(std::string_view key, std::uint32_t x) { return set(key, gguf_u32(x)); }
+  result<void> set_i32(std::string_view key, std::int32_t x) { return set(key, gguf_i32(x)); }
+  result<void> set_f32(std::string_view key, float x) { return set(key, gguf_f32(x)); }
+  result<void> set_bool(std::string_view key, bool x) { return set(key, gguf_bool(x)); }
+  result<void> set_string(std::string_view key, std::string s) { return set(key, gguf_string(std::move(s))); }
+  result<void> set_strings(std::string_view key, std::span<const std::string> xs) {
+    std::vector<gguf_value> e;
+    e.reserve(xs.size());
+    for (const auto& s : xs) e.push_back(gguf_string(s));
+    return set(key, gguf_array(gguf_type::string, std::move(e)));
+  }
+  result<void> set_f32s(std::string_view key, std::span<const float> xs) {
+    std::vector<gguf_value> e;
+    e.reserve(xs.size());
+    for (float x : xs) e.push_back(gguf_f32(x));
+    return set(key, gguf_array(gguf_type::f32, std::move(e)));
+  }
+  result<void> set_i32s(std::string_view key, std::span<const std::int32_t> xs) {
+    std::vector<gguf_value> e;
+    e.reserve(xs.size());
+    for (auto x : xs) e.push_back(gguf_i32(x));
+    return set(key, gguf_array(gguf_type::i32, std::move(e)));
+  }
+
+  // Remove a key; false if it was not there. Removing general.alignment restores the default.
+  bool remove(std::string_view key) {
+    for (auto it = kv_.begin(); it != kv_.end(); ++it)
+      if (it->key == key) {
+        if (key == "general.alignment") alignment_ = gguf_default_alignment;
+        kv_.erase(it);
+        return true;
+      }
+    return false;
+  }
+
+  const gguf_value* find(std::string_view key) const noexcept {
+    for (const auto& kv : kv_)
+      if (kv.key == key) return &kv.value;
+    return nullptr;
+  }
+  const std::vector<gguf_kv>& metadata() const noexcept { return kv_; }
+  const std::vector<gguf_tensor_entry>& tensors() const noexcept { return tensors_; }
+  std::uint64_t alignment() const noexcept { return alignment_; }
+
+  // Add a tensor of `type` with shape `ne` (1..4 dims, ne[0] contiguous). `data`, when given, must be
+  // exactly the tensor's byte size and must stay valid until write(); when empty, write()'s producer
+  // supplies the bytes. Errors: invalid_argument / invalid_utf8 / duplicate_name for the name,
+  // absurd_dimension, unknown_tensor_type, shape_mismatch (ne[0] not a whole number of blocks),
+  // overflow, and shape_mismatch when `data` has the wrong size.
+  result<void> add_tensor(std::string name, ggml_type type, std::span<const std::uint64_t> ne, std::span<const std::byte> data = {}) {
+    if (name.empty() || name.size() > gguf_max_tensor_name)
+      return make_error(errc::invalid_argument, "tensor name must be 1.." + std::to_string(gguf_max_tensor_name) + " bytes", error::no_offset, name);
+    if (!detail::valid_utf8(name)) return make_error(errc::invalid_utf8, "tensor name is not valid UTF-8", error::no_offset, name);
+    for (const auto& t : tensors_)
+      if (t.name == name) return make_error(errc::duplicate_name, "tensor added twice", error::no_offset, name);
+    if (tensors_.size() >= limits::max_tensors) return make_error(errc::count_too_large, "more tensors than EDGELM_MAX_TENSORS", error::no_offset, name);
+    if (ne.empty() || ne.size() > 4) return make_error(errc::absurd_dimension, "a tensor has 1..4 dimensions", error::no_offset, name);
+    if (!ggml_type_known(static_cast<std::uint32_t>(type))) return make_error(errc::unknown_tensor_type, "not a ggml type", error::no_offset, name);
+    gguf_tensor_entry t;
+    t.name = std::move(name);
+    t.type = type;
+    t.n_dims = static_cast<std::uint32_t>(ne.size());
+    std::uint64_t n = 1;
+    for (std::size_t d = 0; d < ne.size(); ++d) {
+      // ggml stores dimensions as int64: anything above 2^62 elements is not a real tensor
+      if (ne[d] == 0 || ne[d] > (std::uint64_t{1} << 62)) return make_error(errc::absurd_dimension, "dimension is zero or huge", error::no_offset, t.name);
+      t.ne[d] = ne[d];
+      if (!detail::mul_ok(n, ne[d], n) || n > (std::uint64_t{1} << 62)) return make_error(errc::overflow, "element count overflows", error::no_offset, t.name);
+    }
+    const auto& info = ggml_info(type);
+    if (t.ne[0] % info.block_size != 0)
+      return make_error(errc::shape_mismatch, "row of " + std::to_string(t.ne[0]) + " elements is not a whole number of " + std::string(info.name) + " blocks",
+                        error::no_offset, t.name);
+    if (!detail::mul_ok(n / info.block_size, info.type_size, t.n_bytes)) return make_error(errc::overflow, "byte size overflows", error::no_offset, t.name);
+    if (!data.empty() && data.size() != t.n_bytes)
+      return make_error(errc::shape_mismatch, "data holds " + std::to_string(data.size()) + " bytes, the shape needs " + std::to_string(t.n_bytes),
+                        error::no_offset, t.name);
+    t.data = data;
+    tensors_.push_back(std::move(t));
+    return {};
+  }
+
+  // The header (everything before the tensor data, padding included). Fills in every tensor's offset.
+  result<std::vector<std::byte>> header() {
+    EDGELM_TRY(layout());
+    std::vector<std::byte> out;
+    out.insert(out.end(), {std::byte{'G'}, std::byte{'G'}, std::byte{'U'}, std::byte{'F'}});
+    detail::gguf_put<std::uint32_t>(out, 3);
+    detail::gguf_put<std::uint64_t>(out, tensors_.size());
+    detail::gguf_put<std::uint64_t>(out, kv_.size());
+    for (const auto& kv : kv_) {
+      detail::gguf_put_string(out, kv.key);
+      detail::gguf_put(out, static_cast<std::uint32_t>(kv.value.type));
+      detail::gguf_put_value(out, kv.value);
+    }
+    for (const auto& t : tensors_) {
+      detail::gguf_put_string(out, t.name);
+      detail::gguf_put(out, t.n_dims);
+      for (std::uint32_t d = 0; d < t.n_dims; ++d) detail::gguf_put(out, static_cast<std::int64_t>(t.ne[d]));
+      detail::gguf_put(out, static_cast<std::uint32_t>(t.type));
+      detail::gguf_put(out, t.offset);
+    }
+    out.resize(static_cast<std::size_t>(detail::align_up(out.size(), alignment_)), std::byte{0});
+    return out;
+  }
+
+  // Size of the whole file in bytes.
+  result<std::uint64_t> file_size() {
+    auto h = header();
+    if (!h) return h.error();
+    return h->size() + data_size_;
+  }
+
+  // Stream the file to `sink`, a callable bool(std::span<const std::byte>) (false: stop with io_error).
+  // `produce(std::size_t index, const gguf_tensor_entry&, std::vector<std::byte>& out) -> result<void>`
+  // fills the bytes of each tensor added without data (out must end up exactly n_bytes long); it is
+  // called in tensor order, one tensor at a time, so a converter never holds more than one tensor.
+  template <class Sink, class Produce>
+  result<void> write(Sink&& sink, Produce&& produce) {
+    auto h = header();
+    if (!h) return h.error();
+    if (!sink(std::span<const std::byte>(*h))) return make_error(errc::io_error, "the sink refused the header");
+    std::vector<std::byte> buf;
+    static constexpr std::byte zeros[64] = {};
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+      const auto& t = tensors_[i];
+      std::span<const std::byte> bytes = t.data;
+      if (bytes.empty()) {
+        buf.clear();
+        EDGELM_TRY(produce(i, t, buf));
+        if (buf.size() != t.n_bytes)
+          return make_error(errc::shape_mismatch, "produced " + std::to_string(buf.size()) + " bytes, the tensor needs " + std::to_string(t.n_bytes),
+                            error::no_offset, t.name);
+        bytes = buf;
+      }
+      if (!sink(bytes)) return make_error(errc::io_error, "the sink refused tensor data", error::no_offset, t.name);
+      for (std::uint64_t pad = detail::align_up(t.n_bytes, alignment_) - t.n_bytes; pad > 0;) {
+        const std::size_t n = static_cast<std::size_t>(pad < sizeof zeros ? pad : sizeof zeros);
+        if (!sink(std::span<const std::byte>(zeros, n))) return make_error(errc::io_error, "the sink refused padding", error::no_offset, t.name);
+        pad -= n;
+      }
+    }
+    return {};
+  }
+
+  // Every tensor must have been added with its data.
+  template <class Sink>
+  result<void> write(Sink&& sink) {
+    return write(std::forward<Sink>(sink), [](std::size_t, const gguf_tensor_entry& t, std::vector<std::byte>&) -> result<void> {
+      return make_error(errc::invalid_argument, "tensor was added without data and no producer was given", error::no_offset, t.name);
+    });
+  }
+
+  // The whole file in memory (out_of_memory if it does not fit size_t).
+  result<std::vector<std::byte>> to_bytes() {
+    auto size = file_size();
+    if (!size) return size.error();
+    if (!detail::fits_size_t(*size)) return make_error(errc::out_of_memory, "file larger than this platform's address space");
+    std::vector<std::byte> out;
+    out.reserve(static_cast<std::size_t>(*size));
+    auto r = write([&](std::span<const std::byte> b) { out.insert(out.end(), b.begin(), b.end()); return true; });
+    if (!r) return r.error();
+    return out;
+  }
+
+ private:
+  // Offsets of every tensor in the data section, each aligned.
+  result<void> layout() {
+    std::uint64_t off = 0;
+    for (auto& t : tensors_) {
+      t.offset = off;
+      std::uint64_t padded = detail::align_up(t.n_bytes, alignment_);
+      if (padded < t.n_bytes || !detail::add_ok(off, padded, off)) return make_error(errc::overflow, "data section size overflows", error::no_offset, t.name);
+    }
+    data_size_ = off;
+    return {};
+  }
+
+  std::vector<gguf_kv> kv_;
+  std::vector<gguf_tensor_entry> tensors_;
+  std::uint64_t alignment_ = gguf_default_alignment;
+  std::uint64_t data_size_ = 0;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/formats/gguf_writer.hpp ----
 // ---- begin edgelm/formats/llama2c.hpp ----
 // edgelm/formats/llama2c.hpp - llama2.c checkpoints (legacy .bin: 7 x int32 header, then float32
 // weights in run.c order) and llama2.c tokenizer files.
@@ -2742,6 +3089,378 @@ result<model<P, K>> load(S s, const T& tokenizer_storage, const load_options& o 
 
 }  // namespace edgelm
 // ---- end edgelm/load.hpp ----
+// ---- begin edgelm/perplexity.hpp ----
+// edgelm/perplexity.hpp - perplexity of a model on a text, computed exactly as llama.cpp's
+// llama-perplexity does (tools/perplexity/perplexity.cpp, perplexity()), so the two numbers can be
+// compared on the same GGUF file and text:
+//
+//  1. tokenize the whole text once, BOS first when the vocabulary adds one (common_tokenize(ctx,
+//     text, add_special = true));
+//  2. cut the tokens into n_chunks = min(max_chunks, n_tokens / n_ctx) non-overlapping chunks of
+//     n_ctx tokens (at least 2 * n_ctx tokens are required, as llama.cpp does);
+//  3. for each chunk: a fresh KV cache, the chunk's first token replaced by BOS (when the vocabulary
+//     adds BOS), the model run over positions 0 .. n_ctx-1;
+//  4. only the second half is scored: with first = n_ctx / 2, the logits at positions
+//     first .. n_ctx-2 predict tokens first+1 .. n_ctx-1, and -log softmax(target) is summed in
+//     double (nll) together with its square (nll2);
+//  5. the estimate after chunk k is exp(nll / count); the final one comes with the standard error
+//     ppl * sqrt((nll2/count - (nll/count)^2) / (count - 1)).
+//
+// log_softmax is llama.cpp's too: max in float, sum of expf(logit - max) in double,
+// logit[target] - max - log(sum).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+
+namespace edgelm {
+
+struct perplexity_options {
+  std::uint32_t context = 512;     // n_ctx: tokens per chunk (llama-perplexity's --ctx-size, default 512)
+  std::uint32_t max_chunks = 0;    // --chunks; 0: every whole chunk of the text
+};
+
+struct perplexity_result {
+  std::size_t n_tokens = 0;        // tokens of the whole text (BOS included)
+  std::uint32_t n_chunks = 0;      // chunks evaluated
+  std::uint64_t count = 0;         // tokens scored
+  double nll = 0;                  // sum of -log p(target)
+  double nll2 = 0;                 // sum of its squares
+  std::vector<double> running;     // estimate after each chunk: exp(nll_so_far / count_so_far)
+  double ppl = 0;                  // exp(nll / count)
+  double ppl_stderr = 0;           // llama.cpp's "+/-" (0 when it cannot be computed)
+};
+
+namespace detail {
+// llama.cpp's log_softmax(n_vocab, logits, tok).
+inline double log_softmax_at(std::span<const float> logits, std::int32_t tok) noexcept {
+  float max_logit = logits[0];
+  for (std::size_t i = 1; i < logits.size(); ++i) max_logit = std::max(max_logit, logits[i]);
+  double sum_exp = 0.0;
+  for (float l : logits) sum_exp += std::exp(l - max_logit);
+  return logits[static_cast<std::size_t>(tok)] - max_logit - std::log(sum_exp);
+}
+}  // namespace detail
+
+// Perplexity of `m` (an edgelm::model<P, K>) over already tokenized text. `on_chunk(chunk_index,
+// running_estimate)` is called after every chunk (for progress output); return false to stop early
+// (the result then covers the chunks done). Errors: invalid_argument for a context below 4, token ids
+// outside the vocabulary or fewer than 2 * context tokens; the KV cache allocation's errors.
+template <class Model, class OnChunk>
+result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_t> tokens, const perplexity_options& o, OnChunk&& on_chunk) {
+  const std::uint32_t n_ctx = o.context;
+  if (n_ctx < 4) return make_error(errc::invalid_argument, "perplexity needs a context of at least 4 tokens");
+  if (tokens.size() < 2 * std::size_t{n_ctx})
+    return make_error(errc::invalid_argument, "the text tokenizes to " + std::to_string(tokens.size()) + " tokens; a context of " + std::to_string(n_ctx) +
+                                                  " needs at least " + std::to_string(2 * std::size_t{n_ctx}));
+  const auto vocab = m.config().vocab_size;
+  for (auto t : tokens)
+    if (t < 0 || static_cast<std::uint32_t>(t) >= vocab) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
+  auto st = m.net.make_state(n_ctx);
+  if (!st) return st.error();
+
+  perplexity_result r;
+  r.n_tokens = tokens.size();
+  const std::size_t n_chunk_max = tokens.size() / n_ctx;
+  r.n_chunks = static_cast<std::uint32_t>(o.max_chunks == 0 ? n_chunk_max : std::min<std::size_t>(o.max_chunks, n_chunk_max));
+  const bool add_bos = m.tok.add_bos();
+  const std::uint32_t first = n_ctx / 2;
+
+  for (std::uint32_t i = 0; i < r.n_chunks; ++i) {
+    const std::size_t start = std::size_t{i} * n_ctx;
+    // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target.
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) {
+      const std::int32_t tok = (pos == 0 && add_bos) ? m.tok.bos() : tokens[start + pos];
+      auto logits = m.net.forward(*st, tok, pos);  // writing position pos overwrites the previous chunk's cache
+      if (pos >= first) {
+        const double v = -detail::log_softmax_at(logits, tokens[start + pos + 1]);
+        r.nll += v;
+        r.nll2 += v * v;
+      }
+    }
+    r.count += n_ctx - first - 1;
+    r.running.push_back(std::exp(r.nll / static_cast<double>(r.count)));
+    if (!on_chunk(i, r.running.back())) {
+      r.n_chunks = i + 1;
+      break;
+    }
+  }
+  if (r.count == 0) return r;
+  const double nll = r.nll / static_cast<double>(r.count);
+  double nll2 = r.nll2 / static_cast<double>(r.count);
+  r.ppl = std::exp(nll);
+  nll2 -= nll * nll;
+  if (nll2 > 0 && r.count > 1) r.ppl_stderr = std::sqrt(nll2 / static_cast<double>(r.count - 1)) * r.ppl;
+  return r;
+}
+
+template <class Model>
+result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_t> tokens, const perplexity_options& o) {
+  return perplexity(m, tokens, o, [](std::uint32_t, double) { return true; });
+}
+
+// Tokenize `text` as llama-perplexity does (BOS first when the vocabulary adds one), then score it.
+template <class Model, class OnChunk>
+result<perplexity_result> perplexity(const Model& m, std::string_view text, const perplexity_options& o, OnChunk&& on_chunk) {
+  const auto ids = m.tok.encode(text, m.tok.add_bos());
+  return perplexity(m, std::span<const std::int32_t>(ids), o, on_chunk);
+}
+template <class Model>
+result<perplexity_result> perplexity(const Model& m, std::string_view text, const perplexity_options& o) {
+  return perplexity(m, text, o, [](std::uint32_t, double) { return true; });
+}
+
+}  // namespace edgelm
+// ---- end edgelm/perplexity.hpp ----
+// ---- begin edgelm/quantize.hpp ----
+// edgelm/quantize.hpp - a model_file (GGUF or llama2.c) -> a GGUF v3 file of another weight type
+// (f32, f16, q8_0, q4_0) that llama.cpp loads. The library side of `edgelm quantize`.
+//
+// What is written, after llama.cpp's llama-quantize:
+//  - every 2-D (or higher) tensor whose name ends in "weight" gets the target type; one whose rows are
+//    not a whole number of the target's blocks (e.g. a 172-wide FFN) gets `fallback_type` (F16, as
+//    llama.cpp does) and is reported through the logger;
+//  - every other tensor (1-D norms, ...) is copied unchanged (F32 stays F32, as ggml keeps them);
+//  - a tensor that already has its output type is copied byte for byte (no requantization);
+//  - metadata: a GGUF input's keys are copied in order; a llama2.c input gets the llama architecture
+//    keys and an embedded llama (SentencePiece) tokenizer built from model_file::tokenizer (pieces with
+//    ' ' -> U+2581, ids unk/bos/eos named <unk>/<s>/</s>, as llama.cpp's convert-llama2c-to-ggml);
+//    general.file_type and general.quantization_version (2) are set for both.
+//
+// The output is "pure" in llama-quantize's sense: every weight matrix of one type (no Q6_K output, no
+// per-layer mixtures), because transformer<P> runs a single weight precision and binds a file of
+// its type in place. Tensors are converted one at a time: the peak memory of quantizing is the
+// input (mapped) plus one tensor, never the whole output.
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace edgelm {
+
+struct quantize_options {
+  ggml_type type = ggml_type::q8_0;           // target of the weight matrices: f32, f16, q8_0 or q4_0
+  ggml_type fallback_type = ggml_type::f16;   // for matrices whose rows do not divide into blocks: f16 or f32
+  bool q4_0_reference = false;                // q4_0: ggml's rounding (bit-identical to llama-quantize) instead of the scale search
+  std::string name;                           // general.name when the input has none (llama2.c inputs)
+  logger log;                                 // one line per fallback and a summary
+};
+
+struct quantize_report {
+  std::size_t converted = 0;     // tensors written in the target type (converted)
+  std::size_t copied = 0;        // tensors copied unchanged (norms, or already the output type)
+  std::size_t fell_back = 0;     // weight matrices written in fallback_type
+  std::uint64_t bytes_in = 0;    // tensor bytes read
+  std::uint64_t bytes_out = 0;   // file bytes written (header + padded data)
+};
+
+// llama.cpp's llama_ftype of a uniform file (general.file_type).
+constexpr std::uint32_t llama_file_type(ggml_type t) noexcept {
+  switch (t) {
+    case ggml_type::f32: return 0;   // LLAMA_FTYPE_ALL_F32
+    case ggml_type::f16: return 1;   // LLAMA_FTYPE_MOSTLY_F16
+    case ggml_type::q4_0: return 2;  // LLAMA_FTYPE_MOSTLY_Q4_0
+    case ggml_type::q8_0: return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
+    case ggml_type::bf16: return 32; // LLAMA_FTYPE_MOSTLY_BF16
+    default: return 0;
+  }
+}
+
+// Types quantize_model can write.
+constexpr bool can_quantize_to(ggml_type t) noexcept {
+  return t == ggml_type::f32 || t == ggml_type::f16 || t == ggml_type::q8_0 || t == ggml_type::q4_0;
+}
+
+namespace detail {
+
+inline bool ends_with(std::string_view s, std::string_view suffix) noexcept {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// ' ' -> U+2581 (the inverse of gguf.hpp's sp_to_space).
+inline std::string space_to_sp(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == ' ') out += "\xE2\x96\x81";
+    else out += c;
+  }
+  return out;
+}
+
+// n floats (a whole number of blocks of t) -> t's bytes at out.
+inline void quantize_row_as(ggml_type t, const float* x, std::byte* out, std::size_t n, bool q4_reference) noexcept {
+  switch (t) {
+    case ggml_type::f32: std::memcpy(out, x, n * sizeof(float)); break;
+    case ggml_type::f16:
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint16_t h = f32_to_fp16(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      break;
+    case ggml_type::q8_0: q8_0::quantize_row(x, reinterpret_cast<q8_0::block_type*>(out), n); break;
+    case ggml_type::q4_0:
+      if (q4_reference) q4_0::quantize_row_reference(x, reinterpret_cast<q4_0::block_type*>(out), n);
+      else q4_0::quantize_row(x, reinterpret_cast<q4_0::block_type*>(out), n);
+      break;
+    default: break;
+  }
+}
+
+// The metadata of a llama2.c checkpoint as a llama GGUF (keys as llama.cpp's convert scripts write them).
+inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const quantize_options& o) {
+  const model_config& c = mf.config;
+  const std::string a = "llama.";
+  EDGELM_TRY(w.set_string("general.architecture", "llama"));
+  EDGELM_TRY(w.set_string("general.name", o.name.empty() ? std::string("llama") : o.name));
+  EDGELM_TRY(w.set_u32(a + "context_length", c.seq_len));
+  EDGELM_TRY(w.set_u32(a + "embedding_length", c.dim));
+  EDGELM_TRY(w.set_u32(a + "block_count", c.n_layers));
+  EDGELM_TRY(w.set_u32(a + "feed_forward_length", c.hidden_dim));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count", c.n_heads));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count_kv", c.n_kv_heads));
+  EDGELM_TRY(w.set_f32(a + "rope.freq_base", c.rope_theta));
+  EDGELM_TRY(w.set_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps));
+  EDGELM_TRY(w.set_u32(a + "rope.dimension_count", c.head_dim));
+  EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
+
+  const tokenizer_data& td = mf.tokenizer;
+  if (td.pieces.empty()) return {};
+  if (td.pieces.size() != c.vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(c.vocab_size));
+  std::vector<std::string> tokens(td.pieces.size());
+  std::vector<std::int32_t> types(td.pieces.size());
+  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
+    const auto id = static_cast<std::int32_t>(i);
+    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
+    if (id == td.unk_id) tokens[i] = "<unk>";
+    else if (id == td.bos_id) tokens[i] = "<s>";
+    else if (id == td.eos_id) tokens[i] = "</s>";
+    else tokens[i] = space_to_sp(td.pieces[i]);
+    types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
+  }
+  std::vector<float> scores = td.scores;
+  scores.resize(td.pieces.size(), 0.0f);
+  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
+  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
+  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
+  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
+  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
+  return {};
+}
+
+}  // namespace detail
+
+// Describe the output file: metadata and tensor table, without tensor data (quantize_model writes it).
+// Errors: invalid_argument for an unsupported target/fallback type, the writer's errors, and the
+// GGUF reader's errors when the input's metadata cannot be re-read.
+inline result<gguf_writer> plan_quantized_gguf(const model_file& mf, const quantize_options& o) {
+  if (!can_quantize_to(o.type))
+    return make_error(errc::invalid_argument, "cannot quantize to " + std::string(ggml_type_name(o.type)) + " (supported: F32, F16, Q8_0, Q4_0)");
+  if (o.fallback_type != ggml_type::f16 && o.fallback_type != ggml_type::f32)
+    return make_error(errc::invalid_argument, "the fallback type must be F16 or F32");
+  gguf_writer w;
+  if (mf.format == file_format::gguf) {
+    if (!mf.bytes) return make_error(errc::invalid_argument, "model_file holds no bytes");
+    auto g = parse_gguf(mf.bytes->bytes());
+    if (!g) return g.error();
+    for (auto& kv : g->metadata) EDGELM_TRY(w.set(kv.key, std::move(kv.value)));
+  } else {
+    EDGELM_TRY(detail::llama_metadata(w, mf, o));
+  }
+  EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION
+  EDGELM_TRY(w.set_u32("general.file_type", llama_file_type(o.type)));
+
+  for (const auto& t : mf.tensors) {
+    ggml_type out = t.type;
+    // ggml_n_dims: trailing dimensions of 1 do not count, so a [n, 1] tensor is a vector
+    std::uint32_t dims = 1;
+    for (std::uint32_t d = 1; d < t.n_dims; ++d)
+      if (t.ne[d] > 1) dims = d + 1;
+    if (dims >= 2 && detail::ends_with(t.name, "weight")) {
+      out = o.type;
+      if (t.ne[0] % ggml_info(o.type).block_size != 0) {
+        out = o.fallback_type;
+        o.log(log_level::warn, t.name + ": rows of " + std::to_string(t.ne[0]) + " are not a multiple of " + std::to_string(ggml_info(o.type).block_size) +
+                                   ", falling back to " + std::string(ggml_type_name(out)));
+      }
+    }
+    EDGELM_TRY(w.add_tensor(t.name, out, std::span<const std::uint64_t>(t.ne.data(), t.n_dims)));
+  }
+  return w;
+}
+
+// Convert `mf` and stream the GGUF file to `sink` (bool(std::span<const std::byte>); false stops with
+// io_error). Errors: plan_quantized_gguf's, unsupported_tensor_type for a source type this build
+// cannot read, bad_value for a source block with a NaN/Inf scale.
+template <class Sink>
+result<quantize_report> quantize_model(const model_file& mf, const quantize_options& o, Sink&& sink) {
+  auto plan = plan_quantized_gguf(mf, o);
+  if (!plan) return plan.error();
+  quantize_report rep;
+  std::vector<float> row;
+  auto produce = [&](std::size_t i, const gguf_tensor_entry& e, std::vector<std::byte>& out) -> result<void> {
+    const tensor_info& t = mf.tensors[i];
+    rep.bytes_in += t.n_bytes;
+    if (e.type == t.type) {  // nothing to convert
+      out.assign(t.data, t.data + t.n_bytes);
+      ++rep.copied;
+      return {};
+    }
+    if (!can_dequantize(t.type))
+      return make_error(errc::unsupported_tensor_type, "cannot read tensors of type " + std::string(ggml_type_name(t.type)), t.offset, t.name);
+    if (!detail::fits_size_t(e.n_bytes)) return make_error(errc::out_of_memory, "tensor larger than the address space", t.offset, t.name);
+    const std::uint64_t cols = t.ne[0], rows = t.n_elements() / cols;
+    const auto& si = ggml_info(t.type);
+    const auto& di = ggml_info(e.type);
+    const std::uint64_t src_row = cols / si.block_size * si.type_size, dst_row = cols / di.block_size * di.type_size;
+    out.resize(static_cast<std::size_t>(e.n_bytes));
+    row.resize(static_cast<std::size_t>(cols));
+    for (std::uint64_t r = 0; r < rows; ++r) {
+      if (!dequantize_row(t.type, t.data + r * src_row, row.data(), row.size()))
+        return make_error(errc::bad_value, "tensor has a NaN/Inf block scale", t.offset + r * src_row, t.name);
+      detail::quantize_row_as(e.type, row.data(), out.data() + r * dst_row, row.size(), o.q4_0_reference);
+    }
+    if (e.type == o.type) ++rep.converted;
+    else ++rep.fell_back;
+    return {};
+  };
+  auto counting_sink = [&](std::span<const std::byte> b) {
+    rep.bytes_out += b.size();
+    return sink(b);
+  };
+  auto r = plan->write(counting_sink, produce);
+  if (!r) return r.error();
+  o.log(log_level::info, "quantized to " + std::string(ggml_type_name(o.type)) + ": " + std::to_string(rep.converted) + " converted, " +
+                             std::to_string(rep.fell_back) + " fell back to " + std::string(ggml_type_name(o.fallback_type)) + ", " +
+                             std::to_string(rep.copied) + " copied; " + std::to_string(rep.bytes_out) + " bytes");
+  return rep;
+}
+
+// The whole output file in memory.
+inline result<std::vector<std::byte>> quantize_model_to_bytes(const model_file& mf, const quantize_options& o) {
+  std::vector<std::byte> out;
+  auto r = quantize_model(mf, o, [&](std::span<const std::byte> b) {
+    out.insert(out.end(), b.begin(), b.end());
+    return true;
+  });
+  if (!r) return r.error();
+  return out;
+}
+
+}  // namespace edgelm
+// ---- end edgelm/quantize.hpp ----
 // ---- begin edgelm/sampling/sampler.hpp ----
 // edgelm/sampling/sampler.hpp - greedy, temperature, top-k, top-p, min-p and repetition penalty with a
 // seeded generator: the same seed, options and logits give the same tokens on every platform.
