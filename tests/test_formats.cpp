@@ -125,16 +125,16 @@ TEST_CASE("gguf: the tiny llama builder makes a valid file that parses completel
   CHECK(g->find("llama.feed_forward_length")->u == 16);
   CHECK(g->find("test.i64")->i == -5000000000LL);
   CHECK(g->find("llama.attention.layer_norm_rms_epsilon")->f == 1e-5);
-  CHECK(g->find("test.empty")->arr.empty());
+  CHECK(g->find("test.empty")->size() == 0);
   CHECK(g->find("test.empty")->elem_type == gguf_type::u32);
   const auto* nested = g->find("test.nested");
   REQUIRE(nested);
   REQUIRE(nested->arr.size() == 3);
   CHECK(nested->elem_type == gguf_type::array);
-  CHECK(nested->arr[0].arr.size() == 2);
-  CHECK(nested->arr[0].arr[1].u == 2);
+  CHECK(nested->arr[0].size() == 2);
+  CHECK(nested->arr[0].at(1).u == 2);
   CHECK(nested->arr[1].arr[0].s == "x");
-  CHECK(nested->arr[2].arr[0].arr[0].i == -1);
+  CHECK(nested->arr[2].arr[0].at(0).i == -1);
   CHECK(g->find("test.utf8 key \xC3\xA9\xE2\x82\xAC\xF0\x9F\x98\x80"));
   CHECK(g->find("tokenizer.ggml.tokens")->arr.size() == 8);
 }

@@ -48,9 +48,9 @@ bool same_value(const gguf_value& a, const gguf_value& b) {
     case gguf_type::f64: return a.f == b.f;
     case gguf_type::string: return a.s == b.s;
     case gguf_type::array:
-      if (a.elem_type != b.elem_type || a.arr.size() != b.arr.size()) return false;
-      for (std::size_t i = 0; i < a.arr.size(); ++i)
-        if (!same_value(a.arr[i], b.arr[i])) return false;
+      if (a.elem_type != b.elem_type || a.size() != b.size()) return false;
+      for (std::size_t i = 0; i < a.size(); ++i)
+        if (!same_value(a.at(i), b.at(i))) return false;
       return true;
   }
   return false;

@@ -735,7 +735,14 @@ struct gguf_value {
   double f = 0;          // f32 / f64
   std::string s;         // string
   gguf_type elem_type = gguf_type::u8;  // arrays
-  std::vector<gguf_value> arr;
+  std::vector<gguf_value> arr;          // arrays of strings or arrays (and arrays built in code)
+  std::vector<std::byte> packed;        // parsed arrays of fixed-size scalars: their little-endian bytes,
+                                        // 1-8 bytes an element instead of a gguf_value (~100 bytes)
+
+  // Element count of an array.
+  std::size_t size() const noexcept;
+  // Element i of an array (bounds are the caller's: i < size()).
+  gguf_value at(std::size_t i) const;
 
   bool is_integer() const noexcept {
     switch (type) {
@@ -748,6 +755,36 @@ struct gguf_value {
     return type == gguf_type::i8 || type == gguf_type::i16 || type == gguf_type::i32 || type == gguf_type::i64;
   }
 };
+
+namespace detail {
+inline std::uint64_t gguf_scalar_size(gguf_type t) noexcept;
+}
+
+inline std::size_t gguf_value::size() const noexcept {
+  return packed.empty() ? arr.size() : packed.size() / static_cast<std::size_t>(detail::gguf_scalar_size(elem_type));
+}
+
+inline gguf_value gguf_value::at(std::size_t i) const {
+  if (packed.empty()) return arr[i];
+  gguf_value v;
+  v.type = elem_type;
+  const std::byte* p = packed.data() + i * static_cast<std::size_t>(detail::gguf_scalar_size(elem_type));
+  auto get = [p](auto x) { std::memcpy(&x, p, sizeof x); return x; };
+  switch (elem_type) {
+    case gguf_type::u8: case gguf_type::boolean: v.u = get(std::uint8_t{}); break;
+    case gguf_type::i8: v.i = get(std::int8_t{}); break;
+    case gguf_type::u16: v.u = get(std::uint16_t{}); break;
+    case gguf_type::i16: v.i = get(std::int16_t{}); break;
+    case gguf_type::u32: v.u = get(std::uint32_t{}); break;
+    case gguf_type::i32: v.i = get(std::int32_t{}); break;
+    case gguf_type::u64: v.u = get(std::uint64_t{}); break;
+    case gguf_type::i64: v.i = get(std::int64_t{}); break;
+    case gguf_type::f32: v.f = get(float{}); break;
+    case gguf_type::f64: v.f = get(double{}); break;
+    default: break;
+  }
+  return v;
+}
 
 struct gguf_kv {
   std::string key;
@@ -837,6 +874,16 @@ inline result<gguf_value> gguf_read_value(byte_reader& r, gguf_type t, std::uint
       if (n > budget)
         return make_error(errc::count_too_large, "metadata arrays hold more than EDGELM_MAX_METADATA_VALUES values", at, key);
       budget -= n;
+      if (v.elem_type != gguf_type::string && v.elem_type != gguf_type::array) {
+        // fixed-size scalars: keep the bytes (need was checked against the bytes left above)
+        std::span<const std::byte> raw;
+        r.view(need, raw);
+        if (v.elem_type == gguf_type::boolean)
+          for (std::size_t k = 0; k < raw.size(); ++k)
+            if (static_cast<unsigned>(raw[k]) > 1) return make_error(errc::bad_value, "bool value is neither 0 nor 1", at + 12 + k, key);
+        v.packed.assign(raw.begin(), raw.end());
+        break;
+      }
       v.arr.reserve(static_cast<std::size_t>(n));
       for (std::uint64_t k = 0; k < n; ++k) {
         auto e = gguf_read_value(r, v.elem_type, depth + 1, key, budget);
@@ -1006,7 +1053,7 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
   if (!tokens) return make_error(errc::missing_key, "tokenizer has no tokens", error::no_offset, "tokenizer.ggml.tokens");
   if (tokens->type != gguf_type::array || tokens->elem_type != gguf_type::string)
     return make_error(errc::bad_key_type, "must be an array of strings", error::no_offset, "tokenizer.ggml.tokens");
-  const std::size_t n = tokens->arr.size();
+  const std::size_t n = tokens->size();
   if (n < 3 || n > limits::max_vocab) return make_error(errc::bad_tokenizer, "vocabulary size " + std::to_string(n) + " out of range", error::no_offset, "tokenizer.ggml.tokens");
   td.pieces.reserve(n);
   for (std::size_t k = 0; k < n; ++k) {
@@ -1020,9 +1067,9 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
   if (const gguf_value* sc = g.find("tokenizer.ggml.scores")) {
     if (sc->type != gguf_type::array || sc->elem_type != gguf_type::f32)
       return make_error(errc::bad_key_type, "must be an array of f32", error::no_offset, "tokenizer.ggml.scores");
-    if (sc->arr.size() != n) return make_error(errc::bad_tokenizer, "scores and tokens differ in count", error::no_offset, "tokenizer.ggml.scores");
+    if (sc->size() != n) return make_error(errc::bad_tokenizer, "scores and tokens differ in count", error::no_offset, "tokenizer.ggml.scores");
     for (std::size_t k = 0; k < n; ++k) {
-      double f = sc->arr[k].f;
+      double f = sc->at(k).f;
       if (!(f == f) || f > 3.0e38 || f < -3.0e38) return make_error(errc::bad_value, "score of token " + std::to_string(k) + " is not finite", error::no_offset, "tokenizer.ggml.scores");
       td.scores[k] = static_cast<float>(f);
     }
@@ -1031,9 +1078,10 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
   if (const gguf_value* ty = g.find("tokenizer.ggml.token_type")) {
     if (ty->type != gguf_type::array || !(ty->elem_type == gguf_type::i32 || ty->elem_type == gguf_type::u32))
       return make_error(errc::bad_key_type, "must be an array of i32", error::no_offset, "tokenizer.ggml.token_type");
-    if (ty->arr.size() != n) return make_error(errc::bad_tokenizer, "token types and tokens differ in count", error::no_offset, "tokenizer.ggml.token_type");
+    if (ty->size() != n) return make_error(errc::bad_tokenizer, "token types and tokens differ in count", error::no_offset, "tokenizer.ggml.token_type");
     for (std::size_t k = 0; k < n; ++k) {
-      std::int64_t t = ty->elem_type == gguf_type::i32 ? ty->arr[k].i : static_cast<std::int64_t>(ty->arr[k].u);
+      const gguf_value e = ty->at(k);
+      std::int64_t t = ty->elem_type == gguf_type::i32 ? e.i : static_cast<std::int64_t>(e.u);
       if (t < 1 || t > 6) return make_error(errc::bad_tokenizer, "token " + std::to_string(k) + " has unknown type " + std::to_string(t), error::no_offset, "tokenizer.ggml.token_type");
       td.types[k] = static_cast<token_type>(t);
     }
@@ -1219,6 +1267,12 @@ inline result<void> gguf_check_value(const gguf_value& v, const std::string& key
     if (depth >= gguf_max_depth) return make_error(errc::count_too_large, "arrays nested too deeply", error::no_offset, key);
     if (static_cast<std::uint32_t>(v.elem_type) >= gguf_type_count)
       return make_error(errc::unknown_value_type, "array element type is not a GGUF type", error::no_offset, key);
+    if (!v.packed.empty()) {
+      if (v.elem_type == gguf_type::string || v.elem_type == gguf_type::array ||
+          v.packed.size() % static_cast<std::size_t>(gguf_scalar_size(v.elem_type)) != 0 || !v.arr.empty())
+        return make_error(errc::bad_key_type, "packed array bytes do not fit the element type", error::no_offset, key);
+      return {};
+    }
     for (const auto& e : v.arr) {
       if (e.type != v.elem_type) return make_error(errc::bad_key_type, "array element of another type than the array's", error::no_offset, key);
       EDGELM_TRY(gguf_check_value(e, key, depth + 1));
@@ -1256,7 +1310,8 @@ inline void gguf_put_value(std::vector<std::byte>& out, const gguf_value& v) {
     case gguf_type::string: gguf_put_string(out, v.s); break;
     case gguf_type::array:
       gguf_put(out, static_cast<std::uint32_t>(v.elem_type));
-      gguf_put<std::uint64_t>(out, v.arr.size());
+      gguf_put<std::uint64_t>(out, v.size());
+      if (!v.packed.empty()) out.insert(out.end(), v.packed.begin(), v.packed.end());
       for (const auto& e : v.arr) gguf_put_value(out, e);
       break;
   }

@@ -71,6 +71,12 @@ inline result<void> gguf_check_value(const gguf_value& v, const std::string& key
     if (depth >= gguf_max_depth) return make_error(errc::count_too_large, "arrays nested too deeply", error::no_offset, key);
     if (static_cast<std::uint32_t>(v.elem_type) >= gguf_type_count)
       return make_error(errc::unknown_value_type, "array element type is not a GGUF type", error::no_offset, key);
+    if (!v.packed.empty()) {
+      if (v.elem_type == gguf_type::string || v.elem_type == gguf_type::array ||
+          v.packed.size() % static_cast<std::size_t>(gguf_scalar_size(v.elem_type)) != 0 || !v.arr.empty())
+        return make_error(errc::bad_key_type, "packed array bytes do not fit the element type", error::no_offset, key);
+      return {};
+    }
     for (const auto& e : v.arr) {
       if (e.type != v.elem_type) return make_error(errc::bad_key_type, "array element of another type than the array's", error::no_offset, key);
       EDGELM_TRY(gguf_check_value(e, key, depth + 1));
@@ -108,7 +114,8 @@ inline void gguf_put_value(std::vector<std::byte>& out, const gguf_value& v) {
     case gguf_type::string: gguf_put_string(out, v.s); break;
     case gguf_type::array:
       gguf_put(out, static_cast<std::uint32_t>(v.elem_type));
-      gguf_put<std::uint64_t>(out, v.arr.size());
+      gguf_put<std::uint64_t>(out, v.size());
+      if (!v.packed.empty()) out.insert(out.end(), v.packed.begin(), v.packed.end());
       for (const auto& e : v.arr) gguf_put_value(out, e);
       break;
   }
