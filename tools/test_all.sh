@@ -151,9 +151,17 @@ stage_fuzz() {
     if [[ $2 -eq 0 ]]; then
       echo "fuzz: $1 OK (${fuzz_seconds}s, $seeds seeds, ${execs:-?} executions)"
     else
-      echo "fuzz: $1 FAILED (status $2); log tail:"
-      tail -n 40 "$out/logs/$1.log"
-      ls "$out/artifacts" | grep "^$1-" | sed 's/^/fuzz: artifact: build\/fuzz\/artifacts\//' || true
+      echo "fuzz: $1 FAILED (status $2); from build/fuzz/logs/$1.log:"
+      # from the sanitizer's or libFuzzer's first report line to the end (else the last 40 lines)
+      local first
+      first=$(grep -n -m1 -E '^==[0-9]+==|runtime error:|ERROR: libFuzzer' "$out/logs/$1.log" | cut -d: -f1 || true)
+      if [[ -n "$first" ]]; then tail -n "+$first" "$out/logs/$1.log" | head -n 80; else tail -n 40 "$out/logs/$1.log"; fi
+      local art
+      for art in "$out/artifacts/$1-"*; do
+        [[ -e "$art" ]] || continue
+        echo "fuzz: reproduce: build/fuzz/$1 build/fuzz/artifacts/$(basename "$art")"
+        echo "fuzz: input (base64, first 4 KB): $(head -c 4096 "$art" | base64 -w0)"
+      done
       failed=1
     fi
   }

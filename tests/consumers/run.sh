@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# tests/consumers/run.sh [INSTALL_PREFIX] - build and run the three consumer projects:
+# tests/consumers/run.sh [INSTALL_PREFIX] - build and run the consumer projects:
 #   find_package     against an installed edgelm (default prefix build/install; installs it from a
 #                    fresh configure of the source tree when the prefix holds no edgelmConfig.cmake)
 #   add_subdirectory and fetch_content against this source tree
+#   meson_subproject edgelm as a meson subproject (when meson is installed)
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -31,3 +32,17 @@ for kind in find_package add_subdirectory fetch_content; do
   cmake --build "$work/$kind"
   "$work/$kind/consumer" "$model"
 done
+
+if command -v meson >/dev/null; then
+  echo "consumers: meson_subproject"
+  src=$work/meson_subproject-src
+  rm -rf "$src" "$work/meson_subproject"
+  mkdir -p "$src/subprojects"
+  cp "$here/meson_subproject/meson.build" "$src/"
+  cp "$here/consumer.cpp" "$work/consumer.cpp"   # the project refers to ../consumer.cpp
+  ln -s "$repo" "$src/subprojects/edgelm"
+  meson setup "$work/meson_subproject" "$src" >"$work/meson_subproject.configure.log" 2>&1 \
+    || { cat "$work/meson_subproject.configure.log"; exit 1; }
+  meson compile -C "$work/meson_subproject"
+  "$work/meson_subproject/consumer" "$model"
+fi
