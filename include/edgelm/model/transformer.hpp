@@ -30,6 +30,8 @@ struct run_state {
   aligned_buffer<float> q;         // (dim)
   aligned_buffer<float> att;       // (n_heads, context)
   aligned_buffer<float> logits;    // (vocab)
+  aligned_buffer<float> rope_cos;  // (head_dim / 2) RoPE angles of the current position
+  aligned_buffer<float> rope_sin;  // (head_dim / 2)
   aligned_buffer<float> key_cache;    // (layer, context, kv_dim)
   aligned_buffer<float> value_cache;  // (layer, context, kv_dim)
   aligned_buffer<act_block> xq;    // activations in P's dot-product precision: blocks for max(dim, hidden)
@@ -78,7 +80,7 @@ class transformer {
     const std::size_t act_n = (std::max(c.dim, c.hidden_dim) + P::activation::block_size - 1) / P::activation::block_size;
     struct { aligned_buffer<float>* b; std::size_t n; } fl[] = {
         {&s.x, c.dim}, {&s.xb, c.dim}, {&s.xb2, c.dim}, {&s.hb, c.hidden_dim}, {&s.hb2, c.hidden_dim}, {&s.q, c.dim},
-        {&s.att, std::size_t{c.n_heads} * context}, {&s.logits, c.vocab_size}, {&s.key_cache, static_cast<std::size_t>(kv)},
+        {&s.att, std::size_t{c.n_heads} * context}, {&s.logits, c.vocab_size}, {&s.rope_cos, c.head_dim / 2}, {&s.rope_sin, c.head_dim / 2}, {&s.key_cache, static_cast<std::size_t>(kv)},
         {&s.value_cache, static_cast<std::size_t>(kv)}};
     for (auto& f : fl) {
       auto b = aligned_buffer<float>::make(f.n);
@@ -99,6 +101,9 @@ class transformer {
     const std::uint32_t kv_mul = c.n_heads / c.n_kv_heads;  // query heads per KV head (GQA)
     float* x = s.x.data();
 
+    // rotation angles of this position, shared by every layer
+    K::rope_table(s.rope_cos.data(), s.rope_sin.data(), hs, pos, c.rope_theta);
+
     // token embedding row -> x (the first dim elements of the row's blocks)
     P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(token)), x, dim);
 
@@ -114,7 +119,7 @@ class transformer {
       K::matvec(s.q.data(), L.wq, xa);
       K::matvec(k, L.wk, xa);
       K::matvec(v, L.wv, xa);
-      K::rope(s.q.data(), k, dim, kv_dim, hs, pos, c.rope_theta);
+      K::rope(s.q.data(), k, dim, kv_dim, hs, s.rope_cos.data(), s.rope_sin.data());
 
       // multi-head attention over positions 0..pos
       const float scale = std::sqrt(static_cast<float>(hs));

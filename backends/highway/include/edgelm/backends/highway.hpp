@@ -34,6 +34,40 @@ HWY_INLINE float dot_lanes(D d, const float* HWY_RESTRICT a, const float* HWY_RE
   return hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
 }
 
+inline float dot(const float* a, const float* b, std::size_t n);
+
+// Four rows against one x: x is loaded once per step for four multiply-adds. The sums per row use the
+// same lane grouping as dot_lanes on one accumulator (results may differ from dot() in the last bits).
+template <class D>
+HWY_INLINE void dot4_lanes(D d, const float* const* w, const float* HWY_RESTRICT x, std::size_t n, std::size_t& i, float* out) {
+  const std::size_t N = hn::Lanes(d);
+  auto s0 = hn::Zero(d), s1 = hn::Zero(d), s2 = hn::Zero(d), s3 = hn::Zero(d);
+  for (; i + N <= n; i += N) {
+    const auto vx = hn::LoadU(d, x + i);
+    s0 = hn::MulAdd(hn::LoadU(d, w[0] + i), vx, s0);
+    s1 = hn::MulAdd(hn::LoadU(d, w[1] + i), vx, s1);
+    s2 = hn::MulAdd(hn::LoadU(d, w[2] + i), vx, s2);
+    s3 = hn::MulAdd(hn::LoadU(d, w[3] + i), vx, s3);
+  }
+  out[0] += hn::GetLane(hn::SumOfLanes(d, s0));
+  out[1] += hn::GetLane(hn::SumOfLanes(d, s1));
+  out[2] += hn::GetLane(hn::SumOfLanes(d, s2));
+  out[3] += hn::GetLane(hn::SumOfLanes(d, s3));
+}
+
+inline void matvec_f32(float* out, const float* w, std::size_t rows, std::size_t cols, const float* x) {
+  std::size_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const float* rw[4] = {w + r * cols, w + (r + 1) * cols, w + (r + 2) * cols, w + (r + 3) * cols};
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    std::size_t i = 0;
+    dot4_lanes(hn::ScalableTag<float>(), rw, x, cols, i, acc);
+    dot4_lanes(hn::CappedTag<float, 1>(), rw, x, cols, i, acc);
+    for (int k = 0; k < 4; ++k) out[r + k] = acc[k];
+  }
+  for (; r < rows; ++r) out[r] = dot(w + r * cols, x, cols);
+}
+
 inline float dot(const float* a, const float* b, std::size_t n) {
   std::size_t i = 0;
   float s = dot_lanes(hn::ScalableTag<float>(), a, b, n, i);
@@ -127,6 +161,10 @@ inline float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) {
 struct kernels : edgelm::kernels::basic_kernels<kernels> {
   static constexpr const char* name = "highway";
   static const char* target() noexcept { return hwy::TargetName(HWY_TARGET); }
+
+  using basic_kernels<kernels>::matvec;
+  // f32 matvec, four rows per pass over x.
+  static void matvec(float* out, const matrix<f32>& w, const float* x) noexcept { detail::matvec_f32(out, w.data, w.rows, w.cols, x); }
 
   using basic_kernels<kernels>::dot;
   // f32 dot product: the core of the f32 matvec and of the attention scores.
