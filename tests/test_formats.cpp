@@ -1440,3 +1440,16 @@ TEST_CASE("gguf: metadata arrays beyond EDGELM_MAX_METADATA_VALUES are refused b
   CHECK(r.error().code == edgelm::errc::count_too_large);
   CHECK(r.error().where == "x.big");
 }
+
+TEST_CASE("llama2c: a vocabulary of fewer than 3 tokens is refused (fuzz finding: accepted, then unloadable)") {
+  for (std::int32_t vocab : {1, 2, -1, -2}) {
+    CAPTURE(vocab);
+    const std::int32_t h[7] = {8, 16, 1, 2, 1, vocab, 16};
+    std::vector<std::byte> f(reinterpret_cast<const std::byte*>(h), reinterpret_cast<const std::byte*>(h) + sizeof h);
+    f.resize(f.size() + 65536, std::byte{0});
+    auto r = edgelm::read_llama2c(edgelm::detail::own_bytes(edgelm::memory_storage(std::move(f))));
+    REQUIRE_FALSE(r);
+    CHECK(r.error().code == edgelm::errc::absurd_dimension);
+    CHECK(r.error().where == "vocab_size");
+  }
+}

@@ -1183,6 +1183,7 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   if (!emb) return make_error(errc::missing_tensor, "token embedding missing", error::no_offset, "token_embd.weight");
   if (emb->n_dims != 2) return make_error(errc::shape_mismatch, "token embedding must be 2-D", emb->offset, emb->name);
   if (emb->ne[1] > limits::max_vocab) return make_error(errc::absurd_dimension, "vocabulary larger than EDGELM_MAX_VOCAB", emb->offset, emb->name);
+  if (emb->ne[1] < 3) return make_error(errc::absurd_dimension, "vocabulary of fewer than 3 tokens (unk, bos, eos)", emb->offset, emb->name);
   c.vocab_size = static_cast<std::uint32_t>(emb->ne[1]);
   auto vs = gguf_get_uint_or(g, a + "vocab_size", limits::max_vocab, c.vocab_size);
   if (!vs) return vs.error();
@@ -1583,7 +1584,8 @@ inline result<model_file> read_llama2c(std::shared_ptr<detail::byte_owner> owner
     std::int64_t v = h[k];
     if (k == 5 && v < 0) v = -v;  // negative vocab: unshared classifier
     if (v < 0) return make_error(errc::negative_size, std::string(names[k]) + " is negative", 4u * k, names[k]);
-    if (v == 0 || static_cast<std::uint64_t>(v) > max[k])
+    // a vocabulary needs at least unk, bos and eos
+    if (v == 0 || static_cast<std::uint64_t>(v) > max[k] || (k == 5 && v < 3))
       return make_error(errc::absurd_dimension, std::string(names[k]) + " = " + std::to_string(v) + " is out of range", 4u * k, names[k]);
   }
   model_file mf;

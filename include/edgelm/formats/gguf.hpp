@@ -482,6 +482,7 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   if (!emb) return make_error(errc::missing_tensor, "token embedding missing", error::no_offset, "token_embd.weight");
   if (emb->n_dims != 2) return make_error(errc::shape_mismatch, "token embedding must be 2-D", emb->offset, emb->name);
   if (emb->ne[1] > limits::max_vocab) return make_error(errc::absurd_dimension, "vocabulary larger than EDGELM_MAX_VOCAB", emb->offset, emb->name);
+  if (emb->ne[1] < 3) return make_error(errc::absurd_dimension, "vocabulary of fewer than 3 tokens (unk, bos, eos)", emb->offset, emb->name);
   c.vocab_size = static_cast<std::uint32_t>(emb->ne[1]);
   auto vs = gguf_get_uint_or(g, a + "vocab_size", limits::max_vocab, c.vocab_size);
   if (!vs) return vs.error();

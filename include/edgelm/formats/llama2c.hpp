@@ -32,7 +32,8 @@ inline result<model_file> read_llama2c(std::shared_ptr<detail::byte_owner> owner
     std::int64_t v = h[k];
     if (k == 5 && v < 0) v = -v;  // negative vocab: unshared classifier
     if (v < 0) return make_error(errc::negative_size, std::string(names[k]) + " is negative", 4u * k, names[k]);
-    if (v == 0 || static_cast<std::uint64_t>(v) > max[k])
+    // a vocabulary needs at least unk, bos and eos
+    if (v == 0 || static_cast<std::uint64_t>(v) > max[k] || (k == 5 && v < 3))
       return make_error(errc::absurd_dimension, std::string(names[k]) + " = " + std::to_string(v) + " is out of range", 4u * k, names[k]);
   }
   model_file mf;
