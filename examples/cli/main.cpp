@@ -237,14 +237,17 @@ double peak_rss_mb() {
 #endif
 }
 
-void log_to_stderr(void*, edgelm::log_level, std::string_view line) {
+// Library log lines: the load summary (info) always, per-tensor detail (debug) with --verbose.
+void log_to_stderr(void* verbose, edgelm::log_level level, std::string_view line) {
+  if (level == edgelm::log_level::debug && !*static_cast<const bool*>(verbose)) return;
   std::fprintf(stderr, "edgelm: %.*s\n", static_cast<int>(line.size()), line.data());
 }
 
 template <class P, class K>
 edgelm::result<edgelm::model<P, K>> load_model(const options& o) {
   edgelm::load_options lo;
-  if (o.verbose) lo.log.fn = log_to_stderr;
+  lo.log.fn = log_to_stderr;
+  lo.log.user = const_cast<bool*>(&o.verbose);
   auto fs = edgelm::file_storage::open(o.model);
   if (!fs) return fs.error();
   if (!o.tokenizer.empty()) {

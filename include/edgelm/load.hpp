@@ -57,8 +57,14 @@ result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load
   auto net = transformer<P, K>::from_file(std::move(mf), o.log);
   if (!net) return net.error();
   model<P, K> m{std::move(*net), std::move(*tok)};
-  o.log(log_level::info, "loaded " + std::to_string(m.net.w().in_place) + " tensors in place, converted " + std::to_string(m.net.w().converted) +
-                             " to " + std::string(P::name));
+  // One summary line: what ran in place and what was converted from which file type.
+  if (!o.log.fn) return m;
+  std::string from;
+  for (std::uint32_t t = 0; t < ggml_type_count; ++t)
+    if (const auto n = m.net.w().converted_from[t])
+      from += (from.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
+  o.log(log_level::info, "weights as " + std::string(P::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place, " +
+                             std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")"));
   return m;
 }
 }  // namespace detail

@@ -2228,6 +2228,7 @@ struct scalar : basic_kernels<scalar> {
 // ---- begin edgelm/model/weights.hpp ----
 // edgelm/model/weights.hpp - the weights of a Llama-family model in precision P: views into the file
 // where its tensor type already is P (zero copy, mmap natively), else converted once at load.
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -2600,6 +2601,7 @@ struct weights {
   matrix<P> output;                      // (vocab, dim); == token_embd when shared
   std::vector<aligned_buffer<std::byte>> owned;  // converted tensors
   std::size_t converted = 0;             // how many tensors were converted at load
+  std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
   std::size_t in_place = 0;              // how many are views into the file
 };
 
@@ -2702,7 +2704,8 @@ struct weight_builder {
     out.data = dst;
     w.owned.push_back(std::move(*buf));
     ++w.converted;
-    log(log_level::info, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(P::name));
+    ++w.converted_from[static_cast<std::uint32_t>(t->type)];
+    log(log_level::debug, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(P::name));
     return true;
   }
 };
@@ -3156,8 +3159,14 @@ result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load
   auto net = transformer<P, K>::from_file(std::move(mf), o.log);
   if (!net) return net.error();
   model<P, K> m{std::move(*net), std::move(*tok)};
-  o.log(log_level::info, "loaded " + std::to_string(m.net.w().in_place) + " tensors in place, converted " + std::to_string(m.net.w().converted) +
-                             " to " + std::string(P::name));
+  // One summary line: what ran in place and what was converted from which file type.
+  if (!o.log.fn) return m;
+  std::string from;
+  for (std::uint32_t t = 0; t < ggml_type_count; ++t)
+    if (const auto n = m.net.w().converted_from[t])
+      from += (from.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
+  o.log(log_level::info, "weights as " + std::string(P::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place, " +
+                             std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")"));
   return m;
 }
 }  // namespace detail

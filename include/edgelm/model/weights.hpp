@@ -1,6 +1,7 @@
 // edgelm/model/weights.hpp - the weights of a Llama-family model in precision P: views into the file
 // where its tensor type already is P (zero copy, mmap natively), else converted once at load.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -38,6 +39,7 @@ struct weights {
   matrix<P> output;                      // (vocab, dim); == token_embd when shared
   std::vector<aligned_buffer<std::byte>> owned;  // converted tensors
   std::size_t converted = 0;             // how many tensors were converted at load
+  std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
   std::size_t in_place = 0;              // how many are views into the file
 };
 
@@ -140,7 +142,8 @@ struct weight_builder {
     out.data = dst;
     w.owned.push_back(std::move(*buf));
     ++w.converted;
-    log(log_level::info, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(P::name));
+    ++w.converted_from[static_cast<std::uint32_t>(t->type)];
+    log(log_level::debug, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(P::name));
     return true;
   }
 };
