@@ -4,7 +4,7 @@
 # run builds llama.cpp (~20 minutes on 2 cores); later runs take a minute or two.
 #
 #   tools/compare_llamacpp.sh            # everything; prints a table (also written to $WORK/report.txt)
-#   PEERS=/somewhere CTX=128 CHUNKS=40 tools/compare_llamacpp.sh
+#   PEERS=/somewhere CTX=128 CHUNKS=200 tools/compare_llamacpp.sh
 #
 # Peers (never committed, never vendored): npm node-llama-cpp@3.21.1, installed with `npm i -E` into
 # $PEERS (default: ../peers beside the repository). Its package carries llama.cpp's source as a git
@@ -40,7 +40,7 @@ PEERS=$(cd "$PEERS" && pwd)
 SHARED=${EDGELM_SHARED_DIR:-$repo/../shared}
 WORK=${WORK:-${TMPDIR:-/tmp}/edgelm-compare}
 CTX=${CTX:-128}
-CHUNKS=${CHUNKS:-40}
+CHUNKS=${CHUNKS:-200}
 GEN=${GEN:-64}            # greedy tokens per golden prompt
 JOBS=${JOBS:-2}
 THREADS=${THREADS:-1}
