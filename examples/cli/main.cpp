@@ -34,6 +34,7 @@ int fail(const std::string& msg) {
 struct options {
   std::string command;
   std::string model, tokenizer, prompt, ids, kernels = "highway", precision = "auto";
+  mutable std::optional<edgelm::model_file> parsed;  // the model file, when main() already parsed it
   bool has_prompt = false, print_ids = false, stats = false, verbose = false;
   long n = 256, reps = 5;
   long context = 0;
@@ -248,14 +249,24 @@ edgelm::result<edgelm::model<P, K>> load_model(const options& o) {
   edgelm::load_options lo;
   lo.log.fn = log_to_stderr;
   lo.log.user = const_cast<bool*>(&o.verbose);
-  auto fs = edgelm::file_storage::open(o.model);
-  if (!fs) return fs.error();
+  // The file is parsed once: main() may already have (to pick the precision).
+  edgelm::model_file mf;
+  if (o.parsed) {
+    mf = std::move(*o.parsed);
+    o.parsed.reset();
+  } else {
+    auto fs = edgelm::file_storage::open(o.model);
+    if (!fs) return fs.error();
+    auto r = edgelm::read_model_file(std::move(*fs));
+    if (!r) return r.error();
+    mf = std::move(*r);
+  }
   if (!o.tokenizer.empty()) {
     auto ts = edgelm::file_storage::open(o.tokenizer);
     if (!ts) return ts.error();
-    return edgelm::load<P, K>(std::move(*fs), *ts, lo);
+    return edgelm::load<P, K>(std::move(mf), *ts, lo);
   }
-  return edgelm::load<P, K>(std::move(*fs), lo);
+  return edgelm::load<P, K>(std::move(mf), lo);
 }
 
 std::string err_text(const edgelm::error& e) { return e.message(); }
@@ -546,25 +557,6 @@ int cmd_quantize(const options& o) {
 
 // --precision auto: q8_0 / q4_0 when every weight matrix the transformer binds has that type (so they
 // are used in place, zero copy), f32 otherwise (llama2.c files, F32/F16 GGUFs, mixtures).
-std::string detect_precision(const options& o) {
-  auto fs = edgelm::file_storage::open(o.model);
-  if (!fs || !edgelm::is_gguf(fs->bytes())) return "f32";
-  auto g = edgelm::parse_gguf(fs->bytes());
-  if (!g) return "f32";  // the loader will report the error
-  std::optional<edgelm::ggml_type> common;
-  for (const auto& t : g->tensors) {
-    const std::string_view n = t.name;
-    const bool matrix = n == "token_embd.weight" || n == "output.weight" ||
-                        (n.substr(0, 4) == "blk." && n.size() > 7 && n.substr(n.size() - 7) == ".weight" && n.find("_norm.") == std::string_view::npos);
-    if (!matrix) continue;
-    if (common && *common != t.type) return "f32";
-    common = t.type;
-  }
-  if (common == edgelm::ggml_type::q8_0) return "q8_0";
-  if (common == edgelm::ggml_type::q4_0) return "q4_0";
-  return "f32";
-}
-
 template <class P, class K>
 int dispatch(const options& o) {
   if (o.command == "run") return cmd_run<P, K>(o);
@@ -595,7 +587,16 @@ int main(int argc, char** argv) {
   if (o.command == "tokenize") return cmd_tokenize(o);
   if (o.command == "inspect") return cmd_inspect(o);
   if (o.command == "quantize") return cmd_quantize(o);
-  const std::string precision = o.precision == "auto" ? detect_precision(o) : o.precision;
+  std::string precision = o.precision;
+  if (precision == "auto") {  // q8_0 / q4_0 when every weight matrix has that type (runs in place), else f32
+    auto fs = edgelm::file_storage::open(o.model);
+    if (!fs) return fail(err_text(fs.error()));
+    auto mf = edgelm::read_model_file(std::move(*fs));
+    if (!mf) return fail(err_text(mf.error()));
+    const auto t = edgelm::uniform_matrix_type(*mf);
+    precision = t == edgelm::ggml_type::q8_0 ? "q8_0" : t == edgelm::ggml_type::q4_0 ? "q4_0" : "f32";
+    o.parsed = std::move(*mf);
+  }
   if (precision == "q8_0") return dispatch_kernels<edgelm::q8_0>(o);
   if (precision == "q4_0") return dispatch_kernels<edgelm::q4_0>(o);
   return dispatch_kernels<edgelm::f32>(o);

@@ -2213,6 +2213,7 @@ struct scalar : basic_kernels<scalar> {
 // edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <span>
 
 // ---- begin edgelm/model/transformer.hpp ----
@@ -3171,24 +3172,49 @@ result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load
 }
 }  // namespace detail
 
+// The one ggml type every weight matrix (2-D tensor) of the file has, if they all share one: a model of that
+// precision runs such a file entirely in place (e.g. q8_0 for a uniform Q8_0 GGUF).
+inline std::optional<ggml_type> uniform_matrix_type(const model_file& mf) noexcept {
+  std::optional<ggml_type> common;
+  for (const auto& t : mf.tensors) {
+    if (t.n_dims < 2) continue;
+    if (common && *common != t.type) return std::nullopt;
+    common = t.type;
+  }
+  return common;
+}
+
+// Load from an already parsed file whose tokenizer is embedded (GGUF).
+template <precision P, class K = kernels::scalar>
+result<model<P, K>> load(model_file mf, const load_options& o = {}) {
+  if (mf.tokenizer.pieces.empty())
+    return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
+  auto tok = tokenizer::from_data(mf.tokenizer);
+  return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
+}
+
+// Load from an already parsed file with a separate tokenizer file (llama2.c .bin + tokenizer.bin, or any
+// model + a GGUF vocabulary).
+template <precision P, class K = kernels::scalar, storage T>
+result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_options& o = {}) {
+  auto tok = load_tokenizer(tokenizer_storage.bytes(), mf.config.vocab_size);
+  return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
+}
+
 // Load a model whose file carries its tokenizer (GGUF).
 template <precision P, class K = kernels::scalar, storage S>
 result<model<P, K>> load(S s, const load_options& o = {}) {
   auto mf = read_model_file(std::move(s));
   if (!mf) return mf.error();
-  if (mf->tokenizer.pieces.empty())
-    return make_error(errc::bad_tokenizer, mf->format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = tokenizer::from_data(mf->tokenizer);
-  return detail::finish_load<P, K>(std::move(*mf), std::move(tok), o);
+  return load<P, K>(std::move(*mf), o);
 }
 
-// Load a model with a separate tokenizer file (llama2.c .bin + tokenizer.bin, or any model + GGUF vocab).
+// Load a model with a separate tokenizer file.
 template <precision P, class K = kernels::scalar, storage S, storage T>
 result<model<P, K>> load(S s, const T& tokenizer_storage, const load_options& o = {}) {
   auto mf = read_model_file(std::move(s));
   if (!mf) return mf.error();
-  auto tok = load_tokenizer(tokenizer_storage.bytes(), mf->config.vocab_size);
-  return detail::finish_load<P, K>(std::move(*mf), std::move(tok), o);
+  return load<P, K>(std::move(*mf), tokenizer_storage, o);
 }
 
 }  // namespace edgelm
