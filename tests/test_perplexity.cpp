@@ -22,24 +22,33 @@ namespace {
 // mode 1: next token = (token + 1) % vocab with probability p (the rest spread evenly).
 struct mock_model {
   struct state {
-    std::vector<float> logits;
+    std::vector<float> logits;  // (max_batch, vocab)
+    std::uint32_t max_batch = 1;
   };
   struct net_type {
     std::uint32_t vocab = 16;
     int mode = 0;
     double p = 0.5;
     mutable std::vector<std::pair<std::int32_t, std::uint32_t>> fed;  // (token, pos)
-    edgelm::result<state> make_state(std::uint32_t) const { return state{std::vector<float>(vocab)}; }
-    std::span<const float> forward(state& s, std::int32_t tok, std::uint32_t pos) const {
-      fed.emplace_back(tok, pos);
-      if (mode == 0) {
-        for (auto& l : s.logits) l = 0.25f;
-      } else {
-        const double rest = (1.0 - p) / (vocab - 1);
-        for (std::uint32_t i = 0; i < vocab; ++i) s.logits[i] = static_cast<float>(std::log(rest));
-        s.logits[static_cast<std::uint32_t>(tok + 1) % vocab] = static_cast<float>(std::log(p));
+    edgelm::result<state> make_state(const edgelm::state_options& o) const {
+      return state{std::vector<float>(std::size_t{vocab} * o.max_batch), o.max_batch};
+    }
+    std::span<const float> forward(state& s, std::span<const std::int32_t> toks, std::uint32_t pos, edgelm::logits_for which) const {
+      for (std::size_t t = 0; t < toks.size(); ++t) {
+        const std::int32_t tok = toks[t];
+        fed.emplace_back(tok, pos + static_cast<std::uint32_t>(t));
+        float* l = s.logits.data() + t * vocab;
+        if (mode == 0) {
+          for (std::uint32_t i = 0; i < vocab; ++i) l[i] = 0.25f;
+        } else {
+          const double rest = (1.0 - p) / (vocab - 1);
+          for (std::uint32_t i = 0; i < vocab; ++i) l[i] = static_cast<float>(std::log(rest));
+          l[static_cast<std::uint32_t>(tok + 1) % vocab] = static_cast<float>(std::log(p));
+        }
       }
-      return s.logits;
+      if (which == edgelm::logits_for::none) return {};
+      if (which == edgelm::logits_for::last) return std::span<const float>(s.logits).subspan((toks.size() - 1) * vocab, vocab);
+      return std::span<const float>(s.logits).first(toks.size() * vocab);
     }
   } net;
   struct tok_type {

@@ -2,6 +2,7 @@
 // Output of `run` matches llama2.c's run.c byte for byte (prompt + generation on stdout, status on stderr);
 // `perplexity` prints what llama.cpp's llama-perplexity prints for the same file and text.
 #include <edgelm/backends/highway.hpp>
+#include <edgelm/core/thread_pool.hpp>
 #include <edgelm/edgelm.hpp>
 #include <edgelm/perplexity.hpp>
 #include <edgelm/quantize.hpp>
@@ -36,8 +37,13 @@ struct options {
   std::string model, tokenizer, prompt, ids, kernels = "highway", precision = "auto";
   mutable std::optional<edgelm::model_file> parsed;  // the model file, when main() already parsed it
   bool has_prompt = false, print_ids = false, stats = false, verbose = false;
-  long n = 256, reps = 5;
+  long n = 256, reps = 3;
   long context = 0;
+  long batch = 64;                 // prompt tokens per forward pass
+  std::vector<long> threads{1};    // -t N (bench: -t 1,2,4)
+  edgelm::kv_type kv = edgelm::kv_type::f32;
+  long pp = 128;                   // bench: prompt tokens
+  bool n_given = false, json = false;
   edgelm::generate_options gen;
   // perplexity
   std::string text_file;
@@ -47,6 +53,12 @@ struct options {
   bool pure = false, q4_0_reference = false;
 };
 
+// Options of every command that runs the model.
+constexpr const char* engine_help =
+    "-t, --threads N                 threads (default 1; results are identical for any N)\n"
+    "--batch N                       prompt tokens per forward pass (default 64)\n"
+    "--kv-type f32|f16               KV cache element type (default f32; f16 halves it)\n"
+    "-c, --ctx N                     context (default min(trained context, 4096))\n";
 // --precision of run/chat/logits/bench/perplexity (the weights' precision in memory).
 constexpr const char* precision_help =
     "--precision f32|q8_0|q4_0|auto  weight precision in memory (default auto: q8_0 or q4_0 when every weight\n"
@@ -64,22 +76,28 @@ std::string usage_text(const std::string& cmd) {
            "--print-ids prints the generated token ids instead of text; --stats prints one JSON line to stderr:\n"
            "load_s, prompt_tokens, prompt_tok_per_s, generated_tokens, gen_tok_per_s, peak_rss_mb (getrusage),\n"
            "kernels, precision, file_mb (model file size), kv_cache_mb and state_mb (KV cache + activations).\n") +
-           precision_help;
+           engine_help + precision_help;
   if (cmd == "chat")
     return std::string("usage: edgelm chat -m MODEL [-z TOKENIZER] [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run]\n"
            "                   [--kernels scalar|highway] [--precision P]\n"
-           "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n") + precision_help;
+           "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n") + engine_help + precision_help;
   if (cmd == "tokenize")
     return "usage: edgelm tokenize (-m MODEL | -z TOKENIZER) -p TEXT\n"
            "Prints the token ids (BOS first), space-separated. -z alone loads just a tokenizer file (llama2.c\n"
            "tokenizer.bin or the vocabulary embedded in a GGUF).\n";
   if (cmd == "logits")
     return std::string("usage: edgelm logits -m MODEL [-z TOKENIZER] --ids \"1 403 407 261\" [--kernels scalar|highway] [--precision P]\n"
-           "Prints one line per position: all vocabulary logits, space-separated, %.9g.\n") + precision_help;
+           "Prints one line per position: all vocabulary logits, space-separated, %.9g (the ids run as one batch,\n"
+           "or --batch N at a time).\n") + engine_help + precision_help;
   if (cmd == "inspect") return "usage: edgelm inspect -m MODEL [-z TOKENIZER]\nPrints the config, the tensor table and a tokenizer summary.\n";
   if (cmd == "bench")
-    return std::string("usage: edgelm bench -m MODEL [-z TOKENIZER] [-n TOKENS] [--reps R] [--kernels scalar|highway] [--precision P]\n"
-           "Greedy decode of TOKENS positions from BOS, best of R repetitions; prints tokens/s.\n") + precision_help;
+    return std::string("usage: edgelm bench -m MODEL [-z TOKENIZER] [-p PP] [-n TG] [-t T1,T2,...] [-r REPS] [--json]\n"
+           "                    [--kernels scalar|highway] [--precision P] [--batch N] [--kv-type f32|f16]\n"
+           "Measures as llama-bench does: prefill of PP prompt tokens (default 128, in batches of --batch) and TG\n"
+           "decode steps of one token (default 64), each the mean over REPS runs (default 3) after one warm-up, for\n"
+           "each thread count. --json prints one line per thread count:\n"
+           "{\"model\",\"threads\",\"pp\",\"pp_tok_s\",\"tg\",\"tg_tok_s\",\"load_ms\",\"peak_rss_mb\",\"kernels\",\"precision\",...}\n") +
+           precision_help;
   if (cmd == "perplexity")
     return std::string("usage: edgelm perplexity -m MODEL [-z TOKENIZER] -f TEXT_FILE [--ctx N] [--chunks N]\n"
            "                         [--kernels scalar|highway] [--precision P]\n"
@@ -87,7 +105,7 @@ std::string usage_text(const std::string& cmd) {
            "once (BOS first), cut into chunks of N tokens (default 512; at least 2*N tokens are needed), the first\n"
            "token of each chunk replaced by BOS, and the second half of every chunk scored. Prints the running\n"
            "estimate after each chunk ([1]12.3456,[2]...) and 'Final estimate: PPL = X +/- Y' on stdout.\n"
-           "--chunks N evaluates at most N chunks. --ctx is also spelled -c, --ctx-size, --context.\n") + precision_help;
+           "--chunks N evaluates at most N chunks. --ctx is also spelled -c, --ctx-size, --context.\n") + engine_help + precision_help;
   if (cmd == "quantize")
     return "usage: edgelm quantize IN OUT --type f32|f16|q8_0|q4_0 [-z TOKENIZER] [--pure] [--name NAME]\n"
            "                       [--fallback f16|f32] [--q4_0-reference]\n"
@@ -105,7 +123,7 @@ std::string usage_text(const std::string& cmd) {
          "  tokenize  print the token ids of a text\n"
          "  logits    print the logits for a sequence of token ids\n"
          "  inspect   print a model file's config, tensors and tokenizer\n"
-         "  bench     measure decode speed\n"
+         "  bench     measure prefill and decode speed\n"
          "  perplexity  perplexity on a text file (llama-perplexity's method)\n"
          "  quantize  convert a model to a GGUF of F32, F16, Q8_0 or Q4_0 weights\n";
 }
@@ -154,6 +172,7 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (a == "--verbose" || a == "-v") o.verbose = true;
     else if (a == "-m" || a == "--model") { if (!val(v)) return a + " needs a value"; o.model = v; }
     else if (a == "-z" || a == "--tokenizer") { if (!val(v)) return a + " needs a value"; o.tokenizer = v; }
+    else if (o.command == "bench" && (a == "-p" || a == "--n-prompt")) { if (!val(v) || !parse_long(v, 0, 1 << 20, o.pp)) return a + " needs an integer 0..1048576 (prompt tokens)"; }
     else if (a == "-p" || a == "-i" || a == "--prompt") { if (!val(v)) return a + " needs a value"; o.prompt = v; o.has_prompt = true; }
     else if (a == "--ids") { if (!val(v)) return a + " needs a value"; o.ids = v; }
     else if (a == "--kernels") {
@@ -185,10 +204,34 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (o.command == "quantize" && !a.empty() && a[0] != '-' && o.out_file.empty()) {
       (o.in_file.empty() ? o.in_file : o.out_file) = a;
     }
-    else if (a == "-n" || a == "--n-predict") { if (!val(v) || !parse_long(v, 0, 1 << 24, o.n)) return a + " needs an integer 0..16777216"; }
-    else if (a == "--reps") { if (!val(v) || !parse_long(v, 1, 10000, o.reps)) return a + " needs an integer 1..10000"; }
+    else if (a == "-n" || a == "--n-predict" || a == "--n-gen") { if (!val(v) || !parse_long(v, 0, 1 << 24, o.n)) return a + " needs an integer 0..16777216"; o.n_given = true; }
+    else if (a == "--reps" || a == "-r" || a == "--repetitions") { if (!val(v) || !parse_long(v, 1, 10000, o.reps)) return a + " needs an integer 1..10000"; }
+    else if (a == "--json") o.json = true;
+    else if (a == "-t" || a == "--threads") {
+      if (!val(v)) return a + " needs a value";
+      o.threads.clear();
+      std::string list = v;
+      std::size_t at = 0;
+      while (at <= list.size()) {
+        const std::size_t comma = std::min(list.find(',', at), list.size());
+        long t = 0;
+        if (!parse_long(list.substr(at, comma - at).c_str(), 1, edgelm::thread_pool::max_threads, t))
+          return a + " needs thread counts 1.." + std::to_string(edgelm::thread_pool::max_threads) + (o.command == "bench" ? " (a comma-separated list)" : "");
+        o.threads.push_back(t);
+        at = comma + 1;
+      }
+      if (o.command != "bench" && o.threads.size() != 1) return a + " takes one thread count (lists are for bench)";
+    }
+    else if (a == "--batch" || a == "-b" || a == "-ub" || a == "--ubatch-size") { if (!val(v) || !parse_long(v, 1, 65536, o.batch)) return a + " needs an integer 1..65536"; }
+    else if (a == "--kv-type" || a == "-ctk") {
+      if (!val(v)) return a + " needs a value";
+      const std::string k = v;
+      if (k == "f32") o.kv = edgelm::kv_type::f32;
+      else if (k == "f16") o.kv = edgelm::kv_type::f16;
+      else return a + " must be f32 or f16";
+    }
     else if (a == "--context" || a == "-c" || a == "--ctx" || a == "--ctx-size") { if (!val(v) || !parse_long(v, 1, 1 << 24, o.context)) return a + " needs a positive integer"; }
-    else if (a == "--temp" || a == "-t") { if (!val(v) || !parse_float(v, f) || f < 0) return a + " needs a number >= 0"; o.gen.temperature = f; }
+    else if (a == "--temp") { if (!val(v) || !parse_float(v, f) || f < 0) return a + " needs a number >= 0"; o.gen.temperature = f; }
     else if (a == "--top-k") { if (!val(v) || !parse_long(v, 0, 1 << 24, l)) return a + " needs an integer >= 0"; o.gen.top_k = static_cast<std::uint32_t>(l); }
     else if (a == "--top-p") { if (!val(v) || !parse_float(v, f) || !(f > 0 && f <= 1)) return a + " needs a number in (0, 1]"; o.gen.top_p = f; }
     else if (a == "--min-p") { if (!val(v) || !parse_float(v, f) || !(f >= 0 && f <= 1)) return a + " needs a number in [0, 1]"; o.gen.min_p = f; }
@@ -228,14 +271,41 @@ void safe_print(std::string_view piece) {
   std::fwrite(piece.data(), 1, piece.size(), stdout);
 }
 
+// Peak resident memory: getrusage natively; in WebAssembly the size of linear memory (it only grows).
 double peak_rss_mb() {
 #if defined(__unix__) && !defined(__EMSCRIPTEN__)
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
   return static_cast<double>(ru.ru_maxrss) / 1024.0;
+#elif defined(__wasm__)
+  return static_cast<double>(__builtin_wasm_memory_size(0)) * 65536.0 / (1024.0 * 1024.0);
 #else
   return 0.0;
 #endif
+}
+
+// Threads of one command: a pool (none for 1 thread) and its executor.
+struct engine {
+  std::unique_ptr<edgelm::thread_pool> pool;
+  edgelm::executor exec;
+};
+edgelm::result<engine> make_engine(long threads) {
+  engine e;
+  if (threads > 1) {
+    auto p = edgelm::thread_pool::create(static_cast<unsigned>(threads));
+    if (!p) return p.error();
+    e.pool = std::move(*p);
+    e.exec = e.pool->get_executor();
+  }
+  return e;
+}
+edgelm::session_options session_opts(const options& o, const engine& e) {
+  edgelm::session_options so;
+  so.context = static_cast<std::uint32_t>(o.context);
+  so.batch = static_cast<std::uint32_t>(o.batch);
+  so.kv = o.kv;
+  so.exec = e.exec;
+  return so;
 }
 
 // Library log lines: the load summary (info) always, per-tensor detail (debug) with --verbose.
@@ -277,9 +347,9 @@ int cmd_run(const options& o) {
   auto m = load_model<P, K>(o);
   if (!m) return fail(err_text(m.error()));
   const auto t_load = clock_type::now();
-  edgelm::session_options so;
-  so.context = static_cast<std::uint32_t>(o.context);
-  auto s = edgelm::session<edgelm::model<P, K>>::create(*m, so);
+  auto eng = make_engine(o.threads[0]);
+  if (!eng) return fail(err_text(eng.error()));
+  auto s = edgelm::session<edgelm::model<P, K>>::create(*m, session_opts(o, *eng));
   if (!s) return fail(err_text(s.error()));
   auto sv = edgelm::validate(o.gen.sampling());
   if (!sv) return fail(err_text(sv.error()));
@@ -314,7 +384,8 @@ int cmd_run(const options& o) {
   if (o.stats) {
     // The memory bar: peak RSS against the mapped file plus the KV cache (both float32 caches).
     const auto& c = m->config();
-    const double kv_mb = 2.0 * c.n_layers * s->context() * c.kv_dim() * sizeof(float) / (1024.0 * 1024.0);
+    (void)c;
+    const double kv_mb = static_cast<double>(s->state().kv_bytes()) / (1024.0 * 1024.0);
     const double file_mb = static_cast<double>(m->net.file().bytes->bytes().size()) / (1024.0 * 1024.0);
     std::fprintf(stderr,
                  "{\"load_s\":%.6f,\"prompt_tokens\":%zu,\"prompt_tok_per_s\":%.2f,\"generated_tokens\":%zu,\"gen_tok_per_s\":%.2f,"
@@ -330,9 +401,9 @@ template <class P, class K>
 int cmd_chat(const options& o) {
   auto m = load_model<P, K>(o);
   if (!m) return fail(err_text(m.error()));
-  edgelm::session_options so;
-  so.context = static_cast<std::uint32_t>(o.context);
-  auto s = edgelm::session<edgelm::model<P, K>>::create(*m, so);
+  auto eng = make_engine(o.threads[0]);
+  if (!eng) return fail(err_text(eng.error()));
+  auto s = edgelm::session<edgelm::model<P, K>>::create(*m, session_opts(o, *eng));
   if (!s) return fail(err_text(s.error()));
   std::string history, line;
   std::fprintf(stderr, "edgelm chat: type a line, Ctrl-D to end\n> ");
@@ -389,13 +460,26 @@ int cmd_logits(const options& o) {
     p = end;
   }
   if (ids.empty()) return fail("--ids is empty");
-  auto st = m->net.make_state(o.context > 0 ? static_cast<std::uint32_t>(o.context) : 0);
+  auto eng = make_engine(o.threads[0]);
+  if (!eng) return fail(err_text(eng.error()));
+  edgelm::state_options so;
+  so.context = static_cast<std::uint32_t>(o.context);
+  so.max_batch = static_cast<std::uint32_t>(o.batch);
+  so.kv = o.kv;
+  so.all_logits = true;
+  so.exec = eng->exec;
+  auto st = m->net.make_state(so);
   if (!st) return fail(err_text(st.error()));
   if (ids.size() > st->context) return fail("more ids than the context holds");
-  for (std::size_t pos = 0; pos < ids.size(); ++pos) {
-    auto logits = m->net.forward(*st, ids[pos], static_cast<std::uint32_t>(pos));
-    for (std::size_t i = 0; i < logits.size(); ++i) std::printf(i ? " %.9g" : "%.9g", static_cast<double>(logits[i]));
-    std::printf("\n");
+  const std::size_t vocab = m->config().vocab_size;
+  for (std::size_t pos = 0; pos < ids.size();) {
+    const std::size_t b = std::min<std::size_t>(st->max_batch, ids.size() - pos);
+    auto logits = m->net.forward(*st, std::span<const std::int32_t>(ids.data() + pos, b), static_cast<std::uint32_t>(pos), edgelm::logits_for::all);
+    for (std::size_t t = 0; t < b; ++t) {
+      for (std::size_t i = 0; i < vocab; ++i) std::printf(i ? " %.9g" : "%.9g", static_cast<double>(logits[t * vocab + i]));
+      std::printf("\n");
+    }
+    pos += b;
   }
   return 0;
 }
@@ -445,22 +529,72 @@ int cmd_inspect(const options& o) {
   return 0;
 }
 
+// llama-bench's two tests: pp (a prompt of o.pp tokens from position 0, batched) and tg (o.n single-token
+// steps from position 0), each the mean of o.reps timed runs after one untimed warm-up run.
 template <class P, class K>
 int cmd_bench(const options& o) {
+  const auto t0 = clock_type::now();
   auto m = load_model<P, K>(o);
   if (!m) return fail(err_text(m.error()));
-  auto st = m->net.make_state();
-  if (!st) return fail(err_text(st.error()));
-  const long n = std::min<long>(o.n, st->context);
-  double best = 1e30;
-  for (long r = 0; r < o.reps; ++r) {
-    const auto t0 = clock_type::now();
-    std::int32_t tok = m->tok.bos();
-    for (long pos = 0; pos < n; ++pos) tok = edgelm::argmax(m->net.forward(*st, tok, static_cast<std::uint32_t>(pos)));
-    best = std::min(best, std::chrono::duration<double>(clock_type::now() - t0).count());
+  const double load_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+  const long tg = o.n_given ? o.n : 64;
+  const auto vocab = m->config().vocab_size;
+  // The prompt: BOS, then fixed pseudo-random ids (llama-bench also uses random tokens).
+  std::vector<std::int32_t> prompt(static_cast<std::size_t>(o.pp));
+  std::uint64_t rng = 0x9E3779B97F4A7C15ull;
+  for (std::size_t i = 0; i < prompt.size(); ++i) {
+    rng = rng * 6364136223846793005ull + 1442695040888963407ull;
+    prompt[i] = i == 0 ? m->tok.bos() : static_cast<std::int32_t>((rng >> 33) % vocab);
   }
-  std::printf("{\"model\":\"%s\",\"kernels\":\"%s\",\"precision\":\"%.*s\",\"positions\":%ld,\"best_s\":%.6f,\"tok_per_s\":%.1f}\n", o.model.c_str(), K::name,
-              static_cast<int>(P::name.size()), P::name.data(), n, best, static_cast<double>(n) / best);
+  for (long threads : o.threads) {
+    auto eng = make_engine(threads);
+    if (!eng) return fail(err_text(eng.error()));
+    edgelm::state_options so;
+    so.context = static_cast<std::uint32_t>(std::max<long>(o.context > 0 ? o.context : o.pp + tg, 1));
+    so.max_batch = static_cast<std::uint32_t>(o.batch);
+    so.kv = o.kv;
+    so.exec = eng->exec;
+    auto st = m->net.make_state(so);
+    if (!st) return fail(err_text(st.error()));
+    if (static_cast<std::size_t>(o.pp + tg) > st->context) return fail("-p + -n exceed the context");
+    auto run_pp = [&] {
+      for (std::size_t pos = 0; pos < prompt.size();) {
+        const std::size_t b = std::min<std::size_t>(st->max_batch, prompt.size() - pos);
+        const bool last = pos + b == prompt.size();
+        m->net.forward(*st, std::span<const std::int32_t>(prompt.data() + pos, b), static_cast<std::uint32_t>(pos),
+                       last ? edgelm::logits_for::last : edgelm::logits_for::none);
+        pos += b;
+      }
+    };
+    auto run_tg = [&] {
+      std::int32_t tok = m->tok.bos();
+      for (long pos = 0; pos < tg; ++pos) tok = edgelm::argmax(m->net.forward(*st, tok, static_cast<std::uint32_t>(pos)));
+    };
+    auto mean_s = [&](auto&& f) {
+      f();  // warm-up
+      double total = 0;
+      for (long r = 0; r < o.reps; ++r) {
+        const auto a = clock_type::now();
+        f();
+        total += std::chrono::duration<double>(clock_type::now() - a).count();
+      }
+      return total / static_cast<double>(o.reps);
+    };
+    const double pp_s = o.pp > 0 ? mean_s(run_pp) : 0.0;
+    const double tg_s = tg > 0 ? mean_s(run_tg) : 0.0;
+    const double pp_tps = pp_s > 0 ? static_cast<double>(o.pp) / pp_s : 0.0, tg_tps = tg_s > 0 ? static_cast<double>(tg) / tg_s : 0.0;
+    std::string kern = K::name;
+    if constexpr (requires { K::target(); }) kern += std::string("/") + K::target();
+    if (o.json)
+      std::printf("{\"model\":\"%s\",\"threads\":%ld,\"pp\":%ld,\"pp_tok_s\":%.2f,\"tg\":%ld,\"tg_tok_s\":%.2f,\"load_ms\":%.1f,\"peak_rss_mb\":%.1f,"
+                  "\"kernels\":\"%s\",\"precision\":\"%.*s\",\"batch\":%u,\"kv_type\":\"%s\",\"state_mb\":%.1f}\n",
+                  o.model.c_str(), threads, o.pp, pp_tps, tg, tg_tps, load_ms, peak_rss_mb(), kern.c_str(), static_cast<int>(P::name.size()), P::name.data(),
+                  st->max_batch, o.kv == edgelm::kv_type::f16 ? "f16" : "f32", static_cast<double>(st->bytes()) / (1024.0 * 1024.0));
+    else
+      std::printf("%s  %.*s  %s  threads %ld:  pp%ld %.1f tok/s   tg%ld %.1f tok/s   (load %.0f ms, peak RSS %.1f MB)\n", o.model.c_str(),
+                  static_cast<int>(P::name.size()), P::name.data(), kern.c_str(), threads, o.pp, pp_tps, tg, tg_tps, load_ms, peak_rss_mb());
+    std::fflush(stdout);
+  }
   return 0;
 }
 
@@ -488,6 +622,10 @@ int cmd_perplexity(const options& o) {
   edgelm::perplexity_options po;
   po.context = o.context > 0 ? static_cast<std::uint32_t>(o.context) : 512;
   po.max_chunks = static_cast<std::uint32_t>(o.chunks);
+  po.batch = static_cast<std::uint32_t>(o.batch);
+  auto eng = make_engine(o.threads[0]);
+  if (!eng) return fail(err_text(eng.error()));
+  po.exec = eng->exec;
   if (po.context > m->config().seq_len)
     std::fprintf(stderr, "edgelm: warning: the model was trained on only %u context tokens (%u specified)\n", m->config().seq_len, po.context);
   const auto t0 = clock_type::now();

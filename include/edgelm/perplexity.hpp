@@ -24,13 +24,17 @@
 #include <string_view>
 #include <vector>
 
+#include "core/executor.hpp"
 #include "core/result.hpp"
+#include "model/transformer.hpp"
 
 namespace edgelm {
 
 struct perplexity_options {
   std::uint32_t context = 512;     // n_ctx: tokens per chunk (llama-perplexity's --ctx-size, default 512)
   std::uint32_t max_chunks = 0;    // --chunks; 0: every whole chunk of the text
+  std::uint32_t batch = 64;        // tokens per forward pass (llama-perplexity's -ub); 1..65536
+  executor exec{};                 // threads (default inline)
 };
 
 struct perplexity_result {
@@ -69,8 +73,14 @@ result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_
   const auto vocab = m.config().vocab_size;
   for (auto t : tokens)
     if (t < 0 || static_cast<std::uint32_t>(t) >= vocab) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
-  auto st = m.net.make_state(n_ctx);
+  state_options so;
+  so.context = n_ctx;
+  so.max_batch = o.batch;
+  so.all_logits = true;
+  so.exec = o.exec;
+  auto st = m.net.make_state(so);
   if (!st) return st.error();
+  std::vector<std::int32_t> chunk(n_ctx);
 
   perplexity_result r;
   r.n_tokens = tokens.size();
@@ -81,15 +91,21 @@ result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_
 
   for (std::uint32_t i = 0; i < r.n_chunks; ++i) {
     const std::size_t start = std::size_t{i} * n_ctx;
-    // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target.
-    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) {
-      const std::int32_t tok = (pos == 0 && add_bos) ? m.tok.bos() : tokens[start + pos];
-      auto logits = m.net.forward(*st, tok, pos);  // writing position pos overwrites the previous chunk's cache
-      if (pos >= first) {
-        const double v = -detail::log_softmax_at(logits, tokens[start + pos + 1]);
+    // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target. They run
+    // in batches (writing position pos overwrites the previous chunk's cache); only batches holding
+    // scored positions compute logits.
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) chunk[pos] = (pos == 0 && add_bos) ? m.tok.bos() : tokens[start + pos];
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx;) {
+      const std::uint32_t b = std::min<std::uint32_t>(st->max_batch, n_ctx - 1 - pos);
+      const bool scored = pos + b > first;
+      auto logits = m.net.forward(*st, std::span<const std::int32_t>(chunk.data() + pos, b), pos, scored ? logits_for::all : logits_for::none);
+      for (std::uint32_t t = 0; scored && t < b; ++t) {
+        if (pos + t < first) continue;
+        const double v = -detail::log_softmax_at(logits.subspan(std::size_t{t} * vocab, vocab), tokens[start + pos + t + 1]);
         r.nll += v;
         r.nll2 += v * v;
       }
+      pos += b;
     }
     r.count += n_ctx - first - 1;
     r.running.push_back(std::exp(r.nll / static_cast<double>(r.count)));

@@ -1,6 +1,9 @@
-// edgelm/session.hpp - one conversation with a model: prompt (with prefix reuse), step() one token at
-// a time (for frame-budgeted game loops), generate() streaming pieces to a callback.
+// edgelm/session.hpp - one conversation with a model: prompt (with prefix reuse, prefilled in batches),
+// step() one token at a time (for frame-budgeted game loops: a long prompt is prefilled across several
+// step(budget) calls), generate() streaming pieces to a callback.
 #pragma once
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -15,7 +18,11 @@
 namespace edgelm {
 
 struct session_options {
-  std::uint32_t context = 0;  // positions in the KV cache; 0: the model's trained context
+  std::uint32_t context = 0;     // positions in the KV cache; 0: min(trained context, EDGELM_DEFAULT_CONTEXT)
+  std::uint32_t batch = 64;      // prompt tokens per forward pass (1..65536)
+  kv_type kv = kv_type::f32;     // f16 halves the KV cache
+  std::uint64_t max_state_bytes = EDGELM_MAX_STATE_BYTES;  // larger state: out_of_memory at create()
+  executor exec{};               // threads (core/thread_pool.hpp) or the caller's job system; default inline
 };
 
 struct generate_options {
@@ -45,6 +52,7 @@ struct step_result {
   std::int32_t token = -1;
   std::string_view piece;  // decoded bytes (valid until the next call)
   bool done = false;       // EOS/BOS sampled (token not appended) or the context is full
+  bool prefilling = false; // step(budget) worked on a queued prompt and sampled nothing: call again
 };
 
 struct generation_stats {
@@ -57,12 +65,19 @@ template <class Model>
 class session {
  public:
   using P = typename decltype(std::declval<Model>().net)::precision_type;
+  using clock = std::chrono::steady_clock;
 
-  // Allocates the KV cache once. `m` must outlive the session.
+  // Allocates the KV cache once. `m` must outlive the session (and must not move).
   static result<session> create(const Model& m, session_options o = {}) {
     if (o.context > m.config().seq_len)
       return make_error(errc::invalid_argument, "context " + std::to_string(o.context) + " exceeds the model's " + std::to_string(m.config().seq_len));
-    auto st = m.net.make_state(o.context);
+    state_options so;
+    so.context = o.context;
+    so.max_batch = o.batch;
+    so.kv = o.kv;
+    so.max_state_bytes = o.max_state_bytes;
+    so.exec = o.exec;
+    auto st = m.net.make_state(so);
     if (!st) return st.error();
     session s;
     s.m_ = &m;
@@ -72,11 +87,24 @@ class session {
 
   const std::vector<std::int32_t>& tokens() const noexcept { return tokens_; }
   std::uint32_t context() const noexcept { return st_.context; }
-  // Logits after the last fed token (empty before any).
-  std::span<const float> logits() const noexcept { return have_logits_ ? std::span<const float>(st_.logits.data(), st_.logits.size()) : std::span<const float>{}; }
+  const run_state<P>& state() const noexcept { return st_; }
+  // Logits after the last fed token (empty before any, and while a prompt is still being prefilled).
+  std::span<const float> logits() const noexcept { return have_logits_ ? std::span<const float>(st_.logits.data(), m_->config().vocab_size) : std::span<const float>{}; }
+  // Prompt tokens queued by begin_tokens() and not yet run.
+  std::size_t pending() const noexcept { return pending_.size() - next_; }
 
-  // Replace the conversation with `ids`, reusing the longest prefix already in the KV cache.
+  // Replace the conversation with `ids`, reusing the longest prefix already in the KV cache, and run the
+  // rest in batches (session_options::batch tokens per forward pass).
   result<void> set_tokens(std::span<const std::int32_t> ids) {
+    auto r = begin_tokens(ids);
+    if (!r) return r.error();
+    auto d = prefill();
+    if (!d) return d.error();
+    return {};
+  }
+
+  // Like set_tokens(), but only queues the tokens: prefill(budget) or step(budget) runs them.
+  result<void> begin_tokens(std::span<const std::int32_t> ids) {
     if (ids.empty()) return make_error(errc::invalid_argument, "empty token sequence");
     if (ids.size() > st_.context)
       return make_error(errc::context_overflow, "prompt of " + std::to_string(ids.size()) + " tokens does not fit the context of " + std::to_string(st_.context));
@@ -87,8 +115,42 @@ class session {
     if (keep == ids.size()) --keep;  // re-run the last token to get its logits
     reused_ = static_cast<std::uint32_t>(keep);
     tokens_.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep));
-    for (std::size_t i = keep; i < ids.size(); ++i) feed_one(ids[i]);
+    pending_.assign(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
+    next_ = 0;
+    have_logits_ = false;
     return {};
+  }
+
+  // Run queued prompt tokens for about `budget` (zero: all of them). Batches are sized from the measured
+  // time per token so that a call ends close to its budget; at least one token runs per call. Returns
+  // true when the whole prompt is in (its logits ready).
+  result<bool> prefill(std::chrono::microseconds budget = std::chrono::microseconds{0}) {
+    if (budget.count() < 0) return make_error(errc::invalid_argument, "negative prefill budget");
+    const auto t0 = clock::now();
+    while (next_ < pending_.size()) {
+      std::size_t b = std::min<std::size_t>(pending_.size() - next_, st_.max_batch);
+      if (budget.count() > 0) {
+        const double left_ns = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(budget - (clock::now() - t0)).count());
+        if (ns_per_token_ > 0) b = std::clamp<std::size_t>(left_ns > 0 ? static_cast<std::size_t>(left_ns / ns_per_token_) : 1, 1, b);
+        else b = 1;  // first batch of this session: measure
+      }
+      const bool last = next_ + b == pending_.size();
+      const auto tb = clock::now();
+      m_->net.forward(st_, std::span<const std::int32_t>(pending_.data() + next_, b), static_cast<std::uint32_t>(tokens_.size()),
+                      last ? logits_for::last : logits_for::none);
+      const double ns = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - tb).count()) / static_cast<double>(b);
+      ns_per_token_ = ns_per_token_ > 0 ? 0.5 * ns_per_token_ + 0.5 * ns : ns;
+      tokens_.insert(tokens_.end(), pending_.begin() + static_cast<std::ptrdiff_t>(next_), pending_.begin() + static_cast<std::ptrdiff_t>(next_ + b));
+      next_ += b;
+      if (last) have_logits_ = true;
+      if (budget.count() > 0 && clock::now() - t0 >= budget) break;
+    }
+    if (next_ == pending_.size()) {
+      pending_.clear();
+      next_ = 0;
+      return true;
+    }
+    return false;
   }
 
   // Tokenize `text` (BOS first if the tokenizer wants it) and make it the prompt.
@@ -96,9 +158,15 @@ class session {
     auto ids = m_->tok.encode(text, m_->tok.add_bos() || text.empty());
     return set_tokens(ids);
   }
+  // The same, queued for step(budget) / prefill(budget).
+  result<void> begin_prompt(std::string_view text) {
+    auto ids = m_->tok.encode(text, m_->tok.add_bos() || text.empty());
+    return begin_tokens(ids);
+  }
 
   // Feed one more token (e.g. a user turn), computing its logits.
   result<void> feed(std::int32_t t) {
+    if (pending() > 0) return make_error(errc::invalid_argument, "feed() while a prompt is being prefilled");
     if (t < 0 || static_cast<std::size_t>(t) >= m_->config().vocab_size) return make_error(errc::invalid_argument, "token id outside the vocabulary");
     if (tokens_.size() >= st_.context) return make_error(errc::context_overflow, "the context is full");
     feed_one(t);
@@ -108,9 +176,20 @@ class session {
   void reset_sampler(const sampling_options& o) { sampler_ = sampler(o); }
 
   // Sample the next token from the current logits, append it and compute the following logits.
-  result<step_result> step() {
+  // With a budget, a prompt still queued by begin_tokens() is prefilled first for at most about that long;
+  // while it is not done the result has prefilling = true and no token (call again next frame).
+  result<step_result> step(std::chrono::microseconds budget = std::chrono::microseconds{0}) {
+    if (pending() > 0) {
+      auto d = prefill(budget);
+      if (!d) return d.error();
+      if (budget.count() > 0) {  // this call's time went to the prompt: the first token comes next call
+        step_result r;
+        r.prefilling = true;
+        return r;
+      }
+    }
     if (!have_logits_) return make_error(errc::invalid_argument, "step() before a prompt");
-    scratch_.assign(st_.logits.data(), st_.logits.data() + st_.logits.size());
+    scratch_.assign(st_.logits.data(), st_.logits.data() + m_->config().vocab_size);
     const std::int32_t t = sampler_.sample(scratch_, tokens_);
     step_result r;
     r.token = t;
@@ -155,7 +234,7 @@ class session {
 
  private:
   void feed_one(std::int32_t t) {
-    m_->net.forward(st_, t, static_cast<std::uint32_t>(tokens_.size()));
+    m_->net.forward(st_, std::span<const std::int32_t>(&t, 1), static_cast<std::uint32_t>(tokens_.size()), logits_for::last);
     tokens_.push_back(t);
     have_logits_ = true;
   }
@@ -163,8 +242,11 @@ class session {
   const Model* m_ = nullptr;
   run_state<P> st_;
   std::vector<std::int32_t> tokens_;
+  std::vector<std::int32_t> pending_;  // queued prompt tokens; pending_[next_..] not yet run
+  std::size_t next_ = 0;
   std::vector<float> scratch_;
   sampler sampler_;
+  double ns_per_token_ = 0;  // measured prefill cost, for budgeted batches
   std::uint32_t reused_ = 0;
   bool have_logits_ = false;
   bool stop_at_eos_ = true;

@@ -30,19 +30,10 @@ class aligned_buffer {
   ~aligned_buffer() { release(); }
 
   // n elements, zeroed. out_of_memory instead of throwing.
-  static result<aligned_buffer> make(std::size_t n) {
-    aligned_buffer b;
-    if (n == 0) return b;
-    if (n > (~std::size_t{0} - alignment) / sizeof(T))
-      return make_error(errc::out_of_memory, "buffer size overflows size_t");
-    std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
-    void* p = ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
-    if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
-    std::memset(p, 0, bytes);
-    b.p_ = static_cast<T*>(p);
-    b.n_ = n;
-    return b;
-  }
+  static result<aligned_buffer> make(std::size_t n) { return make_impl(n, true); }
+  // n elements left uninitialised (pages are only touched when written: the KV cache, whose positions are
+  // always written before attention reads them).
+  static result<aligned_buffer> make_uninitialized(std::size_t n) { return make_impl(n, false); }
 
   T* data() noexcept { return p_; }
   const T* data() const noexcept { return p_; }
@@ -53,6 +44,19 @@ class aligned_buffer {
   std::span<const T> span() const noexcept { return {p_, n_}; }
 
  private:
+  static result<aligned_buffer> make_impl(std::size_t n, bool zero) {
+    aligned_buffer b;
+    if (n == 0) return b;
+    if (n > (~std::size_t{0} - alignment) / sizeof(T))
+      return make_error(errc::out_of_memory, "buffer size overflows size_t");
+    std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
+    void* p = ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
+    if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
+    if (zero) std::memset(p, 0, bytes);
+    b.p_ = static_cast<T*>(p);
+    b.n_ = n;
+    return b;
+  }
   void release() noexcept {
     if (p_) ::operator delete(static_cast<void*>(p_), std::align_val_t{alignment});
     p_ = nullptr;

@@ -29,6 +29,24 @@ struct matrix {
   const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * blocks_per_row(); }
 };
 
+// The arguments of the attention op: n queries at positions pos .. pos + n - 1 against one layer's KV
+// cache. KV is float (f32 cache) or std::uint16_t (fp16 bits, an f16 cache).
+template <class KV>
+struct attention_args {
+  float* out = nullptr;           // (n, n_heads * head_dim), row stride ld_out
+  std::size_t ld_out = 0;
+  const float* q = nullptr;       // (n, n_heads * head_dim), already rotated, row stride ld_q
+  std::size_t ld_q = 0;
+  const KV* k = nullptr;          // (context, kv_dim): this layer's keys, rows 0 .. pos + n - 1 written
+  const KV* v = nullptr;          // (context, kv_dim)
+  std::uint32_t kv_dim = 0;       // n_kv_heads * head_dim
+  std::uint32_t head_dim = 0;
+  std::uint32_t n_heads = 0;
+  std::uint32_t kv_mul = 1;       // query heads per KV head (GQA)
+  std::uint32_t pos = 0;          // position of query 0; query t sees keys 0 .. pos + t (causal)
+  std::uint32_t n = 0;            // queries
+};
+
 namespace kernels {
 
 // Ops shared by every backend. `Derived` supplies `dot` overloads; a SIMD backend derives from
@@ -69,12 +87,63 @@ struct basic_kernels {
     return s;
   }
 
-  // out[rows] = W (rows x cols) . x; x is already in P's activation precision and holds the row's
-  // blocks_per_row() * block_size elements (zero-padded past cols).
+  // Batched product, the core of every forward: for each of n tokens t and each row r in [r0, r1),
+  //   y[t * ldy + r] = W.row(r) . x_t,   x_t = x + t * ldx
+  // x holds n rows of activations in P's dot-product precision (ldx in activation blocks, or floats for
+  // f32), each with blocks_per_row() * block_size elements (zero-padded past cols).
+  // The contract every backend keeps: the value of y[t, r] depends only on W.row(r) and x_t, never on n,
+  // r0, r1 or where the element falls in a tile. That makes the result bit-identical for any thread
+  // count (threads split [0, rows)) and a batch identical to the same tokens run one by one.
+  template <class P>
+  static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const typename P::activation::block_type* x, std::size_t ldx,
+                     std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
+    const std::size_t k = w.blocks_per_row() * P::block_size;
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = Derived::dot(w.row(r), x + t * ldx, k);
+  }
+
+  // out[rows] = W (rows x cols) . x: the n = 1 case of matmul.
   template <class P>
   static void matvec(float* out, const matrix<P>& w, const typename P::activation::block_type* x) noexcept {
-    const std::size_t n = w.blocks_per_row() * P::block_size;
-    for (std::uint32_t r = 0; r < w.rows; ++r) out[r] = Derived::dot(w.row(r), x, n);
+    Derived::matmul(out, 0, w, x, 0, 1, 0, w.rows);
+  }
+
+  // Causal multi-head attention over a block of n queries (see attention_args). Work items are
+  // i = t * n_heads + h (query t, head h); this call does items [i0, i1). scratch holds >= pos + n floats
+  // (one worker's). For each item, exactly run.c's order: scores q.k_j / sqrt(head_dim) for j <= pos + t,
+  // softmax, then the weighted sum of v_j accumulated in j order.
+  template <class KV>
+  static void attention(const attention_args<KV>& a, std::size_t i0, std::size_t i1, float* scratch) noexcept {
+    const float scale = std::sqrt(static_cast<float>(a.head_dim));
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t t = i / a.n_heads, h = i % a.n_heads;
+      const std::size_t len = a.pos + t + 1;
+      const float* q = a.q + t * a.ld_q + h * a.head_dim;
+      const std::size_t kv_off = (h / a.kv_mul) * a.head_dim;
+      for (std::size_t j = 0; j < len; ++j) scratch[j] = Derived::dot(q, a.k + j * a.kv_dim + kv_off, a.head_dim) / scale;
+      Derived::softmax(scratch, len);
+      float* o = a.out + t * a.ld_out + h * a.head_dim;
+      for (std::size_t d = 0; d < a.head_dim; ++d) o[d] = 0.0f;
+      for (std::size_t j = 0; j < len; ++j) Derived::axpy(o, scratch[j], a.v + j * a.kv_dim + kv_off, a.head_dim);
+    }
+  }
+
+  // f32 query . fp16 key (an f16 KV cache), summed left to right.
+  static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) s += q[j] * fp16_to_f32(k[j]);
+    return s;
+  }
+  // out[i] += a * v[i] with v in fp16.
+  static void axpy(float* out, float a, const std::uint16_t* v, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) out[i] += a * fp16_to_f32(v[i]);
+  }
+  // The KV cache rows of a new position from floats (f32: a copy; f16: round to nearest even).
+  static void store_kv(float* dst, const float* src, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+  static void store_kv(std::uint16_t* dst, const float* src, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
   }
 
   // o = weight * x / sqrt(mean(x^2) + eps)
@@ -150,28 +219,33 @@ struct basic_kernels {
 struct scalar : basic_kernels<scalar> {
   static constexpr const char* name = "scalar";
 
-  using basic_kernels<scalar>::matvec;
-  // f32 matvec, four rows at a time. Each row is still summed left to right (run.c's order, so the
-  // results are bit-identical to one dot per row); interleaving four independent sums only hides the
+  using basic_kernels<scalar>::matmul;
+  // f32 matmul, four rows at a time per token. Each row is still summed left to right (run.c's order, so
+  // the results are bit-identical to one dot per row); interleaving four independent sums only hides the
   // latency of the add chain (about 3x faster than one row at a time).
-  static void matvec(float* out, const matrix<f32>& w, const float* x) noexcept {
-    const std::size_t n = w.cols;
-    std::uint32_t r = 0;
-    for (; r + 4 <= w.rows; r += 4) {
-      const float *w0 = w.row(r), *w1 = w.row(r + 1), *w2 = w.row(r + 2), *w3 = w.row(r + 3);
-      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-      for (std::size_t j = 0; j < n; ++j) {
-        s0 += w0[j] * x[j];
-        s1 += w1[j] * x[j];
-        s2 += w2[j] * x[j];
-        s3 += w3[j] * x[j];
+  static void matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+    const std::size_t k = w.cols;
+    for (std::size_t t = 0; t < n; ++t) {
+      const float* xt = x + t * ldx;
+      float* out = y + t * ldy;
+      std::uint32_t r = r0;
+      for (; r + 4 <= r1; r += 4) {
+        const float *w0 = w.row(r), *w1 = w.row(r + 1), *w2 = w.row(r + 2), *w3 = w.row(r + 3);
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (std::size_t j = 0; j < k; ++j) {
+          s0 += w0[j] * xt[j];
+          s1 += w1[j] * xt[j];
+          s2 += w2[j] * xt[j];
+          s3 += w3[j] * xt[j];
+        }
+        out[r] = s0;
+        out[r + 1] = s1;
+        out[r + 2] = s2;
+        out[r + 3] = s3;
       }
-      out[r] = s0;
-      out[r + 1] = s1;
-      out[r + 2] = s2;
-      out[r + 3] = s3;
+      for (; r < r1; ++r) out[r] = dot(w.row(r), xt, k);
     }
-    for (; r < w.rows; ++r) out[r] = dot(w.row(r), x, n);
   }
 };
 

@@ -1,46 +1,135 @@
 // edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
-// in precision P with kernels K. forward() reads top to bottom like llama2.c's run.c.
+// in precision P with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
+// products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <span>
 #include <type_traits>
 #include <utility>
 
 #include "../core/buffer.hpp"
+#include "../core/checked.hpp"
+#include "../core/executor.hpp"
 #include "../core/log.hpp"
 #include "../core/result.hpp"
 #include "../formats/model_file.hpp"
 #include "../kernels/scalar.hpp"
 #include "weights.hpp"
 
+// The most bytes one state (KV cache + activations) may take unless state_options says otherwise.
+#ifndef EDGELM_MAX_STATE_BYTES
+#define EDGELM_MAX_STATE_BYTES (std::uint64_t{3} << 30)
+#endif
+// The default context when the caller gives none: min(trained context, this).
+#ifndef EDGELM_DEFAULT_CONTEXT
+#define EDGELM_DEFAULT_CONTEXT 4096
+#endif
+
 namespace edgelm {
+
+// Element type of the KV cache.
+enum class kv_type : std::uint8_t {
+  f32,  // exact (the golden outputs)
+  f16,  // half the memory; keys and values rounded to fp16 (round to nearest even)
+};
+
+struct state_options {
+  std::uint32_t context = 0;        // positions the KV cache holds; 0: min(trained context, EDGELM_DEFAULT_CONTEXT)
+  std::uint32_t max_batch = 64;     // most tokens one forward() takes (prompt batches); >= 1
+  kv_type kv = kv_type::f32;
+  bool all_logits = false;          // room for the logits of every batch position (perplexity, `logits`)
+  std::uint64_t max_state_bytes = EDGELM_MAX_STATE_BYTES;  // a larger state is an out_of_memory error
+  executor exec{};                  // how work is spread over threads (default: inline)
+};
+
+// Which positions of a batch get logits.
+enum class logits_for : std::uint8_t { none, last, all };
+
+// Element counts of every buffer of a state, computed with checked 64-bit arithmetic against `size_max`
+// (the platform's SIZE_MAX; a test passes 2^32 - 1 to check wasm32 on a 64-bit host).
+struct state_plan {
+  std::uint32_t context = 0, max_batch = 0, workers = 1;
+  std::uint64_t act = 0;       // (max_batch, dim) each of x, xb, xb2, q
+  std::uint64_t hidden = 0;    // (max_batch, hidden_dim) each of hb, hb2
+  std::uint64_t kv_rows = 0;   // (max_batch, kv_dim) each of k, v staging
+  std::uint64_t xq = 0;        // activation blocks: (max_batch, blocks(max(dim, hidden)))
+  std::uint64_t att = 0;       // (workers, context) attention scores
+  std::uint64_t logits = 0;    // (all_logits ? max_batch : 1, vocab)
+  std::uint64_t rope = 0;      // (max_batch, head_dim / 2) each of cos, sin
+  std::uint64_t kv = 0;        // (layers, context, kv_dim) each of key and value cache
+  std::uint64_t bytes = 0;     // all of it
+};
+
+template <std::size_t act_block_bytes, std::size_t act_block_elems>
+result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, std::uint64_t size_max = SIZE_MAX) {
+  using detail::mul_ok;
+  state_plan p;
+  p.context = o.context ? o.context : std::min<std::uint32_t>(c.seq_len, EDGELM_DEFAULT_CONTEXT);
+  if (p.context == 0) return make_error(errc::invalid_argument, "context must be at least 1");
+  if (p.context > limits::max_context) return make_error(errc::invalid_argument, "context larger than EDGELM_MAX_CONTEXT");
+  if (o.max_batch == 0 || o.max_batch > 65536) return make_error(errc::invalid_argument, "batch size " + std::to_string(o.max_batch) + " is outside 1..65536");
+  if (workers == 0 || workers > 4096) return make_error(errc::invalid_argument, "executor concurrency " + std::to_string(workers) + " is outside 1..4096");
+  p.max_batch = std::min(o.max_batch, p.context);
+  p.workers = workers;
+  const std::uint64_t B = p.max_batch;
+  const std::uint64_t act_blocks = (std::max(c.dim, c.hidden_dim) + act_block_elems - 1) / act_block_elems;
+  std::uint64_t kv_each = 0, lc = 0;
+  bool ok = mul_ok(B, c.dim, p.act) && mul_ok(B, c.hidden_dim, p.hidden) && mul_ok(B, c.kv_dim(), p.kv_rows) && mul_ok(B, act_blocks, p.xq) &&
+            mul_ok(std::uint64_t{workers}, p.context, p.att) && mul_ok(o.all_logits ? B : 1, c.vocab_size, p.logits) &&
+            mul_ok(B, c.head_dim / 2, p.rope) && mul_ok(std::uint64_t{c.n_layers}, p.context, lc) && mul_ok(lc, c.kv_dim(), kv_each);
+  p.kv = kv_each;
+  const std::uint64_t kv_elem = o.kv == kv_type::f16 ? 2 : 4;
+  // floats: 4 act + 2 hidden + 2 kv rows + att + logits + 2 rope; then the two caches and the blocks
+  std::uint64_t floats = 0, kvb = 0, xqb = 0, total = 0;
+  const std::uint64_t parts[] = {p.act, p.act, p.act, p.act, p.hidden, p.hidden, p.kv_rows, p.kv_rows, p.att, p.logits, p.rope, p.rope};
+  for (auto n : parts) ok = ok && n <= size_max / 4 && (floats += n, floats <= size_max / 4);
+  ok = ok && mul_ok(p.kv, 2 * kv_elem, kvb) && mul_ok(p.xq, act_block_bytes, xqb);
+  ok = ok && mul_ok(floats, 4, total) && total <= size_max - kvb && (total += kvb, total <= size_max - xqb);
+  if (!ok || p.kv > size_max / kv_elem) return make_error(errc::out_of_memory, "the state for a context of " + std::to_string(p.context) + " overflows the address space");
+  p.bytes = total + xqb;
+  if (p.bytes > o.max_state_bytes)
+    return make_error(errc::out_of_memory, "the state for a context of " + std::to_string(p.context) + " needs " + std::to_string(p.bytes >> 20) +
+                                               " MiB, more than the limit of " + std::to_string(o.max_state_bytes >> 20) + " MiB (state_options::max_state_bytes)");
+  return p;
+}
 
 // Activations and the KV cache of one sequence, allocated once (nothing allocates inside forward).
 template <precision P>
 struct run_state {
   using act_block = typename P::activation::block_type;
   std::uint32_t context = 0;       // positions the KV cache holds
-  aligned_buffer<float> x;         // (dim) residual stream
-  aligned_buffer<float> xb;        // (dim)
-  aligned_buffer<float> xb2;       // (dim)
-  aligned_buffer<float> hb;        // (hidden_dim)
-  aligned_buffer<float> hb2;       // (hidden_dim)
-  aligned_buffer<float> q;         // (dim)
-  aligned_buffer<float> att;       // (n_heads, context)
-  aligned_buffer<float> logits;    // (vocab)
-  aligned_buffer<float> rope_cos;  // (head_dim / 2) RoPE angles of the current position
-  aligned_buffer<float> rope_sin;  // (head_dim / 2)
-  aligned_buffer<float> key_cache;    // (layer, context, kv_dim)
+  std::uint32_t max_batch = 1;     // tokens one forward takes
+  bool all_logits = false;
+  kv_type kv = kv_type::f32;
+  executor exec{};
+  aligned_buffer<float> x;         // (max_batch, dim) residual stream
+  aligned_buffer<float> xb;        // (max_batch, dim)
+  aligned_buffer<float> xb2;       // (max_batch, dim)
+  aligned_buffer<float> q;         // (max_batch, dim)
+  aligned_buffer<float> hb;        // (max_batch, hidden_dim)
+  aligned_buffer<float> hb2;       // (max_batch, hidden_dim)
+  aligned_buffer<float> k;         // (max_batch, kv_dim) new keys before they enter the cache
+  aligned_buffer<float> v;         // (max_batch, kv_dim)
+  aligned_buffer<float> att;       // (workers, context) attention scores, one row per worker
+  aligned_buffer<float> logits;    // (all_logits ? max_batch : 1, vocab)
+  aligned_buffer<float> rope_cos;  // (max_batch, head_dim / 2) RoPE angles of each batch position
+  aligned_buffer<float> rope_sin;  // (max_batch, head_dim / 2)
+  aligned_buffer<float> key_cache;    // (layer, context, kv_dim), kv == f32 (not zero-filled)
   aligned_buffer<float> value_cache;  // (layer, context, kv_dim)
-  aligned_buffer<act_block> xq;    // activations in P's dot-product precision: blocks for max(dim, hidden)
-                                   // elements, the last zero-padded (matches matrix<P>'s padded rows)
+  aligned_buffer<std::uint16_t> key_cache16;    // the same in fp16 bits, kv == f16
+  aligned_buffer<std::uint16_t> value_cache16;
+  aligned_buffer<act_block> xq;    // activations in P's dot-product precision: (max_batch, blocks of max(dim,
+                                   // hidden)) blocks, each row's last block zero-padded (as matrix<P>'s rows)
+  std::uint64_t planned_bytes = 0;
 
   // Bytes held by this state (the KV cache dominates).
-  std::size_t bytes() const noexcept {
-    return (x.size() + xb.size() + xb2.size() + hb.size() + hb2.size() + q.size() + att.size() + logits.size() + key_cache.size() +
-            value_cache.size()) * sizeof(float) + xq.size() * sizeof(act_block);
+  std::size_t bytes() const noexcept { return static_cast<std::size_t>(planned_bytes); }
+  std::size_t kv_bytes() const noexcept {
+    return (key_cache.size() + value_cache.size()) * sizeof(float) + (key_cache16.size() + value_cache16.size()) * sizeof(std::uint16_t);
   }
 };
 
@@ -49,6 +138,7 @@ class transformer {
  public:
   using precision_type = P;
   using kernels_type = K;
+  using act_block = typename P::activation::block_type;
 
   transformer() = default;
 
@@ -67,106 +157,214 @@ class transformer {
   const model_file& file() const noexcept { return file_; }
   const weights<P>& w() const noexcept { return w_; }
 
-  // A fresh state for `context` positions (0: the model's trained context).
-  result<run_state<P>> make_state(std::uint32_t context = 0) const {
-    const model_config& c = cfg_;
-    if (context == 0) context = c.seq_len;
-    if (context > limits::max_context) return make_error(errc::invalid_argument, "context larger than EDGELM_MAX_CONTEXT");
+  // The sizes a state with these options would have (errors as make_state's).
+  result<state_plan> plan(const state_options& o) const {
+    return plan_state<sizeof(act_block), P::activation::block_size>(cfg_, o, o.exec.workers());
+  }
+
+  // A fresh state. Errors: invalid_argument (context 0 or above EDGELM_MAX_CONTEXT, batch outside
+  // 1..65536), out_of_memory (sizes overflow, exceed o.max_state_bytes, or the allocation fails).
+  result<run_state<P>> make_state(const state_options& o) const {
+    auto p = plan(o);
+    if (!p) return p.error();
     run_state<P> s;
-    s.context = context;
-    std::uint64_t kv = 0;
-    if (!detail::mul_ok(std::uint64_t{c.n_layers} * context, c.kv_dim(), kv) || !detail::fits_size_t(kv))
-      return make_error(errc::out_of_memory, "KV cache size overflows");
-    const std::size_t act_n = (std::max(c.dim, c.hidden_dim) + P::activation::block_size - 1) / P::activation::block_size;
+    s.context = p->context;
+    s.max_batch = p->max_batch;
+    s.all_logits = o.all_logits;
+    s.kv = o.kv;
+    s.exec = o.exec;
+    s.planned_bytes = p->bytes;
+    const auto n = [](std::uint64_t v) { return static_cast<std::size_t>(v); };
     struct { aligned_buffer<float>* b; std::size_t n; } fl[] = {
-        {&s.x, c.dim}, {&s.xb, c.dim}, {&s.xb2, c.dim}, {&s.hb, c.hidden_dim}, {&s.hb2, c.hidden_dim}, {&s.q, c.dim},
-        {&s.att, std::size_t{c.n_heads} * context}, {&s.logits, c.vocab_size}, {&s.rope_cos, c.head_dim / 2}, {&s.rope_sin, c.head_dim / 2}, {&s.key_cache, static_cast<std::size_t>(kv)},
-        {&s.value_cache, static_cast<std::size_t>(kv)}};
+        {&s.x, n(p->act)},          {&s.xb, n(p->act)},       {&s.xb2, n(p->act)},         {&s.q, n(p->act)},
+        {&s.hb, n(p->hidden)},      {&s.hb2, n(p->hidden)},   {&s.k, n(p->kv_rows)},       {&s.v, n(p->kv_rows)},
+        {&s.att, n(p->att)},        {&s.logits, n(p->logits)}, {&s.rope_cos, n(p->rope)},  {&s.rope_sin, n(p->rope)}};
     for (auto& f : fl) {
       auto b = aligned_buffer<float>::make(f.n);
       if (!b) return b.error();
       *f.b = std::move(*b);
     }
-    auto xq = aligned_buffer<typename run_state<P>::act_block>::make(act_n);
+    // The caches are not zero-filled: attention reads only positions already written, so untouched
+    // pages of a long context cost no memory.
+    if (o.kv == kv_type::f32) {
+      for (auto* b : {&s.key_cache, &s.value_cache}) {
+        auto kb = aligned_buffer<float>::make_uninitialized(n(p->kv));
+        if (!kb) return kb.error();
+        *b = std::move(*kb);
+      }
+    } else {
+      for (auto* b : {&s.key_cache16, &s.value_cache16}) {
+        auto kb = aligned_buffer<std::uint16_t>::make_uninitialized(n(p->kv));
+        if (!kb) return kb.error();
+        *b = std::move(*kb);
+      }
+    }
+    auto xq = aligned_buffer<act_block>::make(n(p->xq));
     if (!xq) return xq.error();
     s.xq = std::move(*xq);
     return s;
   }
 
-  // Run `token` at position `pos` (0-based) and return the logits over the vocabulary (valid until the
-  // next call with the same state). Callers check 0 <= token < vocab and pos < s.context.
-  std::span<const float> forward(run_state<P>& s, std::int32_t token, std::uint32_t pos) const noexcept {
+  // A fresh state for `context` positions (0: min(trained context, EDGELM_DEFAULT_CONTEXT)), batch of one.
+  result<run_state<P>> make_state(std::uint32_t context = 0) const {
+    state_options o;
+    o.context = context;
+    o.max_batch = 1;
+    return make_state(o);
+  }
+
+  // Checks forward()'s preconditions: 1 <= n <= max_batch, pos + n <= context, ids in the vocabulary,
+  // `all` only for a state made with all_logits.
+  result<void> check(const run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const {
+    if (tokens.empty() || tokens.size() > s.max_batch)
+      return make_error(errc::invalid_argument, "batch of " + std::to_string(tokens.size()) + " tokens (this state takes 1.." + std::to_string(s.max_batch) + ")");
+    if (std::uint64_t{pos} + tokens.size() > s.context)
+      return make_error(errc::context_overflow, "positions " + std::to_string(pos) + ".." + std::to_string(pos + tokens.size() - 1) + " do not fit the context of " +
+                                                    std::to_string(s.context));
+    if (which == logits_for::all && !s.all_logits && tokens.size() > 1)
+      return make_error(errc::invalid_argument, "logits of every position need a state made with all_logits");
+    for (auto t : tokens)
+      if (t < 0 || static_cast<std::uint32_t>(t) >= cfg_.vocab_size) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
+    return {};
+  }
+
+  // Run tokens[0..n) at positions pos .. pos + n - 1 (their keys and values enter the KV cache) and
+  // return the logits asked for: `last` -> vocab floats of the last token, `all` -> (n, vocab), `none` ->
+  // empty (a prompt batch whose logits nobody reads skips the classifier). Valid until the next call with
+  // this state. The caller keeps check()'s preconditions (session does).
+  std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
     const model_config& c = cfg_;
+    const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
     const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
-    const std::uint32_t kv_mul = c.n_heads / c.n_kv_heads;  // query heads per KV head (GQA)
     float* x = s.x.data();
 
-    // rotation angles of this position, shared by every layer
-    K::rope_table(s.rope_cos.data(), s.rope_sin.data(), hs, pos, c.rope_theta);
-
-    // token embedding row -> x (the first dim elements of the row's blocks)
-    P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(token)), x, dim);
+    // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
+    for (std::uint32_t t = 0; t < n; ++t) {
+      P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(tokens[t])), x + std::size_t{t} * dim, dim);
+      K::rope_table(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t, c.rope_theta);
+    }
 
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
       const auto& L = w_.layers[l];
-      const std::size_t loff = std::size_t{l} * s.context * kv_dim;  // this layer's slice of the KV cache
-      float* k = s.key_cache.data() + loff + std::size_t{pos} * kv_dim;
-      float* v = s.value_cache.data() + loff + std::size_t{pos} * kv_dim;
+      // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
+      rmsnorm_rows(s.xb.data(), x, L.attn_norm, n);
+      const act_block* xa = activations(s, s.xb.data(), n, dim);
+      const std::size_t lda = act_stride(dim);
+      matmul3(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+      for (std::uint32_t t = 0; t < n; ++t)
+        K::rope(s.q.data() + std::size_t{t} * dim, s.k.data() + std::size_t{t} * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + std::size_t{t} * (hs / 2),
+                s.rope_sin.data() + std::size_t{t} * (hs / 2));
 
-      // attention rmsnorm, then q, k, v for this position (k and v straight into the cache)
-      K::rmsnorm(s.xb.data(), x, L.attn_norm, dim, c.norm_eps);
-      const auto* xa = activations(s, s.xb.data(), dim);
-      K::matvec(s.q.data(), L.wq, xa);
-      K::matvec(k, L.wk, xa);
-      K::matvec(v, L.wv, xa);
-      K::rope(s.q.data(), k, dim, kv_dim, hs, s.rope_cos.data(), s.rope_sin.data());
+      // causal attention of the batch over positions 0 .. pos + t, into xb
+      if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
+      else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
 
-      // multi-head attention over positions 0..pos
-      const float scale = std::sqrt(static_cast<float>(hs));
-      for (std::uint32_t h = 0; h < c.n_heads; ++h) {
-        const float* q = s.q.data() + std::size_t{h} * hs;
-        float* att = s.att.data() + std::size_t{h} * s.context;
-        const std::size_t kv_off = loff + std::size_t{h / kv_mul} * hs;
-        for (std::uint32_t t = 0; t <= pos; ++t) {
-          const float* kt = s.key_cache.data() + kv_off + std::size_t{t} * kv_dim;
-          att[t] = K::dot(q, kt, hs) / scale;
-        }
-        K::softmax(att, pos + 1);
-        float* xb = s.xb.data() + std::size_t{h} * hs;
-        std::memset(xb, 0, hs * sizeof(float));
-        for (std::uint32_t t = 0; t <= pos; ++t) K::axpy(xb, att[t], s.value_cache.data() + kv_off + std::size_t{t} * kv_dim, hs);
-      }
-      K::matvec(s.xb2.data(), L.wo, activations(s, s.xb.data(), dim));
-      K::add(x, s.xb2.data(), dim);  // residual
+      matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
+      K::add(x, s.xb2.data(), std::size_t{n} * dim);  // residual
 
       // feed-forward: w2(silu(w1 x) * w3 x)
-      K::rmsnorm(s.xb.data(), x, L.ffn_norm, dim, c.norm_eps);
-      const auto* xf = activations(s, s.xb.data(), dim);
-      K::matvec(s.hb.data(), L.w1, xf);
-      K::matvec(s.hb2.data(), L.w3, xf);
-      K::silu_mul(s.hb.data(), s.hb2.data(), hidden);
-      K::matvec(s.xb.data(), L.w2, activations(s, s.hb.data(), hidden));
-      K::add(x, s.xb.data(), dim);  // residual
+      rmsnorm_rows(s.xb.data(), x, L.ffn_norm, n);
+      matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+      K::silu_mul(s.hb.data(), s.hb2.data(), std::size_t{n} * hidden);
+      matmul3(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
+      K::add(x, s.xb.data(), std::size_t{n} * dim);  // residual
     }
 
-    K::rmsnorm(x, x, w_.output_norm, dim, c.norm_eps);
-    K::matvec(s.logits.data(), w_.output, activations(s, x, dim));
-    return {s.logits.data(), c.vocab_size};
+    if (which == logits_for::none) return {};
+    // final norm and classifier, only for the positions whose logits are wanted
+    const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
+    float* xl = x + std::size_t{first} * dim;
+    rmsnorm_rows(xl, xl, w_.output_norm, m);
+    matmul3(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
+    return {s.logits.data(), std::size_t{m} * c.vocab_size};
+  }
+
+  // One token at position pos; returns its logits.
+  std::span<const float> forward(run_state<P>& s, std::int32_t token, std::uint32_t pos) const noexcept {
+    return forward(s, std::span<const std::int32_t>(&token, 1), pos, logits_for::last);
   }
 
  private:
-  // x in the precision the weights' dot product wants: f32 uses x itself, quantized precisions
-  // quantize it once into s.xq (shared by the q, k, v / gate, up matvecs). When n is not a whole number
-  // of blocks (hidden_dim 172) the last block is zero-padded, as the converted weight rows are.
-  static const typename P::activation::block_type* activations(run_state<P>& s, const float* x, std::size_t n) noexcept {
-    if constexpr (std::is_same_v<typename P::activation::block_type, float>) {
-      (void)s;
-      (void)n;
-      return x;
+  // Rows of activations for a matrix of `cols` columns: floats for f32, else whole blocks.
+  static std::size_t act_stride(std::size_t cols) noexcept {
+    if constexpr (std::is_same_v<act_block, float>) return cols;
+    else return (cols + P::activation::block_size - 1) / P::activation::block_size;
+  }
+
+  void rmsnorm_rows(float* o, const float* xin, const float* weight, std::uint32_t n) const noexcept {
+    for (std::uint32_t t = 0; t < n; ++t) K::rmsnorm(o + std::size_t{t} * cfg_.dim, xin + std::size_t{t} * cfg_.dim, weight, cfg_.dim, cfg_.norm_eps);
+  }
+
+  // x (n rows of `cols` floats, row stride cols) in the precision the weights' dot product wants: f32
+  // uses x itself, quantized precisions quantize each row into s.xq (shared by the q, k, v / gate, up
+  // products). When cols is not a whole number of blocks (hidden_dim 172) each row's last block is
+  // zero-padded, as the converted weight rows are.
+  static const act_block* activations(run_state<P>& s, const float* xin, std::uint32_t n, std::size_t cols) noexcept {
+    if constexpr (std::is_same_v<act_block, float>) {
+      (void)s, (void)n, (void)cols;
+      return xin;
     } else {
-      P::activation::quantize_row(x, s.xq.data(), n);
+      const std::size_t stride = act_stride(cols);
+      for (std::uint32_t t = 0; t < n; ++t) P::activation::quantize_row(xin + t * cols, s.xq.data() + t * stride, cols);
       return s.xq.data();
     }
+  }
+
+  struct product {
+    const matrix<P>& w;
+    float* y;           // (n, ldy)
+    std::uint32_t ldy;  // output row stride (= the matrix's rows)
+  };
+
+  // y_i = x . W_i^T for up to three matrices that share x, as one parallel region over their rows
+  // (threads get row ranges in multiples of 16; the split cannot change a value: matmul's contract).
+  void matmul3(run_state<P>& s, const act_block* xa, std::size_t ldx, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
+    const product* list = ps.begin();
+    const std::size_t count = ps.size();
+    std::size_t total = 0;
+    for (const product& p : ps) total += (p.w.rows + 15) / 16;
+    const auto body = [&](std::size_t b, std::size_t e, unsigned) noexcept {
+      std::size_t base = 0;  // in units of 16 rows
+      for (std::size_t i = 0; i < count; ++i) {
+        const product& p = list[i];
+        const std::size_t units = (p.w.rows + 15) / 16;
+        const std::size_t ub = std::max(b, base), ue = std::min(e, base + units);
+        if (ub < ue) {
+          const auto r0 = static_cast<std::uint32_t>((ub - base) * 16);
+          const auto r1 = static_cast<std::uint32_t>(std::min<std::size_t>((ue - base) * 16, p.w.rows));
+          K::matmul(p.y, p.ldy, p.w, xa, ldx, n, r0, r1);
+        }
+        base += units;
+      }
+    };
+    s.exec.for_each(total, 1, body);
+  }
+
+  // Store the batch's keys and values at positions pos.. of layer l, then attention for every
+  // (token, head) pair, spread over the workers (each has its own row of scores).
+  template <class KV>
+  void attend(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n) const noexcept {
+    const model_config& c = cfg_;
+    const std::uint32_t kv_dim = c.kv_dim();
+    const std::size_t loff = std::size_t{l} * s.context * kv_dim;  // this layer's slice of the KV cache
+    K::store_kv(kc + loff + std::size_t{pos} * kv_dim, s.k.data(), std::size_t{n} * kv_dim);
+    K::store_kv(vc + loff + std::size_t{pos} * kv_dim, s.v.data(), std::size_t{n} * kv_dim);
+    attention_args<KV> a;
+    a.out = s.xb.data();
+    a.ld_out = c.dim;
+    a.q = s.q.data();
+    a.ld_q = c.dim;
+    a.k = kc + loff;
+    a.v = vc + loff;
+    a.kv_dim = kv_dim;
+    a.head_dim = c.head_dim;
+    a.n_heads = c.n_heads;
+    a.kv_mul = c.n_heads / c.n_kv_heads;
+    a.pos = pos;
+    a.n = n;
+    float* att = s.att.data();
+    const std::size_t ctx = s.context;
+    s.exec.for_each(std::size_t{n} * c.n_heads, 1, [&](std::size_t b, std::size_t e, unsigned w) noexcept { K::attention(a, b, e, att + w * ctx); });
   }
 
   model_config cfg_;

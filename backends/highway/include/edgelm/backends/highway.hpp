@@ -6,6 +6,8 @@
 #pragma once
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
 
 #include <hwy/highway.h>
 
@@ -14,7 +16,19 @@
 #include <edgelm/precision/q4_0.hpp>
 #include <edgelm/precision/q8_0.hpp>
 
+#if defined(__x86_64__) && !defined(EDGELM_NO_X86_KERNELS)
+#include <edgelm/backends/highway/x86.hpp>
+#define EDGELM_HWY_X86 1
+#endif
+#if defined(__wasm_simd128__) && !defined(EDGELM_NO_WASM_KERNELS)
+#include <edgelm/backends/highway/wasm.hpp>
+#define EDGELM_HWY_WASM 1
+#endif
+
+// Everything is compiled for one Highway target, inside hwy::HWY_NAMESPACE's twin here, so that two
+// translation units built for different targets (e.g. AVX2 and AVX-512) never share a mangled name.
 namespace edgelm::backends::highway {
+namespace HWY_NAMESPACE {
 
 namespace hn = hwy::HWY_NAMESPACE;
 
@@ -160,14 +174,48 @@ inline float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) {
 // The Highway kernel policy: transformer<P, backends::highway::kernels>.
 struct kernels : edgelm::kernels::basic_kernels<kernels> {
   static constexpr const char* name = "highway";
-  static const char* target() noexcept { return hwy::TargetName(HWY_TARGET); }
+  // The SIMD target of the hot matrix products: the run-time choice of the x86 path (e.g. "avx512vnni",
+  // "avx2") or the compile-time Highway target (e.g. "AVX2", "WASM").
+  static const char* target() noexcept {
+#if defined(EDGELM_HWY_X86)
+    if (const char* t = edgelm::backends::x86::isa_name()) return t;
+#endif
+#if defined(EDGELM_HWY_WASM)
+    return edgelm::backends::wasm::isa_name();
+#endif
+    return hwy::TargetName(HWY_TARGET);
+  }
 
-  using basic_kernels<kernels>::matvec;
-  // f32 matvec, four rows per pass over x.
-  static void matvec(float* out, const matrix<f32>& w, const float* x) noexcept { detail::matvec_f32(out, w.data, w.rows, w.cols, x); }
+  using basic_kernels<kernels>::matmul;
+  // f32 matmul: per token, four rows per pass over x.
+  static void matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+#if defined(EDGELM_HWY_X86)
+    if (edgelm::backends::x86::matmul(y, ldy, w, x, ldx, n, r0, r1)) return;
+#endif
+#if defined(EDGELM_HWY_WASM)
+    if (edgelm::backends::wasm::matmul(y, ldy, w, x, ldx, n, r0, r1)) return;
+#endif
+    for (std::size_t t = 0; t < n; ++t) detail::matvec_f32(y + t * ldy + r0, w.row(r0), r1 - r0, w.cols, x + t * ldx);
+  }
+  // Quantized weights x q8_0 activations.
+  template <class P>
+    requires(std::is_same_v<P, q8_0> || std::is_same_v<P, q4_0>)
+  static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+#if defined(EDGELM_HWY_X86)
+    if (edgelm::backends::x86::matmul(y, ldy, w, x, ldx, n, r0, r1)) return;
+#endif
+#if defined(EDGELM_HWY_WASM)
+    if (edgelm::backends::wasm::matmul(y, ldy, w, x, ldx, n, r0, r1)) return;
+#endif
+    const std::size_t k = w.blocks_per_row() * 32;
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = detail::dot(w.row(r), x + t * ldx, k);
+  }
 
   using basic_kernels<kernels>::dot;
-  // f32 dot product: the core of the f32 matvec and of the attention scores.
+  // f32 dot product: the attention scores.
   static float dot(const float* w, const float* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
   // Quantized weights . q8_0 activations, n elements (a multiple of 32).
   static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
@@ -183,5 +231,10 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
     detail::scale_mul(hn::CappedTag<float, 1>(), o, weight, x, ss, n, i);
   }
 };
+
+}  // namespace HWY_NAMESPACE
+
+// The kernels of the target this translation unit is compiled for.
+using kernels = HWY_NAMESPACE::kernels;
 
 }  // namespace edgelm::backends::highway
