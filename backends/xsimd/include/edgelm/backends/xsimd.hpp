@@ -92,6 +92,15 @@
 #error "edgelm/backends/xsimd.hpp: no xsimd architecture for this target (xsimd 8.1 is x86/ARM only; use backends/highway.hpp for WebAssembly)"
 #endif
 
+// GCC 12's AVX-512 intrinsics (_mm512_undefined_*, used by extract and convert) trip -Wuninitialized
+// once inlined into a caller: a known false positive, silenced for this header only.
+#if defined(__GNUC__) && !defined(__clang__) && XSIMD_WITH_AVX512F
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define EDGELM_XSIMD_DIAGNOSTIC_POP 1
+#endif
+
 namespace edgelm::backends::xsimd {
 inline namespace EDGELM_XSIMD_NS {
 
@@ -426,3 +435,8 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
 
 }  // namespace EDGELM_XSIMD_NS
 }  // namespace edgelm::backends::xsimd
+
+#if defined(EDGELM_XSIMD_DIAGNOSTIC_POP)
+#pragma GCC diagnostic pop
+#undef EDGELM_XSIMD_DIAGNOSTIC_POP
+#endif
