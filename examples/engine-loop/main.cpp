@@ -46,7 +46,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "engine-loop: %s\n", chat.error().message().c_str());
     return 1;
   }
-  if (auto p = chat->prompt(prompt); !p) {
+  // Queued, not run: the frames below prefill it in budgeted slices (step(budget) returns prefilling = true
+  // until the prompt is in), so even a long prompt never stalls a frame.
+  if (auto p = chat->begin_prompt(prompt); !p) {
     std::fprintf(stderr, "engine-loop: %s\n", p.error().message().c_str());
     return 1;
   }
@@ -54,14 +56,16 @@ int main(int argc, char** argv) {
   std::printf("%s", prompt.c_str());
 
   bool done = false;
-  int tokens = 0, over_budget = 0;
+  int tokens = 0, over_budget = 0, prefill_frames = 0;
   clk::duration worst{};
   for (int frame = 0; frame < frames; ++frame) {
     const auto start = clk::now();
     // Model work: as many single-token steps as fit the budget (at least one per frame).
     while (!done) {
-      auto r = chat->step();
+      const auto left = std::chrono::duration_cast<std::chrono::microseconds>(budget - (clk::now() - start));
+      auto r = chat->step(std::max(left, std::chrono::microseconds{1}));
       if (!r) { std::fprintf(stderr, "\nengine-loop: %s\n", r.error().message().c_str()); return 1; }
+      if (r->prefilling) { ++prefill_frames; break; }  // this frame's budget went to the prompt
       done = r->done;
       if (!done) { std::fwrite(r->piece.data(), 1, r->piece.size(), stdout); ++tokens; }
       if (clk::now() - start >= budget) break;
@@ -74,7 +78,7 @@ int main(int argc, char** argv) {
     std::this_thread::sleep_until(start + frame_time);
   }
   std::printf("\n");
-  std::fprintf(stderr, "engine-loop: %d frames, %d tokens, worst model time per frame %.3f ms, %d frames over budget\n", frames, tokens,
-               std::chrono::duration<double, std::milli>(worst).count(), over_budget);
+  std::fprintf(stderr, "engine-loop: %d frames (%d on the prompt), %d tokens, worst model time per frame %.3f ms, %d frames over budget\n", frames,
+               prefill_frames, tokens, std::chrono::duration<double, std::milli>(worst).count(), over_budget);
   return 0;
 }

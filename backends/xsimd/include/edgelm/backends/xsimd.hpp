@@ -112,6 +112,14 @@ static_assert(std::is_same_v<arch, EDGELM_XSIMD_ARCH>, "EDGELM_XSIMD_NS must nam
 using fbatch = ::xsimd::batch<float, arch>;
 constexpr std::size_t W = fbatch::size;  // float lanes
 
+// The loops over a tile's rows and tokens must be unrolled completely so that its accumulators live in
+// registers (GCC -O2 keeps them in memory otherwise, about 2x slower).
+#if defined(__GNUC__)
+#define EDGELM_XSIMD_UNROLL _Pragma("GCC unroll 32")
+#else
+#define EDGELM_XSIMD_UNROLL
+#endif
+
 // The int8 escape hatch exists for these two; elsewhere the quantized products stay scalar.
 #if XSIMD_WITH_AVX512BW || (XSIMD_WITH_AVX2 && !XSIMD_WITH_AVX512F)
 #define EDGELM_XSIMD_INT8 1
@@ -151,8 +159,10 @@ template <int M>
 inline void hsum(const fbatch* acc, float* out) noexcept {
 #if XSIMD_WITH_AVX512F
   // 16 lanes: lanes k and k + 8 first, then hsum8's tree.
+  EDGELM_XSIMD_UNROLL
   for (int g = 0; g < M; g += 8) {
     __m256 r[8];
+    EDGELM_XSIMD_UNROLL
     for (int i = 0; i < 8; ++i) {
       if (g + i < M) {
         const __m512 v = acc[g + i];
@@ -163,18 +173,25 @@ inline void hsum(const fbatch* acc, float* out) noexcept {
     }
     alignas(32) float s[8];
     _mm256_store_ps(s, hsum8(r));
-    for (int i = 0; i < 8 && g + i < M; ++i) out[g + i] = s[i];
+    EDGELM_XSIMD_UNROLL
+    for (int i = 0; i < 8; ++i)
+      if (g + i < M) out[g + i] = s[i];
   }
 #elif XSIMD_WITH_AVX
+  EDGELM_XSIMD_UNROLL
   for (int g = 0; g < M; g += 8) {
     __m256 r[8];
+    EDGELM_XSIMD_UNROLL
     for (int i = 0; i < 8; ++i) r[i] = g + i < M ? static_cast<__m256>(acc[g + i]) : _mm256_setzero_ps();
     alignas(32) float s[8];
     _mm256_store_ps(s, hsum8(r));
-    for (int i = 0; i < 8 && g + i < M; ++i) out[g + i] = s[i];
+    EDGELM_XSIMD_UNROLL
+    for (int i = 0; i < 8; ++i)
+      if (g + i < M) out[g + i] = s[i];
   }
 #else
   // Any other width: a pairwise tree in scalar code, the same for every accumulator.
+  EDGELM_XSIMD_UNROLL
   for (int i = 0; i < M; ++i) {
     alignas(64) float s[W];
     acc[i].store_aligned(s);
@@ -208,28 +225,37 @@ inline float dot(const float* a, const float* b, std::size_t n) noexcept {
 template <int R, int T>
 inline void f32_tile(float* y, std::size_t ldy, const float* w, std::size_t ldw, const float* x, std::size_t ldx, std::size_t k) noexcept {
   fbatch acc[R * T];
+  EDGELM_XSIMD_UNROLL
   for (int i = 0; i < R * T; ++i) acc[i] = fbatch(0.0f);
   std::size_t j = 0;
   for (; j + W <= k; j += W) {
     fbatch xv[T];
+    EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) xv[t] = fbatch::load_unaligned(x + t * ldx + j);
+    EDGELM_XSIMD_UNROLL
     for (int r = 0; r < R; ++r) {
       const fbatch wv = fbatch::load_unaligned(w + r * ldw + j);
+      EDGELM_XSIMD_UNROLL
       for (int t = 0; t < T; ++t) acc[r * T + t] = ::xsimd::fma(wv, xv[t], acc[r * T + t]);
     }
   }
   if (j < k) {
     fbatch xv[T];
+    EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) xv[t] = load_partial(x + t * ldx + j, k - j);
+    EDGELM_XSIMD_UNROLL
     for (int r = 0; r < R; ++r) {
       const fbatch wv = load_partial(w + r * ldw + j, k - j);
+      EDGELM_XSIMD_UNROLL
       for (int t = 0; t < T; ++t) acc[r * T + t] = ::xsimd::fma(wv, xv[t], acc[r * T + t]);
     }
   }
   // acc is row-major (r, t); y is token-major.
   float s[R * T];
   hsum<R * T>(acc, s);
+  EDGELM_XSIMD_UNROLL
   for (int r = 0; r < R; ++r)
+    EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) y[t * ldy + r] = s[r * T + t];
 }
 
@@ -317,6 +343,7 @@ inline i32batch madd(const i16batch& a, const i16batch& b) noexcept { return _mm
 
 inline block16 load_block(const block_q8_0& b) noexcept {
   block16 o;
+  EDGELM_XSIMD_UNROLL
   for (int p = 0; p < pieces; ++p) o.v[p] = isa::widen_i8(b.qs + p * i16batch::size);
   return o;
 }
@@ -336,6 +363,7 @@ inline block16 load_block(const block_q4_0& b) noexcept {
 // Exact int32 lanes of a block's dot product (lane l: elements 2l, 2l+1 of each piece).
 inline i32batch block_dot(const block16& a, const block16& b) noexcept {
   i32batch s = isa::madd(a.v[0], b.v[0]);
+  EDGELM_XSIMD_UNROLL
   for (int p = 1; p < pieces; ++p) s += isa::madd(a.v[p], b.v[p]);
   return s;
 }
@@ -345,25 +373,31 @@ inline i32batch block_dot(const block16& a, const block16& b) noexcept {
 template <int R, int T, class WB>
 inline void q_tile(float* y, std::size_t ldy, const WB* w, std::size_t ldw, const block_q8_0* x, std::size_t ldx, std::size_t nb) noexcept {
   fbatch acc[R * T];
+  EDGELM_XSIMD_UNROLL
   for (int i = 0; i < R * T; ++i) acc[i] = fbatch(0.0f);
   for (std::size_t b = 0; b < nb; ++b) {
     block16 xv[T];
     float dx[T];
+    EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) {
       xv[t] = load_block(x[t * ldx + b]);
       dx[t] = half_to_float(x[t * ldx + b].d);
     }
+    EDGELM_XSIMD_UNROLL
     for (int r = 0; r < R; ++r) {
       const WB& wb = w[r * ldw + b];
       const block16 wv = load_block(wb);
       const float dw = half_to_float(wb.d);
+      EDGELM_XSIMD_UNROLL
       for (int t = 0; t < T; ++t)
         acc[r * T + t] = ::xsimd::fma(::xsimd::to_float(block_dot(wv, xv[t])), fbatch(dw * dx[t]), acc[r * T + t]);
     }
   }
   float s[R * T];
   hsum<R * T>(acc, s);
+  EDGELM_XSIMD_UNROLL
   for (int r = 0; r < R; ++r)
+    EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) y[t * ldy + r] = s[r * T + t];
 }
 

@@ -1,24 +1,408 @@
-// edgelm/backends/highway/wasm.hpp - WebAssembly SIMD128 matrix products (and a relaxed-SIMD variant
-// picked at run time where the engine has it).
-// Placeholder: no ISA path yet, every call returns false (the caller falls back to Highway).
+// edgelm/backends/highway/wasm.hpp - WebAssembly SIMD128 matrix products: q4_0 / q8_0 weights x q8_0
+// activations through i32x4.dot_i16x8_s, and f32 x f32.
+//
+// Results. For q4_0 and q8_0 every y[t, r] is computed exactly as the scalar reference computes it:
+// the int32 dot of each 32-element block is exact (integer arithmetic, grouped in any order), and the
+// float steps are the reference's, s = s + float(isum_b) * (fp16(d_w) * fp16(d_x)), block after block,
+// in IEEE single precision (SIMD128 has no fused multiply-add). So the output is bit-identical to
+// kernels::scalar for any n, any row split and any tile position; decode and batched prefill agree.
+// f32 sums four interleaved lanes per row (element i goes to lane i % 4), reduces them as
+// (l0 + l2) + (l1 + l3) and adds the cols % 4 tail elements in order: the same sequence for every
+// element, so it too is independent of n, r0, r1 and the tiling (it differs from the left-to-right
+// reference only by rounding).
+//
+// Kernels:
+//  - decode (one token): four rows per pass share the token's activations, widened once per call to
+//    int16 in a stack buffer; the four rows' block sums are reduced together (one transpose-add) and
+//    scaled with one vector of four fp16 -> f32 weight scales.
+//  - prefill (two or more tokens): a register tile of one row x 8 (or 4) tokens: each weight block is
+//    unpacked to int16 once and multiplied with the pre-widened blocks of 8 tokens; four tokens' block
+//    sums are reduced at once and accumulated into one f32x4 per four tokens.
+//  The reduction dimension is processed in chunks (stack buffers of ~20 KB); between chunks the running
+//  sums live in y itself (a float store and load is exact).
+//  q4_0: nibbles are used unsigned (0..15) and the -8 offset is folded into the block sum as
+//  -8 * sum(x_block), computed once per activation block.
+//
+// Relaxed SIMD: see the note at EDGELM_WASM_RELAXED_DOT below; with clang 14 (emscripten 3.1.6) no
+// relaxed dot product can be emitted, so isa_name() is "simd128".
 #pragma once
 #include <cstddef>
 #include <cstdint>
 
+#include <edgelm/core/half.hpp>
 #include <edgelm/kernels/scalar.hpp>
 #include <edgelm/precision/f32.hpp>
 #include <edgelm/precision/q4_0.hpp>
 #include <edgelm/precision/q8_0.hpp>
 
+#if defined(__wasm_simd128__)
+#include <wasm_simd128.h>
+#endif
+
+// i16x8.relaxed_dot_i8x16_i7x16_s(a, b): a signed int8, b 7-bit (0..127): then every engine returns
+// the exact pairwise sums (x86's pmaddubsw, Arm's sdot agree when b's top bit is clear), so a q4_0 path
+// built on it (nibbles 0..15 as b) is deterministic and bit-identical to the SIMD128 one.
+// clang 14 has no builtin for it (its relaxed-SIMD builtins are the 2021 prototype set: laneselect,
+// relaxed swizzle/min/max/trunc, fma, all with prototype opcodes that current engines reject), its
+// assembler does not know the instruction, and inline asm cannot emit raw bytes in a function body.
+// Newer clang has the builtin; it is picked up automatically. A build may also define
+// EDGELM_WASM_RELAXED_DOT(a, b) itself (returning v128_t) to supply the instruction.
+#if defined(__wasm_relaxed_simd__) && !defined(EDGELM_WASM_RELAXED_DOT) && defined(__has_builtin)
+#if __has_builtin(__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8)
+#define EDGELM_WASM_RELAXED_DOT(a, b) \
+  ((v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8((__i8x16)(a), (__i8x16)(b)))
+#endif
+#endif
+
 namespace edgelm::backends::wasm {
 
-// The ISA the products below use on this CPU, or nullptr when none applies.
-inline const char* isa_name() noexcept { return nullptr; }
+#if defined(__wasm_simd128__)
+
+// The ISA the products below use.
+inline const char* isa_name() noexcept {
+#if defined(EDGELM_WASM_RELAXED_DOT)
+  return "relaxed-simd";
+#else
+  return "simd128";
+#endif
+}
+
+namespace detail {
+
+// Blocks of the reduction dimension per chunk: decode keeps one token's widened activations
+// (64 bytes per block), prefill eight tokens' (512 bytes per block).
+inline constexpr std::size_t kc_decode = 128;
+inline constexpr std::size_t kc_gemm = 32;
+
+// [sum(a), sum(b), sum(c), sum(d)] of int32 lanes (exact).
+inline v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) noexcept {
+  const v128_t ab = wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+  const v128_t cd = wasm_i32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+  return wasm_i32x4_add(wasm_i64x2_shuffle(ab, cd, 0, 2), wasm_i64x2_shuffle(ab, cd, 1, 3));
+}
+
+// The same transpose-add in f32: lane k of the result is (v0 + v2) + (v1 + v3) of the k-th argument.
+inline v128_t hsum4_f32(v128_t a, v128_t b, v128_t c, v128_t d) noexcept {
+  const v128_t ab = wasm_f32x4_add(wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), wasm_i32x4_shuffle(a, b, 2, 6, 3, 7));
+  const v128_t cd = wasm_f32x4_add(wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), wasm_i32x4_shuffle(c, d, 2, 6, 3, 7));
+  return wasm_f32x4_add(wasm_i64x2_shuffle(ab, cd, 0, 2), wasm_i64x2_shuffle(ab, cd, 1, 3));
+}
+
+// fp16 bits in the upper half of each 32-bit lane (lower half zero) -> f32, exactly edgelm::fp16_to_f32
+// (subnormals, signed zeros, inf and NaN payloads included): the arithmetic shift puts sign, exponent
+// and mantissa at their f32 places with the fp16 bias, the multiply by 2^112 rebiases (and normalizes
+// subnormals exactly), and an all-ones fp16 exponent is forced to f32's.
+inline v128_t half_hi_to_f32(v128_t u) noexcept {
+  const v128_t em = wasm_v128_and(wasm_i32x4_shr(u, 3), wasm_i32x4_const_splat(static_cast<std::int32_t>(0x8FFFE000u)));
+  const v128_t f = wasm_f32x4_mul(em, wasm_f32x4_const_splat(0x1p112f));
+  const v128_t special = wasm_i32x4_gt(wasm_v128_and(u, wasm_i32x4_const_splat(0x7FFFFFFF)), wasm_i32x4_const_splat(0x7BFFFFFF));
+  return wasm_v128_or(f, wasm_v128_and(special, wasm_i32x4_const_splat(0x7F800000)));
+}
+
+// The fp16 scales of four blocks (any addresses) -> f32x4.
+inline v128_t load_scales(const std::uint16_t* d0, const std::uint16_t* d1, const std::uint16_t* d2, const std::uint16_t* d3) noexcept {
+  v128_t h = wasm_i32x4_const_splat(0);
+  h = wasm_v128_load16_lane(d0, h, 1);
+  h = wasm_v128_load16_lane(d1, h, 3);
+  h = wasm_v128_load16_lane(d2, h, 5);
+  h = wasm_v128_load16_lane(d3, h, 7);
+  return half_hi_to_f32(h);
+}
+
+// ---- the weight formats: a block unpacked to four int16x8 (elements 0-7, 8-15, 16-23, 24-31) ----
+
+struct wq8 {
+  using block = block_q8_0;
+  static constexpr bool offset8 = false;  // values are the int8 quants themselves
+  static void unpack(const block_q8_0& b, v128_t& w0, v128_t& w1, v128_t& w2, v128_t& w3) noexcept {
+    w0 = wasm_i16x8_load8x8(b.qs);
+    w1 = wasm_i16x8_load8x8(b.qs + 8);
+    w2 = wasm_i16x8_load8x8(b.qs + 16);
+    w3 = wasm_i16x8_load8x8(b.qs + 24);
+  }
+};
+
+struct wq4 {
+  using block = block_q4_0;
+  static constexpr bool offset8 = true;  // nibbles 0..15; the block sum gets -8 * sum(x) added
+  static void unpack(const block_q4_0& b, v128_t& w0, v128_t& w1, v128_t& w2, v128_t& w3) noexcept {
+    const v128_t lo = wasm_u16x8_load8x8(b.qs), hi = wasm_u16x8_load8x8(b.qs + 8);
+    const v128_t m = wasm_i16x8_const_splat(0x0F);
+    w0 = wasm_v128_and(lo, m);
+    w1 = wasm_v128_and(hi, m);
+    w2 = wasm_u16x8_shr(lo, 4);
+    w3 = wasm_u16x8_shr(hi, 4);
+  }
+};
+
+// int32x4 partial sums of one block dot (unpacked weights . widened activations at xp).
+inline v128_t madd4(v128_t w0, v128_t w1, v128_t w2, v128_t w3, const std::int16_t* xp) noexcept {
+  const v128_t m0 = wasm_i32x4_dot_i16x8(w0, wasm_v128_load(xp));
+  const v128_t m1 = wasm_i32x4_dot_i16x8(w1, wasm_v128_load(xp + 8));
+  const v128_t m2 = wasm_i32x4_dot_i16x8(w2, wasm_v128_load(xp + 16));
+  const v128_t m3 = wasm_i32x4_dot_i16x8(w3, wasm_v128_load(xp + 24));
+  return wasm_i32x4_add(wasm_i32x4_add(m0, m1), wasm_i32x4_add(m2, m3));
+}
+
+template <class W>
+inline v128_t block_dot(const typename W::block& b, const std::int16_t* xp) noexcept {
+  v128_t w0, w1, w2, w3;
+  W::unpack(b, w0, w1, w2, w3);
+  return madd4(w0, w1, w2, w3, xp);
+}
+
+// Activations of T tokens, blocks [0, nb) of a chunk, laid out block-major: x16[(b * T + t) * 32 + e]
+// (int16), dx[b * T + t] = fp16(d) as f32, cx[b * T + t] = -8 * sum of the block's quants (q4_0 only).
+template <std::size_t T, bool Offset8>
+inline void prep_x(const block_q8_0* const* xs, std::size_t nb, std::int16_t* x16, float* dx, std::int32_t* cx) noexcept {
+  for (std::size_t b = 0; b < nb; ++b)
+    for (std::size_t t = 0; t < T; ++t) {
+      const block_q8_0& xb = xs[t][b];
+      const v128_t a0 = wasm_i16x8_load8x8(xb.qs), a1 = wasm_i16x8_load8x8(xb.qs + 8);
+      const v128_t a2 = wasm_i16x8_load8x8(xb.qs + 16), a3 = wasm_i16x8_load8x8(xb.qs + 24);
+      std::int16_t* o = x16 + (b * T + t) * 32;
+      wasm_v128_store(o, a0);
+      wasm_v128_store(o + 8, a1);
+      wasm_v128_store(o + 16, a2);
+      wasm_v128_store(o + 24, a3);
+      dx[b * T + t] = fp16_to_f32(xb.d);
+      if constexpr (Offset8) {
+        const v128_t s = wasm_i16x8_add(wasm_i16x8_add(a0, a1), wasm_i16x8_add(a2, a3));  // |.| <= 512
+        const v128_t c = wasm_i32x4_dot_i16x8(s, wasm_i16x8_const_splat(-8));
+        cx[b * T + t] = wasm_i32x4_extract_lane(c, 0) + wasm_i32x4_extract_lane(c, 1) + wasm_i32x4_extract_lane(c, 2) +
+                        wasm_i32x4_extract_lane(c, 3);
+      }
+    }
+}
+
+// Decode: rows w0..w3 (blocks [0, nb) of the chunk) . one token; acc holds the four running sums.
+template <class W>
+inline v128_t rows4(const typename W::block* w0, const typename W::block* w1, const typename W::block* w2, const typename W::block* w3,
+                    const std::int16_t* x16, const float* dx, const std::int32_t* cx, std::size_t nb, v128_t acc) noexcept {
+  for (std::size_t b = 0; b < nb; ++b) {
+    const std::int16_t* xp = x16 + b * 32;
+    const v128_t x0 = wasm_v128_load(xp), x1 = wasm_v128_load(xp + 8), x2 = wasm_v128_load(xp + 16), x3 = wasm_v128_load(xp + 24);
+    v128_t p[4];
+    const typename W::block* rows[4] = {w0 + b, w1 + b, w2 + b, w3 + b};
+    for (int i = 0; i < 4; ++i) {
+      v128_t a0, a1, a2, a3;
+      W::unpack(*rows[i], a0, a1, a2, a3);
+      p[i] = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(a0, x0), wasm_i32x4_dot_i16x8(a1, x1)),
+                            wasm_i32x4_add(wasm_i32x4_dot_i16x8(a2, x2), wasm_i32x4_dot_i16x8(a3, x3)));
+    }
+    v128_t s = hsum4_i32(p[0], p[1], p[2], p[3]);
+    if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load32_splat(cx + b));
+    const v128_t sc = wasm_f32x4_mul(load_scales(&w0[b].d, &w1[b].d, &w2[b].d, &w3[b].d), wasm_v128_load32_splat(dx + b));
+    acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc));
+  }
+  return acc;
+}
+
+// Prefill: one row (blocks [0, nb) of the chunk, scales dw as f32) . 4G tokens; acc[g] holds the
+// running sums of tokens 4g .. 4g+3.
+template <class W, std::size_t G>
+inline void row_tile(const typename W::block* wr, const float* dw, const std::int16_t* x16, const float* dx, const std::int32_t* cx,
+                     std::size_t nb, v128_t* acc) noexcept {
+  constexpr std::size_t T = 4 * G;
+  for (std::size_t b = 0; b < nb; ++b) {
+    v128_t w0, w1, w2, w3;
+    W::unpack(wr[b], w0, w1, w2, w3);
+    const v128_t sw = wasm_v128_load32_splat(dw + b);
+    for (std::size_t g = 0; g < G; ++g) {
+      const std::int16_t* xp = x16 + (b * T + 4 * g) * 32;
+      v128_t s = hsum4_i32(madd4(w0, w1, w2, w3, xp), madd4(w0, w1, w2, w3, xp + 32), madd4(w0, w1, w2, w3, xp + 64),
+                           madd4(w0, w1, w2, w3, xp + 96));
+      if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load(cx + b * T + 4 * g));
+      const v128_t sc = wasm_f32x4_mul(sw, wasm_v128_load(dx + b * T + 4 * g));
+      acc[g] = wasm_f32x4_add(acc[g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc));
+    }
+  }
+}
+
+// The scales of blocks [0, nb) of one row as f32 (dw has room for nb rounded up to 4).
+template <class B>
+inline void row_scales(const B* wr, std::size_t nb, float* dw) noexcept {
+  for (std::size_t b = 0; b < nb; b += 4) {
+    const std::size_t last = nb - 1;
+    const std::size_t b1 = b + 1 < last ? b + 1 : last, b2 = b + 2 < last ? b + 2 : last, b3 = b + 3 < last ? b + 3 : last;
+    wasm_v128_store(dw + b, load_scales(&wr[b].d, &wr[b1].d, &wr[b2].d, &wr[b3].d));
+  }
+}
+
+// One token (yt = y + t * ldy, xt = x + t * ldx), rows [r0, r1): four rows per pass; the last pass
+// repeats row r1 - 1 in its unused lanes (same operations, nothing extra stored).
+template <class W, class P>
+inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, std::uint32_t r0, std::uint32_t r1) noexcept {
+  const std::size_t nb = w.blocks_per_row();
+  alignas(16) std::int16_t x16[kc_decode * 32];
+  alignas(16) float dx[kc_decode];
+  alignas(16) std::int32_t cx[kc_decode];
+  for (std::size_t c0 = 0; c0 < nb; c0 += kc_decode) {
+    const std::size_t nbc = nb - c0 < kc_decode ? nb - c0 : kc_decode;
+    const block_q8_0* xs[1] = {xt + c0};
+    prep_x<1, W::offset8>(xs, nbc, x16, dx, cx);
+    for (std::uint32_t r = r0; r < r1; r += 4) {
+      const std::uint32_t last = r1 - 1;
+      const std::uint32_t ri[4] = {r, r + 1 < last ? r + 1 : last, r + 2 < last ? r + 2 : last, r + 3 < last ? r + 3 : last};
+      v128_t acc = wasm_f32x4_const_splat(0.0f);
+      if (c0 != 0) acc = wasm_f32x4_make(yt[ri[0]], yt[ri[1]], yt[ri[2]], yt[ri[3]]);
+      acc = rows4<W>(w.row(ri[0]) + c0, w.row(ri[1]) + c0, w.row(ri[2]) + c0, w.row(ri[3]) + c0, x16, dx, cx, nbc, acc);
+      const std::uint32_t m = r1 - r < 4 ? r1 - r : 4;
+      yt[r] = wasm_f32x4_extract_lane(acc, 0);
+      if (m > 1) yt[r + 1] = wasm_f32x4_extract_lane(acc, 1);
+      if (m > 2) yt[r + 2] = wasm_f32x4_extract_lane(acc, 2);
+      if (m > 3) yt[r + 3] = wasm_f32x4_extract_lane(acc, 3);
+    }
+  }
+}
+
+// Tokens [t0, t0 + 4G) (indices past n - 1 repeat token n - 1 and are not stored), rows [r0, r1).
+template <class W, std::size_t G, class P>
+inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::size_t t0,
+                        std::uint32_t r0, std::uint32_t r1) noexcept {
+  constexpr std::size_t T = 4 * G;
+  const std::size_t nb = w.blocks_per_row();
+  alignas(16) std::int16_t x16[kc_gemm * T * 32];
+  alignas(16) float dx[kc_gemm * T];
+  alignas(16) std::int32_t cx[kc_gemm * T];
+  alignas(16) float dw[kc_gemm];
+  const std::size_t valid = n - t0 < T ? n - t0 : T;
+  for (std::size_t c0 = 0; c0 < nb; c0 += kc_gemm) {
+    const std::size_t nbc = nb - c0 < kc_gemm ? nb - c0 : kc_gemm;
+    const block_q8_0* xs[T];
+    for (std::size_t t = 0; t < T; ++t) xs[t] = x + (t < valid ? t0 + t : n - 1) * ldx + c0;
+    prep_x<T, W::offset8>(xs, nbc, x16, dx, cx);
+    for (std::uint32_t r = r0; r < r1; ++r) {
+      const typename W::block* wr = w.row(r) + c0;
+      row_scales(wr, nbc, dw);
+      v128_t acc[G];
+      for (std::size_t g = 0; g < G; ++g) {
+        if (c0 == 0) {
+          acc[g] = wasm_f32x4_const_splat(0.0f);
+        } else {
+          float a[4];
+          for (std::size_t i = 0; i < 4; ++i) a[i] = 4 * g + i < valid ? y[(t0 + 4 * g + i) * ldy + r] : 0.0f;
+          acc[g] = wasm_v128_load(a);
+        }
+      }
+      row_tile<W, G>(wr, dw, x16, dx, cx, nbc, acc);
+      for (std::size_t g = 0; g < G; ++g) {
+        alignas(16) float a[4];
+        wasm_v128_store(a, acc[g]);
+        for (std::size_t i = 0; i < 4; ++i)
+          if (4 * g + i < valid) y[(t0 + 4 * g + i) * ldy + r] = a[i];
+      }
+    }
+  }
+}
+
+template <class W, class P>
+inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+  if (r0 >= r1) return;
+  if (w.blocks_per_row() == 0) {
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = 0.0f;
+    return;
+  }
+  std::size_t t = 0;
+  while (t < n) {
+    const std::size_t rem = n - t;
+    if (rem >= 5) {
+      matmul_tile<W, 2>(y, ldy, w, x, ldx, n, t, r0, r1);
+      t += rem < 8 ? rem : 8;
+    } else if (rem >= 2) {
+      matmul_tile<W, 1>(y, ldy, w, x, ldx, n, t, r0, r1);
+      t += rem;
+    } else {
+      matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
+      t += 1;
+    }
+  }
+}
+
+// ---- f32 ----
+
+// Rows w[0..3] . tokens x[0..NT-1] over k elements; out[j][i] = row i . token j.
+template <std::size_t NT>
+inline void f32_rows4(const float* const* w, const float* const* x, std::size_t k, v128_t* out) noexcept {
+  v128_t a[NT][4];
+  for (std::size_t j = 0; j < NT; ++j)
+    for (int i = 0; i < 4; ++i) a[j][i] = wasm_f32x4_const_splat(0.0f);
+  std::size_t e = 0;
+  for (; e + 4 <= k; e += 4) {
+    const v128_t w0 = wasm_v128_load(w[0] + e), w1 = wasm_v128_load(w[1] + e), w2 = wasm_v128_load(w[2] + e), w3 = wasm_v128_load(w[3] + e);
+    for (std::size_t j = 0; j < NT; ++j) {
+      const v128_t xv = wasm_v128_load(x[j] + e);
+      a[j][0] = wasm_f32x4_add(a[j][0], wasm_f32x4_mul(w0, xv));
+      a[j][1] = wasm_f32x4_add(a[j][1], wasm_f32x4_mul(w1, xv));
+      a[j][2] = wasm_f32x4_add(a[j][2], wasm_f32x4_mul(w2, xv));
+      a[j][3] = wasm_f32x4_add(a[j][3], wasm_f32x4_mul(w3, xv));
+    }
+  }
+  for (std::size_t j = 0; j < NT; ++j) out[j] = hsum4_f32(a[j][0], a[j][1], a[j][2], a[j][3]);
+  for (; e < k; ++e) {
+    v128_t wv = wasm_f32x4_const_splat(0.0f);
+    wv = wasm_v128_load32_lane(w[0] + e, wv, 0);
+    wv = wasm_v128_load32_lane(w[1] + e, wv, 1);
+    wv = wasm_v128_load32_lane(w[2] + e, wv, 2);
+    wv = wasm_v128_load32_lane(w[3] + e, wv, 3);
+    for (std::size_t j = 0; j < NT; ++j) out[j] = wasm_f32x4_add(out[j], wasm_f32x4_mul(wv, wasm_v128_load32_splat(x[j] + e)));
+  }
+}
+
+inline void matmul_f32(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                       std::uint32_t r1) noexcept {
+  if (r0 >= r1) return;
+  const std::size_t k = w.cols;
+  for (std::size_t t = 0; t < n; t += 2) {
+    const bool two = t + 1 < n;
+    const float* xs[2] = {x + t * ldx, x + (two ? t + 1 : t) * ldx};
+    for (std::uint32_t r = r0; r < r1; r += 4) {
+      const std::uint32_t last = r1 - 1;
+      const float* ws[4] = {w.row(r), w.row(r + 1 < last ? r + 1 : last), w.row(r + 2 < last ? r + 2 : last), w.row(r + 3 < last ? r + 3 : last)};
+      v128_t out[2];
+      if (two)
+        f32_rows4<2>(ws, xs, k, out);
+      else
+        f32_rows4<1>(ws, xs, k, out);
+      const std::uint32_t m = r1 - r < 4 ? r1 - r : 4;
+      for (std::size_t j = 0; j < (two ? 2u : 1u); ++j) {
+        alignas(16) float a[4];
+        wasm_v128_store(a, out[j]);
+        float* yt = y + (t + j) * ldy + r;
+        for (std::uint32_t i = 0; i < m; ++i) yt[i] = a[i];
+      }
+    }
+  }
+}
+
+}  // namespace detail
 
 // y[t * ldy + r] = W.row(r) . x_t for t < n, r0 <= r < r1 (kernels::basic_kernels::matmul's contract).
-// Returns false when this CPU has no path here (the caller computes it).
+inline bool matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                   std::uint32_t r1) noexcept {
+  detail::matmul_f32(y, ldy, w, x, ldx, n, r0, r1);
+  return true;
+}
+inline bool matmul(float* y, std::size_t ldy, const matrix<q8_0>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                   std::uint32_t r1) noexcept {
+  detail::matmul_q<detail::wq8>(y, ldy, w, x, ldx, n, r0, r1);
+  return true;
+}
+inline bool matmul(float* y, std::size_t ldy, const matrix<q4_0>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                   std::uint32_t r1) noexcept {
+  detail::matmul_q<detail::wq4>(y, ldy, w, x, ldx, n, r0, r1);
+  return true;
+}
+
+#else  // no SIMD128: nothing here (the caller computes it)
+
+inline const char* isa_name() noexcept { return nullptr; }
 inline bool matmul(float*, std::size_t, const matrix<f32>&, const float*, std::size_t, std::size_t, std::uint32_t, std::uint32_t) noexcept { return false; }
 inline bool matmul(float*, std::size_t, const matrix<q8_0>&, const block_q8_0*, std::size_t, std::size_t, std::uint32_t, std::uint32_t) noexcept { return false; }
 inline bool matmul(float*, std::size_t, const matrix<q4_0>&, const block_q8_0*, std::size_t, std::size_t, std::uint32_t, std::uint32_t) noexcept { return false; }
+
+#endif
 
 }  // namespace edgelm::backends::wasm
