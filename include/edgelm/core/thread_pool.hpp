@@ -31,6 +31,10 @@ class thread_pool {
   static result<std::unique_ptr<thread_pool>> create(unsigned threads) {
     if (threads == 0 || threads > max_threads)
       return make_error(errc::invalid_argument, "thread count " + std::to_string(threads) + " is outside 1.." + std::to_string(max_threads));
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+    if (threads > 1)
+      return make_error(errc::invalid_argument, "this WebAssembly build has no threads: use the pthreads build (-pthread) for more than 1");
+#endif
     std::unique_ptr<thread_pool> p(new (std::nothrow) thread_pool());
     if (!p) return make_error(errc::out_of_memory, "cannot allocate the thread pool");
     p->n_ = threads;

@@ -1,6 +1,8 @@
 // edgelm/kernels/scalar.hpp - the readable reference of every op, and the oracle SIMD backends are
 // tested against. Float operations are done in the same order as llama2.c's run.c, so greedy outputs
-// match it token for token.
+// match it token for token. Products go through detail::no_contract: GCC's default -ffp-contract=fast
+// would otherwise fuse some of them into FMAs depending on how a call was inlined, and a value would then
+// depend on the batch it ran in (and differ from run.c, which is built without FMA).
 #pragma once
 #include <cmath>
 #include <cstddef>
@@ -8,6 +10,7 @@
 #include <span>
 
 #include "../core/half.hpp"
+#include "../precision/block_util.hpp"
 #include "../precision/f32.hpp"
 #include "../precision/q4_0.hpp"
 #include "../precision/q8_0.hpp"
@@ -56,7 +59,7 @@ struct basic_kernels {
   // f32 . f32, summed left to right (run.c's order).
   static float dot(const float* w, const float* x, std::size_t n) noexcept {
     float s = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) s += w[j] * x[j];
+    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(w[j] * x[j]);
     return s;
   }
 
@@ -131,12 +134,12 @@ struct basic_kernels {
   // f32 query . fp16 key (an f16 KV cache), summed left to right.
   static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
     float s = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) s += q[j] * fp16_to_f32(k[j]);
+    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(q[j] * fp16_to_f32(k[j]));
     return s;
   }
   // out[i] += a * v[i] with v in fp16.
   static void axpy(float* out, float a, const std::uint16_t* v, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) out[i] += a * fp16_to_f32(v[i]);
+    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * fp16_to_f32(v[i]));
   }
   // The KV cache rows of a new position from floats (f32: a copy; f16: round to nearest even).
   static void store_kv(float* dst, const float* src, std::size_t n) noexcept {
@@ -149,7 +152,7 @@ struct basic_kernels {
   // o = weight * x / sqrt(mean(x^2) + eps)
   static void rmsnorm(float* o, const float* x, const float* weight, std::size_t n, float eps) noexcept {
     float ss = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) ss += x[j] * x[j];
+    for (std::size_t j = 0; j < n; ++j) ss += detail::no_contract(x[j] * x[j]);
     ss /= static_cast<float>(n);
     ss += eps;
     ss = 1.0f / std::sqrt(ss);
@@ -190,8 +193,8 @@ struct basic_kernels {
       for (int v = 0; v < rotn; ++v) {
         float* vec = v == 0 ? q : k;
         const float v0 = vec[i], v1 = vec[i + 1];
-        vec[i] = v0 * fcr - v1 * fci;
-        vec[i + 1] = v0 * fci + v1 * fcr;
+        vec[i] = detail::no_contract(v0 * fcr) - detail::no_contract(v1 * fci);
+        vec[i + 1] = detail::no_contract(v0 * fci) + detail::no_contract(v1 * fcr);
       }
     }
   }
@@ -211,7 +214,7 @@ struct basic_kernels {
 
   // out[i] += a * v[i]
   static void axpy(float* out, float a, const float* v, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) out[i] += a * v[i];
+    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * v[i]);
   }
 };
 
@@ -234,10 +237,10 @@ struct scalar : basic_kernels<scalar> {
         const float *w0 = w.row(r), *w1 = w.row(r + 1), *w2 = w.row(r + 2), *w3 = w.row(r + 3);
         float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
         for (std::size_t j = 0; j < k; ++j) {
-          s0 += w0[j] * xt[j];
-          s1 += w1[j] * xt[j];
-          s2 += w2[j] * xt[j];
-          s3 += w3[j] * xt[j];
+          s0 += detail::no_contract(w0[j] * xt[j]);
+          s1 += detail::no_contract(w1[j] * xt[j]);
+          s2 += detail::no_contract(w2[j] * xt[j]);
+          s3 += detail::no_contract(w3[j] * xt[j]);
         }
         out[r] = s0;
         out[r + 1] = s1;

@@ -219,16 +219,36 @@ inline float dot(const float* a, const float* b, std::size_t n) noexcept {
   return ::xsimd::hadd(s0 + s1);
 }
 
+// Software prefetch of Bytes bytes at p (the caller's linear position one tile ahead). A tile reads its R
+// rows side by side, R streams a few hundred bytes apart in the same pages (a q8_0 row of 576 is 612
+// bytes), which the hardware prefetchers do not follow: without this a 4-row q8_0 decode tile streams
+// from DRAM at ~7 GB/s instead of ~27 GB/s (one row at a time). Reading the next tile's rows linearly
+// ahead restores that. Prefetches never fault, so running past the matrix's end is harmless.
+template <std::size_t Bytes>
+inline void prefetch_ahead(const void* p) noexcept {
+#if defined(__GNUC__)
+  const char* c = static_cast<const char*>(p);
+  EDGELM_XSIMD_UNROLL
+  for (std::size_t o = 0; o < Bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+#else
+  (void)p;
+#endif
+}
+
 // R rows x T tokens of y[t * ldy + r] = w_r . x_t over k columns; w, x, y point at the tile's first row
 // and token. Per element: acc = fma(w chunk, x chunk, acc) for each chunk of W columns in order (the last
 // one zero-padded), then hsum.
+// With prefetch, the next R rows (the next tile's, contiguous) are prefetched one tile ahead, spread
+// evenly over the pass (see prefetch_ahead).
 template <int R, int T>
-inline void f32_tile(float* y, std::size_t ldy, const float* w, std::size_t ldw, const float* x, std::size_t ldx, std::size_t k) noexcept {
+inline void f32_tile(float* y, std::size_t ldy, const float* w, std::size_t ldw, const float* x, std::size_t ldx, std::size_t k,
+                     bool prefetch) noexcept {
   fbatch acc[R * T];
   EDGELM_XSIMD_UNROLL
   for (int i = 0; i < R * T; ++i) acc[i] = fbatch(0.0f);
   std::size_t j = 0;
   for (; j + W <= k; j += W) {
+    if (prefetch) prefetch_ahead<R * W * sizeof(float)>(w + R * ldw + R * j);
     fbatch xv[T];
     EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) xv[t] = fbatch::load_unaligned(x + t * ldx + j);
@@ -279,8 +299,9 @@ inline void for_tiles(std::size_t n, std::uint32_t r0, std::uint32_t r1, Tile&& 
 inline void matmul_f32(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                        std::uint32_t r1) noexcept {
   const std::size_t k = w.cols;
+  // Prefetch on a row block's first pass only; later token groups find it in L1.
   auto tile = [&]<int R, int T>(std::uint32_t r, std::size_t t) {
-    f32_tile<R, T>(y + t * ldy + r, ldy, w.row(r), k, x + t * ldx, ldx, k);
+    f32_tile<R, T>(y + t * ldy + r, ldy, w.row(r), k, x + t * ldx, ldx, k, t == 0);
   };
   if (n == 1)
     for_tiles<f32_decode_rows, 1>(n, r0, r1, tile);
@@ -371,11 +392,13 @@ inline i32batch block_dot(const block16& a, const block16& b) noexcept {
 // R rows x T tokens of quantized products over nb blocks. Per element: for each block in order,
 // acc = fma(float(int32 lanes), d_w * d_x, acc); then hsum.
 template <int R, int T, class WB>
-inline void q_tile(float* y, std::size_t ldy, const WB* w, std::size_t ldw, const block_q8_0* x, std::size_t ldx, std::size_t nb) noexcept {
+inline void q_tile(float* y, std::size_t ldy, const WB* w, std::size_t ldw, const block_q8_0* x, std::size_t ldx, std::size_t nb,
+                   bool prefetch) noexcept {
   fbatch acc[R * T];
   EDGELM_XSIMD_UNROLL
   for (int i = 0; i < R * T; ++i) acc[i] = fbatch(0.0f);
   for (std::size_t b = 0; b < nb; ++b) {
+    if (prefetch) prefetch_ahead<R * sizeof(WB)>(w + R * ldw + R * b);
     block16 xv[T];
     float dx[T];
     EDGELM_XSIMD_UNROLL
@@ -405,7 +428,9 @@ template <class P>
 inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                      std::uint32_t r1) noexcept {
   const std::size_t nb = w.blocks_per_row();
-  auto tile = [&]<int R, int T>(std::uint32_t r, std::size_t t) { q_tile<R, T>(y + t * ldy + r, ldy, w.row(r), nb, x + t * ldx, ldx, nb); };
+  auto tile = [&]<int R, int T>(std::uint32_t r, std::size_t t) {
+    q_tile<R, T>(y + t * ldy + r, ldy, w.row(r), nb, x + t * ldx, ldx, nb, t == 0);
+  };
   if (n == 1)
     for_tiles<q_decode_rows, 1>(n, r0, r1, tile);
   else
@@ -447,12 +472,12 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   // the matmul's elements.
   static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept {
     float s;
-    detail::q_tile<1, 1>(&s, 0, w, 0, x, 0, n / 32);
+    detail::q_tile<1, 1>(&s, 0, w, 0, x, 0, n / 32, false);
     return s;
   }
   static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept {
     float s;
-    detail::q_tile<1, 1>(&s, 0, w, 0, x, 0, n / 32);
+    detail::q_tile<1, 1>(&s, 0, w, 0, x, 0, n / 32, false);
     return s;
   }
 #endif

@@ -73,6 +73,9 @@ namespace detail {
 // (64 bytes per block), prefill eight tokens' (512 bytes per block).
 inline constexpr std::size_t kc_decode = 128;
 inline constexpr std::size_t kc_gemm = 32;
+#ifndef EDGELM_WASM_DECODE_ROWS
+#define EDGELM_WASM_DECODE_ROWS 4
+#endif
 
 // [sum(a), sum(b), sum(c), sum(d)] of int32 lanes (exact).
 inline v128_t hsum4_i32(v128_t a, v128_t b, v128_t c, v128_t d) noexcept {
@@ -198,6 +201,35 @@ inline v128_t rows4(const typename W::block* w0, const typename W::block* w1, co
   return acc;
 }
 
+// Decode, one row at a time (a single sequential stream through the weights): four blocks per step
+// share one transpose-add and one scale conversion; their four products are added to the running sum
+// in block order (the reference's sequence). nb4 = nb rounded down to 4; blocks past it are done with
+// duplicated indices in unused lanes.
+template <class W>
+inline float row1(const typename W::block* wr, const std::int16_t* x16, const float* dx, const std::int32_t* cx, std::size_t nb, float acc) noexcept {
+  std::size_t b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    const std::int16_t* xp = x16 + b * 32;
+    v128_t s = hsum4_i32(block_dot<W>(wr[b], xp), block_dot<W>(wr[b + 1], xp + 32), block_dot<W>(wr[b + 2], xp + 64),
+                         block_dot<W>(wr[b + 3], xp + 96));
+    if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load(cx + b));
+    const v128_t sc = wasm_f32x4_mul(load_scales(&wr[b].d, &wr[b + 1].d, &wr[b + 2].d, &wr[b + 3].d), wasm_v128_load(dx + b));
+    const v128_t v = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc);
+    acc += wasm_f32x4_extract_lane(v, 0);
+    acc += wasm_f32x4_extract_lane(v, 1);
+    acc += wasm_f32x4_extract_lane(v, 2);
+    acc += wasm_f32x4_extract_lane(v, 3);
+  }
+  for (; b < nb; ++b) {
+    v128_t s = block_dot<W>(wr[b], x16 + b * 32);
+    s = hsum4_i32(s, s, s, s);
+    if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load32_splat(cx + b));
+    const v128_t sc = wasm_f32x4_mul(load_scales(&wr[b].d, &wr[b].d, &wr[b].d, &wr[b].d), wasm_v128_load32_splat(dx + b));
+    acc += wasm_f32x4_extract_lane(wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc), 0);
+  }
+  return acc;
+}
+
 // Prefill: one row (blocks [0, nb) of the chunk, scales dw as f32) . 4G tokens; acc[g] holds the
 // running sums of tokens 4g .. 4g+3.
 template <class W, std::size_t G>
@@ -210,11 +242,53 @@ inline void row_tile(const typename W::block* wr, const float* dw, const std::in
     const v128_t sw = wasm_v128_load32_splat(dw + b);
     for (std::size_t g = 0; g < G; ++g) {
       const std::int16_t* xp = x16 + (b * T + 4 * g) * 32;
+#if EDGELM_WASM_EXP_BARRIER
+      alignas(16) v128_t pb[4];
+      for (int j = 0; j < 4; ++j) {
+        pb[j] = madd4(w0, w1, w2, w3, xp + 32 * j);
+        __asm__ volatile("" : : "r"(pb) : "memory");
+      }
+      v128_t s = hsum4_i32(pb[0], pb[1], pb[2], pb[3]);
+#else
       v128_t s = hsum4_i32(madd4(w0, w1, w2, w3, xp), madd4(w0, w1, w2, w3, xp + 32), madd4(w0, w1, w2, w3, xp + 64),
                            madd4(w0, w1, w2, w3, xp + 96));
+#endif
       if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load(cx + b * T + 4 * g));
       const v128_t sc = wasm_f32x4_mul(sw, wasm_v128_load(dx + b * T + 4 * g));
       acc[g] = wasm_f32x4_add(acc[g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc));
+    }
+  }
+}
+
+#ifndef EDGELM_WASM_EXP_R
+#define EDGELM_WASM_EXP_R 2
+#endif
+// Prefill: R rows (wr[i], scales dw + i * kc_gemm) . 4G tokens; acc[i * G + g] holds the running sums of
+// row i, tokens 4g .. 4g+3.
+template <class W, std::size_t R, std::size_t G>
+inline void rows_tile(const typename W::block* const* wr, const float* dw, const std::int16_t* x16, const float* dx, const std::int32_t* cx,
+                      std::size_t nb, v128_t* acc) noexcept {
+  constexpr std::size_t T = 4 * G;
+  for (std::size_t b = 0; b < nb; ++b) {
+    v128_t w[R][4];
+    for (std::size_t i = 0; i < R; ++i) W::unpack(wr[i][b], w[i][0], w[i][1], w[i][2], w[i][3]);
+    for (std::size_t g = 0; g < G; ++g) {
+      alignas(16) v128_t pb[R][4];
+      for (std::size_t j = 0; j < 4; ++j) {
+        const std::int16_t* xp = x16 + (b * T + 4 * g + j) * 32;
+        const v128_t x0 = wasm_v128_load(xp), x1 = wasm_v128_load(xp + 8), x2 = wasm_v128_load(xp + 16), x3 = wasm_v128_load(xp + 24);
+        for (std::size_t i = 0; i < R; ++i)
+          pb[i][j] = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(w[i][0], x0), wasm_i32x4_dot_i16x8(w[i][1], x1)),
+                                    wasm_i32x4_add(wasm_i32x4_dot_i16x8(w[i][2], x2), wasm_i32x4_dot_i16x8(w[i][3], x3)));
+        __asm__ volatile("" : : "r"(pb) : "memory");
+      }
+      const v128_t dxv = wasm_v128_load(dx + b * T + 4 * g);
+      for (std::size_t i = 0; i < R; ++i) {
+        v128_t s = hsum4_i32(pb[i][0], pb[i][1], pb[i][2], pb[i][3]);
+        if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load(cx + b * T + 4 * g));
+        const v128_t sc = wasm_f32x4_mul(wasm_v128_load32_splat(dw + i * kc_gemm + b), dxv);
+        acc[i * G + g] = wasm_f32x4_add(acc[i * G + g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc));
+      }
     }
   }
 }
@@ -241,6 +315,10 @@ inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, s
     const std::size_t nbc = nb - c0 < kc_decode ? nb - c0 : kc_decode;
     const block_q8_0* xs[1] = {xt + c0};
     prep_x<1, W::offset8>(xs, nbc, x16, dx, cx);
+#if EDGELM_WASM_DECODE_ROWS == 1
+    for (std::uint32_t r = r0; r < r1; ++r) yt[r] = row1<W>(w.row(r) + c0, x16, dx, cx, nbc, c0 != 0 ? yt[r] : 0.0f);
+    continue;
+#endif
     for (std::uint32_t r = r0; r < r1; r += 4) {
       const std::uint32_t last = r1 - 1;
       const std::uint32_t ri[4] = {r, r + 1 < last ? r + 1 : last, r + 2 < last ? r + 2 : last, r + 3 < last ? r + 3 : last};
@@ -272,6 +350,39 @@ inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const blo
     const block_q8_0* xs[T];
     for (std::size_t t = 0; t < T; ++t) xs[t] = x + (t < valid ? t0 + t : n - 1) * ldx + c0;
     prep_x<T, W::offset8>(xs, nbc, x16, dx, cx);
+#if EDGELM_WASM_EXP_R == 2
+    for (std::uint32_t r = r0; r < r1; r += 2) {
+      constexpr std::size_t R = 2;
+      const std::uint32_t ri[R] = {r, r + 1 < r1 ? r + 1 : r};
+      const typename W::block* wr[R];
+      alignas(16) float dws[R * kc_gemm];
+      for (std::size_t i = 0; i < R; ++i) {
+        wr[i] = w.row(ri[i]) + c0;
+        row_scales(wr[i], nbc, dws + i * kc_gemm);
+      }
+      v128_t acc[R * G];
+      for (std::size_t i = 0; i < R; ++i)
+        for (std::size_t g = 0; g < G; ++g) {
+          if (c0 == 0) {
+            acc[i * G + g] = wasm_f32x4_const_splat(0.0f);
+          } else {
+            float a[4];
+            for (std::size_t k = 0; k < 4; ++k) a[k] = 4 * g + k < valid ? y[(t0 + 4 * g + k) * ldy + ri[i]] : 0.0f;
+            acc[i * G + g] = wasm_v128_load(a);
+          }
+        }
+      rows_tile<W, R, G>(wr, dws, x16, dx, cx, nbc, acc);
+      const std::size_t nr = r + 1 < r1 ? 2 : 1;
+      for (std::size_t i = 0; i < nr; ++i)
+        for (std::size_t g = 0; g < G; ++g) {
+          alignas(16) float a[4];
+          wasm_v128_store(a, acc[i * G + g]);
+          for (std::size_t k = 0; k < 4; ++k)
+            if (4 * g + k < valid) y[(t0 + 4 * g + k) * ldy + ri[i]] = a[k];
+        }
+    }
+    continue;
+#endif
     for (std::uint32_t r = r0; r < r1; ++r) {
       const typename W::block* wr = w.row(r) + c0;
       row_scales(wr, nbc, dw);
