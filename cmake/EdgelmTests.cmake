@@ -43,6 +43,10 @@ if(TARGET edgelm_cli)
   endif()
   add_test(NAME cli_golden COMMAND "${_golden}" ${_cli_cmd})
   set_tests_properties(cli_golden PROPERTIES LABELS "cli" TIMEOUT 1200)
+  if(EMSCRIPTEN AND NOT EDGELM_WASM_THREADS)
+    # the single-thread wasm build runs -t 1 only (tools/test_all.sh checks the pthreads build with 1 and 2)
+    set_tests_properties(cli_golden PROPERTIES ENVIRONMENT "EDGELM_GOLDEN_THREADS=1")
+  endif()
 endif()
 
 # examples/engine-loop runs a few frames on stories260K.gguf (registered when the model is there).

@@ -9,7 +9,8 @@
 #   single_header tests/single_header: only single_include/, -Werror -fno-exceptions, g++ and clang++
 #   consumers     install into build/install; find_package, add_subdirectory, FetchContent projects
 #   sanitize      cmake preset sanitize (clang++-14, ASan+UBSan): build, ctest
-#   wasm          cmake preset wasm (em++ -O2 -msimd128): build, ctest under node
+#   wasm          cmake preset wasm (em++ -O2 -msimd128): build, ctest under node; preset wasm-mt (-pthread
+#                 CLI): golden bars with 1 and 2 threads
 #   meson         meson setup/compile/test in build/meson
 #   fuzz          every tests/fuzz/fuzz_*.cpp with libFuzzer+ASan+UBSan, EDGELM_FUZZ_SECONDS (60) each
 #   train         tools/train/smoke.sh, when present
@@ -77,7 +78,14 @@ stage_consumers() {
 
 stage_sanitize() { cmake_preset sanitize; }   # ASAN_OPTIONS/UBSAN_OPTIONS: the sanitize test preset
 
-stage_wasm() { cmake_preset wasm; }
+# The single-thread build (CLI + doctest suite under node), then the pthreads CLI (wasm-mt) through the
+# golden bars with 1 and 2 threads.
+stage_wasm() {
+  cmake_preset wasm
+  cmake --preset wasm-mt
+  cmake --build --preset wasm-mt
+  EDGELM_GOLDEN_THREADS="1 2" tests/cli/golden.sh /usr/bin/node --no-experimental-fetch "$repo/build/wasm-mt/edgelm.js"
+}
 
 stage_meson() {
   if [[ -f build/meson/build.ninja ]]; then

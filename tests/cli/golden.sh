@@ -224,6 +224,32 @@ expect_error "error/truncated.bin" run -m "$tmp/truncated.bin" -z "$M/tok512.bin
 expect_error "error/empty.gguf" run -m "$tmp/empty.gguf" -p "Once upon a time" -n 8 --temp 0
 expect_error "error/garbage-tokenizer" tokenize -z "$tmp/garbage.bin" -p "Once upon a time"
 
+# ---- threads and batches: identical bytes for every thread count and batch size ----------------
+# EDGELM_GOLDEN_THREADS (default "1 2 3"): the thread counts this build runs ("1" for the single-thread
+# wasm build; the pthreads build build/wasm-mt is checked with "1 2").
+threads_list=${EDGELM_GOLDEN_THREADS:-1 2 3}
+if [[ -f "$M/stories260K.gguf" ]]; then
+  run_cli logits -m "$M/stories260K.gguf" --ids "1 403 407 261 378 1 299 29" --batch 1
+  cp "$tmp/out" "$tmp/logits_ref"
+  run_cli logits -m "$M/stories260K.gguf" --ids "1 403 407 261 378 1 299 29" --batch 1 --precision q8_0
+  cp "$tmp/out" "$tmp/logits_q8_ref"
+  for t in $threads_list; do
+    expect_same "threads/$t/generate" "$G/once_upon_a_time_n200.txt" \
+      run -m "$M/stories260K.gguf" -p "Once upon a time" -n 196 --temp 0 -t "$t" --batch 3
+    for b in 1 3 8; do
+      expect_same "threads/$t/logits/batch$b" "$tmp/logits_ref" logits -m "$M/stories260K.gguf" --ids "1 403 407 261 378 1 299 29" -t "$t" --batch "$b"
+    done
+    expect_same "threads/$t/logits/q8_0" "$tmp/logits_q8_ref" \
+      logits -m "$M/stories260K.gguf" --ids "1 403 407 261 378 1 299 29" -t "$t" --batch 5 --precision q8_0
+  done
+fi
+expect_error "error/threads-0" run -m "$M/stories260K.gguf" -p "Once" -n 4 -t 0
+expect_error "error/threads-word" run -m "$M/stories260K.gguf" -p "Once" -n 4 --threads many
+expect_error "error/threads-list-run" run -m "$M/stories260K.gguf" -p "Once" -n 4 -t 1,2
+expect_error "error/batch-0" run -m "$M/stories260K.gguf" -p "Once" -n 4 --batch 0
+expect_error "error/kv-type" run -m "$M/stories260K.gguf" -p "Once" -n 4 --kv-type q4
+expect_error "error/context-0" run -m "$M/stories260K.gguf" -p "Once" -n 4 --ctx 0
+
 # ---- student: the project's own trained model (models/, when present) ---------------------------
 student=$repo/models/edgelm-student-f32.gguf
 student_tsv=$repo/models/student_greedy.tsv

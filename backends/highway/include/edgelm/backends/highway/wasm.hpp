@@ -210,8 +210,17 @@ inline float row1(const typename W::block* wr, const std::int16_t* x16, const fl
   std::size_t b = 0;
   for (; b + 4 <= nb; b += 4) {
     const std::int16_t* xp = x16 + b * 32;
+#if EDGELM_WASM_EXP_DBAR
+    alignas(16) v128_t pb[4];
+    for (int j = 0; j < 4; ++j) {
+      pb[j] = block_dot<W>(wr[b + j], xp + 32 * j);
+      __asm__ volatile("" : : "r"(pb) : "memory");
+    }
+    v128_t s = hsum4_i32(pb[0], pb[1], pb[2], pb[3]);
+#else
     v128_t s = hsum4_i32(block_dot<W>(wr[b], xp), block_dot<W>(wr[b + 1], xp + 32), block_dot<W>(wr[b + 2], xp + 64),
                          block_dot<W>(wr[b + 3], xp + 96));
+#endif
     if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load(cx + b));
     const v128_t sc = wasm_f32x4_mul(load_scales(&wr[b].d, &wr[b + 1].d, &wr[b + 2].d, &wr[b + 3].d), wasm_v128_load(dx + b));
     const v128_t v = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc);

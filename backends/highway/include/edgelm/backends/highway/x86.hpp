@@ -288,7 +288,7 @@ EDGELM_X86_I512 void mv_quad_sums(const WB* const* rp, const unsigned char* xq, 
 // chunk whose rearranged activations are xp. y = this pass's 16 outputs (running sums when !first).
 template <class WB>
 EDGELM_X86_T512 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t kc,
-                                    bool first) noexcept {
+                                    bool first, const char* pf, std::size_t pf_step, const char* pf_end) noexcept {
   const WB* rp[16];
   for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
   const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
@@ -297,6 +297,8 @@ EDGELM_X86_T512 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsig
   for (std::size_t b = 0; b < kc; b += 4) {
     const unsigned char* xq = xp + (b / 4) * mv_stride;
     const std::size_t nq = kc - b < 4 ? kc - b : 4;
+    for (std::size_t l = 0; l < pf_step; l += 64, pf += 64)
+      if (pf < pf_end) _mm_prefetch(pf, _MM_HINT_T0);
     const WB* rb[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
@@ -402,7 +404,7 @@ EDGELM_X86_I512V void mvv_quad(const WB* const* rb, const unsigned char* xq, __m
 
 template <class WB>
 EDGELM_X86_T512V inline void mvv_pass(float* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t kc,
-                                      bool first) noexcept {
+                                    bool first, const char* pf, std::size_t pf_step, const char* pf_end) noexcept {
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
   const WB* rp[16];
   for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
@@ -417,6 +419,8 @@ EDGELM_X86_T512V inline void mvv_pass(float* y, const WB* w, std::size_t nb, uns
   for (std::size_t b = 0; b < kc; b += 4) {
     const unsigned char* xq = xp + (b / 4) * mv_stride;
     const std::size_t nq = kc - b < 4 ? kc - b : 4;
+    for (std::size_t l = 0; l < pf_step; l += 64, pf += 64)
+      if (pf < pf_end) _mm_prefetch(pf, _MM_HINT_T0);
     const WB* rb[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
@@ -437,6 +441,7 @@ EDGELM_X86_T512V inline void mvv_pass(float* y, const WB* w, std::size_t nb, uns
   _mm512_mask_storeu_ps(y, mask, acc);
 }
 
+inline std::size_t pf_passes() noexcept { const char* e = std::getenv("PFD"); return e ? std::strtoul(e, nullptr, 10) : 1; }
 template <class WB>
 EDGELM_X86_T512 inline void matvec_q(float* y, const WB* wd, std::size_t nb, const block_q8_0* x, std::uint32_t r0, std::uint32_t r1, bool vbmi) noexcept {
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
@@ -444,12 +449,18 @@ EDGELM_X86_T512 inline void matvec_q(float* y, const WB* wd, std::size_t nb, con
   for (std::size_t kb = 0; kb < nb; kb += 4 * mv_quads) {
     const std::size_t kc = nb - kb < 4 * mv_quads ? nb - kb : 4 * mv_quads;
     for (std::size_t b = 0; b < kc; b += 4) mv_prep_quad<q4>(xp + (b / 4) * mv_stride, x + kb + b, kc - b < 4 ? kc - b : 4);
+    // prefetch the rows of the pass PFD passes ahead, spread over this pass's quads
+    const std::size_t nquads = (kc + 3) / 4;
+    const std::size_t pf_step = (16 * nb * sizeof(WB) + 64 * nquads - 1) / (64 * nquads) * 64;
+    const char* pf_end = reinterpret_cast<const char*>(wd + std::size_t{r1} * nb);
+    const std::size_t pfd = pf_passes();
     for (std::uint32_t r = r0; r < r1; r += 16) {
       const unsigned cnt = r1 - r < 16 ? r1 - r : 16;
+      const char* pf = reinterpret_cast<const char*>(wd + (std::size_t{r} + 16 * pfd) * nb);
       if (vbmi)
-        mvv_pass(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kc, kb == 0);
+        mvv_pass(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kc, kb == 0, pf, pf_step, pf_end);
       else
-        mv_pass(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kc, kb == 0);
+        mv_pass(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kc, kb == 0, pf, pf_step, pf_end);
     }
   }
 }
