@@ -10,7 +10,13 @@
 //   auto chat = edgelm::session<edgelm::model<edgelm::f32>>::create(*model, {.context = 512});
 //   chat->generate("Once upon a time", {.max_tokens = 64, .temperature = 0.8f, .seed = 7},
 //                  [](std::string_view piece) { std::fwrite(piece.data(), 1, piece.size(), stdout); return true; });
-//   // or one token per frame: chat->prompt("..."); then auto r = chat->step(); (r->piece, r->done)
+//   // or one token per frame: chat->begin_prompt("..."); then each frame auto r = chat->step(budget);
+//   // (r->prefilling while the prompt is still being run in budgeted batches, then r->piece, r->done)
+//
+// THREADS
+//   auto pool = edgelm::thread_pool::create(2);          // or bring your own job system: edgelm::executor
+//   session_options{.exec = (*pool)->get_executor()}     // a parallel_for function pointer + user pointer
+//   Results are bit-identical for any thread count; the default runs inline on the calling thread.
 //
 // POLICIES
 //   precision: edgelm::f32, edgelm::q8_0 (8.5 bits/weight), edgelm::q4_0 (4.5 bits/weight; activations are
@@ -24,6 +30,8 @@
 //   EDGELM_MAX_TENSORS (65536)  EDGELM_MAX_METADATA (65536)  EDGELM_MAX_VOCAB (1048576)
 //   EDGELM_MAX_LAYERS (512)     EDGELM_MAX_DIM (65536)       EDGELM_MAX_CONTEXT (1048576)
 //   EDGELM_MAX_STRING (16 MiB)  EDGELM_MAX_TOKEN_BYTES (1024)  EDGELM_MAX_METADATA_VALUES (4 Mi)
+//   EDGELM_MAX_STATE_BYTES (3 GiB: KV cache + activations of one state; also state_options::max_state_bytes)
+//   EDGELM_DEFAULT_CONTEXT (4096: the context when none is given is min(trained context, this))
 //
 // SECURITY
 //   Model and tokenizer files are untrusted. Every reader goes through a bounded reader; counts are checked
@@ -36,10 +44,12 @@
 
 #include "core/buffer.hpp"
 #include "core/checked.hpp"
+#include "core/executor.hpp"
 #include "core/half.hpp"
 #include "core/log.hpp"
 #include "core/reader.hpp"
 #include "core/result.hpp"
+#include "core/thread_pool.hpp"
 #include "formats/ggml_types.hpp"
 #include "formats/gguf.hpp"
 #include "formats/gguf_writer.hpp"

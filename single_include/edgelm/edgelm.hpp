@@ -12,7 +12,13 @@
 //   auto chat = edgelm::session<edgelm::model<edgelm::f32>>::create(*model, {.context = 512});
 //   chat->generate("Once upon a time", {.max_tokens = 64, .temperature = 0.8f, .seed = 7},
 //                  [](std::string_view piece) { std::fwrite(piece.data(), 1, piece.size(), stdout); return true; });
-//   // or one token per frame: chat->prompt("..."); then auto r = chat->step(); (r->piece, r->done)
+//   // or one token per frame: chat->begin_prompt("..."); then each frame auto r = chat->step(budget);
+//   // (r->prefilling while the prompt is still being run in budgeted batches, then r->piece, r->done)
+//
+// THREADS
+//   auto pool = edgelm::thread_pool::create(2);          // or bring your own job system: edgelm::executor
+//   session_options{.exec = (*pool)->get_executor()}     // a parallel_for function pointer + user pointer
+//   Results are bit-identical for any thread count; the default runs inline on the calling thread.
 //
 // POLICIES
 //   precision: edgelm::f32, edgelm::q8_0 (8.5 bits/weight), edgelm::q4_0 (4.5 bits/weight; activations are
@@ -26,6 +32,8 @@
 //   EDGELM_MAX_TENSORS (65536)  EDGELM_MAX_METADATA (65536)  EDGELM_MAX_VOCAB (1048576)
 //   EDGELM_MAX_LAYERS (512)     EDGELM_MAX_DIM (65536)       EDGELM_MAX_CONTEXT (1048576)
 //   EDGELM_MAX_STRING (16 MiB)  EDGELM_MAX_TOKEN_BYTES (1024)  EDGELM_MAX_METADATA_VALUES (4 Mi)
+//   EDGELM_MAX_STATE_BYTES (3 GiB: KV cache + activations of one state; also state_options::max_state_bytes)
+//   EDGELM_DEFAULT_CONTEXT (4096: the context when none is given is min(trained context, this))
 //
 // SECURITY
 //   Model and tokenizer files are untrusted. Every reader goes through a bounded reader; counts are checked
@@ -236,19 +244,10 @@ class aligned_buffer {
   ~aligned_buffer() { release(); }
 
   // n elements, zeroed. out_of_memory instead of throwing.
-  static result<aligned_buffer> make(std::size_t n) {
-    aligned_buffer b;
-    if (n == 0) return b;
-    if (n > (~std::size_t{0} - alignment) / sizeof(T))
-      return make_error(errc::out_of_memory, "buffer size overflows size_t");
-    std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
-    void* p = ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
-    if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
-    std::memset(p, 0, bytes);
-    b.p_ = static_cast<T*>(p);
-    b.n_ = n;
-    return b;
-  }
+  static result<aligned_buffer> make(std::size_t n) { return make_impl(n, true); }
+  // n elements left uninitialised (pages are only touched when written: the KV cache, whose positions are
+  // always written before attention reads them).
+  static result<aligned_buffer> make_uninitialized(std::size_t n) { return make_impl(n, false); }
 
   T* data() noexcept { return p_; }
   const T* data() const noexcept { return p_; }
@@ -259,6 +258,19 @@ class aligned_buffer {
   std::span<const T> span() const noexcept { return {p_, n_}; }
 
  private:
+  static result<aligned_buffer> make_impl(std::size_t n, bool zero) {
+    aligned_buffer b;
+    if (n == 0) return b;
+    if (n > (~std::size_t{0} - alignment) / sizeof(T))
+      return make_error(errc::out_of_memory, "buffer size overflows size_t");
+    std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
+    void* p = ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
+    if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
+    if (zero) std::memset(p, 0, bytes);
+    b.p_ = static_cast<T*>(p);
+    b.n_ = n;
+    return b;
+  }
   void release() noexcept {
     if (p_) ::operator delete(static_cast<void*>(p_), std::align_val_t{alignment});
     p_ = nullptr;
@@ -298,6 +310,69 @@ constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) noexcept { re
 
 }  // namespace edgelm::detail
 // ---- end edgelm/core/checked.hpp ----
+// ---- begin edgelm/core/executor.hpp ----
+// edgelm/core/executor.hpp - how the engine runs work on several threads: an injected parallel_for.
+//
+// The library never creates threads by itself. A caller hands an `executor` to the state (see
+// state_options::exec): a function pointer plus a user pointer, so a game engine can plug in its own job
+// system; edgelm::thread_pool (core/thread_pool.hpp) is the default implementation. A default-constructed
+// executor runs everything inline on the calling thread, with no overhead.
+//
+// Determinism: the engine only hands out work whose items are independent (matrix rows, attention
+// heads), and every backend computes an item the same way wherever it falls in a chunk, so results are
+// bit-identical for any thread count and any partition an executor chooses.
+#include <cstddef>
+#include <utility>
+
+namespace edgelm {
+
+struct executor {
+  // One piece of work: items [begin, end) on worker `worker` (0 <= worker < concurrency). Must not throw.
+  using task_fn = void (*)(void* ctx, std::size_t begin, std::size_t end, unsigned worker) noexcept;
+  // Run task over a partition of [0, n) into chunks (whose boundaries are multiples of `grain`, except
+  // the last end = n) and return when every chunk is done. Chunks may run on any worker, in any order;
+  // two chunks running at the same time must have different worker indices.
+  using parallel_for_fn = void (*)(void* user, std::size_t n, std::size_t grain, task_fn task, void* ctx) noexcept;
+
+  parallel_for_fn parallel_for = nullptr;  // nullptr: inline, one chunk [0, n) on worker 0
+  void* user = nullptr;
+  unsigned concurrency = 1;  // the number of distinct worker indices parallel_for uses (>= 1)
+
+  unsigned workers() const noexcept { return parallel_for && concurrency > 0 ? concurrency : 1; }
+
+  void run(std::size_t n, std::size_t grain, task_fn task, void* ctx) const noexcept {
+    if (n == 0) return;
+    if (!parallel_for || concurrency <= 1) {
+      task(ctx, 0, n, 0);
+      return;
+    }
+    parallel_for(user, n, grain == 0 ? 1 : grain, task, ctx);
+  }
+
+  // f(begin, end, worker) over a partition of [0, n); f is any callable (a lambda with captures).
+  template <class F>
+  void for_each(std::size_t n, std::size_t grain, F&& f) const noexcept {
+    using Fn = std::remove_reference_t<F>;
+    run(n, grain, [](void* c, std::size_t b, std::size_t e, unsigned w) noexcept { (*static_cast<Fn*>(c))(b, e, w); },
+        const_cast<void*>(static_cast<const void*>(&f)));
+  }
+};
+
+// The chunk of worker w when [0, n) is split into `parts` contiguous chunks whose boundaries are multiples
+// of grain (a static partition: the same for every call with the same arguments).
+inline std::pair<std::size_t, std::size_t> static_chunk(std::size_t n, std::size_t grain, unsigned parts, unsigned w) noexcept {
+  if (grain == 0) grain = 1;
+  const std::size_t units = (n + grain - 1) / grain;
+  const std::size_t per = units / parts, extra = units % parts;
+  const std::size_t ub = w * per + (w < extra ? w : extra);
+  const std::size_t ue = ub + per + (w < extra ? 1 : 0);
+  const std::size_t b = ub * grain < n ? ub * grain : n;
+  const std::size_t e = ue * grain < n ? ue * grain : n;
+  return {b, e};
+}
+
+}  // namespace edgelm
+// ---- end edgelm/core/executor.hpp ----
 // ---- begin edgelm/core/half.hpp ----
 // edgelm/core/half.hpp - IEEE fp16 and bfloat16 <-> f32, stored as uint16_t
 // (wasm32 with clang 14 has no _Float16/__bf16).
@@ -465,6 +540,171 @@ inline bool valid_utf8(std::string_view s) noexcept {
 
 }  // namespace edgelm::detail
 // ---- end edgelm/core/reader.hpp ----
+// ---- begin edgelm/core/thread_pool.hpp ----
+// edgelm/core/thread_pool.hpp - the default executor: a fixed pool of threads (std::thread natively,
+// pthreads in WebAssembly builds with -pthread). The calling thread takes part (worker 0), so a pool of
+// N threads starts N - 1. Workers spin briefly after each job (a forward pass hands out ~5 jobs per
+// layer, microseconds apart) and then block on a condition variable, so an idle pool burns no core.
+// threads = 1 starts nothing and runs inline.
+//
+// Not copyable or movable (the workers hold its address). Create it once, before the session, and keep it
+// alive while any state uses its executor().
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+
+namespace edgelm {
+
+class thread_pool {
+ public:
+  static constexpr unsigned max_threads = 256;
+
+  // A pool of `threads` threads in all (the caller included). Errors: invalid_argument for 0 or more than
+  // max_threads; out_of_memory when the system cannot start a thread.
+  static result<std::unique_ptr<thread_pool>> create(unsigned threads) {
+    if (threads == 0 || threads > max_threads)
+      return make_error(errc::invalid_argument, "thread count " + std::to_string(threads) + " is outside 1.." + std::to_string(max_threads));
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+    if (threads > 1)
+      return make_error(errc::invalid_argument, "this WebAssembly build has no threads: use the pthreads build (-pthread) for more than 1");
+#endif
+    std::unique_ptr<thread_pool> p(new (std::nothrow) thread_pool());
+    if (!p) return make_error(errc::out_of_memory, "cannot allocate the thread pool");
+    p->n_ = threads;
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
+    try {
+      for (unsigned w = 1; w < threads; ++w) p->workers_.emplace_back([q = p.get(), w] { q->loop(w); });
+    } catch (...) {
+      return make_error(errc::out_of_memory, "cannot start " + std::to_string(threads) + " threads");
+    }
+#else
+    p->workers_.reserve(threads);
+    for (unsigned w = 1; w < threads; ++w) p->workers_.emplace_back([q = p.get(), w] { q->loop(w); });
+#endif
+    return p;
+  }
+
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  ~thread_pool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      gen_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  unsigned threads() const noexcept { return n_; }
+
+  // The executor to put in state_options::exec (inline when threads() == 1).
+  executor get_executor() noexcept {
+    executor e;
+    if (n_ > 1) {
+      e.parallel_for = &thread_pool::dispatch;
+      e.user = this;
+    }
+    e.concurrency = n_;
+    return e;
+  }
+
+  // Run task over [0, n): worker w takes static_chunk(n, grain, threads(), w). Blocks until all are done.
+  // One job at a time: calls from several threads at once are serialised.
+  void parallel_for(std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
+    std::lock_guard<std::mutex> job(job_m_);
+    if (n_ == 1 || n <= grain) {
+      task(ctx, 0, n, 0);
+      return;
+    }
+    n_items_ = n;
+    grain_ = grain;
+    task_ = task;
+    ctx_ = ctx;
+    pending_.store(n_ - 1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      gen_.fetch_add(1, std::memory_order_release);
+    }
+    if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
+    run_chunk(0);
+    // wait for the others: spin, then yield (chunks are short: a fraction of one matrix product)
+    for (unsigned i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
+      if (i < spin_iterations) cpu_relax();
+      else std::this_thread::yield();
+    }
+  }
+
+ private:
+  static constexpr unsigned spin_iterations = 1u << 14;
+
+  thread_pool() = default;
+
+  static void dispatch(void* user, std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
+    static_cast<thread_pool*>(user)->parallel_for(n, grain, task, ctx);
+  }
+
+  static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+
+  void run_chunk(unsigned w) noexcept {
+    const auto [b, e] = static_chunk(n_items_, grain_, n_, w);
+    if (b < e) task_(ctx_, b, e, w);
+  }
+
+  void loop(unsigned w) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      // spin for a new job, then sleep
+      std::uint64_t g = gen_.load(std::memory_order_acquire);
+      for (unsigned i = 0; g == seen && i < spin_iterations; ++i) {
+        cpu_relax();
+        g = gen_.load(std::memory_order_acquire);
+      }
+      if (g == seen) {
+        std::unique_lock<std::mutex> lk(m_);
+        sleepers_.fetch_add(1, std::memory_order_acq_rel);
+        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
+        sleepers_.fetch_sub(1, std::memory_order_acq_rel);
+        g = gen_.load(std::memory_order_acquire);
+      }
+      seen = g;
+      if (stop_) return;
+      run_chunk(w);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  unsigned n_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex job_m_;  // one job at a time
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::atomic<std::uint64_t> gen_{0};
+  std::atomic<unsigned> pending_{0};
+  std::atomic<unsigned> sleepers_{0};
+  bool stop_ = false;
+  // the current job (written before gen_ is bumped, read after it is seen)
+  std::size_t n_items_ = 0, grain_ = 1;
+  executor::task_fn task_ = nullptr;
+  void* ctx_ = nullptr;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/core/thread_pool.hpp ----
 // ---- begin edgelm/formats/ggml_types.hpp ----
 // edgelm/formats/ggml_types.hpp - every ggml tensor type id ever defined, with block geometry.
 // Per-type behaviour lives in this one table (as ggml's type_traits), not in switch soup.
@@ -1701,58 +1941,13 @@ inline result<tokenizer_data> read_llama2c_tokenizer(std::span<const std::byte> 
 // ---- begin edgelm/kernels/scalar.hpp ----
 // edgelm/kernels/scalar.hpp - the readable reference of every op, and the oracle SIMD backends are
 // tested against. Float operations are done in the same order as llama2.c's run.c, so greedy outputs
-// match it token for token.
+// match it token for token. Products go through detail::no_contract: GCC's default -ffp-contract=fast
+// would otherwise fuse some of them into FMAs depending on how a call was inlined, and a value would then
+// depend on the batch it ran in (and differ from run.c, which is built without FMA).
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <span>
-
-// ---- begin edgelm/precision/f32.hpp ----
-// edgelm/precision/f32.hpp - the precision policy concept and plain float32 weights.
-#include <concepts>
-#include <cstddef>
-#include <cstring>
-#include <string_view>
-#include <type_traits>
-
-
-namespace edgelm {
-
-// A precision policy: a stateless struct naming a block type that is exactly the GGUF on-disk layout,
-// the elements per block, the GGUF type id, and the precision its activations are converted to before
-// a dot product (q4_0 and q8_0 dot against q8_0 activations, as in ggml).
-template <class P>
-concept precision = requires(const float* x, typename P::block_type* b, std::size_t n, float* y) {
-  typename P::block_type;
-  typename P::activation;
-  { P::block_size } -> std::convertible_to<std::size_t>;
-  { P::type } -> std::convertible_to<ggml_type>;
-  { P::name } -> std::convertible_to<std::string_view>;
-  { P::quantize_row(x, b, n) };
-  { P::dequantize_row(b, y, n) };
-} && std::is_trivially_copyable_v<typename P::block_type>;
-
-struct f32 {
-  using block_type = float;
-  using activation = f32;
-  static constexpr std::size_t block_size = 1;
-  static constexpr ggml_type type = ggml_type::f32;
-  static constexpr std::string_view name = "f32";
-  // n floats -> n floats (a copy).
-  static void quantize_row(const float* x, block_type* out, std::size_t n) noexcept { std::memcpy(out, x, n * sizeof(float)); }
-  static void dequantize_row(const block_type* b, float* y, std::size_t n) noexcept { std::memcpy(y, b, n * sizeof(float)); }
-};
-static_assert(sizeof(f32::block_type) == 4);
-
-}  // namespace edgelm
-// ---- end edgelm/precision/f32.hpp ----
-// ---- begin edgelm/precision/q4_0.hpp ----
-// edgelm/precision/q4_0.hpp - 4-bit blocks of 32 with one fp16 scale (ggml's Q4_0, 4.5 bits per weight).
-// Activations are quantized to q8_0 for the dot product, as in ggml.
-#include <cmath>
-#include <cstddef>
-#include <cstdint>
-#include <string_view>
 
 // ---- begin edgelm/precision/block_util.hpp ----
 // edgelm/precision/block_util.hpp - small helpers shared by the block formats (internal).
@@ -1804,6 +1999,53 @@ inline void for_each_padded_block(const float* x, std::size_t n, F&& f) noexcept
 
 }  // namespace edgelm::detail
 // ---- end edgelm/precision/block_util.hpp ----
+// ---- begin edgelm/precision/f32.hpp ----
+// edgelm/precision/f32.hpp - the precision policy concept and plain float32 weights.
+#include <concepts>
+#include <cstddef>
+#include <cstring>
+#include <string_view>
+#include <type_traits>
+
+
+namespace edgelm {
+
+// A precision policy: a stateless struct naming a block type that is exactly the GGUF on-disk layout,
+// the elements per block, the GGUF type id, and the precision its activations are converted to before
+// a dot product (q4_0 and q8_0 dot against q8_0 activations, as in ggml).
+template <class P>
+concept precision = requires(const float* x, typename P::block_type* b, std::size_t n, float* y) {
+  typename P::block_type;
+  typename P::activation;
+  { P::block_size } -> std::convertible_to<std::size_t>;
+  { P::type } -> std::convertible_to<ggml_type>;
+  { P::name } -> std::convertible_to<std::string_view>;
+  { P::quantize_row(x, b, n) };
+  { P::dequantize_row(b, y, n) };
+} && std::is_trivially_copyable_v<typename P::block_type>;
+
+struct f32 {
+  using block_type = float;
+  using activation = f32;
+  static constexpr std::size_t block_size = 1;
+  static constexpr ggml_type type = ggml_type::f32;
+  static constexpr std::string_view name = "f32";
+  // n floats -> n floats (a copy).
+  static void quantize_row(const float* x, block_type* out, std::size_t n) noexcept { std::memcpy(out, x, n * sizeof(float)); }
+  static void dequantize_row(const block_type* b, float* y, std::size_t n) noexcept { std::memcpy(y, b, n * sizeof(float)); }
+};
+static_assert(sizeof(f32::block_type) == 4);
+
+}  // namespace edgelm
+// ---- end edgelm/precision/f32.hpp ----
+// ---- begin edgelm/precision/q4_0.hpp ----
+// edgelm/precision/q4_0.hpp - 4-bit blocks of 32 with one fp16 scale (ggml's Q4_0, 4.5 bits per weight).
+// Activations are quantized to q8_0 for the dot product, as in ggml.
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
 // ---- begin edgelm/precision/q8_0.hpp ----
 // edgelm/precision/q8_0.hpp - 8-bit blocks of 32 with one fp16 scale (ggml's Q8_0, 8.5 bits per weight).
 // Also the format every quantized precision converts its activations to before a dot product.
@@ -2060,6 +2302,24 @@ struct matrix {
   const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * blocks_per_row(); }
 };
 
+// The arguments of the attention op: n queries at positions pos .. pos + n - 1 against one layer's KV
+// cache. KV is float (f32 cache) or std::uint16_t (fp16 bits, an f16 cache).
+template <class KV>
+struct attention_args {
+  float* out = nullptr;           // (n, n_heads * head_dim), row stride ld_out
+  std::size_t ld_out = 0;
+  const float* q = nullptr;       // (n, n_heads * head_dim), already rotated, row stride ld_q
+  std::size_t ld_q = 0;
+  const KV* k = nullptr;          // (context, kv_dim): this layer's keys, rows 0 .. pos + n - 1 written
+  const KV* v = nullptr;          // (context, kv_dim)
+  std::uint32_t kv_dim = 0;       // n_kv_heads * head_dim
+  std::uint32_t head_dim = 0;
+  std::uint32_t n_heads = 0;
+  std::uint32_t kv_mul = 1;       // query heads per KV head (GQA)
+  std::uint32_t pos = 0;          // position of query 0; query t sees keys 0 .. pos + t (causal)
+  std::uint32_t n = 0;            // queries
+};
+
 namespace kernels {
 
 // Ops shared by every backend. `Derived` supplies `dot` overloads; a SIMD backend derives from
@@ -2069,7 +2329,7 @@ struct basic_kernels {
   // f32 . f32, summed left to right (run.c's order).
   static float dot(const float* w, const float* x, std::size_t n) noexcept {
     float s = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) s += w[j] * x[j];
+    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(w[j] * x[j]);
     return s;
   }
 
@@ -2100,18 +2360,69 @@ struct basic_kernels {
     return s;
   }
 
-  // out[rows] = W (rows x cols) . x; x is already in P's activation precision and holds the row's
-  // blocks_per_row() * block_size elements (zero-padded past cols).
+  // Batched product, the core of every forward: for each of n tokens t and each row r in [r0, r1),
+  //   y[t * ldy + r] = W.row(r) . x_t,   x_t = x + t * ldx
+  // x holds n rows of activations in P's dot-product precision (ldx in activation blocks, or floats for
+  // f32), each with blocks_per_row() * block_size elements (zero-padded past cols).
+  // The contract every backend keeps: the value of y[t, r] depends only on W.row(r) and x_t, never on n,
+  // r0, r1 or where the element falls in a tile. That makes the result bit-identical for any thread
+  // count (threads split [0, rows)) and a batch identical to the same tokens run one by one.
+  template <class P>
+  static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const typename P::activation::block_type* x, std::size_t ldx,
+                     std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
+    const std::size_t k = w.blocks_per_row() * P::block_size;
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = Derived::dot(w.row(r), x + t * ldx, k);
+  }
+
+  // out[rows] = W (rows x cols) . x: the n = 1 case of matmul.
   template <class P>
   static void matvec(float* out, const matrix<P>& w, const typename P::activation::block_type* x) noexcept {
-    const std::size_t n = w.blocks_per_row() * P::block_size;
-    for (std::uint32_t r = 0; r < w.rows; ++r) out[r] = Derived::dot(w.row(r), x, n);
+    Derived::matmul(out, 0, w, x, 0, 1, 0, w.rows);
+  }
+
+  // Causal multi-head attention over a block of n queries (see attention_args). Work items are
+  // i = t * n_heads + h (query t, head h); this call does items [i0, i1). scratch holds >= pos + n floats
+  // (one worker's). For each item, exactly run.c's order: scores q.k_j / sqrt(head_dim) for j <= pos + t,
+  // softmax, then the weighted sum of v_j accumulated in j order.
+  template <class KV>
+  static void attention(const attention_args<KV>& a, std::size_t i0, std::size_t i1, float* scratch) noexcept {
+    const float scale = std::sqrt(static_cast<float>(a.head_dim));
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t t = i / a.n_heads, h = i % a.n_heads;
+      const std::size_t len = a.pos + t + 1;
+      const float* q = a.q + t * a.ld_q + h * a.head_dim;
+      const std::size_t kv_off = (h / a.kv_mul) * a.head_dim;
+      for (std::size_t j = 0; j < len; ++j) scratch[j] = Derived::dot(q, a.k + j * a.kv_dim + kv_off, a.head_dim) / scale;
+      Derived::softmax(scratch, len);
+      float* o = a.out + t * a.ld_out + h * a.head_dim;
+      for (std::size_t d = 0; d < a.head_dim; ++d) o[d] = 0.0f;
+      for (std::size_t j = 0; j < len; ++j) Derived::axpy(o, scratch[j], a.v + j * a.kv_dim + kv_off, a.head_dim);
+    }
+  }
+
+  // f32 query . fp16 key (an f16 KV cache), summed left to right.
+  static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(q[j] * fp16_to_f32(k[j]));
+    return s;
+  }
+  // out[i] += a * v[i] with v in fp16.
+  static void axpy(float* out, float a, const std::uint16_t* v, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * fp16_to_f32(v[i]));
+  }
+  // The KV cache rows of a new position from floats (f32: a copy; f16: round to nearest even).
+  static void store_kv(float* dst, const float* src, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+  static void store_kv(std::uint16_t* dst, const float* src, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
   }
 
   // o = weight * x / sqrt(mean(x^2) + eps)
   static void rmsnorm(float* o, const float* x, const float* weight, std::size_t n, float eps) noexcept {
     float ss = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) ss += x[j] * x[j];
+    for (std::size_t j = 0; j < n; ++j) ss += detail::no_contract(x[j] * x[j]);
     ss /= static_cast<float>(n);
     ss += eps;
     ss = 1.0f / std::sqrt(ss);
@@ -2152,8 +2463,8 @@ struct basic_kernels {
       for (int v = 0; v < rotn; ++v) {
         float* vec = v == 0 ? q : k;
         const float v0 = vec[i], v1 = vec[i + 1];
-        vec[i] = v0 * fcr - v1 * fci;
-        vec[i + 1] = v0 * fci + v1 * fcr;
+        vec[i] = detail::no_contract(v0 * fcr) - detail::no_contract(v1 * fci);
+        vec[i + 1] = detail::no_contract(v0 * fci) + detail::no_contract(v1 * fcr);
       }
     }
   }
@@ -2173,7 +2484,7 @@ struct basic_kernels {
 
   // out[i] += a * v[i]
   static void axpy(float* out, float a, const float* v, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) out[i] += a * v[i];
+    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * v[i]);
   }
 };
 
@@ -2181,28 +2492,33 @@ struct basic_kernels {
 struct scalar : basic_kernels<scalar> {
   static constexpr const char* name = "scalar";
 
-  using basic_kernels<scalar>::matvec;
-  // f32 matvec, four rows at a time. Each row is still summed left to right (run.c's order, so the
-  // results are bit-identical to one dot per row); interleaving four independent sums only hides the
+  using basic_kernels<scalar>::matmul;
+  // f32 matmul, four rows at a time per token. Each row is still summed left to right (run.c's order, so
+  // the results are bit-identical to one dot per row); interleaving four independent sums only hides the
   // latency of the add chain (about 3x faster than one row at a time).
-  static void matvec(float* out, const matrix<f32>& w, const float* x) noexcept {
-    const std::size_t n = w.cols;
-    std::uint32_t r = 0;
-    for (; r + 4 <= w.rows; r += 4) {
-      const float *w0 = w.row(r), *w1 = w.row(r + 1), *w2 = w.row(r + 2), *w3 = w.row(r + 3);
-      float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-      for (std::size_t j = 0; j < n; ++j) {
-        s0 += w0[j] * x[j];
-        s1 += w1[j] * x[j];
-        s2 += w2[j] * x[j];
-        s3 += w3[j] * x[j];
+  static void matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+    const std::size_t k = w.cols;
+    for (std::size_t t = 0; t < n; ++t) {
+      const float* xt = x + t * ldx;
+      float* out = y + t * ldy;
+      std::uint32_t r = r0;
+      for (; r + 4 <= r1; r += 4) {
+        const float *w0 = w.row(r), *w1 = w.row(r + 1), *w2 = w.row(r + 2), *w3 = w.row(r + 3);
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (std::size_t j = 0; j < k; ++j) {
+          s0 += detail::no_contract(w0[j] * xt[j]);
+          s1 += detail::no_contract(w1[j] * xt[j]);
+          s2 += detail::no_contract(w2[j] * xt[j]);
+          s3 += detail::no_contract(w3[j] * xt[j]);
+        }
+        out[r] = s0;
+        out[r + 1] = s1;
+        out[r + 2] = s2;
+        out[r + 3] = s3;
       }
-      out[r] = s0;
-      out[r + 1] = s1;
-      out[r + 2] = s2;
-      out[r + 3] = s3;
+      for (; r < r1; ++r) out[r] = dot(w.row(r), xt, k);
     }
-    for (; r < w.rows; ++r) out[r] = dot(w.row(r), x, n);
   }
 };
 
@@ -2218,10 +2534,13 @@ struct scalar : basic_kernels<scalar> {
 
 // ---- begin edgelm/model/transformer.hpp ----
 // edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
-// in precision P with kernels K. forward() reads top to bottom like llama2.c's run.c.
+// in precision P with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
+// products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <initializer_list>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -2700,7 +3019,11 @@ struct weight_builder {
       tensor_info rt = *t;
       rt.data = t->data + r * src_row_bytes;
       if (!to_float(rt, row->data(), static_cast<std::size_t>(cols), err)) return false;
-      P::quantize_row(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
+      // The fast reference quantizer (q4_0's scale search is ~10x slower: it is for `edgelm quantize`).
+      if constexpr (requires { P::quantize_row_reference(row->data(), dst, std::size_t{0}); })
+        P::quantize_row_reference(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
+      else
+        P::quantize_row(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
     }
     out.data = dst;
     w.owned.push_back(std::move(*buf));
@@ -2748,32 +3071,116 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}) {
 }  // namespace edgelm
 // ---- end edgelm/model/weights.hpp ----
 
+// The most bytes one state (KV cache + activations) may take unless state_options says otherwise.
+#ifndef EDGELM_MAX_STATE_BYTES
+#define EDGELM_MAX_STATE_BYTES (std::uint64_t{3} << 30)
+#endif
+// The default context when the caller gives none: min(trained context, this).
+#ifndef EDGELM_DEFAULT_CONTEXT
+#define EDGELM_DEFAULT_CONTEXT 4096
+#endif
+
 namespace edgelm {
+
+// Element type of the KV cache.
+enum class kv_type : std::uint8_t {
+  f32,  // exact (the golden outputs)
+  f16,  // half the memory; keys and values rounded to fp16 (round to nearest even)
+};
+
+struct state_options {
+  std::uint32_t context = 0;        // positions the KV cache holds; 0: min(trained context, EDGELM_DEFAULT_CONTEXT)
+  std::uint32_t max_batch = 64;     // most tokens one forward() takes (prompt batches); >= 1
+  kv_type kv = kv_type::f32;
+  bool all_logits = false;          // room for the logits of every batch position (perplexity, `logits`)
+  std::uint64_t max_state_bytes = EDGELM_MAX_STATE_BYTES;  // a larger state is an out_of_memory error
+  executor exec{};                  // how work is spread over threads (default: inline)
+};
+
+// Which positions of a batch get logits.
+enum class logits_for : std::uint8_t { none, last, all };
+
+// Element counts of every buffer of a state, computed with checked 64-bit arithmetic against `size_max`
+// (the platform's SIZE_MAX; a test passes 2^32 - 1 to check wasm32 on a 64-bit host).
+struct state_plan {
+  std::uint32_t context = 0, max_batch = 0, workers = 1;
+  std::uint64_t act = 0;       // (max_batch, dim) each of x, xb, xb2, q
+  std::uint64_t hidden = 0;    // (max_batch, hidden_dim) each of hb, hb2
+  std::uint64_t kv_rows = 0;   // (max_batch, kv_dim) each of k, v staging
+  std::uint64_t xq = 0;        // activation blocks: (max_batch, blocks(max(dim, hidden)))
+  std::uint64_t att = 0;       // (workers, context) attention scores
+  std::uint64_t logits = 0;    // (all_logits ? max_batch : 1, vocab)
+  std::uint64_t rope = 0;      // (max_batch, head_dim / 2) each of cos, sin
+  std::uint64_t kv = 0;        // (layers, context, kv_dim) each of key and value cache
+  std::uint64_t bytes = 0;     // all of it
+};
+
+template <std::size_t act_block_bytes, std::size_t act_block_elems>
+result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, std::uint64_t size_max = SIZE_MAX) {
+  using detail::mul_ok;
+  state_plan p;
+  p.context = o.context ? o.context : std::min<std::uint32_t>(c.seq_len, EDGELM_DEFAULT_CONTEXT);
+  if (p.context == 0) return make_error(errc::invalid_argument, "context must be at least 1");
+  if (p.context > limits::max_context) return make_error(errc::invalid_argument, "context larger than EDGELM_MAX_CONTEXT");
+  if (o.max_batch == 0 || o.max_batch > 65536) return make_error(errc::invalid_argument, "batch size " + std::to_string(o.max_batch) + " is outside 1..65536");
+  if (workers == 0 || workers > 4096) return make_error(errc::invalid_argument, "executor concurrency " + std::to_string(workers) + " is outside 1..4096");
+  p.max_batch = std::min(o.max_batch, p.context);
+  p.workers = workers;
+  const std::uint64_t B = p.max_batch;
+  const std::uint64_t act_blocks = (std::max(c.dim, c.hidden_dim) + act_block_elems - 1) / act_block_elems;
+  std::uint64_t kv_each = 0, lc = 0;
+  bool ok = mul_ok(B, c.dim, p.act) && mul_ok(B, c.hidden_dim, p.hidden) && mul_ok(B, c.kv_dim(), p.kv_rows) && mul_ok(B, act_blocks, p.xq) &&
+            mul_ok(std::uint64_t{workers}, p.context, p.att) && mul_ok(o.all_logits ? B : 1, c.vocab_size, p.logits) &&
+            mul_ok(B, c.head_dim / 2, p.rope) && mul_ok(std::uint64_t{c.n_layers}, p.context, lc) && mul_ok(lc, c.kv_dim(), kv_each);
+  p.kv = kv_each;
+  const std::uint64_t kv_elem = o.kv == kv_type::f16 ? 2 : 4;
+  // floats: 4 act + 2 hidden + 2 kv rows + att + logits + 2 rope; then the two caches and the blocks
+  std::uint64_t floats = 0, kvb = 0, xqb = 0, total = 0;
+  const std::uint64_t parts[] = {p.act, p.act, p.act, p.act, p.hidden, p.hidden, p.kv_rows, p.kv_rows, p.att, p.logits, p.rope, p.rope};
+  for (auto n : parts) ok = ok && n <= size_max / 4 && (floats += n, floats <= size_max / 4);
+  ok = ok && mul_ok(p.kv, 2 * kv_elem, kvb) && mul_ok(p.xq, act_block_bytes, xqb);
+  ok = ok && mul_ok(floats, 4, total) && total <= size_max - kvb && (total += kvb, total <= size_max - xqb);
+  if (!ok || p.kv > size_max / kv_elem) return make_error(errc::out_of_memory, "the state for a context of " + std::to_string(p.context) + " overflows the address space");
+  p.bytes = total + xqb;
+  if (p.bytes > o.max_state_bytes)
+    return make_error(errc::out_of_memory, "the state for a context of " + std::to_string(p.context) + " needs " + std::to_string(p.bytes >> 20) +
+                                               " MiB, more than the limit of " + std::to_string(o.max_state_bytes >> 20) + " MiB (state_options::max_state_bytes)");
+  return p;
+}
 
 // Activations and the KV cache of one sequence, allocated once (nothing allocates inside forward).
 template <precision P>
 struct run_state {
   using act_block = typename P::activation::block_type;
   std::uint32_t context = 0;       // positions the KV cache holds
-  aligned_buffer<float> x;         // (dim) residual stream
-  aligned_buffer<float> xb;        // (dim)
-  aligned_buffer<float> xb2;       // (dim)
-  aligned_buffer<float> hb;        // (hidden_dim)
-  aligned_buffer<float> hb2;       // (hidden_dim)
-  aligned_buffer<float> q;         // (dim)
-  aligned_buffer<float> att;       // (n_heads, context)
-  aligned_buffer<float> logits;    // (vocab)
-  aligned_buffer<float> rope_cos;  // (head_dim / 2) RoPE angles of the current position
-  aligned_buffer<float> rope_sin;  // (head_dim / 2)
-  aligned_buffer<float> key_cache;    // (layer, context, kv_dim)
+  std::uint32_t max_batch = 1;     // tokens one forward takes
+  bool all_logits = false;
+  kv_type kv = kv_type::f32;
+  executor exec{};
+  aligned_buffer<float> x;         // (max_batch, dim) residual stream
+  aligned_buffer<float> xb;        // (max_batch, dim)
+  aligned_buffer<float> xb2;       // (max_batch, dim)
+  aligned_buffer<float> q;         // (max_batch, dim)
+  aligned_buffer<float> hb;        // (max_batch, hidden_dim)
+  aligned_buffer<float> hb2;       // (max_batch, hidden_dim)
+  aligned_buffer<float> k;         // (max_batch, kv_dim) new keys before they enter the cache
+  aligned_buffer<float> v;         // (max_batch, kv_dim)
+  aligned_buffer<float> att;       // (workers, context) attention scores, one row per worker
+  aligned_buffer<float> logits;    // (all_logits ? max_batch : 1, vocab)
+  aligned_buffer<float> rope_cos;  // (max_batch, head_dim / 2) RoPE angles of each batch position
+  aligned_buffer<float> rope_sin;  // (max_batch, head_dim / 2)
+  aligned_buffer<float> key_cache;    // (layer, context, kv_dim), kv == f32 (not zero-filled)
   aligned_buffer<float> value_cache;  // (layer, context, kv_dim)
-  aligned_buffer<act_block> xq;    // activations in P's dot-product precision: blocks for max(dim, hidden)
-                                   // elements, the last zero-padded (matches matrix<P>'s padded rows)
+  aligned_buffer<std::uint16_t> key_cache16;    // the same in fp16 bits, kv == f16
+  aligned_buffer<std::uint16_t> value_cache16;
+  aligned_buffer<act_block> xq;    // activations in P's dot-product precision: (max_batch, blocks of max(dim,
+                                   // hidden)) blocks, each row's last block zero-padded (as matrix<P>'s rows)
+  std::uint64_t planned_bytes = 0;
 
   // Bytes held by this state (the KV cache dominates).
-  std::size_t bytes() const noexcept {
-    return (x.size() + xb.size() + xb2.size() + hb.size() + hb2.size() + q.size() + att.size() + logits.size() + key_cache.size() +
-            value_cache.size()) * sizeof(float) + xq.size() * sizeof(act_block);
+  std::size_t bytes() const noexcept { return static_cast<std::size_t>(planned_bytes); }
+  std::size_t kv_bytes() const noexcept {
+    return (key_cache.size() + value_cache.size()) * sizeof(float) + (key_cache16.size() + value_cache16.size()) * sizeof(std::uint16_t);
   }
 };
 
@@ -2782,6 +3189,7 @@ class transformer {
  public:
   using precision_type = P;
   using kernels_type = K;
+  using act_block = typename P::activation::block_type;
 
   transformer() = default;
 
@@ -2800,106 +3208,214 @@ class transformer {
   const model_file& file() const noexcept { return file_; }
   const weights<P>& w() const noexcept { return w_; }
 
-  // A fresh state for `context` positions (0: the model's trained context).
-  result<run_state<P>> make_state(std::uint32_t context = 0) const {
-    const model_config& c = cfg_;
-    if (context == 0) context = c.seq_len;
-    if (context > limits::max_context) return make_error(errc::invalid_argument, "context larger than EDGELM_MAX_CONTEXT");
+  // The sizes a state with these options would have (errors as make_state's).
+  result<state_plan> plan(const state_options& o) const {
+    return plan_state<sizeof(act_block), P::activation::block_size>(cfg_, o, o.exec.workers());
+  }
+
+  // A fresh state. Errors: invalid_argument (context 0 or above EDGELM_MAX_CONTEXT, batch outside
+  // 1..65536), out_of_memory (sizes overflow, exceed o.max_state_bytes, or the allocation fails).
+  result<run_state<P>> make_state(const state_options& o) const {
+    auto p = plan(o);
+    if (!p) return p.error();
     run_state<P> s;
-    s.context = context;
-    std::uint64_t kv = 0;
-    if (!detail::mul_ok(std::uint64_t{c.n_layers} * context, c.kv_dim(), kv) || !detail::fits_size_t(kv))
-      return make_error(errc::out_of_memory, "KV cache size overflows");
-    const std::size_t act_n = (std::max(c.dim, c.hidden_dim) + P::activation::block_size - 1) / P::activation::block_size;
+    s.context = p->context;
+    s.max_batch = p->max_batch;
+    s.all_logits = o.all_logits;
+    s.kv = o.kv;
+    s.exec = o.exec;
+    s.planned_bytes = p->bytes;
+    const auto n = [](std::uint64_t v) { return static_cast<std::size_t>(v); };
     struct { aligned_buffer<float>* b; std::size_t n; } fl[] = {
-        {&s.x, c.dim}, {&s.xb, c.dim}, {&s.xb2, c.dim}, {&s.hb, c.hidden_dim}, {&s.hb2, c.hidden_dim}, {&s.q, c.dim},
-        {&s.att, std::size_t{c.n_heads} * context}, {&s.logits, c.vocab_size}, {&s.rope_cos, c.head_dim / 2}, {&s.rope_sin, c.head_dim / 2}, {&s.key_cache, static_cast<std::size_t>(kv)},
-        {&s.value_cache, static_cast<std::size_t>(kv)}};
+        {&s.x, n(p->act)},          {&s.xb, n(p->act)},       {&s.xb2, n(p->act)},         {&s.q, n(p->act)},
+        {&s.hb, n(p->hidden)},      {&s.hb2, n(p->hidden)},   {&s.k, n(p->kv_rows)},       {&s.v, n(p->kv_rows)},
+        {&s.att, n(p->att)},        {&s.logits, n(p->logits)}, {&s.rope_cos, n(p->rope)},  {&s.rope_sin, n(p->rope)}};
     for (auto& f : fl) {
       auto b = aligned_buffer<float>::make(f.n);
       if (!b) return b.error();
       *f.b = std::move(*b);
     }
-    auto xq = aligned_buffer<typename run_state<P>::act_block>::make(act_n);
+    // The caches are not zero-filled: attention reads only positions already written, so untouched
+    // pages of a long context cost no memory.
+    if (o.kv == kv_type::f32) {
+      for (auto* b : {&s.key_cache, &s.value_cache}) {
+        auto kb = aligned_buffer<float>::make_uninitialized(n(p->kv));
+        if (!kb) return kb.error();
+        *b = std::move(*kb);
+      }
+    } else {
+      for (auto* b : {&s.key_cache16, &s.value_cache16}) {
+        auto kb = aligned_buffer<std::uint16_t>::make_uninitialized(n(p->kv));
+        if (!kb) return kb.error();
+        *b = std::move(*kb);
+      }
+    }
+    auto xq = aligned_buffer<act_block>::make(n(p->xq));
     if (!xq) return xq.error();
     s.xq = std::move(*xq);
     return s;
   }
 
-  // Run `token` at position `pos` (0-based) and return the logits over the vocabulary (valid until the
-  // next call with the same state). Callers check 0 <= token < vocab and pos < s.context.
-  std::span<const float> forward(run_state<P>& s, std::int32_t token, std::uint32_t pos) const noexcept {
+  // A fresh state for `context` positions (0: min(trained context, EDGELM_DEFAULT_CONTEXT)), batch of one.
+  result<run_state<P>> make_state(std::uint32_t context = 0) const {
+    state_options o;
+    o.context = context;
+    o.max_batch = 1;
+    return make_state(o);
+  }
+
+  // Checks forward()'s preconditions: 1 <= n <= max_batch, pos + n <= context, ids in the vocabulary,
+  // `all` only for a state made with all_logits.
+  result<void> check(const run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const {
+    if (tokens.empty() || tokens.size() > s.max_batch)
+      return make_error(errc::invalid_argument, "batch of " + std::to_string(tokens.size()) + " tokens (this state takes 1.." + std::to_string(s.max_batch) + ")");
+    if (std::uint64_t{pos} + tokens.size() > s.context)
+      return make_error(errc::context_overflow, "positions " + std::to_string(pos) + ".." + std::to_string(pos + tokens.size() - 1) + " do not fit the context of " +
+                                                    std::to_string(s.context));
+    if (which == logits_for::all && !s.all_logits && tokens.size() > 1)
+      return make_error(errc::invalid_argument, "logits of every position need a state made with all_logits");
+    for (auto t : tokens)
+      if (t < 0 || static_cast<std::uint32_t>(t) >= cfg_.vocab_size) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
+    return {};
+  }
+
+  // Run tokens[0..n) at positions pos .. pos + n - 1 (their keys and values enter the KV cache) and
+  // return the logits asked for: `last` -> vocab floats of the last token, `all` -> (n, vocab), `none` ->
+  // empty (a prompt batch whose logits nobody reads skips the classifier). Valid until the next call with
+  // this state. The caller keeps check()'s preconditions (session does).
+  std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
     const model_config& c = cfg_;
+    const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
     const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
-    const std::uint32_t kv_mul = c.n_heads / c.n_kv_heads;  // query heads per KV head (GQA)
     float* x = s.x.data();
 
-    // rotation angles of this position, shared by every layer
-    K::rope_table(s.rope_cos.data(), s.rope_sin.data(), hs, pos, c.rope_theta);
-
-    // token embedding row -> x (the first dim elements of the row's blocks)
-    P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(token)), x, dim);
+    // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
+    for (std::uint32_t t = 0; t < n; ++t) {
+      P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(tokens[t])), x + std::size_t{t} * dim, dim);
+      K::rope_table(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t, c.rope_theta);
+    }
 
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
       const auto& L = w_.layers[l];
-      const std::size_t loff = std::size_t{l} * s.context * kv_dim;  // this layer's slice of the KV cache
-      float* k = s.key_cache.data() + loff + std::size_t{pos} * kv_dim;
-      float* v = s.value_cache.data() + loff + std::size_t{pos} * kv_dim;
+      // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
+      rmsnorm_rows(s.xb.data(), x, L.attn_norm, n);
+      const act_block* xa = activations(s, s.xb.data(), n, dim);
+      const std::size_t lda = act_stride(dim);
+      matmul3(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+      for (std::uint32_t t = 0; t < n; ++t)
+        K::rope(s.q.data() + std::size_t{t} * dim, s.k.data() + std::size_t{t} * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + std::size_t{t} * (hs / 2),
+                s.rope_sin.data() + std::size_t{t} * (hs / 2));
 
-      // attention rmsnorm, then q, k, v for this position (k and v straight into the cache)
-      K::rmsnorm(s.xb.data(), x, L.attn_norm, dim, c.norm_eps);
-      const auto* xa = activations(s, s.xb.data(), dim);
-      K::matvec(s.q.data(), L.wq, xa);
-      K::matvec(k, L.wk, xa);
-      K::matvec(v, L.wv, xa);
-      K::rope(s.q.data(), k, dim, kv_dim, hs, s.rope_cos.data(), s.rope_sin.data());
+      // causal attention of the batch over positions 0 .. pos + t, into xb
+      if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
+      else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
 
-      // multi-head attention over positions 0..pos
-      const float scale = std::sqrt(static_cast<float>(hs));
-      for (std::uint32_t h = 0; h < c.n_heads; ++h) {
-        const float* q = s.q.data() + std::size_t{h} * hs;
-        float* att = s.att.data() + std::size_t{h} * s.context;
-        const std::size_t kv_off = loff + std::size_t{h / kv_mul} * hs;
-        for (std::uint32_t t = 0; t <= pos; ++t) {
-          const float* kt = s.key_cache.data() + kv_off + std::size_t{t} * kv_dim;
-          att[t] = K::dot(q, kt, hs) / scale;
-        }
-        K::softmax(att, pos + 1);
-        float* xb = s.xb.data() + std::size_t{h} * hs;
-        std::memset(xb, 0, hs * sizeof(float));
-        for (std::uint32_t t = 0; t <= pos; ++t) K::axpy(xb, att[t], s.value_cache.data() + kv_off + std::size_t{t} * kv_dim, hs);
-      }
-      K::matvec(s.xb2.data(), L.wo, activations(s, s.xb.data(), dim));
-      K::add(x, s.xb2.data(), dim);  // residual
+      matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
+      K::add(x, s.xb2.data(), std::size_t{n} * dim);  // residual
 
       // feed-forward: w2(silu(w1 x) * w3 x)
-      K::rmsnorm(s.xb.data(), x, L.ffn_norm, dim, c.norm_eps);
-      const auto* xf = activations(s, s.xb.data(), dim);
-      K::matvec(s.hb.data(), L.w1, xf);
-      K::matvec(s.hb2.data(), L.w3, xf);
-      K::silu_mul(s.hb.data(), s.hb2.data(), hidden);
-      K::matvec(s.xb.data(), L.w2, activations(s, s.hb.data(), hidden));
-      K::add(x, s.xb.data(), dim);  // residual
+      rmsnorm_rows(s.xb.data(), x, L.ffn_norm, n);
+      matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+      K::silu_mul(s.hb.data(), s.hb2.data(), std::size_t{n} * hidden);
+      matmul3(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
+      K::add(x, s.xb.data(), std::size_t{n} * dim);  // residual
     }
 
-    K::rmsnorm(x, x, w_.output_norm, dim, c.norm_eps);
-    K::matvec(s.logits.data(), w_.output, activations(s, x, dim));
-    return {s.logits.data(), c.vocab_size};
+    if (which == logits_for::none) return {};
+    // final norm and classifier, only for the positions whose logits are wanted
+    const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
+    float* xl = x + std::size_t{first} * dim;
+    rmsnorm_rows(xl, xl, w_.output_norm, m);
+    matmul3(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
+    return {s.logits.data(), std::size_t{m} * c.vocab_size};
+  }
+
+  // One token at position pos; returns its logits.
+  std::span<const float> forward(run_state<P>& s, std::int32_t token, std::uint32_t pos) const noexcept {
+    return forward(s, std::span<const std::int32_t>(&token, 1), pos, logits_for::last);
   }
 
  private:
-  // x in the precision the weights' dot product wants: f32 uses x itself, quantized precisions
-  // quantize it once into s.xq (shared by the q, k, v / gate, up matvecs). When n is not a whole number
-  // of blocks (hidden_dim 172) the last block is zero-padded, as the converted weight rows are.
-  static const typename P::activation::block_type* activations(run_state<P>& s, const float* x, std::size_t n) noexcept {
-    if constexpr (std::is_same_v<typename P::activation::block_type, float>) {
-      (void)s;
-      (void)n;
-      return x;
+  // Rows of activations for a matrix of `cols` columns: floats for f32, else whole blocks.
+  static std::size_t act_stride(std::size_t cols) noexcept {
+    if constexpr (std::is_same_v<act_block, float>) return cols;
+    else return (cols + P::activation::block_size - 1) / P::activation::block_size;
+  }
+
+  void rmsnorm_rows(float* o, const float* xin, const float* weight, std::uint32_t n) const noexcept {
+    for (std::uint32_t t = 0; t < n; ++t) K::rmsnorm(o + std::size_t{t} * cfg_.dim, xin + std::size_t{t} * cfg_.dim, weight, cfg_.dim, cfg_.norm_eps);
+  }
+
+  // x (n rows of `cols` floats, row stride cols) in the precision the weights' dot product wants: f32
+  // uses x itself, quantized precisions quantize each row into s.xq (shared by the q, k, v / gate, up
+  // products). When cols is not a whole number of blocks (hidden_dim 172) each row's last block is
+  // zero-padded, as the converted weight rows are.
+  static const act_block* activations(run_state<P>& s, const float* xin, std::uint32_t n, std::size_t cols) noexcept {
+    if constexpr (std::is_same_v<act_block, float>) {
+      (void)s, (void)n, (void)cols;
+      return xin;
     } else {
-      P::activation::quantize_row(x, s.xq.data(), n);
+      const std::size_t stride = act_stride(cols);
+      for (std::uint32_t t = 0; t < n; ++t) P::activation::quantize_row(xin + t * cols, s.xq.data() + t * stride, cols);
       return s.xq.data();
     }
+  }
+
+  struct product {
+    const matrix<P>& w;
+    float* y;           // (n, ldy)
+    std::uint32_t ldy;  // output row stride (= the matrix's rows)
+  };
+
+  // y_i = x . W_i^T for up to three matrices that share x, as one parallel region over their rows
+  // (threads get row ranges in multiples of 16; the split cannot change a value: matmul's contract).
+  void matmul3(run_state<P>& s, const act_block* xa, std::size_t ldx, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
+    const product* list = ps.begin();
+    const std::size_t count = ps.size();
+    std::size_t total = 0;
+    for (const product& p : ps) total += (p.w.rows + 15) / 16;
+    const auto body = [&](std::size_t b, std::size_t e, unsigned) noexcept {
+      std::size_t base = 0;  // in units of 16 rows
+      for (std::size_t i = 0; i < count; ++i) {
+        const product& p = list[i];
+        const std::size_t units = (p.w.rows + 15) / 16;
+        const std::size_t ub = std::max(b, base), ue = std::min(e, base + units);
+        if (ub < ue) {
+          const auto r0 = static_cast<std::uint32_t>((ub - base) * 16);
+          const auto r1 = static_cast<std::uint32_t>(std::min<std::size_t>((ue - base) * 16, p.w.rows));
+          K::matmul(p.y, p.ldy, p.w, xa, ldx, n, r0, r1);
+        }
+        base += units;
+      }
+    };
+    s.exec.for_each(total, 1, body);
+  }
+
+  // Store the batch's keys and values at positions pos.. of layer l, then attention for every
+  // (token, head) pair, spread over the workers (each has its own row of scores).
+  template <class KV>
+  void attend(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n) const noexcept {
+    const model_config& c = cfg_;
+    const std::uint32_t kv_dim = c.kv_dim();
+    const std::size_t loff = std::size_t{l} * s.context * kv_dim;  // this layer's slice of the KV cache
+    K::store_kv(kc + loff + std::size_t{pos} * kv_dim, s.k.data(), std::size_t{n} * kv_dim);
+    K::store_kv(vc + loff + std::size_t{pos} * kv_dim, s.v.data(), std::size_t{n} * kv_dim);
+    attention_args<KV> a;
+    a.out = s.xb.data();
+    a.ld_out = c.dim;
+    a.q = s.q.data();
+    a.ld_q = c.dim;
+    a.k = kc + loff;
+    a.v = vc + loff;
+    a.kv_dim = kv_dim;
+    a.head_dim = c.head_dim;
+    a.n_heads = c.n_heads;
+    a.kv_mul = c.n_heads / c.n_kv_heads;
+    a.pos = pos;
+    a.n = n;
+    float* att = s.att.data();
+    const std::size_t ctx = s.context;
+    s.exec.for_each(std::size_t{n} * c.n_heads, 1, [&](std::size_t b, std::size_t e, unsigned w) noexcept { K::attention(a, b, e, att + w * ctx); });
   }
 
   model_config cfg_;
@@ -3251,6 +3767,8 @@ namespace edgelm {
 struct perplexity_options {
   std::uint32_t context = 512;     // n_ctx: tokens per chunk (llama-perplexity's --ctx-size, default 512)
   std::uint32_t max_chunks = 0;    // --chunks; 0: every whole chunk of the text
+  std::uint32_t batch = 64;        // tokens per forward pass (llama-perplexity's -ub); 1..65536
+  executor exec{};                 // threads (default inline)
 };
 
 struct perplexity_result {
@@ -3289,8 +3807,14 @@ result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_
   const auto vocab = m.config().vocab_size;
   for (auto t : tokens)
     if (t < 0 || static_cast<std::uint32_t>(t) >= vocab) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
-  auto st = m.net.make_state(n_ctx);
+  state_options so;
+  so.context = n_ctx;
+  so.max_batch = o.batch;
+  so.all_logits = true;
+  so.exec = o.exec;
+  auto st = m.net.make_state(so);
   if (!st) return st.error();
+  std::vector<std::int32_t> chunk(n_ctx);
 
   perplexity_result r;
   r.n_tokens = tokens.size();
@@ -3301,15 +3825,21 @@ result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_
 
   for (std::uint32_t i = 0; i < r.n_chunks; ++i) {
     const std::size_t start = std::size_t{i} * n_ctx;
-    // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target.
-    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) {
-      const std::int32_t tok = (pos == 0 && add_bos) ? m.tok.bos() : tokens[start + pos];
-      auto logits = m.net.forward(*st, tok, pos);  // writing position pos overwrites the previous chunk's cache
-      if (pos >= first) {
-        const double v = -detail::log_softmax_at(logits, tokens[start + pos + 1]);
+    // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target. They run
+    // in batches (writing position pos overwrites the previous chunk's cache); only batches holding
+    // scored positions compute logits.
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) chunk[pos] = (pos == 0 && add_bos) ? m.tok.bos() : tokens[start + pos];
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx;) {
+      const std::uint32_t b = std::min<std::uint32_t>(st->max_batch, n_ctx - 1 - pos);
+      const bool scored = pos + b > first;
+      auto logits = m.net.forward(*st, std::span<const std::int32_t>(chunk.data() + pos, b), pos, scored ? logits_for::all : logits_for::none);
+      for (std::uint32_t t = 0; scored && t < b; ++t) {
+        if (pos + t < first) continue;
+        const double v = -detail::log_softmax_at(logits.subspan(std::size_t{t} * vocab, vocab), tokens[start + pos + t + 1]);
         r.nll += v;
         r.nll2 += v * v;
       }
+      pos += b;
     }
     r.count += n_ctx - first - 1;
     r.running.push_back(std::exp(r.nll / static_cast<double>(r.count)));
@@ -3737,8 +4267,11 @@ class sampler {
 }  // namespace edgelm
 // ---- end edgelm/sampling/sampler.hpp ----
 // ---- begin edgelm/session.hpp ----
-// edgelm/session.hpp - one conversation with a model: prompt (with prefix reuse), step() one token at
-// a time (for frame-budgeted game loops), generate() streaming pieces to a callback.
+// edgelm/session.hpp - one conversation with a model: prompt (with prefix reuse, prefilled in batches),
+// step() one token at a time (for frame-budgeted game loops: a long prompt is prefilled across several
+// step(budget) calls), generate() streaming pieces to a callback.
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -3750,7 +4283,11 @@ class sampler {
 namespace edgelm {
 
 struct session_options {
-  std::uint32_t context = 0;  // positions in the KV cache; 0: the model's trained context
+  std::uint32_t context = 0;     // positions in the KV cache; 0: min(trained context, EDGELM_DEFAULT_CONTEXT)
+  std::uint32_t batch = 64;      // prompt tokens per forward pass (1..65536)
+  kv_type kv = kv_type::f32;     // f16 halves the KV cache
+  std::uint64_t max_state_bytes = EDGELM_MAX_STATE_BYTES;  // larger state: out_of_memory at create()
+  executor exec{};               // threads (core/thread_pool.hpp) or the caller's job system; default inline
 };
 
 struct generate_options {
@@ -3780,6 +4317,7 @@ struct step_result {
   std::int32_t token = -1;
   std::string_view piece;  // decoded bytes (valid until the next call)
   bool done = false;       // EOS/BOS sampled (token not appended) or the context is full
+  bool prefilling = false; // step(budget) worked on a queued prompt and sampled nothing: call again
 };
 
 struct generation_stats {
@@ -3792,12 +4330,19 @@ template <class Model>
 class session {
  public:
   using P = typename decltype(std::declval<Model>().net)::precision_type;
+  using clock = std::chrono::steady_clock;
 
-  // Allocates the KV cache once. `m` must outlive the session.
+  // Allocates the KV cache once. `m` must outlive the session (and must not move).
   static result<session> create(const Model& m, session_options o = {}) {
     if (o.context > m.config().seq_len)
       return make_error(errc::invalid_argument, "context " + std::to_string(o.context) + " exceeds the model's " + std::to_string(m.config().seq_len));
-    auto st = m.net.make_state(o.context);
+    state_options so;
+    so.context = o.context;
+    so.max_batch = o.batch;
+    so.kv = o.kv;
+    so.max_state_bytes = o.max_state_bytes;
+    so.exec = o.exec;
+    auto st = m.net.make_state(so);
     if (!st) return st.error();
     session s;
     s.m_ = &m;
@@ -3807,11 +4352,24 @@ class session {
 
   const std::vector<std::int32_t>& tokens() const noexcept { return tokens_; }
   std::uint32_t context() const noexcept { return st_.context; }
-  // Logits after the last fed token (empty before any).
-  std::span<const float> logits() const noexcept { return have_logits_ ? std::span<const float>(st_.logits.data(), st_.logits.size()) : std::span<const float>{}; }
+  const run_state<P>& state() const noexcept { return st_; }
+  // Logits after the last fed token (empty before any, and while a prompt is still being prefilled).
+  std::span<const float> logits() const noexcept { return have_logits_ ? std::span<const float>(st_.logits.data(), m_->config().vocab_size) : std::span<const float>{}; }
+  // Prompt tokens queued by begin_tokens() and not yet run.
+  std::size_t pending() const noexcept { return pending_.size() - next_; }
 
-  // Replace the conversation with `ids`, reusing the longest prefix already in the KV cache.
+  // Replace the conversation with `ids`, reusing the longest prefix already in the KV cache, and run the
+  // rest in batches (session_options::batch tokens per forward pass).
   result<void> set_tokens(std::span<const std::int32_t> ids) {
+    auto r = begin_tokens(ids);
+    if (!r) return r.error();
+    auto d = prefill();
+    if (!d) return d.error();
+    return {};
+  }
+
+  // Like set_tokens(), but only queues the tokens: prefill(budget) or step(budget) runs them.
+  result<void> begin_tokens(std::span<const std::int32_t> ids) {
     if (ids.empty()) return make_error(errc::invalid_argument, "empty token sequence");
     if (ids.size() > st_.context)
       return make_error(errc::context_overflow, "prompt of " + std::to_string(ids.size()) + " tokens does not fit the context of " + std::to_string(st_.context));
@@ -3822,8 +4380,42 @@ class session {
     if (keep == ids.size()) --keep;  // re-run the last token to get its logits
     reused_ = static_cast<std::uint32_t>(keep);
     tokens_.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep));
-    for (std::size_t i = keep; i < ids.size(); ++i) feed_one(ids[i]);
+    pending_.assign(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
+    next_ = 0;
+    have_logits_ = false;
     return {};
+  }
+
+  // Run queued prompt tokens for about `budget` (zero: all of them). Batches are sized from the measured
+  // time per token so that a call ends close to its budget; at least one token runs per call. Returns
+  // true when the whole prompt is in (its logits ready).
+  result<bool> prefill(std::chrono::microseconds budget = std::chrono::microseconds{0}) {
+    if (budget.count() < 0) return make_error(errc::invalid_argument, "negative prefill budget");
+    const auto t0 = clock::now();
+    while (next_ < pending_.size()) {
+      std::size_t b = std::min<std::size_t>(pending_.size() - next_, st_.max_batch);
+      if (budget.count() > 0) {
+        const double left_ns = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(budget - (clock::now() - t0)).count());
+        if (ns_per_token_ > 0) b = std::clamp<std::size_t>(left_ns > 0 ? static_cast<std::size_t>(left_ns / ns_per_token_) : 1, 1, b);
+        else b = 1;  // first batch of this session: measure
+      }
+      const bool last = next_ + b == pending_.size();
+      const auto tb = clock::now();
+      m_->net.forward(st_, std::span<const std::int32_t>(pending_.data() + next_, b), static_cast<std::uint32_t>(tokens_.size()),
+                      last ? logits_for::last : logits_for::none);
+      const double ns = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(clock::now() - tb).count()) / static_cast<double>(b);
+      ns_per_token_ = ns_per_token_ > 0 ? 0.5 * ns_per_token_ + 0.5 * ns : ns;
+      tokens_.insert(tokens_.end(), pending_.begin() + static_cast<std::ptrdiff_t>(next_), pending_.begin() + static_cast<std::ptrdiff_t>(next_ + b));
+      next_ += b;
+      if (last) have_logits_ = true;
+      if (budget.count() > 0 && clock::now() - t0 >= budget) break;
+    }
+    if (next_ == pending_.size()) {
+      pending_.clear();
+      next_ = 0;
+      return true;
+    }
+    return false;
   }
 
   // Tokenize `text` (BOS first if the tokenizer wants it) and make it the prompt.
@@ -3831,9 +4423,15 @@ class session {
     auto ids = m_->tok.encode(text, m_->tok.add_bos() || text.empty());
     return set_tokens(ids);
   }
+  // The same, queued for step(budget) / prefill(budget).
+  result<void> begin_prompt(std::string_view text) {
+    auto ids = m_->tok.encode(text, m_->tok.add_bos() || text.empty());
+    return begin_tokens(ids);
+  }
 
   // Feed one more token (e.g. a user turn), computing its logits.
   result<void> feed(std::int32_t t) {
+    if (pending() > 0) return make_error(errc::invalid_argument, "feed() while a prompt is being prefilled");
     if (t < 0 || static_cast<std::size_t>(t) >= m_->config().vocab_size) return make_error(errc::invalid_argument, "token id outside the vocabulary");
     if (tokens_.size() >= st_.context) return make_error(errc::context_overflow, "the context is full");
     feed_one(t);
@@ -3843,9 +4441,20 @@ class session {
   void reset_sampler(const sampling_options& o) { sampler_ = sampler(o); }
 
   // Sample the next token from the current logits, append it and compute the following logits.
-  result<step_result> step() {
+  // With a budget, a prompt still queued by begin_tokens() is prefilled first for at most about that long;
+  // while it is not done the result has prefilling = true and no token (call again next frame).
+  result<step_result> step(std::chrono::microseconds budget = std::chrono::microseconds{0}) {
+    if (pending() > 0) {
+      auto d = prefill(budget);
+      if (!d) return d.error();
+      if (budget.count() > 0) {  // this call's time went to the prompt: the first token comes next call
+        step_result r;
+        r.prefilling = true;
+        return r;
+      }
+    }
     if (!have_logits_) return make_error(errc::invalid_argument, "step() before a prompt");
-    scratch_.assign(st_.logits.data(), st_.logits.data() + st_.logits.size());
+    scratch_.assign(st_.logits.data(), st_.logits.data() + m_->config().vocab_size);
     const std::int32_t t = sampler_.sample(scratch_, tokens_);
     step_result r;
     r.token = t;
@@ -3890,7 +4499,7 @@ class session {
 
  private:
   void feed_one(std::int32_t t) {
-    m_->net.forward(st_, t, static_cast<std::uint32_t>(tokens_.size()));
+    m_->net.forward(st_, std::span<const std::int32_t>(&t, 1), static_cast<std::uint32_t>(tokens_.size()), logits_for::last);
     tokens_.push_back(t);
     have_logits_ = true;
   }
@@ -3898,8 +4507,11 @@ class session {
   const Model* m_ = nullptr;
   run_state<P> st_;
   std::vector<std::int32_t> tokens_;
+  std::vector<std::int32_t> pending_;  // queued prompt tokens; pending_[next_..] not yet run
+  std::size_t next_ = 0;
   std::vector<float> scratch_;
   sampler sampler_;
+  double ns_per_token_ = 0;  // measured prefill cost, for budgeted batches
   std::uint32_t reused_ = 0;
   bool have_logits_ = false;
   bool stop_at_eos_ = true;
