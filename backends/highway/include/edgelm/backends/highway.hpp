@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
 
 #include <edgelm/core/half.hpp>
 #include <edgelm/kernels/scalar.hpp>
@@ -169,6 +170,85 @@ inline float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) {
   return dot_blocks(w, x, n / 32, [](qd16 d, const block_q4_0& wb, const block_q8_0& xb) { return block_q4_q8(d, wb.qs, xb.qs); });
 }
 
+// ---- attention: scores, softmax with a vectorised exp, weighted sum of values ----
+template <class D>
+HWY_INLINE hn::Vec<D> load_kv(D d, const float* p) { return hn::LoadU(d, p); }
+template <class D>
+HWY_INLINE hn::Vec<D> load_kv(D d, const std::uint16_t* p) {
+  const hn::Rebind<hwy::float16_t, D> dh;
+  return hn::PromoteTo(d, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// q . k over n elements, k in float or fp16.
+template <class KV>
+HWY_INLINE float dot_kv(const float* HWY_RESTRICT q, const KV* HWY_RESTRICT k, std::size_t n) {
+  if constexpr (std::is_same_v<KV, float>) {
+    return dot(q, k, n);
+  } else {
+    const hn::ScalableTag<float> d;
+    const std::size_t N = hn::Lanes(d);
+    auto s = hn::Zero(d);
+    std::size_t i = 0;
+    for (; i + N <= n; i += N) s = hn::MulAdd(hn::LoadU(d, q + i), load_kv(d, k + i), s);
+    float r = hn::GetLane(hn::SumOfLanes(d, s));
+    const hn::CappedTag<float, 1> d1;
+    for (; i < n; ++i) r += hn::GetLane(hn::Mul(hn::LoadU(d1, q + i), load_kv(d1, k + i)));
+    return r;
+  }
+}
+
+// x[0..n) = exp(x - max); returns the sum. One vectorised exp (Highway's, within ~1 ulp) per lane.
+template <class D>
+HWY_INLINE void exp_sub(D d, float* x, std::size_t n, float mx, std::size_t& i, hn::Vec<D>& sum) {
+  const std::size_t N = hn::Lanes(d);
+  const auto vm = hn::Set(d, mx);
+  for (; i + N <= n; i += N) {
+    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vm));
+    hn::StoreU(e, d, x + i);
+    sum = hn::Add(sum, e);
+  }
+}
+HWY_INLINE float softmax_unnormalised(float* x, std::size_t n) {
+  float mx = x[0];
+  for (std::size_t i = 1; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  const hn::ScalableTag<float> d;
+  const hn::CappedTag<float, 1> d1;
+  auto s = hn::Zero(d);
+  auto s1 = hn::Zero(d1);
+  std::size_t i = 0;
+  exp_sub(d, x, n, mx, i, s);
+  exp_sub(d1, x, n, mx, i, s1);
+  return hn::GetLane(hn::SumOfLanes(d, s)) + hn::GetLane(s1);
+}
+
+// out[0..hd) = sum_j p[j] * v_j, v_j = v + j * stride; the output columns in register blocks of up to
+// four vectors, keys in order (so a value never depends on the batch or the worker).
+template <class D, class KV>
+HWY_INLINE void weighted_sum(D d, float* HWY_RESTRICT out, const float* HWY_RESTRICT p, const KV* HWY_RESTRICT v, std::size_t len,
+                             std::size_t stride, std::size_t hd, std::size_t& c) {
+  const std::size_t N = hn::Lanes(d);
+  for (; c + 4 * N <= hd; c += 4 * N) {
+    auto a0 = hn::Zero(d), a1 = hn::Zero(d), a2 = hn::Zero(d), a3 = hn::Zero(d);
+    for (std::size_t j = 0; j < len; ++j) {
+      const auto pj = hn::Set(d, p[j]);
+      const KV* vj = v + j * stride + c;
+      a0 = hn::MulAdd(pj, load_kv(d, vj), a0);
+      a1 = hn::MulAdd(pj, load_kv(d, vj + N), a1);
+      a2 = hn::MulAdd(pj, load_kv(d, vj + 2 * N), a2);
+      a3 = hn::MulAdd(pj, load_kv(d, vj + 3 * N), a3);
+    }
+    hn::StoreU(a0, d, out + c);
+    hn::StoreU(a1, d, out + c + N);
+    hn::StoreU(a2, d, out + c + 2 * N);
+    hn::StoreU(a3, d, out + c + 3 * N);
+  }
+  for (; c + N <= hd; c += N) {
+    auto a0 = hn::Zero(d);
+    for (std::size_t j = 0; j < len; ++j) a0 = hn::MulAdd(hn::Set(d, p[j]), load_kv(d, v + j * stride + c), a0);
+    hn::StoreU(a0, d, out + c);
+  }
+}
+
 }  // namespace detail
 
 // The Highway kernel policy: transformer<P, backends::highway::kernels>.
@@ -220,6 +300,26 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   // Quantized weights . q8_0 activations, n elements (a multiple of 32).
   static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
   static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
+
+  // Causal attention (basic_kernels::attention's contract): scores, a softmax with a vectorised exp and
+  // 1/sum folded into the probabilities, then the weighted sum of values in register blocks.
+  template <class KV>
+  static void attention(const attention_args<KV>& a, std::size_t i0, std::size_t i1, float* scratch) noexcept {
+    const float inv_scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t t = i / a.n_heads, h = i % a.n_heads;
+      const std::size_t len = a.pos + t + 1;
+      const float* q = a.q + t * a.ld_q + h * a.head_dim;
+      const std::size_t kv_off = (h / a.kv_mul) * a.head_dim;
+      for (std::size_t j = 0; j < len; ++j) scratch[j] = detail::dot_kv(q, a.k + j * a.kv_dim + kv_off, a.head_dim) * inv_scale;
+      const float inv_sum = 1.0f / detail::softmax_unnormalised(scratch, len);
+      for (std::size_t j = 0; j < len; ++j) scratch[j] *= inv_sum;
+      float* o = a.out + t * a.ld_out + h * a.head_dim;
+      std::size_t c = 0;
+      detail::weighted_sum(hn::ScalableTag<float>(), o, scratch, a.v + kv_off, len, a.kv_dim, a.head_dim, c);
+      detail::weighted_sum(hn::CappedTag<float, 1>(), o, scratch, a.v + kv_off, len, a.kv_dim, a.head_dim, c);
+    }
+  }
 
   static void rmsnorm(float* o, const float* x, const float* weight, std::size_t n, float eps) noexcept {
     float ss = detail::dot(x, x, n);

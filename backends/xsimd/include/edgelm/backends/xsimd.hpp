@@ -127,13 +127,14 @@ constexpr std::size_t W = fbatch::size;  // float lanes
 
 // Tile shapes (rows x tokens per pass). Decode (n = 1) is memory bound: many rows share each x load.
 // Prefill: several tokens share each weight load; the row block stays in L1 while all tokens pass.
-// AVX-512 has 32 vector registers, AVX2 16.
+// AVX2 has 16 vector registers (4 x 3 f32 accumulators; 2 x 3 quantized, whose widened activations take
+// two registers per token), AVX-512 32. Chosen by measurement on SmolLM2-135M-shaped layers.
 constexpr int f32_decode_rows = 8;
 constexpr int f32_prefill_rows = W >= 16 ? 8 : 4;
 constexpr int f32_prefill_tokens = 3;
-constexpr int q_decode_rows = 4;
+constexpr int q_decode_rows = 8;
 constexpr int q_prefill_rows = W >= 16 ? 4 : 2;
-constexpr int q_prefill_tokens = 4;
+constexpr int q_prefill_tokens = W >= 16 ? 4 : 3;
 
 // W floats from p[0 .. m) (m < W), zero past m.
 inline fbatch load_partial(const float* p, std::size_t m) noexcept {
@@ -238,17 +239,13 @@ inline void prefetch_ahead(const void* p) noexcept {
 // R rows x T tokens of y[t * ldy + r] = w_r . x_t over k columns; w, x, y point at the tile's first row
 // and token. Per element: acc = fma(w chunk, x chunk, acc) for each chunk of W columns in order (the last
 // one zero-padded), then hsum.
-// With prefetch, the next R rows (the next tile's, contiguous) are prefetched one tile ahead, spread
-// evenly over the pass (see prefetch_ahead).
 template <int R, int T>
-inline void f32_tile(float* y, std::size_t ldy, const float* w, std::size_t ldw, const float* x, std::size_t ldx, std::size_t k,
-                     bool prefetch) noexcept {
+inline void f32_tile(float* y, std::size_t ldy, const float* w, std::size_t ldw, const float* x, std::size_t ldx, std::size_t k) noexcept {
   fbatch acc[R * T];
   EDGELM_XSIMD_UNROLL
   for (int i = 0; i < R * T; ++i) acc[i] = fbatch(0.0f);
   std::size_t j = 0;
   for (; j + W <= k; j += W) {
-    if (prefetch) prefetch_ahead<R * W * sizeof(float)>(w + R * ldw + R * j);
     fbatch xv[T];
     EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) xv[t] = fbatch::load_unaligned(x + t * ldx + j);
@@ -299,10 +296,7 @@ inline void for_tiles(std::size_t n, std::uint32_t r0, std::uint32_t r1, Tile&& 
 inline void matmul_f32(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                        std::uint32_t r1) noexcept {
   const std::size_t k = w.cols;
-  // Prefetch on a row block's first pass only; later token groups find it in L1.
-  auto tile = [&]<int R, int T>(std::uint32_t r, std::size_t t) {
-    f32_tile<R, T>(y + t * ldy + r, ldy, w.row(r), k, x + t * ldx, ldx, k, t == 0);
-  };
+  auto tile = [&]<int R, int T>(std::uint32_t r, std::size_t t) { f32_tile<R, T>(y + t * ldy + r, ldy, w.row(r), k, x + t * ldx, ldx, k); };
   if (n == 1)
     for_tiles<f32_decode_rows, 1>(n, r0, r1, tile);
   else

@@ -130,6 +130,11 @@ inline std::int32_t load_i32(const void* p) noexcept {
 
 namespace detail::k512 {
 
+inline int pf_hint() noexcept { const char* e = std::getenv("PFH"); return e ? std::atoi(e) : 0; }
+static const int g_pfh = pf_hint();
+EDGELM_X86_I512 void pfetch(const char* p) noexcept {
+  switch (g_pfh) { case 0: _mm_prefetch(p, _MM_HINT_T0); break; case 1: _mm_prefetch(p, _MM_HINT_T1); break; case 2: _mm_prefetch(p, _MM_HINT_T2); break; default: _mm_prefetch(p, _MM_HINT_NTA); }
+}
 // Keeps the compiler from contracting a product into a later add (and from reassociating sums).
 EDGELM_X86_I512 __m512 pin(__m512 v) noexcept {
   __asm__("" : "+v"(v));
@@ -140,19 +145,19 @@ EDGELM_X86_I512 __m512 pin(__m512 v) noexcept {
 // Quantized decode
 // ---------------------------------------------------------------------------------------------
 
-// Rearranged activations of one quad of blocks (b .. b+3; blocks past the row are zero):
-//   q4_0: A = the first 16 bytes of each block (chunk j = block b+j), B = the last 16, C = -8 * the
-//         per-lane sums of 4 of A + B, so that dpbusd(dpbusd(C, lo, A), hi, B) leaves in chunk j the
-//         partial sums of block b+j.
-//   q8_0: A = [x_b | x_b+1], B = [x_b+2 | x_b+3], C / D = -128 * the per-lane sums of 4 of A / B.
-//   dx[4] at byte 256.
-template <bool Q4>
-EDGELM_X86_I512 void mv_prep_quad(unsigned char* out, const block_q8_0* x, std::size_t nq) noexcept {
+// Rearranged activations of one quad of blocks (b .. b+3; blocks past the row are zero), dx[4] at 256:
+//   planes (q4_0; q8_0 with VBMI): A = the first 16 bytes of each block (chunk j = block b+j), B = the
+//         last 16, C = -offset * the per-lane sums of 4 of A + B, so that dpbusd(dpbusd(C, lo, A), hi, B)
+//         leaves in chunk j the partial sums of block b+j;
+//   pairs (q8_0 without VBMI): A = [x_b | x_b+1], B = [x_b+2 | x_b+3], C / D = -128 * the per-lane
+//         sums of 4 of A / B.
+template <bool Planes>
+EDGELM_X86_I512 void mv_prep_quad(unsigned char* out, const block_q8_0* x, std::size_t nq, int shift) noexcept {
   alignas(64) unsigned char a[64], b[64];
   float* dx = reinterpret_cast<float*>(out + 256);
   for (std::size_t j = 0; j < 4; ++j) {
     if (j < nq) {
-      if (Q4) {
+      if (Planes) {
         std::memcpy(a + 16 * j, x[j].qs, 16);
         std::memcpy(b + 16 * j, x[j].qs + 16, 16);
       } else {
@@ -160,7 +165,7 @@ EDGELM_X86_I512 void mv_prep_quad(unsigned char* out, const block_q8_0* x, std::
       }
       dx[j] = fp16_to_f32(x[j].d);
     } else {
-      if (Q4) {
+      if (Planes) {
         std::memset(a + 16 * j, 0, 16);
         std::memset(b + 16 * j, 0, 16);
       } else {
@@ -170,14 +175,15 @@ EDGELM_X86_I512 void mv_prep_quad(unsigned char* out, const block_q8_0* x, std::
     }
   }
   const __m512i va = _mm512_load_si512(a), vb = _mm512_load_si512(b), ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+  const __m128i sh = _mm_cvtsi32_si128(shift);
   _mm512_store_si512(out, va);
   _mm512_store_si512(out + 64, vb);
-  if (Q4) {
+  if (Planes) {
     const __m512i s = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(zero, ones, va), ones, vb);
-    _mm512_store_si512(out + 128, _mm512_sub_epi32(zero, _mm512_slli_epi32(s, 3)));
+    _mm512_store_si512(out + 128, _mm512_sub_epi32(zero, _mm512_sll_epi32(s, sh)));
   } else {
-    _mm512_store_si512(out + 128, _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, ones, va), 7)));
-    _mm512_store_si512(out + 192, _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_dpbusd_epi32(zero, ones, vb), 7)));
+    _mm512_store_si512(out + 128, _mm512_sub_epi32(zero, _mm512_sll_epi32(_mm512_dpbusd_epi32(zero, ones, va), sh)));
+    _mm512_store_si512(out + 192, _mm512_sub_epi32(zero, _mm512_sll_epi32(_mm512_dpbusd_epi32(zero, ones, vb), sh)));
   }
 }
 
@@ -298,7 +304,7 @@ EDGELM_X86_T512 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsig
     const unsigned char* xq = xp + (b / 4) * mv_stride;
     const std::size_t nq = kc - b < 4 ? kc - b : 4;
     for (std::size_t l = 0; l < pf_step; l += 64, pf += 64)
-      if (pf < pf_end) _mm_prefetch(pf, _MM_HINT_T0);
+      if (pf < pf_end) pfetch(pf);
     const WB* rb[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
@@ -356,13 +362,11 @@ EDGELM_X86_I512V void mvv_row(const block_q8_0* w, const unsigned char* xq, __m5
     z1 = bytes > 64 ? _mm512_maskz_loadu_epi8((__mmask64{1} << ((bytes - 64) & 63)) - 1, p + 64) : _mm512_setzero_si512();
     z2 = _mm512_setzero_si512();
   }
-  // [x_b | x_b+1] = bytes 2..33, 36..67 of (z0, z1); [x_b+2 | x_b+3] = bytes 70..101, 104..135 of (z1, z2)
   const __m512i a = _mm512_permutex2var_epi8(z0, iqs, z1);
   const __m512i b = _mm512_permutex2var_epi8(z1, _mm512_add_epi8(iqs, _mm512_set1_epi8(4)), z2);
   const __m512i v0 = _mm512_dpbusd_epi32(_mm512_load_si512(xq + 128), _mm512_xor_si512(a, m80), _mm512_load_si512(xq));
   const __m512i v1 = _mm512_dpbusd_epi32(_mm512_load_si512(xq + 192), _mm512_xor_si512(b, m80), _mm512_load_si512(xq + 64));
   v = _mm512_add_epi32(_mm512_shuffle_i32x4(v0, v1, 0x88), _mm512_shuffle_i32x4(v0, v1, 0xDD));
-  // scales at bytes 0, 34 of z0 and 4, 38 of z1 -> words 0..3
   r = _mm512_permutex2var_epi16(z0, _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 34, 17, 0), z1);
 }
 
@@ -410,8 +414,8 @@ EDGELM_X86_T512V inline void mvv_pass(float* y, const WB* w, std::size_t nb, uns
   for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
   const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
   const __m512i mconst = _mm512_set1_epi8(q4 ? 0x0F : static_cast<char>(0x80));
-  // byte permutes of the quants: q4_0 output byte 16j + i <- 18j + 2 + i (j < 3), 64 + i (j = 3);
-  // q8_0 output byte i <- 2 + i (i < 32), 4 + i (i >= 32)
+  // byte permutes of the quants, output byte 16j + i: q4_0 <- 18j + 2 + i (j < 3), 64 + i (j = 3);
+  // q8_0 <- 34j + 2 + i (the low halves; the high halves take the same indices + 8 from the window at 8)
   alignas(64) std::int8_t ib[64];
   for (int k = 0; k < 64; ++k) ib[k] = static_cast<std::int8_t>(q4 ? (k < 48 ? 18 * (k / 16) + 2 + k % 16 : 64 + k % 16) : (k < 32 ? 2 + k : 4 + k));
   const __m512i iqs = _mm512_load_si512(ib);
@@ -420,7 +424,7 @@ EDGELM_X86_T512V inline void mvv_pass(float* y, const WB* w, std::size_t nb, uns
     const unsigned char* xq = xp + (b / 4) * mv_stride;
     const std::size_t nq = kc - b < 4 ? kc - b : 4;
     for (std::size_t l = 0; l < pf_step; l += 64, pf += 64)
-      if (pf < pf_end) _mm_prefetch(pf, _MM_HINT_T0);
+      if (pf < pf_end) pfetch(pf);
     const WB* rb[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
@@ -448,12 +452,20 @@ EDGELM_X86_T512 inline void matvec_q(float* y, const WB* wd, std::size_t nb, con
   alignas(64) unsigned char xp[mv_quads * mv_stride];
   for (std::size_t kb = 0; kb < nb; kb += 4 * mv_quads) {
     const std::size_t kc = nb - kb < 4 * mv_quads ? nb - kb : 4 * mv_quads;
-    for (std::size_t b = 0; b < kc; b += 4) mv_prep_quad<q4>(xp + (b / 4) * mv_stride, x + kb + b, kc - b < 4 ? kc - b : 4);
+    for (std::size_t b = 0; b < kc; b += 4) {
+      const std::size_t nq = kc - b < 4 ? kc - b : 4;
+      if (q4)
+        mv_prep_quad<true>(xp + (b / 4) * mv_stride, x + kb + b, nq, q4 ? 3 : 7);
+      else
+        mv_prep_quad<false>(xp + (b / 4) * mv_stride, x + kb + b, nq, 7);
+    }
     // prefetch the rows of the pass PFD passes ahead, spread over this pass's quads
     const std::size_t nquads = (kc + 3) / 4;
-    const std::size_t pf_step = (16 * nb * sizeof(WB) + 64 * nquads - 1) / (64 * nquads) * 64;
+    const std::size_t pf_step0 = (16 * nb * sizeof(WB) + 64 * nquads - 1) / (64 * nquads) * 64;
     const char* pf_end = reinterpret_cast<const char*>(wd + std::size_t{r1} * nb);
     const std::size_t pfd = pf_passes();
+    const std::size_t pf_step = std::getenv("PFOFF") ? 0 : pf_step0;
+    if (std::getenv("PFINIT")) { const char* a = reinterpret_cast<const char*>(wd + std::size_t{r0} * nb); const char* e = a + 16 * (pfd + 1) * nb * sizeof(WB); for (; a < e && a < pf_end; a += 64) pfetch(a); }
     for (std::uint32_t r = r0; r < r1; r += 16) {
       const unsigned cnt = r1 - r < 16 ? r1 - r : 16;
       const char* pf = reinterpret_cast<const char*>(wd + (std::size_t{r} + 16 * pfd) * nb);
