@@ -5,26 +5,28 @@
 // the int32 dot of each 32-element block is exact (integer arithmetic, grouped in any order), and the
 // float steps are the reference's, s = s + float(isum_b) * (fp16(d_w) * fp16(d_x)), block after block,
 // in IEEE single precision (SIMD128 has no fused multiply-add). So the output is bit-identical to
-// kernels::scalar for any n, any row split and any tile position; decode and batched prefill agree.
+// kernels::scalar for any n, any row split and any tile position, and a batch equals the same tokens
+// one by one (only the payload of a NaN result, from NaN/inf scales, is not pinned down).
 // f32 sums four interleaved lanes per row (element i goes to lane i % 4), reduces them as
 // (l0 + l2) + (l1 + l3) and adds the cols % 4 tail elements in order: the same sequence for every
 // element, so it too is independent of n, r0, r1 and the tiling (it differs from the left-to-right
 // reference only by rounding).
 //
-// Kernels:
-//  - decode (one token): four rows per pass share the token's activations, widened once per call to
-//    int16 in a stack buffer; the four rows' block sums are reduced together (one transpose-add) and
-//    scaled with one vector of four fp16 -> f32 weight scales.
-//  - prefill (two or more tokens): a register tile of one row x 8 (or 4) tokens: each weight block is
-//    unpacked to int16 once and multiplied with the pre-widened blocks of 8 tokens; four tokens' block
-//    sums are reduced at once and accumulated into one f32x4 per four tokens.
-//  The reduction dimension is processed in chunks (stack buffers of ~20 KB); between chunks the running
-//  sums live in y itself (a float store and load is exact).
+// Kernels (tuned under node 20 / V8 11.3 on x86-64 for SmolLM2-135M shapes; one thread, a model's
+// matrices: decode ~135 tok/s for q4_0 and q8_0, prefill ~320 tok/s, 3x and 6x the per-row Highway dots):
+//  - decode (one token): one row at a time (rows interleaved in one pass defeat the hardware
+//    prefetchers), four blocks per step: four int16 block dots (the token's activations are widened to
+//    int16 once per call, in a stack buffer), one transpose-add for the four block sums, one vector of
+//    four scales, and the four products added to the row's sum in block order.
+//  - prefill (two or more tokens): a register tile of 2 rows x 8 (or 4) tokens: each weight block is
+//    unpacked to int16 once and multiplied with the pre-widened blocks of 8 tokens, each activation
+//    vector serves both rows; four tokens' block sums are reduced at once and accumulated into one f32x4.
+//  The reduction dimension is processed in chunks (stack buffers of at most ~18 KB); between chunks the
+//  running sums live in y itself (a float store and load is exact).
 //  q4_0: nibbles are used unsigned (0..15) and the -8 offset is folded into the block sum as
 //  -8 * sum(x_block), computed once per activation block.
 //
-// Relaxed SIMD: see the note at EDGELM_WASM_RELAXED_DOT below; with clang 14 (emscripten 3.1.6) no
-// relaxed dot product can be emitted, so isa_name() is "simd128".
+// Relaxed SIMD: see EDGELM_WASM_RELAXED_DOT below.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -39,14 +41,21 @@
 #include <wasm_simd128.h>
 #endif
 
-// i16x8.relaxed_dot_i8x16_i7x16_s(a, b): a signed int8, b 7-bit (0..127): then every engine returns
-// the exact pairwise sums (x86's pmaddubsw, Arm's sdot agree when b's top bit is clear), so a q4_0 path
-// built on it (nibbles 0..15 as b) is deterministic and bit-identical to the SIMD128 one.
-// clang 14 has no builtin for it (its relaxed-SIMD builtins are the 2021 prototype set: laneselect,
-// relaxed swizzle/min/max/trunc, fma, all with prototype opcodes that current engines reject), its
-// assembler does not know the instruction, and inline asm cannot emit raw bytes in a function body.
-// Newer clang has the builtin; it is picked up automatically. A build may also define
-// EDGELM_WASM_RELAXED_DOT(a, b) itself (returning v128_t) to supply the instruction.
+// EDGELM_WASM_RELAXED_DOT(a, b) = i16x8.relaxed_dot_i8x16_i7x16_s(a, b): with b's bytes in 0..127 every
+// engine returns the exact pairwise sums a[2k]*b[2k] + a[2k+1]*b[2k+1] (x86's pmaddubsw and Arm's sdot
+// agree when b's top bit is clear), so the q4_0 path built on it (nibbles 0..15 as b) is deterministic
+// and bit-identical to the SIMD128 one; it doubles the multiply-adds per instruction.
+// emscripten 3.1.6 / clang 14 cannot emit it: clang 14 has no builtin for it (its relaxed builtins are
+// the 2021 prototype set: fma/fms, laneselect, relaxed swizzle/min/max/trunc, and LLVM 14 encodes them
+// with prototype opcodes, e.g. laneselect as 0xfd 0xb2, that node 20 rejects even with relaxed SIMD
+// enabled), its assembler does not know the instruction, and inline asm may not emit raw bytes in a
+// function body. So with this toolchain -mrelaxed-simd changes nothing here and isa_name() is
+// "simd128". A newer clang's builtin is picked up below; a build may also define the macro itself (an
+// expression of type v128_t). Node 20 runs the instruction only with --experimental-wasm-relaxed-simd;
+// with it (the instruction patched into a binary) this path passed the same bit-exactness tests and
+// made q4_0 prefill ~25% and decode ~15% faster.
+// (i32x4.relaxed_dot_i8x16_i7x16_add_s is not used: node 20's V8 returns twice the dot and drops the
+// addend.)
 #if defined(__wasm_relaxed_simd__) && !defined(EDGELM_WASM_RELAXED_DOT) && defined(__has_builtin)
 #if __has_builtin(__builtin_wasm_relaxed_dot_i8x16_i7x16_s_i16x8)
 #define EDGELM_WASM_RELAXED_DOT(a, b) \
@@ -69,16 +78,16 @@ inline const char* isa_name() noexcept {
 
 namespace detail {
 
-// Blocks of the reduction dimension per chunk: decode keeps one token's widened activations
-// (64 bytes per block), prefill eight tokens' (512 bytes per block).
+// Blocks of the reduction dimension per chunk: decode keeps one token's activations (at most 64 bytes
+// per block), prefill eight tokens' (at most 512 bytes per block).
 inline constexpr std::size_t kc_decode = 128;
 inline constexpr std::size_t kc_gemm = 32;
 
-// Keeps the loads and the arithmetic of one step together. V8's TurboFan (node 20, Chromium) schedules
-// all loads of a loop body first and the pure arithmetic after them; with 16+ vector loads per step that
+// Keeps the loads and the arithmetic of one step together. V8's TurboFan (as in node 20) emits all
+// loads of a basic block first and the pure arithmetic after them; with 16+ vector loads per step that
 // overflows x86's 16 xmm registers and spills. A store of the step's result (forced by this empty asm,
-// which makes `p` escape) sits in V8's effect chain between the loads of one step and the next, so the
-// arithmetic of each step is emitted before the following loads: 30% faster decode, 10% faster prefill.
+// through which `p` escapes) sits in V8's effect chain between the loads of one step and those of the
+// next, so each step's arithmetic is emitted before the following loads (+30% decode, +10% prefill).
 #define EDGELM_WASM_PIN(p) __asm__ volatile("" : : "r"(p) : "memory")
 
 // [sum(a), sum(b), sum(c), sum(d)] of int32 lanes (exact).
@@ -95,86 +104,127 @@ inline v128_t hsum4_f32(v128_t a, v128_t b, v128_t c, v128_t d) noexcept {
   return wasm_f32x4_add(wasm_i64x2_shuffle(ab, cd, 0, 2), wasm_i64x2_shuffle(ab, cd, 1, 3));
 }
 
-// fp16 bits in the upper half of each 32-bit lane (lower half zero) -> f32, exactly edgelm::fp16_to_f32
-// (subnormals, signed zeros, inf and NaN payloads included): the arithmetic shift puts sign, exponent
-// and mantissa at their f32 places with the fp16 bias, the multiply by 2^112 rebiases (and normalizes
-// subnormals exactly), and an all-ones fp16 exponent is forced to f32's.
+// fp16 scales, each in the upper half of a 32-bit lane (lower half zero).
+//  - rebias_free: the arithmetic shift puts sign, exponent and mantissa at their f32 places, which is
+//    the f32 d * 2^-112 for every finite fp16 d (subnormals included, exactly). Multiplied by
+//    d_x * 2^112 (exact: |d_x| < 2^16) it gives fl(d * d_x) with the reference's single rounding.
+//  - half_hi_to_f32: exactly edgelm::fp16_to_f32 (inf and NaN payloads included).
+inline v128_t rebias_free(v128_t u) noexcept {
+  return wasm_v128_and(wasm_i32x4_shr(u, 3), wasm_i32x4_const_splat(static_cast<std::int32_t>(0x8FFFE000u)));
+}
 inline v128_t half_hi_to_f32(v128_t u) noexcept {
-  const v128_t em = wasm_v128_and(wasm_i32x4_shr(u, 3), wasm_i32x4_const_splat(static_cast<std::int32_t>(0x8FFFE000u)));
-  const v128_t f = wasm_f32x4_mul(em, wasm_f32x4_const_splat(0x1p112f));
+  const v128_t f = wasm_f32x4_mul(rebias_free(u), wasm_f32x4_const_splat(0x1p112f));
   const v128_t special = wasm_i32x4_gt(wasm_v128_and(u, wasm_i32x4_const_splat(0x7FFFFFFF)), wasm_i32x4_const_splat(0x7BFFFFFF));
   return wasm_v128_or(f, wasm_v128_and(special, wasm_i32x4_const_splat(0x7F800000)));
 }
-
-// The fp16 scales of four blocks (any addresses) -> f32x4.
-inline v128_t load_scales(const std::uint16_t* d0, const std::uint16_t* d1, const std::uint16_t* d2, const std::uint16_t* d3) noexcept {
-  v128_t h = wasm_i32x4_const_splat(0);
-  h = wasm_v128_load16_lane(d0, h, 1);
-  h = wasm_v128_load16_lane(d1, h, 3);
-  h = wasm_v128_load16_lane(d2, h, 5);
-  h = wasm_v128_load16_lane(d3, h, 7);
-  return half_hi_to_f32(h);
+// Whether a scale among those collected as wasm_u32x4_max(seen, u << 1) was inf or NaN.
+inline bool any_special(v128_t seen) noexcept {
+  return wasm_v128_any_true(wasm_u32x4_ge(seen, wasm_i32x4_const_splat(static_cast<std::int32_t>(0xF8000000u))));
 }
 
-// ---- the weight formats: a block unpacked to four int16x8 (elements 0-7, 8-15, 16-23, 24-31) ----
+template <class B>
+inline v128_t gather_scales(const B& b0, const B& b1, const B& b2, const B& b3) noexcept {
+  v128_t h = wasm_i32x4_const_splat(0);
+  h = wasm_v128_load16_lane(&b0.d, h, 1);
+  h = wasm_v128_load16_lane(&b1.d, h, 3);
+  h = wasm_v128_load16_lane(&b2.d, h, 5);
+  h = wasm_v128_load16_lane(&b3.d, h, 7);
+  return h;
+}
 
-struct wq8 {
-  using block = block_q8_0;
-  static constexpr bool offset8 = false;  // values are the int8 quants themselves
-  static void unpack(const block_q8_0& b, v128_t& w0, v128_t& w1, v128_t& w2, v128_t& w3) noexcept {
-    w0 = wasm_i16x8_load8x8(b.qs);
-    w1 = wasm_i16x8_load8x8(b.qs + 8);
-    w2 = wasm_i16x8_load8x8(b.qs + 16);
-    w3 = wasm_i16x8_load8x8(b.qs + 24);
+// ---- weight formats ----
+// A policy names its block, how a q8_0 activation block is stored for it (xt, 32 per block), how a
+// weight block is unpacked (U) and the int32x4 partial sums of one block dot.
+
+// Activations widened to int16 (for i32x4.dot_i16x8_s).
+struct act_i16 {
+  using xt = std::int16_t;
+  static void store(const block_q8_0& b, std::int16_t* o) noexcept {
+    wasm_v128_store(o, wasm_i16x8_load8x8(b.qs));
+    wasm_v128_store(o + 8, wasm_i16x8_load8x8(b.qs + 8));
+    wasm_v128_store(o + 16, wasm_i16x8_load8x8(b.qs + 16));
+    wasm_v128_store(o + 24, wasm_i16x8_load8x8(b.qs + 24));
   }
 };
 
-struct wq4 {
-  using block = block_q4_0;
-  static constexpr bool offset8 = true;  // nibbles 0..15; the block sum gets -8 * sum(x) added
-  static void unpack(const block_q4_0& b, v128_t& w0, v128_t& w1, v128_t& w2, v128_t& w3) noexcept {
-    const v128_t lo = wasm_u16x8_load8x8(b.qs), hi = wasm_u16x8_load8x8(b.qs + 8);
-    const v128_t m = wasm_i16x8_const_splat(0x0F);
-    w0 = wasm_v128_and(lo, m);
-    w1 = wasm_v128_and(hi, m);
-    w2 = wasm_u16x8_shr(lo, 4);
-    w3 = wasm_u16x8_shr(hi, 4);
-  }
+struct u16x4 {
+  v128_t v[4];  // elements 0-7, 8-15, 16-23, 24-31 as int16
 };
 
-// int32x4 partial sums of one block dot (unpacked weights . widened activations at xp).
-inline v128_t madd4(v128_t w0, v128_t w1, v128_t w2, v128_t w3, const std::int16_t* xp) noexcept {
-  const v128_t m0 = wasm_i32x4_dot_i16x8(w0, wasm_v128_load(xp));
-  const v128_t m1 = wasm_i32x4_dot_i16x8(w1, wasm_v128_load(xp + 8));
-  const v128_t m2 = wasm_i32x4_dot_i16x8(w2, wasm_v128_load(xp + 16));
-  const v128_t m3 = wasm_i32x4_dot_i16x8(w3, wasm_v128_load(xp + 24));
+inline v128_t madd4(const u16x4& w, const std::int16_t* xp) noexcept {
+  const v128_t m0 = wasm_i32x4_dot_i16x8(w.v[0], wasm_v128_load(xp));
+  const v128_t m1 = wasm_i32x4_dot_i16x8(w.v[1], wasm_v128_load(xp + 8));
+  const v128_t m2 = wasm_i32x4_dot_i16x8(w.v[2], wasm_v128_load(xp + 16));
+  const v128_t m3 = wasm_i32x4_dot_i16x8(w.v[3], wasm_v128_load(xp + 24));
   return wasm_i32x4_add(wasm_i32x4_add(m0, m1), wasm_i32x4_add(m2, m3));
 }
 
-template <class W>
-inline v128_t block_dot(const typename W::block& b, const std::int16_t* xp) noexcept {
-  v128_t w0, w1, w2, w3;
-  W::unpack(b, w0, w1, w2, w3);
-  return madd4(w0, w1, w2, w3, xp);
-}
+struct wq8 : act_i16 {
+  using block = block_q8_0;
+  using U = u16x4;
+  static constexpr std::size_t tile_rows = 2;  // prefill register tile: 2 rows x 4 registers
+  static constexpr bool offset8 = false;  // the values are the int8 quants themselves
+  static U unpack(const block_q8_0& b) noexcept {
+    return {{wasm_i16x8_load8x8(b.qs), wasm_i16x8_load8x8(b.qs + 8), wasm_i16x8_load8x8(b.qs + 16), wasm_i16x8_load8x8(b.qs + 24)}};
+  }
+  static v128_t dot(const U& w, const std::int16_t* xp) noexcept { return madd4(w, xp); }
+};
 
-// Activations of T tokens, blocks [0, nb) of a chunk, laid out block-major: x16[(b * T + t) * 32 + e]
-// (int16), dx[b * T + t] = fp16(d) as f32, cx[b * T + t] = -8 * sum of the block's quants (q4_0 only).
-template <std::size_t T, bool Offset8>
-inline void prep_x(const block_q8_0* const* xs, std::size_t nb, std::int16_t* x16, float* dx, std::int32_t* cx) noexcept {
+struct wq4 : act_i16 {
+  using block = block_q4_0;
+  using U = u16x4;
+  static constexpr std::size_t tile_rows = 2;
+  static constexpr bool offset8 = true;  // nibbles 0..15; the block sum gets -8 * sum(x) added
+  static U unpack(const block_q4_0& b) noexcept {
+    const v128_t lo = wasm_u16x8_load8x8(b.qs), hi = wasm_u16x8_load8x8(b.qs + 8);
+    const v128_t m = wasm_i16x8_const_splat(0x0F);
+    return {{wasm_v128_and(lo, m), wasm_v128_and(hi, m), wasm_u16x8_shr(lo, 4), wasm_u16x8_shr(hi, 4)}};
+  }
+  static v128_t dot(const U& w, const std::int16_t* xp) noexcept { return madd4(w, xp); }
+};
+
+#if defined(EDGELM_WASM_RELAXED_DOT)
+// q4_0 with the relaxed int8 dot: activations stay int8, nibbles are the 7-bit operand.
+struct wq4_relaxed {
+  using block = block_q4_0;
+  using xt = std::int8_t;
+  struct U {
+    v128_t lo, hi;  // elements 0-15 and 16-31 as bytes 0..15
+  };
+  static constexpr bool offset8 = true;
+  static constexpr std::size_t tile_rows = 4;  // 2 registers per row (4 rows: 25% faster than 2)
+  static void store(const block_q8_0& b, std::int8_t* o) noexcept {
+    wasm_v128_store(o, wasm_v128_load(b.qs));
+    wasm_v128_store(o + 16, wasm_v128_load(b.qs + 16));
+  }
+  static U unpack(const block_q4_0& b) noexcept {
+    const v128_t q = wasm_v128_load(b.qs);
+    return {wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)), wasm_u8x16_shr(q, 4)};
+  }
+  static v128_t dot(const U& w, const std::int8_t* xp) noexcept {
+    // two i16 lanes of pair sums (|.| <= 2 * 128 * 15 each, 7680 for their sum), then pairwise to int32
+    const v128_t s = wasm_i16x8_add(EDGELM_WASM_RELAXED_DOT(wasm_v128_load(xp), w.lo), EDGELM_WASM_RELAXED_DOT(wasm_v128_load(xp + 16), w.hi));
+    return wasm_i32x4_extadd_pairwise_i16x8(s);
+  }
+};
+using wq4_fast = wq4_relaxed;
+#else
+using wq4_fast = wq4;
+#endif
+
+// Activations of T tokens, blocks [0, nb) of a chunk, block-major: xq[(b * T + t) * 32 ...] in the
+// policy's form, dx[b * T + t] = fp16(d) as f32 (times `dscale`), cx[b * T + t] = -8 * sum of the
+// block's quants (offset8 formats only).
+template <class W, std::size_t T>
+inline void prep_x(const block_q8_0* const* xs, std::size_t nb, typename W::xt* xq, float* dx, std::int32_t* cx, float dscale) noexcept {
   for (std::size_t b = 0; b < nb; ++b)
     for (std::size_t t = 0; t < T; ++t) {
       const block_q8_0& xb = xs[t][b];
-      const v128_t a0 = wasm_i16x8_load8x8(xb.qs), a1 = wasm_i16x8_load8x8(xb.qs + 8);
-      const v128_t a2 = wasm_i16x8_load8x8(xb.qs + 16), a3 = wasm_i16x8_load8x8(xb.qs + 24);
-      std::int16_t* o = x16 + (b * T + t) * 32;
-      wasm_v128_store(o, a0);
-      wasm_v128_store(o + 8, a1);
-      wasm_v128_store(o + 16, a2);
-      wasm_v128_store(o + 24, a3);
-      dx[b * T + t] = fp16_to_f32(xb.d);
-      if constexpr (Offset8) {
-        const v128_t s = wasm_i16x8_add(wasm_i16x8_add(a0, a1), wasm_i16x8_add(a2, a3));  // |.| <= 512
+      W::store(xb, xq + (b * T + t) * 32);
+      dx[b * T + t] = fp16_to_f32(xb.d) * dscale;
+      if constexpr (W::offset8) {
+        const v128_t s = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
+                                        wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
         const v128_t c = wasm_i32x4_dot_i16x8(s, wasm_i16x8_const_splat(-8));
         cx[b * T + t] = wasm_i32x4_extract_lane(c, 0) + wasm_i32x4_extract_lane(c, 1) + wasm_i32x4_extract_lane(c, 2) +
                         wasm_i32x4_extract_lane(c, 3);
@@ -182,26 +232,20 @@ inline void prep_x(const block_q8_0* const* xs, std::size_t nb, std::int16_t* x1
     }
 }
 
-// Decode, one row at a time: a single sequential stream through the weights (rows interleaved in one
-// pass defeat the hardware prefetchers: 2-4x less bandwidth seen). Four blocks per step share one
-// transpose-add and one scale vector; their four products are added to the running sum one by one in
-// block order (the reference's sequence). A last step of 1-3 blocks repeats its last block in the
-// unused lanes and adds only the valid ones.
-// Scales: dxs holds d_x * 2^112 (exact: |d_x| < 2^16), so fp16 d_w needs no rebias: its bits shifted into
-// place are d_w * 2^-112 as an f32 (exact, subnormals included) and one multiply gives fl(d_w * d_x),
-// the same value as the reference's. An inf/NaN d_w would be wrong that way: `special` collects the
-// scales (shifted left by one, dropping the sign) and the caller redoes such a row with Exact = true.
-// Blocks wp[0 .. m-1] (1 <= m <= 4) of one row (activations xp, dxs, cx at the same block); for m < 4 the
-// last block is repeated in the unused lanes. Addresses are formed as one base plus constants so that
-// they fold into the loads' offset immediates.
+// ---- decode ----
+
+// Blocks wp[0 .. m-1] (1 <= m <= 4) of one row (activations xp, dxs = d_x * 2^112 and cx at the same
+// block); for m < 4 the last block is repeated in the unused lanes and its lanes are not added.
+// Exact = false: scales by rebias_free, collecting them in `seen`; the caller redoes a row whose scales
+// hold an inf or NaN with Exact = true (the full conversion; the same values for finite scales).
 template <class W, bool Exact, bool Tail>
-inline float row1_step(const typename W::block* wp, const std::int16_t* xp, const float* dxs, const std::int32_t* cx, std::size_t m,
-                       float acc, v128_t& special) noexcept {
+inline float row1_step(const typename W::block* wp, const typename W::xt* xp, const float* dxs, const std::int32_t* cx, std::size_t m,
+                       float acc, v128_t& seen) noexcept {
   std::size_t jj[4];
   for (std::size_t j = 0; j < 4; ++j) jj[j] = !Tail || j < m ? j : m - 1;
   alignas(16) v128_t p[4];
   for (std::size_t j = 0; j < 4; ++j) {
-    p[j] = block_dot<W>(wp[jj[j]], xp + jj[j] * 32);
+    p[j] = W::dot(W::unpack(wp[jj[j]]), xp + jj[j] * 32);
     EDGELM_WASM_PIN(p);
   }
   v128_t s = hsum4_i32(p[0], p[1], p[2], p[3]);
@@ -214,17 +258,13 @@ inline float row1_step(const typename W::block* wp, const std::int16_t* xp, cons
     if constexpr (W::offset8) cxv = wasm_v128_load(cx);
   }
   if constexpr (W::offset8) s = wasm_i32x4_add(s, cxv);
-  v128_t h = wasm_i32x4_const_splat(0);
-  h = wasm_v128_load16_lane(&wp[jj[0]].d, h, 1);
-  h = wasm_v128_load16_lane(&wp[jj[1]].d, h, 3);
-  h = wasm_v128_load16_lane(&wp[jj[2]].d, h, 5);
-  h = wasm_v128_load16_lane(&wp[jj[3]].d, h, 7);
+  const v128_t h = gather_scales(wp[jj[0]], wp[jj[1]], wp[jj[2]], wp[jj[3]]);
   v128_t sc;
   if constexpr (Exact) {
     sc = wasm_f32x4_mul(half_hi_to_f32(h), wasm_f32x4_mul(dxv, wasm_f32x4_const_splat(0x1p-112f)));
   } else {
-    special = wasm_u32x4_max(special, wasm_i32x4_shl(h, 1));
-    sc = wasm_f32x4_mul(wasm_v128_and(wasm_i32x4_shr(h, 3), wasm_i32x4_const_splat(static_cast<std::int32_t>(0x8FFFE000u))), dxv);
+    seen = wasm_u32x4_max(seen, wasm_i32x4_shl(h, 1));
+    sc = wasm_f32x4_mul(rebias_free(h), dxv);
   }
   const v128_t v = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc);
   acc += wasm_f32x4_extract_lane(v, 0);
@@ -235,33 +275,56 @@ inline float row1_step(const typename W::block* wp, const std::int16_t* xp, cons
 }
 
 template <class W, bool Exact>
-inline float row1(const typename W::block* wr, const std::int16_t* x16, const float* dxs, const std::int32_t* cx, std::size_t nb, float acc,
-                  v128_t& special) noexcept {
-  v128_t sp = special;  // a local: `special` itself would be kept in memory across the pins
+inline float row1(const typename W::block* wr, const typename W::xt* xq, const float* dxs, const std::int32_t* cx, std::size_t nb, float acc,
+                  v128_t& seen) noexcept {
+  v128_t sn = seen;  // a local: `seen` itself would be kept in memory across the pins
   std::size_t b = 0;
-  for (; b + 4 <= nb; b += 4) acc = row1_step<W, Exact, false>(wr + b, x16 + b * 32, dxs + b, cx + b, 4, acc, sp);
-  if (b < nb) acc = row1_step<W, Exact, true>(wr + b, x16 + b * 32, dxs + b, cx + b, nb - b, acc, sp);
-  special = sp;
+  for (; b + 4 <= nb; b += 4) acc = row1_step<W, Exact, false>(wr + b, xq + b * 32, dxs + b, cx + b, 4, acc, sn);
+  if (b < nb) acc = row1_step<W, Exact, true>(wr + b, xq + b * 32, dxs + b, cx + b, nb - b, acc, sn);
+  seen = sn;
   return acc;
 }
 
-// Prefill: R rows (wr[i], f32 scales dw + i * kc_gemm) . 4G tokens; acc[i * G + g] holds the running
-// sums of row i, tokens 4g .. 4g+3. The unpacked weights stay in registers for all 4G tokens.
+// One token (yt = y + t * ldy, xt = x + t * ldx), rows [r0, r1), one row at a time: each row is then a
+// single sequential stream through the weights. (Neighbouring rows interleaved in one pass defeat the
+// hardware prefetchers, 2-3x less bandwidth; 2 or 4 rows far apart in one pass, sharing the activation
+// loads, measured 5-15% slower than this.)
+template <class W, class P>
+inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, std::uint32_t r0, std::uint32_t r1) noexcept {
+  const std::size_t nb = w.blocks_per_row();
+  alignas(16) typename W::xt xq[kc_decode * 32];
+  alignas(16) float dxs[kc_decode];
+  alignas(16) std::int32_t cx[kc_decode];
+  for (std::size_t c0 = 0; c0 < nb; c0 += kc_decode) {
+    const std::size_t nbc = nb - c0 < kc_decode ? nb - c0 : kc_decode;
+    const block_q8_0* xs[1] = {xt + c0};
+    prep_x<W, 1>(xs, nbc, xq, dxs, cx, 0x1p112f);
+    for (std::uint32_t r = r0; r < r1; ++r) {
+      const float a0 = c0 != 0 ? yt[r] : 0.0f;
+      v128_t seen = wasm_i32x4_const_splat(0);
+      float a = row1<W, false>(w.row(r) + c0, xq, dxs, cx, nbc, a0, seen);
+      if (any_special(seen)) a = row1<W, true>(w.row(r) + c0, xq, dxs, cx, nbc, a0, seen);
+      yt[r] = a;
+    }
+  }
+}
+
+// ---- prefill ----
+
+// R rows (wr[i], f32 scales dw + i * kc_gemm) . 4G tokens; acc[i * G + g] holds the running sums of
+// row i, tokens 4g .. 4g+3. The unpacked weights stay in registers for all 4G tokens.
 template <class W, std::size_t R, std::size_t G>
-inline void rows_tile(const typename W::block* const* wr, const float* dw, const std::int16_t* x16, const float* dx, const std::int32_t* cx,
+inline void rows_tile(const typename W::block* const* wr, const float* dw, const typename W::xt* xq, const float* dx, const std::int32_t* cx,
                       std::size_t nb, v128_t* acc) noexcept {
   constexpr std::size_t T = 4 * G;
   for (std::size_t b = 0; b < nb; ++b) {
-    v128_t w[R][4];
-    for (std::size_t i = 0; i < R; ++i) W::unpack(wr[i][b], w[i][0], w[i][1], w[i][2], w[i][3]);
+    typename W::U u[R];
+    for (std::size_t i = 0; i < R; ++i) u[i] = W::unpack(wr[i][b]);
     for (std::size_t g = 0; g < G; ++g) {
       alignas(16) v128_t p[R][4];
       for (std::size_t j = 0; j < 4; ++j) {
-        const std::int16_t* xp = x16 + (b * T + 4 * g + j) * 32;
-        const v128_t x0 = wasm_v128_load(xp), x1 = wasm_v128_load(xp + 8), x2 = wasm_v128_load(xp + 16), x3 = wasm_v128_load(xp + 24);
-        for (std::size_t i = 0; i < R; ++i)
-          p[i][j] = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_dot_i16x8(w[i][0], x0), wasm_i32x4_dot_i16x8(w[i][1], x1)),
-                                   wasm_i32x4_add(wasm_i32x4_dot_i16x8(w[i][2], x2), wasm_i32x4_dot_i16x8(w[i][3], x3)));
+        const typename W::xt* xp = xq + (b * T + 4 * g + j) * 32;
+        for (std::size_t i = 0; i < R; ++i) p[i][j] = W::dot(u[i], xp);  // (the activation loads are shared)
         EDGELM_WASM_PIN(p);
       }
       const v128_t dxv = wasm_v128_load(dx + b * T + 4 * g);
@@ -278,44 +341,21 @@ inline void rows_tile(const typename W::block* const* wr, const float* dw, const
 // The scales of blocks [0, nb) of one row as f32 (dw has room for nb rounded up to 4).
 template <class B>
 inline void row_scales(const B* wr, std::size_t nb, float* dw) noexcept {
+  const std::size_t last = nb - 1;
   for (std::size_t b = 0; b < nb; b += 4) {
-    const std::size_t last = nb - 1;
     const std::size_t b1 = b + 1 < last ? b + 1 : last, b2 = b + 2 < last ? b + 2 : last, b3 = b + 3 < last ? b + 3 : last;
-    wasm_v128_store(dw + b, load_scales(&wr[b].d, &wr[b1].d, &wr[b2].d, &wr[b3].d));
-  }
-}
-
-// One token (yt = y + t * ldy, xt = x + t * ldx), rows [r0, r1).
-template <class W, class P>
-inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, std::uint32_t r0, std::uint32_t r1) noexcept {
-  const std::size_t nb = w.blocks_per_row();
-  alignas(16) std::int16_t x16[kc_decode * 32];
-  alignas(16) float dxs[kc_decode];
-  alignas(16) std::int32_t cx[kc_decode];
-  for (std::size_t c0 = 0; c0 < nb; c0 += kc_decode) {
-    const std::size_t nbc = nb - c0 < kc_decode ? nb - c0 : kc_decode;
-    const block_q8_0* xs[1] = {xt + c0};
-    prep_x<1, W::offset8>(xs, nbc, x16, dxs, cx);
-    for (std::size_t b = 0; b < nbc; ++b) dxs[b] *= 0x1p112f;
-    for (std::uint32_t r = r0; r < r1; ++r) {
-      const float a0 = c0 != 0 ? yt[r] : 0.0f;
-      v128_t special = wasm_i32x4_const_splat(0);
-      float a = row1<W, false>(w.row(r) + c0, x16, dxs, cx, nbc, a0, special);
-      if (wasm_v128_any_true(wasm_u32x4_ge(special, wasm_i32x4_const_splat(static_cast<std::int32_t>(0xF8000000u)))))
-        a = row1<W, true>(w.row(r) + c0, x16, dxs, cx, nbc, a0, special);
-      yt[r] = a;
-    }
+    wasm_v128_store(dw + b, half_hi_to_f32(gather_scales(wr[b], wr[b1], wr[b2], wr[b3])));
   }
 }
 
 // Tokens [t0, t0 + 4G) (indices past n - 1 repeat token n - 1 and are not stored), rows [r0, r1) in
-// pairs (an odd last row is paired with itself).
+// groups of W::tile_rows (the last group repeats row r1 - 1; nothing extra is stored).
 template <class W, std::size_t G, class P>
 inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::size_t t0,
                         std::uint32_t r0, std::uint32_t r1) noexcept {
-  constexpr std::size_t T = 4 * G, R = 2;
+  constexpr std::size_t T = 4 * G, R = W::tile_rows;
   const std::size_t nb = w.blocks_per_row();
-  alignas(16) std::int16_t x16[kc_gemm * T * 32];
+  alignas(16) typename W::xt xq[kc_gemm * T * 32];
   alignas(16) float dx[kc_gemm * T];
   alignas(16) std::int32_t cx[kc_gemm * T];
   alignas(16) float dw[R * kc_gemm];
@@ -324,10 +364,11 @@ inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const blo
     const std::size_t nbc = nb - c0 < kc_gemm ? nb - c0 : kc_gemm;
     const block_q8_0* xs[T];
     for (std::size_t t = 0; t < T; ++t) xs[t] = x + (t < valid ? t0 + t : n - 1) * ldx + c0;
-    prep_x<T, W::offset8>(xs, nbc, x16, dx, cx);
+    prep_x<W, T>(xs, nbc, xq, dx, cx, 1.0f);
     for (std::uint32_t r = r0; r < r1; r += R) {
-      const std::uint32_t ri[R] = {r, r + 1 < r1 ? r + 1 : r};
-      const std::size_t nr = r + 1 < r1 ? 2 : 1;
+      std::uint32_t ri[R];
+      for (std::size_t i = 0; i < R; ++i) ri[i] = r + i < r1 ? r + static_cast<std::uint32_t>(i) : r1 - 1;
+      const std::size_t nr = r1 - r < R ? r1 - r : R;
       const typename W::block* wr[R];
       for (std::size_t i = 0; i < R; ++i) {
         wr[i] = w.row(ri[i]) + c0;
@@ -342,7 +383,7 @@ inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const blo
               if (4 * g + k < valid) a[k] = y[(t0 + 4 * g + k) * ldy + ri[i]];
           acc[i * G + g] = wasm_v128_load(a);
         }
-      rows_tile<W, R, G>(wr, dw, x16, dx, cx, nbc, acc);
+      rows_tile<W, R, G>(wr, dw, xq, dx, cx, nbc, acc);
       for (std::size_t i = 0; i < nr; ++i)
         for (std::size_t g = 0; g < G; ++g) {
           alignas(16) float a[4];
@@ -354,6 +395,8 @@ inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const blo
   }
 }
 
+// Tiles of 8 tokens (a tail of 6-7 padded to 8, of 2-4 to 4, 5 = 4 + 1); a single token goes to decode
+// (one padded slot costs about as much as the decode of one token).
 template <class W, class P>
 inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                      std::uint32_t r1) noexcept {
@@ -366,12 +409,12 @@ inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_
   std::size_t t = 0;
   while (t < n) {
     const std::size_t rem = n - t;
-    if (rem >= 5) {
+    if (rem >= 6) {
       matmul_tile<W, 2>(y, ldy, w, x, ldx, n, t, r0, r1);
       t += rem < 8 ? rem : 8;
     } else if (rem >= 2) {
       matmul_tile<W, 1>(y, ldy, w, x, ldx, n, t, r0, r1);
-      t += rem;
+      t += rem < 4 ? rem : 4;
     } else {
       matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
       t += 1;
@@ -381,7 +424,7 @@ inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_
 
 // ---- f32 ----
 
-// Rows w[0..3] . tokens x[0..NT-1] over k elements; out[j][i] = row i . token j.
+// Rows w[0..3] . tokens x[0..NT-1] over k elements; out[j] lane i = row i . token j.
 template <std::size_t NT>
 inline void f32_rows4(const float* const* w, const float* const* x, std::size_t k, v128_t* out) noexcept {
   v128_t a[NT][4];
@@ -409,6 +452,7 @@ inline void f32_rows4(const float* const* w, const float* const* x, std::size_t 
   }
 }
 
+// Two tokens x four rows per pass (the last pass may repeat a token or a row; nothing extra is stored).
 inline void matmul_f32(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                        std::uint32_t r1) noexcept {
   if (r0 >= r1) return;
@@ -450,7 +494,7 @@ inline bool matmul(float* y, std::size_t ldy, const matrix<q8_0>& w, const block
 }
 inline bool matmul(float* y, std::size_t ldy, const matrix<q4_0>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                    std::uint32_t r1) noexcept {
-  detail::matmul_q<detail::wq4>(y, ldy, w, x, ldx, n, r0, r1);
+  detail::matmul_q<detail::wq4_fast>(y, ldy, w, x, ldx, n, r0, r1);
   return true;
 }
 
@@ -461,6 +505,7 @@ inline bool matmul(float*, std::size_t, const matrix<f32>&, const float*, std::s
 inline bool matmul(float*, std::size_t, const matrix<q8_0>&, const block_q8_0*, std::size_t, std::size_t, std::uint32_t, std::uint32_t) noexcept { return false; }
 inline bool matmul(float*, std::size_t, const matrix<q4_0>&, const block_q8_0*, std::size_t, std::size_t, std::uint32_t, std::uint32_t) noexcept { return false; }
 
+#undef EDGELM_WASM_PIN
 #endif
 
 }  // namespace edgelm::backends::wasm
