@@ -2,7 +2,10 @@
 // (so a model whose tensors are used in place costs page cache, not heap), read into memory elsewhere
 // (Emscripten).
 #pragma once
+#include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <utility>
@@ -65,27 +68,40 @@ class file_storage {
     ::close(fd);
     return fs;
 #else
+    // No mmap (WebAssembly, non-POSIX): find the size, allocate it once on the heap (never the stack:
+    // wasm has no guard page) and read straight into it, so the peak is the file size, not twice it.
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) return make_error(errc::io_error, "cannot open file", error::no_offset, path);
-    std::vector<std::byte> buf;
-    std::byte chunk[1 << 16];
-    for (;;) {
-      std::size_t n = std::fread(chunk, 1, sizeof chunk, f);
-      buf.insert(buf.end(), chunk, chunk + n);
-      if (n < sizeof chunk) break;
+    long end = -1;
+    if (std::fseek(f, 0, SEEK_END) == 0) end = std::ftell(f);
+    if (end < 0 || std::fseek(f, 0, SEEK_SET) != 0) {
+      std::fclose(f);
+      return make_error(errc::io_error, "cannot determine the file size", error::no_offset, path);
     }
-    bool bad = std::ferror(f) != 0;
+    const std::size_t size = static_cast<std::size_t>(end);
+    std::unique_ptr<std::byte[]> buf(size ? new (std::nothrow) std::byte[size] : nullptr);
+    if (size && !buf) {
+      std::fclose(f);
+      return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(size) + " bytes for the file", error::no_offset, path);
+    }
+    std::size_t got = 0;
+    while (got < size) {
+      const std::size_t n = std::fread(buf.get() + got, 1, std::min<std::size_t>(size - got, std::size_t{1} << 24), f);
+      if (n == 0) break;
+      got += n;
+    }
+    const bool bad = std::ferror(f) != 0 || got != size;
     std::fclose(f);
     if (bad) return make_error(errc::io_error, "read error", error::no_offset, path);
     fs.data_ = std::move(buf);
-    fs.size_ = fs.data_.size();
+    fs.size_ = size;
     return fs;
 #endif
   }
 
   std::span<const std::byte> bytes() const noexcept {
     if (mapped_) return {static_cast<const std::byte*>(map_), size_};
-    return {data_.data(), data_.size()};
+    return {data_.get(), size_};
   }
   bool is_mapped() const noexcept { return mapped_; }
 
@@ -97,11 +113,11 @@ class file_storage {
     map_ = nullptr;
     mapped_ = false;
     size_ = 0;
-    data_.clear();
+    data_.reset();
   }
   void* map_ = nullptr;
   std::size_t size_ = 0;
-  std::vector<std::byte> data_;
+  std::unique_ptr<std::byte[]> data_;  // the file's bytes when not mapped
   bool mapped_ = false;
 };
 
