@@ -131,6 +131,10 @@ struct basic_kernels {
     }
   }
 
+  // Activations of a quantized product: n floats -> q8_0 blocks (the last zero-padded), exactly
+  // q8_0::quantize_row (a backend may vectorise it, but must produce the same bytes).
+  static void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept { q8_0::quantize_row(x, y, n); }
+
   // f32 query . fp16 key (an f16 KV cache), summed left to right.
   static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
     float s = 0.0f;

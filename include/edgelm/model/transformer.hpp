@@ -305,7 +305,8 @@ class transformer {
       return xin;
     } else {
       const std::size_t stride = act_stride(cols);
-      for (std::uint32_t t = 0; t < n; ++t) P::activation::quantize_row(xin + t * cols, s.xq.data() + t * stride, cols);
+      static_assert(std::is_same_v<act_block, block_q8_0>, "quantized precisions take q8_0 activations");
+      for (std::uint32_t t = 0; t < n; ++t) K::quantize_q8_0(xin + t * cols, s.xq.data() + t * stride, cols);
       return s.xq.data();
     }
   }
