@@ -2,6 +2,12 @@
 // Output of `run` matches llama2.c's run.c byte for byte (prompt + generation on stdout, status on stderr);
 // `perplexity` prints what llama.cpp's llama-perplexity prints for the same file and text.
 #include <edgelm/backends/highway.hpp>
+#if defined(EDGELM_HAVE_XSIMD)
+#include <edgelm/backends/xsimd.hpp>
+#define EDGELM_CLI_KERNELS "scalar|highway|xsimd"
+#else
+#define EDGELM_CLI_KERNELS "scalar|highway"
+#endif
 #include <edgelm/core/thread_pool.hpp>
 #include <edgelm/edgelm.hpp>
 #include <edgelm/perplexity.hpp>
@@ -69,7 +75,7 @@ std::string usage_text(const std::string& cmd) {
   if (cmd == "run")
     return std::string("usage: edgelm run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n MAX_NEW_TOKENS] [--temp T] [--top-k K]\n"
            "                  [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--context N]\n"
-           "                  [--kernels scalar|highway] [--precision P] [--print-ids] [--stats] [--verbose]\n"
+           "                  [--kernels " EDGELM_CLI_KERNELS "] [--precision P] [--print-ids] [--stats] [--verbose]\n"
            "Prints the prompt followed by the generated text (as llama2.c's run.c). MODEL is a .gguf (tokenizer\n"
            "inside) or a llama2.c .bin (then -z names its tokenizer.bin). Without -p generation starts from BOS.\n"
            "Defaults: -n 256, --temp 1.0, top-k/top-p/min-p off, --repeat-penalty 1.0, --seed from the clock.\n"
@@ -79,20 +85,20 @@ std::string usage_text(const std::string& cmd) {
            engine_help + precision_help;
   if (cmd == "chat")
     return std::string("usage: edgelm chat -m MODEL [-z TOKENIZER] [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run]\n"
-           "                   [--kernels scalar|highway] [--precision P]\n"
+           "                   [--kernels " EDGELM_CLI_KERNELS "] [--precision P]\n"
            "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n") + engine_help + precision_help;
   if (cmd == "tokenize")
     return "usage: edgelm tokenize (-m MODEL | -z TOKENIZER) -p TEXT\n"
            "Prints the token ids (BOS first), space-separated. -z alone loads just a tokenizer file (llama2.c\n"
            "tokenizer.bin or the vocabulary embedded in a GGUF).\n";
   if (cmd == "logits")
-    return std::string("usage: edgelm logits -m MODEL [-z TOKENIZER] --ids \"1 403 407 261\" [--kernels scalar|highway] [--precision P]\n"
+    return std::string("usage: edgelm logits -m MODEL [-z TOKENIZER] --ids \"1 403 407 261\" [--kernels " EDGELM_CLI_KERNELS "] [--precision P]\n"
            "Prints one line per position: all vocabulary logits, space-separated, %.9g (the ids run as one batch,\n"
            "or --batch N at a time).\n") + engine_help + precision_help;
   if (cmd == "inspect") return "usage: edgelm inspect -m MODEL [-z TOKENIZER]\nPrints the config, the tensor table and a tokenizer summary.\n";
   if (cmd == "bench")
     return std::string("usage: edgelm bench -m MODEL [-z TOKENIZER] [-p PP] [-n TG] [-t T1,T2,...] [-r REPS] [--json]\n"
-           "                    [--kernels scalar|highway] [--precision P] [--batch N] [--kv-type f32|f16]\n"
+           "                    [--kernels " EDGELM_CLI_KERNELS "] [--precision P] [--batch N] [--kv-type f32|f16]\n"
            "Measures as llama-bench does: prefill of PP prompt tokens (default 128, in batches of --batch) and TG\n"
            "decode steps of one token (default 64), each the mean over REPS runs (default 3) after one warm-up, for\n"
            "each thread count. --json prints one line per thread count:\n"
@@ -100,7 +106,7 @@ std::string usage_text(const std::string& cmd) {
            precision_help;
   if (cmd == "perplexity")
     return std::string("usage: edgelm perplexity -m MODEL [-z TOKENIZER] -f TEXT_FILE [--ctx N] [--chunks N]\n"
-           "                         [--kernels scalar|highway] [--precision P]\n"
+           "                         [--kernels " EDGELM_CLI_KERNELS "] [--precision P]\n"
            "Perplexity of the model on a text, computed as llama.cpp's llama-perplexity: the whole text is tokenized\n"
            "once (BOS first), cut into chunks of N tokens (default 512; at least 2*N tokens are needed), the first\n"
            "token of each chunk replaced by BOS, and the second half of every chunk scored. Prints the running\n"
@@ -178,7 +184,12 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (a == "--kernels") {
       if (!val(v)) return a + " needs a value";
       o.kernels = v;
-      if (o.kernels != "scalar" && o.kernels != "highway") return "--kernels must be scalar or highway";
+      if (o.kernels != "scalar" && o.kernels != "highway"
+#if defined(EDGELM_HAVE_XSIMD)
+          && o.kernels != "xsimd"
+#endif
+      )
+        return "--kernels must be one of " EDGELM_CLI_KERNELS " (this build)";
     }
     else if (a == "--precision") {
       if (!val(v)) return a + " needs a value";
@@ -708,6 +719,9 @@ int dispatch(const options& o) {
 template <class P>
 int dispatch_kernels(const options& o) {
   if (o.kernels == "scalar") return dispatch<P, edgelm::kernels::scalar>(o);
+#if defined(EDGELM_HAVE_XSIMD)
+  if (o.kernels == "xsimd") return dispatch<P, edgelm::backends::xsimd::kernels>(o);
+#endif
   return dispatch<P, edgelm::backends::highway::kernels>(o);
 }
 

@@ -110,6 +110,8 @@ cases=(
   "empty_prompt|"
 )
 kernel_variants=("" scalar highway)
+# the xsimd backend, in builds that have it (native with edgelm::xsimd): its usage text lists it
+if "${CMD[@]}" run --help 2>/dev/null | grep -q "xsimd"; then kernel_variants+=(xsimd); fi
 for entry in "${cases[@]}"; do
   case_name=${entry%%|*}
   prompt=${entry#*|}

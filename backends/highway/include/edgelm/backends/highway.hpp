@@ -70,17 +70,19 @@ HWY_INLINE void dot4_lanes(D d, const float* const* w, const float* HWY_RESTRICT
   out[3] += hn::GetLane(hn::SumOfLanes(d, s3));
 }
 
+// Rows in groups of four; a last group of fewer rows repeats its last row, so every row is summed by the
+// same code wherever it falls (matmul's contract: a value never depends on the row range).
 inline void matvec_f32(float* out, const float* w, std::size_t rows, std::size_t cols, const float* x) {
-  std::size_t r = 0;
-  for (; r + 4 <= rows; r += 4) {
-    const float* rw[4] = {w + r * cols, w + (r + 1) * cols, w + (r + 2) * cols, w + (r + 3) * cols};
+  for (std::size_t r = 0; r < rows; r += 4) {
+    const std::size_t m = rows - r < 4 ? rows - r : 4;
+    const float* rw[4];
+    for (std::size_t k = 0; k < 4; ++k) rw[k] = w + (r + (k < m ? k : m - 1)) * cols;
     float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
     std::size_t i = 0;
     dot4_lanes(hn::ScalableTag<float>(), rw, x, cols, i, acc);
     dot4_lanes(hn::CappedTag<float, 1>(), rw, x, cols, i, acc);
-    for (int k = 0; k < 4; ++k) out[r + k] = acc[k];
+    for (std::size_t k = 0; k < m; ++k) out[r + k] = acc[k];
   }
-  for (; r < rows; ++r) out[r] = dot(w + r * cols, x, cols);
 }
 
 inline float dot(const float* a, const float* b, std::size_t n) {

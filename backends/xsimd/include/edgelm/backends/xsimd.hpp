@@ -128,13 +128,14 @@ constexpr std::size_t W = fbatch::size;  // float lanes
 // Tile shapes (rows x tokens per pass). Decode (n = 1) is memory bound: many rows share each x load.
 // Prefill: several tokens share each weight load; the row block stays in L1 while all tokens pass.
 // AVX2 has 16 vector registers (4 x 3 f32 accumulators; 2 x 3 quantized, whose widened activations take
-// two registers per token), AVX-512 32. Chosen by measurement on SmolLM2-135M-shaped layers.
+// two registers per token), AVX-512 32 (6 x 4 f32, 6 x 3 quantized). Chosen by measurement on
+// SmolLM2-135M-shaped layers (an AMD EPYC and an Intel Xeon).
 constexpr int f32_decode_rows = 8;
-constexpr int f32_prefill_rows = W >= 16 ? 8 : 4;
-constexpr int f32_prefill_tokens = 3;
-constexpr int q_decode_rows = 8;
-constexpr int q_prefill_rows = W >= 16 ? 4 : 2;
-constexpr int q_prefill_tokens = W >= 16 ? 4 : 3;
+constexpr int f32_prefill_rows = W >= 16 ? 6 : 4;
+constexpr int f32_prefill_tokens = W >= 16 ? 4 : 3;
+constexpr int q_decode_rows = W >= 16 ? 16 : 8;
+constexpr int q_prefill_rows = W >= 16 ? 6 : 2;
+constexpr int q_prefill_tokens = 3;
 
 // W floats from p[0 .. m) (m < W), zero past m.
 inline fbatch load_partial(const float* p, std::size_t m) noexcept {
@@ -220,11 +221,13 @@ inline float dot(const float* a, const float* b, std::size_t n) noexcept {
   return ::xsimd::hadd(s0 + s1);
 }
 
-// Software prefetch of Bytes bytes at p (the caller's linear position one tile ahead). A tile reads its R
+// Software prefetch of Bytes bytes at p: the quantized tiles call it once per block with the position,
+// one tile ahead, of a linear walk over the next tile's rows (contiguous in memory). A tile reads its R
 // rows side by side, R streams a few hundred bytes apart in the same pages (a q8_0 row of 576 is 612
-// bytes), which the hardware prefetchers do not follow: without this a 4-row q8_0 decode tile streams
-// from DRAM at ~7 GB/s instead of ~27 GB/s (one row at a time). Reading the next tile's rows linearly
-// ahead restores that. Prefetches never fault, so running past the matrix's end is harmless.
+// bytes), which the hardware prefetchers do not follow: without this a 2- to 8-row q8_0 decode tile
+// streams from DRAM at 4-8 GB/s instead of ~27 GB/s (measured on an AMD EPYC, 160 MB of weights).
+// The f32 tiles do without (rows of 2 KB and more stream well; prefetching measured slower).
+// Prefetches never fault, so running past the matrix's end is harmless; they do not change any result.
 template <std::size_t Bytes>
 inline void prefetch_ahead(const void* p) noexcept {
 #if defined(__GNUC__)
@@ -394,20 +397,19 @@ inline void q_tile(float* y, std::size_t ldy, const WB* w, std::size_t ldw, cons
   for (std::size_t b = 0; b < nb; ++b) {
     if (prefetch) prefetch_ahead<R * sizeof(WB)>(w + R * ldw + R * b);
     block16 xv[T];
-    float dx[T];
+    fbatch dx[T];  // scales broadcast once per token and once per row; d_w * d_x is one vector multiply
     EDGELM_XSIMD_UNROLL
     for (int t = 0; t < T; ++t) {
       xv[t] = load_block(x[t * ldx + b]);
-      dx[t] = half_to_float(x[t * ldx + b].d);
+      dx[t] = fbatch(half_to_float(x[t * ldx + b].d));
     }
     EDGELM_XSIMD_UNROLL
     for (int r = 0; r < R; ++r) {
       const WB& wb = w[r * ldw + b];
       const block16 wv = load_block(wb);
-      const float dw = half_to_float(wb.d);
+      const fbatch dw(half_to_float(wb.d));
       EDGELM_XSIMD_UNROLL
-      for (int t = 0; t < T; ++t)
-        acc[r * T + t] = ::xsimd::fma(::xsimd::to_float(block_dot(wv, xv[t])), fbatch(dw * dx[t]), acc[r * T + t]);
+      for (int t = 0; t < T; ++t) acc[r * T + t] = ::xsimd::fma(::xsimd::to_float(block_dot(wv, xv[t])), dw * dx[t], acc[r * T + t]);
     }
   }
   float s[R * T];
@@ -441,12 +443,13 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   static const char* target() noexcept { return detail::arch::name(); }
 
   using basic_kernels<kernels>::matmul;
-  // f32: decode 8 rows per x load; prefill tiles of rows x 3 tokens.
+  // f32: decode 8 rows per x load; prefill register tiles of 4 rows x 3 tokens (AVX-512: 6 x 4).
   static void matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                      std::uint32_t r1) noexcept {
     detail::matmul_f32(y, ldy, w, x, ldx, n, r0, r1);
   }
-  // Quantized weights x q8_0 activations.
+  // Quantized weights x q8_0 activations: decode 8 rows per x block (AVX-512: 16), prefill tiles of
+  // 2 rows x 3 tokens (AVX-512: 6 x 3).
   template <class P>
     requires(std::is_same_v<P, q8_0> || std::is_same_v<P, q4_0>)
   static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
