@@ -16,7 +16,9 @@
 #       {"model":..,"threads":1,"pp":128,"pp_tok_s":..,"tg":64,"tg_tok_s":..,"load_ms":..,"peak_rss_mb":..,
 #        "kernels":"..","precision":".."}
 # Ratios are edgelm / llama.cpp (above 1 = edgelm faster). The memory column is edgelm's peak RSS against the file
-# size plus the KV cache of KV_CTX positions at KV_BYTES per element (2 x layers x KV_CTX x kv_heads x head_dim).
+# size plus edgelm's reported "state_mb" (KV cache + activations) when its JSON has one, else plus an estimated KV
+# cache of KV_CTX positions at KV_BYTES per element (2 x layers x KV_CTX x kv_heads x head_dim). Extra JSON fields
+# ("kv_type", "batch", ...) are allowed; "kv_type" is shown beside kernels/precision.
 # A failing tool gives "n/a" in its cells (its stderr is kept in OUT_DIR); the run goes on.
 #
 # Environment (defaults in brackets):
@@ -32,7 +34,8 @@
 #   NICE        niceness of the measured processes [0]; builds/model generation always run under nice -n 10
 #   KEEP_F32    keep the f32 GGUFs the Q4_0 files are quantized from [1]
 #   PY          python for parsing (stdlib only) [python3];  GGUF_PY python with numpy for make_gguf.py [/usr/bin/python3]
-#   WASM        1: run tools/bench_wasm.sh afterwards with the same environment [0]
+#   WASM        1: afterwards run tools/bench_wasm.sh (edgelm's wasm CLI under node vs wllama 2.3.7 in headless
+#               Chromium, on its own defaults: smollm2-135m q4_0 + q8_0, WASM_THREADS) with the same PEERS_DIR [0]
 #
 # Default files, generated when absent (random weights in real models' shapes, Llama-2 32k vocabulary):
 #   smollm2-135m-q4_0.gguf smollm2-135m-q8_0.gguf stories110m-q4_0.gguf stories110m-q8_0.gguf
@@ -134,11 +137,11 @@ for f in "${models[@]}"; do
     ej=$OUT_DIR/$b.t$t.edgelm.json
     log "$b, $t thread(s): llama-bench"
     nice -n "$NICE" "$LLAMA_BIN/llama-bench" -m "$f" -p "$PP" -n "$TG" -t "$t" -r "$REPS" -o json \
-      >"$lj" 2>"$lj.stderr" || log "llama-bench failed on $b -t $t (see $lj.stderr)"
+      >"$lj" 2>"$lj.stderr" || log "llama-bench failed on $b -t $t: $(tail -n1 "$lj.stderr" | cut -c1-200)"
     if ((have_edgelm)); then
       log "$b, $t thread(s): edgelm bench"
       nice -n "$NICE" "$EDGELM" bench -m "$f" -p "$PP" -n "$TG" -t "$t" -r "$REPS" --json \
-        >"$ej" 2>"$ej.stderr" || log "edgelm bench failed on $b -t $t (see $ej.stderr)"
+        >"$ej" 2>"$ej.stderr" || log "edgelm bench failed on $b -t $t: $(tail -n1 "$ej.stderr" | cut -c1-200)"
     else
       : >"$ej"
     fi
@@ -180,7 +183,7 @@ def gguf_meta(path):
 
 def kv_mb(path):
     try:
-        m = gguf_meta(path); a = m['general.architecture']
+        m = gguf_meta(path); a = m['general.architecture']  # KeyError/OSError -> None
         L, D, H = m[a + '.block_count'], m[a + '.embedding_length'], m[a + '.attention.head_count']
         KVH = m.get(a + '.attention.head_count_kv', H)
         hd = m.get(a + '.attention.key_length', D // H)
@@ -221,19 +224,22 @@ f1 = lambda x: 'n/a' if x is None else '%.1f' % x
 ratio = lambda e, l: 'n/a' if e is None or not l else '%.2fx' % (e / l)
 
 print('| file | threads | llama.cpp pp%d | edgelm pp%d | ratio | llama.cpp tg%d | edgelm tg%d | ratio '
-      '| edgelm peak RSS vs file + KV(%d) | edgelm kernels / precision |' % (PP, PP, TG, TG, KV_CTX))
+      '| edgelm peak RSS vs file + state (or KV(%d) est.) | edgelm kernels / precision |' % (PP, PP, TG, TG, KV_CTX))
 print('|---|---:|---:|---:|---:|---:|---:|---:|---|---|')
 for line in open(rec):
     f, t, lj, ej = line.rstrip('\n').split('\t')
     lpp, ltg = llama(lj)
     e = edgelm(ej, t)
     epp, etg, rss = num(e.get('pp_tok_s')), num(e.get('tg_tok_s')), num(e.get('peak_rss_mb'))
-    fmb = os.path.getsize(f) / 1e6; kv = kv_mb(f)
-    if rss is None: mem = 'n/a'
+    fmb = os.path.getsize(f) / 1e6 if os.path.exists(f) else None
+    state = num(e.get('state_mb'))  # edgelm's own KV + activations figure, when it reports one
+    kv, what = (state, 'state') if state is not None else (kv_mb(f), 'KV est.')
+    if rss is None or fmb is None: mem = 'n/a'
     else:
         ref = fmb + (kv or 0)
-        mem = '%.1f MB / (%.1f + %s MB) = %.2fx' % (rss, fmb, f1(kv), rss / ref)
+        mem = '%.1f MB / (%.1f + %s %s MB) = %.2fx' % (rss, fmb, f1(kv), what, rss / ref)
     kp = '%s / %s' % (e.get('kernels', 'n/a'), e.get('precision', 'n/a')) if e else 'n/a'
+    if e.get('kv_type'): kp += ', kv %s' % e['kv_type']
     if e and str(e.get('threads')) != t: kp += ' (reported threads=%s)' % e.get('threads')
     print('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' % (
         os.path.basename(f), t, f1(lpp), f1(epp), ratio(epp, lpp), f1(ltg), f1(etg), ratio(etg, ltg), mem, kp))

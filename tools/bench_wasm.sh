@@ -21,7 +21,8 @@
 #   PEERS_DIR     peers folder [$repo/../peers]; if its llama.cpp tools or the default models are missing,
 #                 tools/bench_compare.sh --prepare builds/generates them (see that script)
 #   SHARED        shared folder [$EDGELM_SHARED_DIR or $repo/../shared]
-#   EDGELM_WASM   edgelm's node build [$repo/build/wasm/edgelm.js]; this script builds nothing of edgelm
+#   EDGELM_WASM   edgelm's node build [$repo/build/wasm/edgelm.js]; this script builds nothing of edgelm. A build
+#                 without threads refuses -t 2 (its cells read n/a): point EDGELM_WASM at a pthreads build for T > 1
 #   WASM_THREADS  ["1 2"];  PP [128];  TG [64];  REPS [3];  PORT [8765 if free, else any free port]
 #   WLLAMA_TIMEOUT seconds for one drive.mjs call (REPS pages) [1200]
 #   OUT_DIR       raw outputs + table.md [$PEERS_DIR/results/wasm-<UTC time>]
@@ -144,7 +145,7 @@ for f in "${models[@]}"; do
     if ((have_edgelm)); then
       log "$b, $t thread(s): edgelm wasm under node"
       node --no-experimental-fetch "$EDGELM_WASM" bench -m "$f" -p "$PP" -n "$TG" -t "$t" -r "$REPS" --json \
-        >"$ej" 2>"$ej.stderr" || log "edgelm wasm bench failed on $b -t $t (see $ej.stderr)"
+        >"$ej" 2>"$ej.stderr" || log "edgelm wasm bench failed on $b -t $t: $(tail -n1 "$ej.stderr" | cut -c1-200)"
     else
       : >"$ej"
     fi
