@@ -7,7 +7,7 @@
 #   PEERS=/somewhere CTX=128 CHUNKS=200 tools/compare_llamacpp.sh
 #
 # Peers (never committed, never vendored): npm node-llama-cpp@3.21.1, installed with `npm i -E` into
-# $PEERS (default: ../peers beside the repository). Its package carries llama.cpp's source as a git
+# $PEERS (default: ../peers/compare beside the repository). Its package carries llama.cpp's source as a git
 # bundle (llama/gitRelease.bundle); it is cloned to $PEERS/llama.cpp and llama-quantize, llama-perplexity,
 # llama-completion and llama-tokenize are built into $PEERS/llama.cpp/build (AVX2, no AMX: executing AMX
 # instructions dies with SIGILL on this machine). An existing clone or build there is reused. Greedy
@@ -34,7 +34,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PEERS=${PEERS:-$repo/../peers}
+PEERS=${PEERS:-$repo/../peers/compare}   # not ../peers itself: shared/bench/peers.sh lays that out differently
 mkdir -p "$PEERS"
 PEERS=$(cd "$PEERS" && pwd)
 SHARED=${EDGELM_SHARED_DIR:-$repo/../shared}
