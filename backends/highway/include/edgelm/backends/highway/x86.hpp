@@ -1,45 +1,56 @@
 // edgelm/backends/highway/x86.hpp - x86-64 matrix products chosen at run time from the CPU
-// (__builtin_cpu_supports / cpuid): AVX-512 VNNI, AVX-VNNI, AVX2. Each ISA's code is compiled with a
-// target attribute, so no -m flags are needed and one binary runs everywhere; never AMX.
+// (__builtin_cpu_supports / cpuid): AVX-512 VNNI (with or without VBMI) and AVX2 + FMA + F16C. Each
+// ISA's code is compiled with a target attribute, so no -m flags are needed and one binary runs
+// everywhere; never AMX. No global mutable state (the CPU is probed once into a function-local
+// static const), no allocation (stack buffers of at most ~36 KB), no exceptions.
 //
 // Results (the contract of kernels::basic_kernels::matmul: y[t, r] depends only on W.row(r) and x_t).
 //  - q8_0 / q4_0 weights x q8_0 activations: every y[t, r] is computed exactly as the scalar reference
 //    writes it: the int32 dot of each 32-element block is exact (integer arithmetic, grouped in any
 //    order), and the float steps are the reference's, s = s + float(isum_b) * (fp16(d_w) * fp16(d_x)),
-//    block after block, in IEEE single precision without contraction (each product is pinned by an
-//    empty asm so that -ffp-contract=fast cannot fuse it). So the output is the same on every ISA here,
-//    for any n, r0, r1 and tile position, and bit-identical to kernels::scalar compiled without FP
-//    contraction (and to the wasm backend).
+//    block after block from s = 0, in IEEE single precision without contraction (each product is pinned
+//    by an empty asm so that -ffp-contract=fast cannot fuse it). So the output is the same on every
+//    path here (decode, multi-token decode, prefill; AVX-512 or AVX2), for any n, r0, r1 and tile
+//    position, and bit-identical to kernels::scalar compiled without FP contraction (and to the wasm
+//    backend). Unsigned x signed products: q4_0 nibbles are used as they are (0..15), q8_0 weights as
+//    w ^ 0x80 = w + 128; the offset (8 or 128) times sum(x_block) is precomputed per activation block
+//    and starts the accumulator, so every block sum is exact for any byte values.
 //  - f32: lane l of a 16-lane accumulator sums elements 16i + l with fused multiply-adds (the last,
 //    partial step reads zeros), and the 16 lanes are reduced by one fixed tree,
-//    ((t0 + t1) + (t2 + t3)) with t_j = (x_j + x_(j+8)) + (x_(j+4) + x_(j+12)) in the order the code
-//    below spells out. AVX2 emulates the 16 lanes with two 8-lane halves; the value is the same on
-//    every ISA here and differs from the left-to-right reference only by rounding.
+//    s = (u0 + u1) + (u2 + u3), u_j = (x_j + x_(j+8)) + (x_(j+4) + x_(j+12)). AVX2 emulates the 16
+//    lanes with two 8-lane halves; the value is the same on every path here and differs from the
+//    left-to-right reference only by rounding.
 //
-// Kernels (AVX-512 VNNI: 16 rows in the 16 lanes of a zmm; AVX2 / AVX-VNNI: 8 rows in a ymm):
-//  - decode (n = 1): each pass streams 16 (8) rows four blocks at a time; the token's activations are
-//    rearranged once per call (a stack buffer) so that one vpdpbusd per 64 weight bytes (q4_0: the low
-//    and the high nibbles of four blocks) leaves each block's partial sums in one 128-bit lane; a
-//    transpose-add tree turns 16 rows x 4 blocks into 4 vectors of 16 block sums; the weight scales
-//    come from one gather per block. Unsigned x signed: q4_0 nibbles are used as they are (0..15) and
-//    q8_0 weights as w ^ 0x80 = w + 128; the offset (8 or 128) times sum(x_block) is precomputed per
-//    activation block and starts the accumulator, so every block sum is exact for any byte values.
-//  - prefill (n >= 2): 16 (8) rows are repacked once per chunk of the reduction dimension into a stack
+// Kernels (AVX-512: 16 rows in the 16 lanes of a zmm; AVX2: 8 rows in a ymm):
+//  - decode (n = 1; with VBMI up to 16 tokens for q4_0 / 8 for q8_0, in groups of 4 / 3 that share one
+//    stream of the weights): each pass streams 16 rows four blocks at a time. The tokens' activations
+//    are rearranged once per call (a stack buffer) so that one vpdpbusd per 64 weight bytes leaves each
+//    block's partial sums in one 128-bit lane; a transpose-add tree turns 16 rows x 4 blocks into 4
+//    vectors of 16 block sums. With VBMI one 64-byte load per row and quad feeds both the quants
+//    (vpermt2b) and the scales (vpermt2w); without, the quants come from 16-byte loads and the scales
+//    from a vpermt2w transpose (gathers cost ~25 cycles each on Zen 5). Each quad also prefetches its
+//    share of the next pass's rows in address order: hardware prefetch alone streams 16 interleaved
+//    rows at ~40-60% of the sequential bandwidth.
+//  - prefill (more tokens): 16 rows are repacked once per chunk of the reduction dimension into a stack
 //    panel, lane = row, 4 consecutive weights per lane (q4_0 nibbles widened to bytes, q8_0 as w + 128,
 //    plus a vector of the 16 scales); a register tile of the panel x up to 8 tokens then does one
-//    vpdpbusd per 4 activations with the activations broadcast from memory, the offset correction is a
-//    broadcast per (token, block), and each (token, block) ends in cvt, two multiplies and one add.
-//    The reduction dimension is split in chunks; between chunks the running sums live in y itself (a
-//    float store and load is exact).
-//  - AVX2 without VNNI: vpmaddubsw + vpmaddwd. q4_0 (nibble x int8) cannot saturate; q8_0 uses the
-//    nibble split (w + 128) = 16 * hi + lo, two vpmaddubsw per weight vector, also exact for all bytes.
-//  - f32: decode 16 (AVX2: 8) rows per pass with one transposed 16-way reduction; prefill 4 rows x 4
-//    tokens (AVX2: 2 x 3) register tiles over row blocks that stay in L2.
+//    vpdpbusd per 4 activations (broadcast), groups outer and tokens inner so that the tokens' chains
+//    are independent; each (token, block) ends in cvt, two multiplies and one add. The reduction
+//    dimension is split in chunks; between chunks the running sums live in y itself (a float store and
+//    load is exact). Each panel prefetches the next one.
+//  - AVX2: the same schemes with vpmaddubsw + vpmaddwd. q4_0 (nibble x int8) cannot saturate; q8_0
+//    decode uses |w| x sign(x, w), exact unless an activation byte is -128 (q8_0::quantize_block never
+//    makes one; such a token goes through the prefill kernel), q8_0 prefill the nibble split
+//    w + 128 = 16 * hi + lo, exact for all bytes. Up to 4 tokens decode one by one. CPUs with AVX-VNNI
+//    but no AVX-512 run this path too (a dedicated AVX-VNNI path would need a second copy of these
+//    kernels under another target attribute).
+//  - f32: decode 16 (AVX2: 4) rows per pass with one transposed 16-way reduction and a per-row
+//    prefetch 1 KB ahead; prefill 4 rows x 4 tokens (AVX2: 2 x 3) register tiles over row blocks that
+//    stay in L2.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <cstdlib>
 #include <type_traits>
 
 #include <edgelm/core/half.hpp>
@@ -58,10 +69,15 @@ namespace edgelm::backends::x86 {
 
 namespace detail {
 
-enum class isa_t { none = 0, avx2 = 1, avxvnni = 2, avx512vnni = 3 };
+// The paths: avx512vbmi = the AVX-512 VNNI kernels with the VBMI decode (Ice Lake, Zen 4 and later),
+// avx512vnni = the same without VBMI (Cascade Lake), avx2 = AVX2 + FMA + F16C. CPUs with AVX-VNNI
+// but no AVX-512 (Alder Lake and later clients) take the avx2 path (avxvnni is reserved for a
+// dedicated one).
+enum class isa_t { none = 0, avx2 = 1, avxvnni = 2, avx512vnni = 3, avx512vbmi = 4 };
 
 inline const char* isa_string(isa_t i) noexcept {
   switch (i) {
+    case isa_t::avx512vbmi:
     case isa_t::avx512vnni: return "avx512vnni";
     case isa_t::avxvnni: return "avxvnni";
     case isa_t::avx2: return "avx2";
@@ -70,7 +86,7 @@ inline const char* isa_string(isa_t i) noexcept {
 }
 
 // The best path this CPU (and OS) supports. clang 14's __builtin_cpu_supports knows neither "f16c" nor
-// "avxvnni", so those two bits come from cpuid (their register state is covered by avx2's OS check).
+// "avxvnni", so f16c comes from cpuid (its register state is covered by avx2's OS check).
 inline isa_t detect_isa() noexcept {
 #if defined(EDGELM_X86_ENABLED)
   __builtin_cpu_init();
@@ -80,9 +96,7 @@ inline isa_t detect_isa() noexcept {
   if (!f16c) return isa_t::none;
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
       __builtin_cpu_supports("avx512vnni"))
-    return isa_t::avx512vnni;
-  a = b = c = d = 0;
-  if (__get_cpuid_count(7, 1, &a, &b, &c, &d) && ((a >> 4) & 1u)) return isa_t::avxvnni;
+    return __builtin_cpu_supports("avx512vbmi") ? isa_t::avx512vbmi : isa_t::avx512vnni;
   return isa_t::avx2;
 #else
   return isa_t::none;
@@ -95,11 +109,14 @@ inline isa_t cpu_isa() noexcept {
 }
 
 // Blocks of the reduction dimension per chunk, and tokens per prefill chunk (stack buffers: decode
-// ~10 KB, prefill ~36 KB with AVX-512, ~20 KB with AVX2).
+// ~10 KB, prefill ~34 KB).
 inline constexpr std::size_t mv_quads = 32;      // decode: 128 blocks (4096 elements) per chunk
 inline constexpr std::size_t mv_stride = 320;    // bytes of rearranged activations per quad of blocks
 inline constexpr std::size_t gm_kc = 32;         // prefill: blocks per chunk
 inline constexpr std::size_t gm_tc = 64;         // prefill: tokens per chunk
+inline constexpr std::size_t gm_min_vbmi_q4 = 16;  // AVX-512 with VBMI: up to this many tokens decode in groups of 4
+inline constexpr std::size_t gm_min_vbmi_q8 = 8;
+inline constexpr std::size_t gm_min = 4;         // without: up to this many tokens decode one by one
 
 // Per (token, block) of a prefill chunk: -offset * sum(x) and fp16(d_x) as float.
 struct xblock {
@@ -125,16 +142,70 @@ inline std::int32_t load_i32(const void* p) noexcept {
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 
+namespace detail {
+
+// Decode prefetch: hardware prefetch alone streams the 16 interleaved rows of a pass at only ~60% of
+// the sequential bandwidth (Zen 5; on a Sapphire-Rapids-class Xeon at ~40%), so each quad of blocks
+// also prefetches its share of the next pass's rows, segment by segment in address order (DRAM-page
+// friendly; the segment of a row is its part in the current chunk of the reduction dimension). T0:
+// NTA is as fast on Zen 5 but 2.5x slower on the Xeon; 1.5 or 2 passes ahead and prefetching each row
+// ahead of itself measured worse. Addresses are integers: a prefetch never faults and no pointer is
+// formed past the rows; end = the end of the caller's rows.
+struct pf_stream {
+  std::uintptr_t a = 0;    // next address
+  std::uintptr_t se = 0;   // end of the current row segment (Seg)
+  std::uintptr_t end = 0;  // end of the caller's rows
+  std::size_t step = 0;    // bytes per quad of blocks
+  std::size_t gap = 0;     // row bytes - segment bytes (Seg)
+  std::size_t rowb = 0;
+};
+
+// Seg = the chunk is not the whole row: walk the next pass's row segments one after the other (the
+// plain walk keeps fewer registers live in the hot loop).
+template <bool Seg>
+inline void pf_next(pf_stream& s) noexcept {
+  for (std::size_t l = 0; l < s.step; l += 64) {
+    if (s.a < s.end) _mm_prefetch(reinterpret_cast<const char*>(s.a), _MM_HINT_T0);
+    s.a += 64;
+    if (Seg && s.a >= s.se) {
+      s.a += s.gap;
+      s.se += s.rowb;
+    }
+  }
+}
+
+// The stream for the pass of rows [r, r + R) of w (nb blocks a row), chunk [kb, kb + kc).
+template <class WB, unsigned R>
+inline pf_stream pf_pass(const WB* w, std::size_t nb, std::size_t r, std::size_t kb, std::size_t kc, std::uintptr_t end) noexcept {
+  pf_stream s;
+  s.a = reinterpret_cast<std::uintptr_t>(w) + ((r + R) * nb + kb) * sizeof(WB);
+  s.se = s.a + kc * sizeof(WB);
+  s.end = end;
+  s.rowb = nb * sizeof(WB);
+  s.gap = (nb - kc) * sizeof(WB);
+  const std::size_t nquads = (kc + 3) / 4;
+  s.step = (R * kc * sizeof(WB) + 64 * nquads - 1) / (64 * nquads) * 64;
+  return s;
+}
+
+// Prefill: the next panel's row segments [w + i * nb, + kc blocks), i < rows (T0: they are packed after
+// this panel's tiles).
+template <class WB>
+inline void pf_panel(const WB* w, std::size_t nb, unsigned rows, std::size_t kc) noexcept {
+  for (unsigned i = 0; i < rows; ++i) {
+    const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(w + i * nb), e = a + kc * sizeof(WB);
+    for (std::uintptr_t l = a & ~std::uintptr_t{63}; l < e; l += 64) _mm_prefetch(reinterpret_cast<const char*>(l), _MM_HINT_T0);
+  }
+}
+
+
+}  // namespace detail
+
 #define EDGELM_X86_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define EDGELM_X86_I512 EDGELM_X86_T512 inline __attribute__((always_inline))
 
 namespace detail::k512 {
 
-inline int pf_hint() noexcept { const char* e = std::getenv("PFH"); return e ? std::atoi(e) : 0; }
-static const int g_pfh = pf_hint();
-EDGELM_X86_I512 void pfetch(const char* p) noexcept {
-  switch (g_pfh) { case 0: _mm_prefetch(p, _MM_HINT_T0); break; case 1: _mm_prefetch(p, _MM_HINT_T1); break; case 2: _mm_prefetch(p, _MM_HINT_T2); break; default: _mm_prefetch(p, _MM_HINT_NTA); }
-}
 // Keeps the compiler from contracting a product into a later add (and from reassociating sums).
 EDGELM_X86_I512 __m512 pin(__m512 v) noexcept {
   __asm__("" : "+v"(v));
@@ -146,10 +217,10 @@ EDGELM_X86_I512 __m512 pin(__m512 v) noexcept {
 // ---------------------------------------------------------------------------------------------
 
 // Rearranged activations of one quad of blocks (b .. b+3; blocks past the row are zero), dx[4] at 256:
-//   planes (q4_0; q8_0 with VBMI): A = the first 16 bytes of each block (chunk j = block b+j), B = the
+//   planes (q4_0; q8_0 with several tokens): A = the first 16 bytes of each block (chunk j = block b+j), B = the
 //         last 16, C = -offset * the per-lane sums of 4 of A + B, so that dpbusd(dpbusd(C, lo, A), hi, B)
 //         leaves in chunk j the partial sums of block b+j;
-//   pairs (q8_0 without VBMI): A = [x_b | x_b+1], B = [x_b+2 | x_b+3], C / D = -128 * the per-lane
+//   pairs (q8_0, one token): A = [x_b | x_b+1], B = [x_b+2 | x_b+3], C / D = -128 * the per-lane
 //         sums of 4 of A / B.
 template <bool Planes>
 EDGELM_X86_I512 void mv_prep_quad(unsigned char* out, const block_q8_0* x, std::size_t nq, int shift) noexcept {
@@ -291,20 +362,20 @@ EDGELM_X86_I512 void mv_quad_sums(const WB* const* rp, const unsigned char* xq, 
 }
 
 // One pass: rows w, w + nb, ... (cnt <= 16 of them, the rest repeat the last), blocks [0, kc) of the
-// chunk whose rearranged activations are xp. y = this pass's 16 outputs (running sums when !first).
-template <class WB>
-EDGELM_X86_T512 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t kc,
-                                    bool first, const char* pf, std::size_t pf_step, const char* pf_end) noexcept {
+// chunk [kb, kb + kc) whose rearranged activations are xp. y = this pass's 16 outputs (running sums
+// when kb > 0).
+template <class WB, bool Seg>
+EDGELM_X86_T512 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t kb, std::size_t kc,
+                                    pf_stream pf) noexcept {
   const WB* rp[16];
   for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
   const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
   const __m512i mconst = _mm512_set1_epi8(std::is_same_v<WB, block_q4_0> ? 0x0F : static_cast<char>(0x80));
-  __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y);
+  __m512 acc = kb == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y);
   for (std::size_t b = 0; b < kc; b += 4) {
     const unsigned char* xq = xp + (b / 4) * mv_stride;
     const std::size_t nq = kc - b < 4 ? kc - b : 4;
-    for (std::size_t l = 0; l < pf_step; l += 64, pf += 64)
-      if (pf < pf_end) pfetch(pf);
+    pf_next<Seg>(pf);
     const WB* rb[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
@@ -331,10 +402,11 @@ EDGELM_X86_T512 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsig
 #define EDGELM_X86_T512V __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 #define EDGELM_X86_I512V EDGELM_X86_T512V inline __attribute__((always_inline))
 
-// Row quad (blocks w[0..NQ)): v = the partial sums (chunk j = block j), r = a vector whose words
-// 0/1 .. hold the scales where the pair permute below finds them.
-template <int NQ>
-EDGELM_X86_I512V void mvv_row(const block_q4_0* w, const unsigned char* xq, __m512i iqs, __m512i m0f, __m512i& v, __m512i& r) noexcept {
+// Row quad (blocks w[0..NQ)) x T tokens: v[t] = token t's partial sums (chunk j = block j), r = a
+// vector whose words hold the scales where the pair permute below finds them. The weights are loaded
+// and unpacked once for the T tokens (xq[t] = token t's rearranged activations of the quad).
+template <int NQ, int T>
+EDGELM_X86_I512V void mvv_row(const block_q4_0* w, const unsigned char* const* xq, __m512i iqs, __m512i m0f, __m512i* v, __m512i& r) noexcept {
   __m512i zx;
   if (NQ == 4) {
     r = _mm512_loadu_si512(w);
@@ -345,28 +417,55 @@ EDGELM_X86_I512V void mvv_row(const block_q4_0* w, const unsigned char* xq, __m5
   }
   const __m512i z = _mm512_permutex2var_epi8(r, iqs, zx);
   const __m512i lo = _mm512_and_si512(z, m0f), hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m0f);
-  v = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(xq + 128), lo, _mm512_load_si512(xq)), hi, _mm512_load_si512(xq + 64));
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t)
+    v[t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(xq[t] + 128), lo, _mm512_load_si512(xq[t])), hi, _mm512_load_si512(xq[t] + 64));
 }
 
-template <int NQ>
-EDGELM_X86_I512V void mvv_row(const block_q8_0* w, const unsigned char* xq, __m512i iqs, __m512i m80, __m512i& v, __m512i& r) noexcept {
+template <int NQ, int T>
+EDGELM_X86_I512V void mvv_row(const block_q8_0* w, const unsigned char* const* xq, __m512i iqs, __m512i m80, __m512i* v, __m512i& r) noexcept {
   const unsigned char* p = reinterpret_cast<const unsigned char*>(w);
-  __m512i z0, z1, z2;
+  auto bytes_mask = [](int n) { return n >= 64 ? ~__mmask64{0} : n <= 0 ? __mmask64{0} : (__mmask64{1} << n) - 1; };
+  constexpr int bytes = 34 * NQ;
+  __m512i z0, z1;
   if (NQ == 4) {
     z0 = _mm512_loadu_si512(p);
     z1 = _mm512_loadu_si512(p + 64);
-    z2 = _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 128)));
   } else {
-    constexpr int bytes = 34 * NQ;
-    z0 = _mm512_maskz_loadu_epi8(bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << (bytes & 63)) - 1, p);
-    z1 = bytes > 64 ? _mm512_maskz_loadu_epi8((__mmask64{1} << ((bytes - 64) & 63)) - 1, p + 64) : _mm512_setzero_si512();
-    z2 = _mm512_setzero_si512();
+    z0 = _mm512_maskz_loadu_epi8(bytes_mask(bytes), p);
+    z1 = _mm512_maskz_loadu_epi8(bytes_mask(bytes - 64), p + 64);
   }
-  const __m512i a = _mm512_permutex2var_epi8(z0, iqs, z1);
-  const __m512i b = _mm512_permutex2var_epi8(z1, _mm512_add_epi8(iqs, _mm512_set1_epi8(4)), z2);
-  const __m512i v0 = _mm512_dpbusd_epi32(_mm512_load_si512(xq + 128), _mm512_xor_si512(a, m80), _mm512_load_si512(xq));
-  const __m512i v1 = _mm512_dpbusd_epi32(_mm512_load_si512(xq + 192), _mm512_xor_si512(b, m80), _mm512_load_si512(xq + 64));
-  v = _mm512_add_epi32(_mm512_shuffle_i32x4(v0, v1, 0x88), _mm512_shuffle_i32x4(v0, v1, 0xDD));
+  if (T == 1) {
+    // [x_b | x_b+1] = bytes 2..33, 36..67 of (z0, z1); [x_b+2 | x_b+3] = bytes 70..101, 104..135 of (z1, z2)
+    const __m512i z2 = NQ == 4 ? _mm512_castsi128_si512(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p + 128))) : _mm512_setzero_si512();
+    const __m512i a = _mm512_xor_si512(_mm512_permutex2var_epi8(z0, iqs, z1), m80);
+    const __m512i b = _mm512_xor_si512(_mm512_permutex2var_epi8(z1, _mm512_add_epi8(iqs, _mm512_set1_epi8(4)), z2), m80);
+    const __m512i v0 = _mm512_dpbusd_epi32(_mm512_load_si512(xq[0] + 128), a, _mm512_load_si512(xq[0]));
+    const __m512i v1 = _mm512_dpbusd_epi32(_mm512_load_si512(xq[0] + 192), b, _mm512_load_si512(xq[0] + 64));
+    // chunks of v0: [b lo, b hi, b+1 lo, b+1 hi], v1: [b+2 lo, ...] -> chunk j = block b+j
+    v[0] = _mm512_add_epi32(_mm512_shuffle_i32x4(v0, v1, 0x88), _mm512_shuffle_i32x4(v0, v1, 0xDD));
+  } else {
+    // planes (no per-token combine): the low halves of the four blocks lie in bytes 2..119 of the quad,
+    // the high halves in 18..135 (the 128-byte window at 8)
+    __m512i z2, z3;
+    if (NQ == 4) {
+      z2 = _mm512_loadu_si512(p + 8);
+      z3 = _mm512_loadu_si512(p + 72);
+    } else {
+      z2 = _mm512_maskz_loadu_epi8(bytes_mask(bytes - 8), p + 8);
+      z3 = _mm512_maskz_loadu_epi8(bytes_mask(bytes - 72), p + 72);
+    }
+    const __m512i ipl = _mm512_set_epi8(119, 118, 117, 116, 115, 114, 113, 112, 111, 110, 109, 108, 107, 106, 105, 104,  //
+                                        85, 84, 83, 82, 81, 80, 79, 78, 77, 76, 75, 74, 73, 72, 71, 70,                  //
+                                        51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36,                  //
+                                        17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2);
+    const __m512i lo = _mm512_xor_si512(_mm512_permutex2var_epi8(z0, ipl, z1), m80);
+    const __m512i hi = _mm512_xor_si512(_mm512_permutex2var_epi8(z2, _mm512_add_epi8(ipl, _mm512_set1_epi8(8)), z3), m80);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t)
+      v[t] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_load_si512(xq[t] + 128), lo, _mm512_load_si512(xq[t])), hi, _mm512_load_si512(xq[t] + 64));
+  }
+  // scales at bytes 0, 34 of z0 and 4, 38 of z1 -> words 0..3
   r = _mm512_permutex2var_epi16(z0, _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 34, 17, 0), z1);
 }
 
@@ -376,26 +475,36 @@ EDGELM_X86_I512V __m512i mvv_pair(const block_q4_0*, __m512i a, __m512i b) noexc
 }
 EDGELM_X86_I512V __m512i mvv_pair(const block_q8_0*, __m512i a, __m512i b) noexcept { return _mm512_unpacklo_epi16(a, b); }
 
-template <int NQ, class WB>
-EDGELM_X86_I512V void mvv_quad(const WB* const* rb, const unsigned char* xq, __m512i iqs, __m512i mconst, __m512i o[4], __m512 d[4]) noexcept {
-  __m512i s[4], q[4];
-  const __m512i iq = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 19, 3, 18, 2, 17, 1, 16, 0);
-#pragma GCC unroll 4
-  for (int m = 0; m < 4; ++m) {
-    __m512i v0, v1, v2, v3, r0, r1, r2, r3;
-    mvv_row<NQ>(rb[4 * m], xq, iqs, mconst, v0, r0);
-    mvv_row<NQ>(rb[4 * m + 1], xq, iqs, mconst, v1, r1);
-    mvv_row<NQ>(rb[4 * m + 2], xq, iqs, mconst, v2, r2);
-    mvv_row<NQ>(rb[4 * m + 3], xq, iqs, mconst, v3, r3);
-    s[m] = hsum4x4(v0, v1, v2, v3);
-    q[m] = _mm512_permutex2var_epi32(mvv_pair(rb[0], r0, r1), iq, mvv_pair(rb[0], r2, r3));
-  }
+// s[m] chunk j = rows 4m..4m+3 of block b+j  ->  o[j] = rows 0..15 of block b+j
+EDGELM_X86_I512V void mvv_transpose(const __m512i s[4], __m512i o[4]) noexcept {
   const __m512i t0 = _mm512_shuffle_i32x4(s[0], s[1], 0x44), t1 = _mm512_shuffle_i32x4(s[0], s[1], 0xEE);
   const __m512i t2 = _mm512_shuffle_i32x4(s[2], s[3], 0x44), t3 = _mm512_shuffle_i32x4(s[2], s[3], 0xEE);
   o[0] = _mm512_shuffle_i32x4(t0, t2, 0x88);
   o[1] = _mm512_shuffle_i32x4(t0, t2, 0xDD);
   o[2] = _mm512_shuffle_i32x4(t1, t3, 0x88);
   o[3] = _mm512_shuffle_i32x4(t1, t3, 0xDD);
+}
+
+// 16 rows x a quad x T tokens: o[t][j] lane r = the int32 sum of row r, block b+j, token t; d[j] the
+// rows' scales of block b+j.
+template <int NQ, int T, class WB>
+EDGELM_X86_I512V void mvv_quad(const WB* const* rb, const unsigned char* const* xq, __m512i iqs, __m512i mconst, __m512i (*o)[4], __m512 d[4]) noexcept {
+  __m512i s[T][4], q[4];
+  const __m512i iq = _mm512_set_epi32(0, 0, 0, 0, 0, 0, 0, 0, 19, 3, 18, 2, 17, 1, 16, 0);
+#pragma GCC unroll 4
+  for (int m = 0; m < 4; ++m) {
+    __m512i v0[T], v1[T], v2[T], v3[T], r0, r1, r2, r3;
+    mvv_row<NQ, T>(rb[4 * m], xq, iqs, mconst, v0, r0);
+    mvv_row<NQ, T>(rb[4 * m + 1], xq, iqs, mconst, v1, r1);
+    mvv_row<NQ, T>(rb[4 * m + 2], xq, iqs, mconst, v2, r2);
+    mvv_row<NQ, T>(rb[4 * m + 3], xq, iqs, mconst, v3, r3);
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) s[t][m] = hsum4x4(v0[t], v1[t], v2[t], v3[t]);
+    q[m] = _mm512_permutex2var_epi32(mvv_pair(rb[0], r0, r1), iq, mvv_pair(rb[0], r2, r3));
+  }
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) mvv_transpose(s[t], o[t]);
+  // q[m] qword j = block j of rows 4m .. 4m+3 -> d[j]
   const __m512i is = _mm512_set_epi64(11, 3, 10, 2, 9, 1, 8, 0);
   const __m512i s0 = _mm512_permutex2var_epi64(q[0], is, q[1]), s1 = _mm512_permutex2var_epi64(q[2], is, q[3]);
   const __m512i t01 = _mm512_permutex2var_epi64(s0, _mm512_set_epi64(11, 10, 3, 2, 9, 8, 1, 0), s1);
@@ -406,73 +515,90 @@ EDGELM_X86_I512V void mvv_quad(const WB* const* rb, const unsigned char* xq, __m
   d[3] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(t23, 1));
 }
 
-template <class WB>
-EDGELM_X86_T512V inline void mvv_pass(float* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t kc,
-                                    bool first, const char* pf, std::size_t pf_step, const char* pf_end) noexcept {
+// One pass of 16 rows x T tokens: y[t] = token t's 16 outputs, xp + t * xstride = its rearranged
+// activations of the chunk.
+template <class WB, int T, bool Seg>
+EDGELM_X86_T512V inline void mvv_pass(float* const* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t xstride,
+                                      std::size_t kb, std::size_t kc, pf_stream pf) noexcept {
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
   const WB* rp[16];
   for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
   const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
   const __m512i mconst = _mm512_set1_epi8(q4 ? 0x0F : static_cast<char>(0x80));
   // byte permutes of the quants, output byte 16j + i: q4_0 <- 18j + 2 + i (j < 3), 64 + i (j = 3);
-  // q8_0 <- 34j + 2 + i (the low halves; the high halves take the same indices + 8 from the window at 8)
+  // q8_0 output byte i <- 2 + i (i < 32), 4 + i (i >= 32), then the same + 4 from the window at 64
   alignas(64) std::int8_t ib[64];
   for (int k = 0; k < 64; ++k) ib[k] = static_cast<std::int8_t>(q4 ? (k < 48 ? 18 * (k / 16) + 2 + k % 16 : 64 + k % 16) : (k < 32 ? 2 + k : 4 + k));
   const __m512i iqs = _mm512_load_si512(ib);
-  __m512 acc = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y);
+  __m512 acc[T];
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) acc[t] = kb == 0 ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, y[t]);
   for (std::size_t b = 0; b < kc; b += 4) {
-    const unsigned char* xq = xp + (b / 4) * mv_stride;
+    const unsigned char* xq[T];
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) xq[t] = xp + t * xstride + (b / 4) * mv_stride;
     const std::size_t nq = kc - b < 4 ? kc - b : 4;
-    for (std::size_t l = 0; l < pf_step; l += 64, pf += 64)
-      if (pf < pf_end) pfetch(pf);
+    pf_next<Seg>(pf);
     const WB* rb[16];
 #pragma GCC unroll 16
     for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
-    __m512i o[4];
+    __m512i o[T][4];
     __m512 d[4];
     switch (nq) {
-      case 4: mvv_quad<4>(rb, xq, iqs, mconst, o, d); break;
-      case 3: mvv_quad<3>(rb, xq, iqs, mconst, o, d); break;
-      case 2: mvv_quad<2>(rb, xq, iqs, mconst, o, d); break;
-      default: mvv_quad<1>(rb, xq, iqs, mconst, o, d); break;
+      case 4: mvv_quad<4, T>(rb, xq, iqs, mconst, o, d); break;
+      case 3: mvv_quad<3, T>(rb, xq, iqs, mconst, o, d); break;
+      case 2: mvv_quad<2, T>(rb, xq, iqs, mconst, o, d); break;
+      default: mvv_quad<1, T>(rb, xq, iqs, mconst, o, d); break;
     }
-    const float* dx = reinterpret_cast<const float*>(xq + 256);
-    for (std::size_t j = 0; j < nq; ++j) {
-      const __m512 sc = _mm512_mul_ps(d[j], _mm512_set1_ps(dx[j]));
-      acc = _mm512_add_ps(acc, pin(_mm512_mul_ps(_mm512_cvtepi32_ps(o[j]), sc)));
+#pragma GCC unroll 4
+    for (int t = 0; t < T; ++t) {
+      const float* dx = reinterpret_cast<const float*>(xq[t] + 256);
+      for (std::size_t j = 0; j < nq; ++j) {
+        const __m512 sc = _mm512_mul_ps(d[j], _mm512_set1_ps(dx[j]));
+        acc[t] = _mm512_add_ps(acc[t], pin(_mm512_mul_ps(_mm512_cvtepi32_ps(o[t][j]), sc)));
+      }
     }
   }
-  _mm512_mask_storeu_ps(y, mask, acc);
+#pragma GCC unroll 4
+  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y[t], mask, acc[t]);
 }
 
-inline std::size_t pf_passes() noexcept { const char* e = std::getenv("PFD"); return e ? std::strtoul(e, nullptr, 10) : 1; }
-template <class WB>
-EDGELM_X86_T512 inline void matvec_q(float* y, const WB* wd, std::size_t nb, const block_q8_0* x, std::uint32_t r0, std::uint32_t r1, bool vbmi) noexcept {
+// Decode of T tokens (1 .. 4; more than one only with VBMI) in one stream over the rows.
+template <class WB, int T>
+EDGELM_X86_T512 inline void matvec_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx,
+                                     std::uint32_t r0, std::uint32_t r1, bool vbmi) noexcept {
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
+  constexpr std::size_t kq = mv_quads / T;  // quads per chunk and token
   alignas(64) unsigned char xp[mv_quads * mv_stride];
-  for (std::size_t kb = 0; kb < nb; kb += 4 * mv_quads) {
-    const std::size_t kc = nb - kb < 4 * mv_quads ? nb - kb : 4 * mv_quads;
-    for (std::size_t b = 0; b < kc; b += 4) {
-      const std::size_t nq = kc - b < 4 ? kc - b : 4;
-      if (q4)
-        mv_prep_quad<true>(xp + (b / 4) * mv_stride, x + kb + b, nq, q4 ? 3 : 7);
-      else
-        mv_prep_quad<false>(xp + (b / 4) * mv_stride, x + kb + b, nq, 7);
-    }
-    // prefetch the rows of the pass PFD passes ahead, spread over this pass's quads
-    const std::size_t nquads = (kc + 3) / 4;
-    const std::size_t pf_step0 = (16 * nb * sizeof(WB) + 64 * nquads - 1) / (64 * nquads) * 64;
-    const char* pf_end = reinterpret_cast<const char*>(wd + std::size_t{r1} * nb);
-    const std::size_t pfd = pf_passes();
-    const std::size_t pf_step = std::getenv("PFOFF") ? 0 : pf_step0;
-    if (std::getenv("PFINIT")) { const char* a = reinterpret_cast<const char*>(wd + std::size_t{r0} * nb); const char* e = a + 16 * (pfd + 1) * nb * sizeof(WB); for (; a < e && a < pf_end; a += 64) pfetch(a); }
+  const std::uintptr_t pf_end = reinterpret_cast<std::uintptr_t>(wd + std::size_t{r1} * nb);
+  for (std::size_t kb = 0; kb < nb; kb += 4 * kq) {
+    const std::size_t kc = nb - kb < 4 * kq ? nb - kb : 4 * kq;
+    for (int t = 0; t < T; ++t)
+      for (std::size_t b = 0; b < kc; b += 4) {
+        const std::size_t nq = kc - b < 4 ? kc - b : 4;
+        unsigned char* o = xp + t * kq * mv_stride + (b / 4) * mv_stride;
+        if (q4 || T > 1)  // q8_0 with several tokens (VBMI only) uses the planes layout too
+          mv_prep_quad<true>(o, x + t * ldx + kb + b, nq, q4 ? 3 : 7);
+        else
+          mv_prep_quad<false>(o, x + t * ldx + kb + b, nq, 7);
+      }
     for (std::uint32_t r = r0; r < r1; r += 16) {
       const unsigned cnt = r1 - r < 16 ? r1 - r : 16;
-      const char* pf = reinterpret_cast<const char*>(wd + (std::size_t{r} + 16 * pfd) * nb);
-      if (vbmi)
-        mvv_pass(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kc, kb == 0, pf, pf_step, pf_end);
-      else
-        mv_pass(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kc, kb == 0, pf, pf_step, pf_end);
+      const WB* w = wd + std::size_t{r} * nb + kb;
+      const pf_stream pf = pf_pass<WB, 16>(wd, nb, r, kb, kc, pf_end);
+      float* yt[T];
+      for (int t = 0; t < T; ++t) yt[t] = y + t * ldy + r;
+      const bool seg = kc != nb;
+      if (vbmi) {
+        if (seg)
+          mvv_pass<WB, T, true>(yt, w, nb, cnt, xp, kq * mv_stride, kb, kc, pf);
+        else
+          mvv_pass<WB, T, false>(yt, w, nb, cnt, xp, kq * mv_stride, kb, kc, pf);
+      } else if (seg) {  // T == 1
+        mv_pass<WB, true>(yt[0], w, nb, cnt, xp, kb, kc, pf);
+      } else {
+        mv_pass<WB, false>(yt[0], w, nb, cnt, xp, kb, kc, pf);
+      }
     }
   }
 }
@@ -507,9 +633,6 @@ EDGELM_X86_T512 inline void gm_pack(unsigned char* dst, const WB* w, std::size_t
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
   const WB* rp[16];
   for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
-  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  const __m512i gidx = _mm512_mullo_epi32(_mm512_min_epu32(lane, _mm512_set1_epi32(static_cast<int>(cnt - 1))),
-                                          _mm512_set1_epi32(static_cast<int>(nb * sizeof(WB))));
   const __m512i m0f = _mm512_set1_epi8(0x0F), m80 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (std::size_t b = 0; b < kc; ++b) {
     unsigned char* o = dst + b * 576;
@@ -527,8 +650,15 @@ EDGELM_X86_T512 inline void gm_pack(unsigned char* dst, const WB* w, std::size_t
       transpose4(z, t);
       for (int g = 0; g < 4; ++g) _mm512_store_si512(o + 64 * (g + 4), _mm512_xor_si512(t[g], m80));
     }
-    const __m512i dg = _mm512_i32gather_epi32(gidx, static_cast<const void*>(&rp[0][b].d), 1);
-    _mm512_store_ps(o + 512, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dg)));
+  }
+  // the scales, four blocks at a time (a gather costs ~25 cycles on Zen 5)
+  for (std::size_t b = 0; b < kc; b += 4) {
+    const WB* rb[16];
+    for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
+    const std::size_t nq = kc - b < 4 ? kc - b : 4;
+    __m512 d[4];
+    mv_scales(rb, nq, d);
+    for (std::size_t j = 0; j < nq; ++j) _mm512_store_ps(dst + (b + j) * 576 + 512, d[j]);
   }
 }
 
@@ -558,24 +688,21 @@ EDGELM_X86_T512 inline void gm_tile(const unsigned char* pk, std::size_t kc, con
   for (int t = 0; t < NT; ++t) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, yt[t]);
   for (std::size_t b = 0; b < kc; ++b) {
     const unsigned char* o = pk + b * 576;
-    const __m512i w0 = _mm512_load_si512(o), w1 = _mm512_load_si512(o + 64), w2 = _mm512_load_si512(o + 128),
-                  w3 = _mm512_load_si512(o + 192), w4 = _mm512_load_si512(o + 256), w5 = _mm512_load_si512(o + 320),
-                  w6 = _mm512_load_si512(o + 384), w7 = _mm512_load_si512(o + 448);
+    // groups outer, tokens inner: NT independent dpbusd chains (one chain per token is latency-bound)
+    __m512i i[NT];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) i[t] = _mm512_set1_epi32(xb[t][b].corr);
+#pragma GCC unroll 8
+    for (int g = 0; g < 8; ++g) {
+      const __m512i wg = _mm512_load_si512(o + 64 * g);
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t) i[t] = _mm512_dpbusd_epi32(i[t], wg, _mm512_set1_epi32(load_i32(xt[t][b].qs + 4 * g)));
+    }
     const __m512 dw = _mm512_load_ps(o + 512);
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) {
-      const std::int8_t* q = xt[t][b].qs;
-      __m512i i = _mm512_set1_epi32(xb[t][b].corr);
-      i = _mm512_dpbusd_epi32(i, w0, _mm512_set1_epi32(load_i32(q)));
-      i = _mm512_dpbusd_epi32(i, w1, _mm512_set1_epi32(load_i32(q + 4)));
-      i = _mm512_dpbusd_epi32(i, w2, _mm512_set1_epi32(load_i32(q + 8)));
-      i = _mm512_dpbusd_epi32(i, w3, _mm512_set1_epi32(load_i32(q + 12)));
-      i = _mm512_dpbusd_epi32(i, w4, _mm512_set1_epi32(load_i32(q + 16)));
-      i = _mm512_dpbusd_epi32(i, w5, _mm512_set1_epi32(load_i32(q + 20)));
-      i = _mm512_dpbusd_epi32(i, w6, _mm512_set1_epi32(load_i32(q + 24)));
-      i = _mm512_dpbusd_epi32(i, w7, _mm512_set1_epi32(load_i32(q + 28)));
       const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xb[t][b].dx));
-      acc[t] = _mm512_add_ps(acc[t], pin(_mm512_mul_ps(_mm512_cvtepi32_ps(i), sc)));
+      acc[t] = _mm512_add_ps(acc[t], pin(_mm512_mul_ps(_mm512_cvtepi32_ps(i[t]), sc)));
     }
   }
 #pragma GCC unroll 8
@@ -596,6 +723,7 @@ EDGELM_X86_T512 inline void gemm_q(float* y, std::size_t ldy, const WB* wd, std:
       for (std::uint32_t r = r0; r < r1; r += 16) {
         const unsigned cnt = r1 - r < 16 ? r1 - r : 16;
         const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
+        if (r + 16 < r1) pf_panel(wd + std::size_t{r + 16} * nb + kb, nb, r1 - (r + 16) < 16 ? r1 - (r + 16) : 16, kc);
         gm_pack(pk, wd + std::size_t{r} * nb + kb, nb, cnt, kc);
         for (std::size_t t = 0; t < tc; t += 8) {
           const block_q8_0* xt[8];
@@ -623,13 +751,29 @@ EDGELM_X86_T512 inline void gemm_q(float* y, std::size_t ldy, const WB* wd, std:
   }
 }
 
+// Up to decode_max tokens stream the rows once per group of 4 (VBMI) or once per token; more go
+// through the packed prefill kernel. Both compute the same values.
 template <class WB>
 EDGELM_X86_T512 inline void matmul_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx,
-                                     std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
-  if (n == 1)
-    matvec_q(y, wd, nb, x, r0, r1, std::getenv("NOVBMI") == nullptr);
-  else
+                                     std::size_t n, std::uint32_t r0, std::uint32_t r1, bool vbmi) noexcept {
+  if (n > (vbmi ? (std::is_same_v<WB, block_q4_0> ? gm_min_vbmi_q4 : gm_min_vbmi_q8) : gm_min)) {
     gemm_q(y, ldy, wd, nb, x, ldx, n, r0, r1);
+    return;
+  }
+  if (!vbmi) {
+    for (std::size_t t = 0; t < n; ++t) matvec_q<WB, 1>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, false);
+    return;
+  }
+  // groups of 4 tokens (q8_0: 3; with 4 its register tile spills)
+  constexpr std::size_t g = std::is_same_v<WB, block_q4_0> ? 4 : 3;
+  std::size_t t = 0;
+  for (; t + g <= n; t += g) matvec_q<WB, g>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true);
+  switch (n - t) {
+    case 3: matvec_q<WB, 3>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
+    case 2: matvec_q<WB, 2>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
+    case 1: matvec_q<WB, 1>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
+    default: break;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -653,24 +797,35 @@ EDGELM_X86_I512 __m512 reduce16(const __m512* a) noexcept {
   return _mm512_add_ps(_mm512_shuffle_ps(r[0], r[1], 0x88), _mm512_shuffle_ps(r[0], r[1], 0xDD));
 }
 
-// 16 rows (cnt live, the rest repeat the last) x one token.
-EDGELM_X86_T512 inline void f32_rows16(float* y, const float* w, std::size_t ldw, unsigned cnt, const float* x, std::size_t k) noexcept {
-  const float* rp[16];
-  for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * ldw;
+// R rows (cnt live, the rest repeat the last) x one token; the reduction takes 16 vectors, the unused
+// ones are copies (the tree of each lane depends only on its own vector).
+template <int R>
+EDGELM_X86_T512 inline void f32_rows(float* y, const float* w, std::size_t ldw, unsigned cnt, const float* x, std::size_t k, std::uintptr_t end) noexcept {
+  const float* rp[R];
+  for (unsigned i = 0; i < R; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * ldw;
   __m512 acc[16];
-  for (int i = 0; i < 16; ++i) acc[i] = _mm512_setzero_ps();
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
   std::size_t j = 0;
+  // prefetch each row 1 KB ahead, past its end the same lane's row of the next pass (up to end)
+  constexpr std::size_t ahead = 256;
   for (; j + 16 <= k; j += 16) {
     const __m512 xv = _mm512_loadu_ps(x + j);
+    const std::size_t p = (j + ahead < k ? j + ahead : j + ahead + (R - 1) * ldw) * sizeof(float);
 #pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(rp[i] + j), xv, acc[i]);
+    for (int i = 0; i < R; ++i) {
+      const std::uintptr_t a = reinterpret_cast<std::uintptr_t>(rp[i]) + p;
+      if (a < end) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(_mm512_loadu_ps(rp[i] + j), xv, acc[i]);
   }
   if (j < k) {
     const __mmask16 m = static_cast<__mmask16>((1u << (k - j)) - 1u);
     const __m512 xv = _mm512_maskz_loadu_ps(m, x + j);
 #pragma GCC unroll 16
-    for (int i = 0; i < 16; ++i) acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, rp[i] + j), xv, acc[i]);
+    for (int i = 0; i < R; ++i) acc[i] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, rp[i] + j), xv, acc[i]);
   }
+  for (int i = R; i < 16; ++i) acc[i] = acc[0];
   _mm512_mask_storeu_ps(y, static_cast<__mmask16>((1u << cnt) - 1u), reduce16(acc));
 }
 
@@ -714,7 +869,8 @@ EDGELM_X86_T512 inline void f32_tile4x4(float* const* yt, unsigned nt, unsigned 
 EDGELM_X86_T512 inline void matmul_f32(float* y, std::size_t ldy, const float* w, std::size_t k, const float* x, std::size_t ldx,
                                        std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
   if (n == 1) {
-    for (std::uint32_t r = r0; r < r1; r += 16) f32_rows16(y + r, w + std::size_t{r} * k, k, r1 - r < 16 ? r1 - r : 16, x, k);
+    const std::uintptr_t end = reinterpret_cast<std::uintptr_t>(w + std::size_t{r1} * k);
+    for (std::uint32_t r = r0; r < r1; r += 16) f32_rows<16>(y + r, w + std::size_t{r} * k, k, r1 - r < 16 ? r1 - r : 16, x, k, end);
     return;
   }
   // row blocks of ~256 KB stay in L2 while every token tile passes over them
@@ -742,6 +898,423 @@ EDGELM_X86_T512 inline void matmul_f32(float* y, std::size_t ldy, const float* w
 
 }  // namespace detail::k512
 
+// ---------------------------------------------------------------------------------------------
+// AVX2 + FMA + F16C (8 rows in the 8 lanes of a ymm)
+// ---------------------------------------------------------------------------------------------
+#define EDGELM_X86_T256 __attribute__((target("avx2,fma,f16c")))
+#define EDGELM_X86_I256 EDGELM_X86_T256 inline __attribute__((always_inline))
+
+namespace detail::k256 {
+
+EDGELM_X86_I256 __m256 pin(__m256 v) noexcept {
+  __asm__("" : "+x"(v));
+  return v;
+}
+
+// Rearranged activations of a quad (the "planes" layout of the AVX-512 decode: A = the first 16 bytes
+// of each block, B = the last 16, C = -offset * per-lane sums of 4 of A + B as 16 int32, dx at 256).
+EDGELM_X86_I256 void mv_prep_quad(unsigned char* out, const block_q8_0* x, std::size_t nq, int offset) noexcept {
+  float* dx = reinterpret_cast<float*>(out + 256);
+  std::int32_t* c = reinterpret_cast<std::int32_t*>(out + 128);
+  for (std::size_t j = 0; j < 4; ++j) {
+    if (j < nq) {
+      std::memcpy(out + 16 * j, x[j].qs, 16);
+      std::memcpy(out + 64 + 16 * j, x[j].qs + 16, 16);
+      dx[j] = fp16_to_f32(x[j].d);
+    } else {
+      std::memset(out + 16 * j, 0, 16);
+      std::memset(out + 64 + 16 * j, 0, 16);
+      dx[j] = 0.0f;
+    }
+  }
+  for (int l = 0; l < 16; ++l) {
+    std::int32_t s = 0;
+    for (int i = 0; i < 4; ++i) s += static_cast<std::int8_t>(out[4 * l + i]) + static_cast<std::int8_t>(out[64 + 4 * l + i]);
+    c[l] = -offset * s;
+  }
+}
+
+EDGELM_X86_I256 __m256i load2x16(const void* p0, const void* p1) noexcept {
+  return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p0))),
+                                 _mm_loadu_si128(static_cast<const __m128i*>(p1)), 1);
+}
+
+// One row, blocks w[0], w[j1]: [block 0 partial sums (4 lanes) | block j1's]; xq = the pair's x planes
+// (A at xq, B at xq + 64, C at xq + 128, all at the pair's offset).
+EDGELM_X86_I256 __m256i mv_row_pair(const block_q4_0* w0, const block_q4_0* w1, const unsigned char* xa, const unsigned char* xb,
+                                    const unsigned char* xc) noexcept {
+  const __m256i m0f = _mm256_set1_epi8(0x0F);
+  const __m256i z = load2x16(w0->qs, w1->qs);
+  const __m256i lo = _mm256_and_si256(z, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(z, 4), m0f);
+  const __m256i m = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(reinterpret_cast<const __m256i*>(xa))),
+                                     _mm256_maddubs_epi16(hi, _mm256_load_si256(reinterpret_cast<const __m256i*>(xb))));
+  return _mm256_add_epi32(_mm256_madd_epi16(m, _mm256_set1_epi16(1)), _mm256_load_si256(reinterpret_cast<const __m256i*>(xc)));
+}
+
+// q8_0: |w| x sign(x, w) (exact when no activation byte is -128; the caller checks); C is zero.
+EDGELM_X86_I256 __m256i mv_row_pair(const block_q8_0* w0, const block_q8_0* w1, const unsigned char* xa, const unsigned char* xb,
+                                    const unsigned char*) noexcept {
+  const __m256i one = _mm256_set1_epi16(1);
+  const __m256i zl = load2x16(w0->qs, w1->qs), zh = load2x16(w0->qs + 16, w1->qs + 16);
+  const __m256i ml = _mm256_maddubs_epi16(_mm256_abs_epi8(zl), _mm256_sign_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(xa)), zl));
+  const __m256i mh = _mm256_maddubs_epi16(_mm256_abs_epi8(zh), _mm256_sign_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(xb)), zh));
+  return _mm256_add_epi32(_mm256_madd_epi16(ml, one), _mm256_madd_epi16(mh, one));
+}
+
+// four rows' pair sums -> per 128-bit lane: [row 0, row 1, row 2, row 3] sums of that lane's block
+EDGELM_X86_I256 __m256i hsum4x4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) noexcept {
+  const __m256i a0 = _mm256_add_epi32(_mm256_unpacklo_epi32(v0, v1), _mm256_unpackhi_epi32(v0, v1));
+  const __m256i a1 = _mm256_add_epi32(_mm256_unpacklo_epi32(v2, v3), _mm256_unpackhi_epi32(v2, v3));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(a0, a1), _mm256_unpackhi_epi64(a0, a1));
+}
+
+// 8 rows (rb[i] = row i at the pair's first block), blocks 0 and j1 -> o0, o1 lane r = row r's sums.
+template <class WB>
+EDGELM_X86_I256 void mv_pair_sums(const WB* const* rb, int j1, const unsigned char* xa, const unsigned char* xb, const unsigned char* xc, __m256i& o0,
+                                  __m256i& o1) noexcept {
+  const __m256i s0 = hsum4x4(mv_row_pair(rb[0], rb[0] + j1, xa, xb, xc), mv_row_pair(rb[1], rb[1] + j1, xa, xb, xc),
+                             mv_row_pair(rb[2], rb[2] + j1, xa, xb, xc), mv_row_pair(rb[3], rb[3] + j1, xa, xb, xc));
+  const __m256i s1 = hsum4x4(mv_row_pair(rb[4], rb[4] + j1, xa, xb, xc), mv_row_pair(rb[5], rb[5] + j1, xa, xb, xc),
+                             mv_row_pair(rb[6], rb[6] + j1, xa, xb, xc), mv_row_pair(rb[7], rb[7] + j1, xa, xb, xc));
+  o0 = _mm256_permute2x128_si256(s0, s1, 0x20);
+  o1 = _mm256_permute2x128_si256(s0, s1, 0x31);
+}
+
+// The scales of 8 rows at one block (gidx = row offsets in bytes from p).
+EDGELM_X86_I256 __m256 mv_scale(const void* p, __m256i gidx) noexcept {
+  const __m256i g = _mm256_and_si256(_mm256_i32gather_epi32(static_cast<const int*>(p), gidx, 1), _mm256_set1_epi32(0xFFFF));
+  const __m256i pk = _mm256_permute4x64_epi64(_mm256_packus_epi32(g, g), 0x08);
+  return _mm256_cvtph_ps(_mm256_castsi256_si128(pk));
+}
+
+template <class WB, bool Seg>
+EDGELM_X86_T256 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t kb, std::size_t kc,
+                                    pf_stream pf) noexcept {
+  const WB* rp[8];
+  for (unsigned i = 0; i < 8; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
+  const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m256i gidx = _mm256_mullo_epi32(_mm256_min_epu32(lane, _mm256_set1_epi32(static_cast<int>(cnt - 1))),
+                                          _mm256_set1_epi32(static_cast<int>(nb * sizeof(WB))));
+  const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cnt)), lane);
+  __m256 acc = kb == 0 ? _mm256_setzero_ps() : _mm256_maskload_ps(y, live);
+  for (std::size_t b = 0; b < kc; b += 4) {
+    pf_next<Seg>(pf);
+    const unsigned char* xq = xp + (b / 4) * mv_stride;
+    const std::size_t nq = kc - b < 4 ? kc - b : 4;
+    const float* dx = reinterpret_cast<const float*>(xq + 256);
+    const WB* rb[8];
+    for (int i = 0; i < 8; ++i) rb[i] = rp[i] + b;
+    for (std::size_t j = 0; j < nq; j += 2) {
+      const WB* rj[8];
+      for (int i = 0; i < 8; ++i) rj[i] = rb[i] + j;
+      const int j1 = j + 1 < nq ? 1 : 0;
+      __m256i o0, o1;
+      mv_pair_sums(rj, j1, xq + 16 * j, xq + 64 + 16 * j, xq + 128 + 16 * j, o0, o1);
+      acc = _mm256_add_ps(acc, pin(_mm256_mul_ps(_mm256_cvtepi32_ps(o0), _mm256_mul_ps(mv_scale(&rj[0]->d, gidx), _mm256_set1_ps(dx[j])))));
+      if (j1)
+        acc = _mm256_add_ps(acc, pin(_mm256_mul_ps(_mm256_cvtepi32_ps(o1), _mm256_mul_ps(mv_scale(&rj[0][1].d, gidx), _mm256_set1_ps(dx[j + 1])))));
+    }
+  }
+  _mm256_maskstore_ps(y, live, acc);
+}
+
+EDGELM_X86_T256 inline bool has_m128(const block_q8_0* x, std::size_t nb) noexcept {
+  const __m256i m = _mm256_set1_epi8(static_cast<char>(0x80));
+  __m256i any = _mm256_setzero_si256();
+  for (std::size_t b = 0; b < nb; ++b)
+    any = _mm256_or_si256(any, _mm256_cmpeq_epi8(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs)), m));
+  return !_mm256_testz_si256(any, any);
+}
+
+template <class WB>
+EDGELM_X86_T256 inline void matvec_q(float* y, const WB* wd, std::size_t nb, const block_q8_0* x, std::uint32_t r0, std::uint32_t r1) noexcept {
+  constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
+  alignas(64) unsigned char xp[mv_quads * mv_stride];
+  const std::uintptr_t pf_end = reinterpret_cast<std::uintptr_t>(wd + std::size_t{r1} * nb);
+  for (std::size_t kb = 0; kb < nb; kb += 4 * mv_quads) {
+    const std::size_t kc = nb - kb < 4 * mv_quads ? nb - kb : 4 * mv_quads;
+    for (std::size_t b = 0; b < kc; b += 4) mv_prep_quad(xp + (b / 4) * mv_stride, x + kb + b, kc - b < 4 ? kc - b : 4, q4 ? 8 : 0);
+    for (std::uint32_t r = r0; r < r1; r += 8) {
+      const unsigned cnt = r1 - r < 8 ? r1 - r : 8;
+      const pf_stream pf = pf_pass<WB, 8>(wd, nb, r, kb, kc, pf_end);
+      if (kc != nb)
+        mv_pass<WB, true>(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kb, kc, pf);
+      else
+        mv_pass<WB, false>(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kb, kc, pf);
+    }
+  }
+}
+
+// ---- prefill: panels of 8 rows ----
+// per block: q4_0 8 vectors of nibbles (lane r = weights 4g .. 4g+3 of row r) + 8 scales = 288 bytes;
+// q8_0 (w + 128) split into low and high nibbles, 16 vectors + 8 scales = 544 bytes.
+inline constexpr std::size_t gm_bytes_q4 = 288, gm_bytes_q8 = 544;
+
+EDGELM_X86_I256 void transpose4(const __m256i z[4], __m256i out[4]) noexcept {
+  const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]), t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]), t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+  out[0] = _mm256_unpacklo_epi64(t0, t2);
+  out[1] = _mm256_unpackhi_epi64(t0, t2);
+  out[2] = _mm256_unpacklo_epi64(t1, t3);
+  out[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+template <class WB>
+EDGELM_X86_T256 inline void gm_pack(unsigned char* dst, const WB* w, std::size_t nb, unsigned cnt, std::size_t kc) noexcept {
+  constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
+  constexpr std::size_t bb = q4 ? gm_bytes_q4 : gm_bytes_q8;
+  const WB* rp[8];
+  for (unsigned i = 0; i < 8; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
+  const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  const __m256i gidx = _mm256_mullo_epi32(_mm256_min_epu32(lane, _mm256_set1_epi32(static_cast<int>(cnt - 1))),
+                                          _mm256_set1_epi32(static_cast<int>(nb * sizeof(WB))));
+  const __m256i m0f = _mm256_set1_epi8(0x0F), m80 = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (std::size_t b = 0; b < kc; ++b) {
+    unsigned char* o = dst + b * bb;
+    __m256i z[4], t[4];
+    for (int half = 0; half < (q4 ? 1 : 2); ++half) {
+      for (int k = 0; k < 4; ++k) z[k] = load2x16(rp[k][b].qs + 16 * half, rp[k + 4][b].qs + 16 * half);
+      transpose4(z, t);
+      for (int g = 0; g < 4; ++g) {
+        if (q4) {
+          _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * g), _mm256_and_si256(t[g], m0f));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * (g + 4)), _mm256_and_si256(_mm256_srli_epi16(t[g], 4), m0f));
+        } else {
+          const __m256i u = _mm256_xor_si256(t[g], m80);
+          _mm256_store_si256(reinterpret_cast<__m256i*>(o + 32 * (4 * half + g)), _mm256_and_si256(u, m0f));
+          _mm256_store_si256(reinterpret_cast<__m256i*>(o + 256 + 32 * (4 * half + g)), _mm256_and_si256(_mm256_srli_epi16(u, 4), m0f));
+        }
+      }
+    }
+    _mm256_store_ps(reinterpret_cast<float*>(o + bb - 32), mv_scale(&rp[0][b].d, gidx));
+  }
+}
+
+EDGELM_X86_T256 inline void gm_prep(xblock* out, const block_q8_0* x, std::size_t ldx, std::size_t tc, std::size_t kc, int shift) noexcept {
+  const __m256i m80 = _mm256_set1_epi8(static_cast<char>(0x80)), zero = _mm256_setzero_si256();
+  for (std::size_t t = 0; t < tc; ++t)
+    for (std::size_t b = 0; b < kc; ++b) {
+      const block_q8_0& xb = x[t * ldx + b];
+      const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs)), m80), zero);
+      const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+      const std::int32_t sum = _mm_cvtsi128_si32(_mm_add_epi64(s2, _mm_unpackhi_epi64(s2, s2))) - 4096;
+      out[t * gm_kc + b].corr = -sum * (1 << shift);
+      out[t * gm_kc + b].dx = fp16_to_f32(xb.d);
+    }
+}
+
+// exact block sums of a panel block and one token: q4_0 nibble x int8 pairs sum to at most 8 * 3840
+// in int16; q8_0 does the same for the low and the high nibbles of w + 128.
+EDGELM_X86_I256 __m256i gm_block(const unsigned char* o, const std::int8_t* q, std::int32_t corr, std::true_type) noexcept {
+  __m256i a = _mm256_setzero_si256();
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g)
+    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(o + 32 * g)), _mm256_set1_epi32(load_i32(q + 4 * g))));
+  return _mm256_add_epi32(_mm256_madd_epi16(a, _mm256_set1_epi16(1)), _mm256_set1_epi32(corr));
+}
+EDGELM_X86_I256 __m256i gm_block(const unsigned char* o, const std::int8_t* q, std::int32_t corr, std::false_type) noexcept {
+  __m256i a = _mm256_setzero_si256(), h = _mm256_setzero_si256();
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; ++g) {
+    const __m256i xv = _mm256_set1_epi32(load_i32(q + 4 * g));
+    a = _mm256_add_epi16(a, _mm256_maddubs_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(o + 32 * g)), xv));
+    h = _mm256_add_epi16(h, _mm256_maddubs_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(o + 256 + 32 * g)), xv));
+  }
+  return _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(a, _mm256_set1_epi16(1)), _mm256_madd_epi16(h, _mm256_set1_epi16(16))),
+                          _mm256_set1_epi32(corr));
+}
+
+template <int NT, bool Q4>
+EDGELM_X86_T256 inline void gm_tile(const unsigned char* pk, std::size_t kc, const block_q8_0* const* xt, const xblock* const* xb, float* const* yt,
+                                    __m256i live, bool first) noexcept {
+  constexpr std::size_t bb = Q4 ? gm_bytes_q4 : gm_bytes_q8;
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = first ? _mm256_setzero_ps() : _mm256_maskload_ps(yt[t], live);
+  for (std::size_t b = 0; b < kc; ++b) {
+    const unsigned char* o = pk + b * bb;
+    const __m256 dw = _mm256_load_ps(reinterpret_cast<const float*>(o + bb - 32));
+#pragma GCC unroll 4
+    for (int t = 0; t < NT; ++t) {
+      const __m256i i = gm_block(o, xt[t][b].qs, xb[t][b].corr, std::integral_constant<bool, Q4>());
+      const __m256 sc = _mm256_mul_ps(dw, _mm256_set1_ps(xb[t][b].dx));
+      acc[t] = _mm256_add_ps(acc[t], pin(_mm256_mul_ps(_mm256_cvtepi32_ps(i), sc)));
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_maskstore_ps(yt[t], live, acc[t]);
+}
+
+template <class WB>
+EDGELM_X86_T256 inline void gemm_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx, std::size_t n,
+                                   std::uint32_t r0, std::uint32_t r1) noexcept {
+  constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
+  alignas(64) unsigned char pk[gm_kc * gm_bytes_q8];
+  xblock xp[gm_tc * gm_kc];
+  const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  for (std::size_t kb = 0; kb < nb; kb += gm_kc) {
+    const std::size_t kc = nb - kb < gm_kc ? nb - kb : gm_kc;
+    for (std::size_t t0 = 0; t0 < n; t0 += gm_tc) {
+      const std::size_t tc = n - t0 < gm_tc ? n - t0 : gm_tc;
+      gm_prep(xp, x + t0 * ldx + kb, ldx, tc, kc, q4 ? 3 : 7);
+      for (std::uint32_t r = r0; r < r1; r += 8) {
+        const unsigned cnt = r1 - r < 8 ? r1 - r : 8;
+        const __m256i live = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(cnt)), lane);
+        if (r + 8 < r1) pf_panel(wd + std::size_t{r + 8} * nb + kb, nb, r1 - (r + 8) < 8 ? r1 - (r + 8) : 8, kc);
+        gm_pack(pk, wd + std::size_t{r} * nb + kb, nb, cnt, kc);
+        for (std::size_t t = 0; t < tc; t += 4) {
+          const block_q8_0* xt[4];
+          const xblock* xb[4];
+          float* yt[4];
+          const std::size_t nt = tc - t < 4 ? tc - t : 4;
+          for (std::size_t i = 0; i < nt; ++i) {
+            xt[i] = x + (t0 + t + i) * ldx + kb;
+            xb[i] = xp + (t + i) * gm_kc;
+            yt[i] = y + (t0 + t + i) * ldy + r;
+          }
+          switch (nt) {
+            case 4: gm_tile<4, q4>(pk, kc, xt, xb, yt, live, kb == 0); break;
+            case 3: gm_tile<3, q4>(pk, kc, xt, xb, yt, live, kb == 0); break;
+            case 2: gm_tile<2, q4>(pk, kc, xt, xb, yt, live, kb == 0); break;
+            default: gm_tile<1, q4>(pk, kc, xt, xb, yt, live, kb == 0); break;
+          }
+        }
+      }
+    }
+  }
+}
+
+template <class WB>
+EDGELM_X86_T256 inline void matmul_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx, std::size_t n,
+                                     std::uint32_t r0, std::uint32_t r1) noexcept {
+  // q8_0's decode uses |w| x sign(x, w), exact unless an activation byte is -128 (never produced by
+  // q8_0::quantize_block); such a token goes through the prefill kernel, which is exact for all bytes.
+  // up to gm_min tokens stream the rows once per token (the same values as the prefill kernel)
+  if (n > gm_min) {
+    gemm_q(y, ldy, wd, nb, x, ldx, n, r0, r1);
+    return;
+  }
+  for (std::size_t t = 0; t < n; ++t) {
+    if (std::is_same_v<WB, block_q4_0> || !has_m128(x + t * ldx, nb))
+      matvec_q(y + t * ldy, wd, nb, x + t * ldx, r0, r1);
+    else
+      gemm_q(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, 1, r0, r1);
+  }
+}
+
+// ---- f32: the 16-lane accumulator as two halves ----
+// s = ((u0 + u1) + (u2 + u3)), u_j = t_j + t_(j+4), t_j = lo_j + hi_j (lanes j and j + 8)
+EDGELM_X86_I256 __m128 reduce_u(__m256 lo, __m256 hi) noexcept {
+  const __m256 t = _mm256_add_ps(lo, hi);
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+EDGELM_X86_I256 __m128 reduce4(__m128 u0, __m128 u1, __m128 u2, __m128 u3) noexcept {
+  return _mm_hadd_ps(_mm_hadd_ps(u0, u1), _mm_hadd_ps(u2, u3));
+}
+
+EDGELM_X86_I256 void f32_masks(std::size_t rem, __m256i& mlo, __m256i& mhi) noexcept {
+  const __m256i lane = _mm256_set_epi32(7, 6, 5, 4, 3, 2, 1, 0);
+  const int r = static_cast<int>(rem);
+  mlo = _mm256_cmpgt_epi32(_mm256_set1_epi32(r), lane);
+  mhi = _mm256_cmpgt_epi32(_mm256_set1_epi32(r - 8), lane);
+}
+
+// 4 rows x one token
+EDGELM_X86_T256 inline void f32_rows4(float* y, const float* w, std::size_t ldw, unsigned cnt, const float* x, std::size_t k) noexcept {
+  const float* rp[4];
+  for (unsigned i = 0; i < 4; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * ldw;
+  __m256 lo[4], hi[4];
+  for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
+  std::size_t j = 0;
+  for (; j + 16 <= k; j += 16) {
+    const __m256 xl = _mm256_loadu_ps(x + j), xh = _mm256_loadu_ps(x + j + 8);
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; ++i) {
+      lo[i] = _mm256_fmadd_ps(_mm256_loadu_ps(rp[i] + j), xl, lo[i]);
+      hi[i] = _mm256_fmadd_ps(_mm256_loadu_ps(rp[i] + j + 8), xh, hi[i]);
+    }
+  }
+  if (j < k) {
+    __m256i ml, mh;
+    f32_masks(k - j, ml, mh);
+    const __m256 xl = _mm256_maskload_ps(x + j, ml), xh = _mm256_maskload_ps(x + j + 8, mh);
+    for (int i = 0; i < 4; ++i) {
+      lo[i] = _mm256_fmadd_ps(_mm256_maskload_ps(rp[i] + j, ml), xl, lo[i]);
+      hi[i] = _mm256_fmadd_ps(_mm256_maskload_ps(rp[i] + j + 8, mh), xh, hi[i]);
+    }
+  }
+  const __m128 s = reduce4(reduce_u(lo[0], hi[0]), reduce_u(lo[1], hi[1]), reduce_u(lo[2], hi[2]), reduce_u(lo[3], hi[3]));
+  _mm_maskstore_ps(y, _mm_cmpgt_epi32(_mm_set1_epi32(static_cast<int>(cnt)), _mm_set_epi32(3, 2, 1, 0)), s);
+}
+
+// 2 rows x 3 tokens
+EDGELM_X86_T256 inline void f32_tile2x3(float* const* yt, unsigned nt, unsigned cnt, const float* const* wr, const float* const* xt,
+                                        std::size_t k) noexcept {
+  __m256 lo[6], hi[6];
+  for (int i = 0; i < 6; ++i) lo[i] = hi[i] = _mm256_setzero_ps();
+  std::size_t j = 0;
+  for (; j + 16 <= k; j += 16) {
+    const __m256 w0l = _mm256_loadu_ps(wr[0] + j), w0h = _mm256_loadu_ps(wr[0] + j + 8);
+    const __m256 w1l = _mm256_loadu_ps(wr[1] + j), w1h = _mm256_loadu_ps(wr[1] + j + 8);
+#pragma GCC unroll 3
+    for (int t = 0; t < 3; ++t) {
+      const __m256 xl = _mm256_loadu_ps(xt[t] + j), xh = _mm256_loadu_ps(xt[t] + j + 8);
+      lo[2 * t] = _mm256_fmadd_ps(w0l, xl, lo[2 * t]);
+      hi[2 * t] = _mm256_fmadd_ps(w0h, xh, hi[2 * t]);
+      lo[2 * t + 1] = _mm256_fmadd_ps(w1l, xl, lo[2 * t + 1]);
+      hi[2 * t + 1] = _mm256_fmadd_ps(w1h, xh, hi[2 * t + 1]);
+    }
+  }
+  if (j < k) {
+    __m256i ml, mh;
+    f32_masks(k - j, ml, mh);
+    const __m256 w0l = _mm256_maskload_ps(wr[0] + j, ml), w0h = _mm256_maskload_ps(wr[0] + j + 8, mh);
+    const __m256 w1l = _mm256_maskload_ps(wr[1] + j, ml), w1h = _mm256_maskload_ps(wr[1] + j + 8, mh);
+    for (int t = 0; t < 3; ++t) {
+      const __m256 xl = _mm256_maskload_ps(xt[t] + j, ml), xh = _mm256_maskload_ps(xt[t] + j + 8, mh);
+      lo[2 * t] = _mm256_fmadd_ps(w0l, xl, lo[2 * t]);
+      hi[2 * t] = _mm256_fmadd_ps(w0h, xh, hi[2 * t]);
+      lo[2 * t + 1] = _mm256_fmadd_ps(w1l, xl, lo[2 * t + 1]);
+      hi[2 * t + 1] = _mm256_fmadd_ps(w1h, xh, hi[2 * t + 1]);
+    }
+  }
+  // [t0r0, t0r1, t1r0, t1r1] and [t2r0, t2r1, -, -]
+  const __m128 u4 = reduce_u(lo[4], hi[4]), u5 = reduce_u(lo[5], hi[5]);
+  const __m128 a = reduce4(reduce_u(lo[0], hi[0]), reduce_u(lo[1], hi[1]), reduce_u(lo[2], hi[2]), reduce_u(lo[3], hi[3]));
+  const __m128 b = reduce4(u4, u5, u4, u5);
+  alignas(16) float s[8];
+  _mm_store_ps(s, a);
+  _mm_store_ps(s + 4, b);
+  for (unsigned t = 0; t < nt; ++t)
+    for (unsigned r = 0; r < cnt; ++r) yt[t][r] = s[2 * t + r];
+}
+
+EDGELM_X86_T256 inline void matmul_f32(float* y, std::size_t ldy, const float* w, std::size_t k, const float* x, std::size_t ldx, std::size_t n,
+                                       std::uint32_t r0, std::uint32_t r1) noexcept {
+  if (n == 1) {
+    for (std::uint32_t r = r0; r < r1; r += 4) f32_rows4(y + r, w + std::size_t{r} * k, k, r1 - r < 4 ? r1 - r : 4, x, k);
+    return;
+  }
+  std::size_t rb = (std::size_t{256} << 10) / (k * 4 + 1);
+  rb = rb < 2 ? 2 : rb / 2 * 2;
+  for (std::uint32_t rb0 = r0; rb0 < r1; rb0 = static_cast<std::uint32_t>(rb0 + rb)) {
+    const std::uint32_t rb1 = r1 - rb0 < rb ? r1 : static_cast<std::uint32_t>(rb0 + rb);
+    for (std::size_t t = 0; t < n; t += 3) {
+      const unsigned nt = n - t < 3 ? static_cast<unsigned>(n - t) : 3;
+      const float* xt[3];
+      float* yt[3];
+      for (unsigned i = 0; i < 3; ++i) xt[i] = x + (t + (i < nt ? i : nt - 1)) * ldx;
+      for (std::uint32_t r = rb0; r < rb1; r += 2) {
+        const unsigned cnt = rb1 - r < 2 ? rb1 - r : 2;
+        const float* wr[2] = {w + std::size_t{r} * k, w + std::size_t{r + (cnt > 1 ? 1 : 0)} * k};
+        for (unsigned i = 0; i < 3; ++i) yt[i] = y + (t + (i < nt ? i : nt - 1)) * ldy + r;
+        f32_tile2x3(yt, nt, cnt, wr, xt, k);
+      }
+    }
+  }
+}
+
+}  // namespace detail::k256
+
+
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
 #endif
@@ -757,7 +1330,10 @@ inline bool matmul_on(isa_t isa, float* y, std::size_t ldy, const matrix<f32>& w
 #if defined(EDGELM_X86_ENABLED)
   if (r0 >= r1 || n == 0) return isa != isa_t::none;
   switch (isa) {
+    case isa_t::avx512vbmi:
     case isa_t::avx512vnni: k512::matmul_f32(y, ldy, w.data, w.cols, x, ldx, n, r0, r1); return true;
+    case isa_t::avxvnni:
+    case isa_t::avx2: k256::matmul_f32(y, ldy, w.data, w.cols, x, ldx, n, r0, r1); return true;
     default: return false;
   }
 #else
@@ -772,7 +1348,10 @@ inline bool matmul_on(isa_t isa, float* y, std::size_t ldy, const matrix<P>& w, 
 #if defined(EDGELM_X86_ENABLED)
   if (r0 >= r1 || n == 0) return isa != isa_t::none;
   switch (isa) {
-    case isa_t::avx512vnni: k512::matmul_q(y, ldy, w.data, w.blocks_per_row(), x, ldx, n, r0, r1); return true;
+    case isa_t::avx512vbmi: k512::matmul_q(y, ldy, w.data, w.blocks_per_row(), x, ldx, n, r0, r1, true); return true;
+    case isa_t::avx512vnni: k512::matmul_q(y, ldy, w.data, w.blocks_per_row(), x, ldx, n, r0, r1, false); return true;
+    case isa_t::avxvnni:
+    case isa_t::avx2: k256::matmul_q(y, ldy, w.data, w.blocks_per_row(), x, ldx, n, r0, r1); return true;
     default: return false;
   }
 #else
