@@ -2,11 +2,13 @@
 // pthreads in WebAssembly builds with -pthread). The calling thread takes part (worker 0), so a pool of
 // N threads starts N - 1. Workers spin briefly after each job (a forward pass hands out ~5 jobs per
 // layer, microseconds apart) and then block on a condition variable, so an idle pool burns no core.
+// Work is claimed in chunks, so a descheduled worker delays nothing it has not claimed.
 // threads = 1 starts nothing and runs inline.
 //
 // Not copyable or movable (the workers hold its address). Create it once, before the session, and keep it
 // alive while any state uses its executor().
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -58,7 +60,7 @@ class thread_pool {
     {
       std::lock_guard<std::mutex> lk(m_);
       stop_ = true;
-      gen_.fetch_add(1, std::memory_order_release);
+      gen_.fetch_add(2, std::memory_order_seq_cst);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -77,30 +79,41 @@ class thread_pool {
     return e;
   }
 
-  // Run task over [0, n): worker w takes static_chunk(n, grain, threads(), w). Blocks until all are done.
-  // One job at a time: calls from several threads at once are serialised.
+  // Run task over [0, n) and return when every item is done. [0, n) is cut into a few chunks per thread
+  // (boundaries multiples of grain) that the calling thread and the workers claim one at a time, so a
+  // worker the OS has not scheduled yet simply gets none: the caller never waits for a thread that has
+  // not started (on a loaded machine the job degrades to one thread instead of stalling). One job at a
+  // time: calls from several threads at once are serialised.
   void parallel_for(std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
     std::lock_guard<std::mutex> job(job_m_);
+    if (grain == 0) grain = 1;
     if (n_ == 1 || n <= grain) {
       task(ctx, 0, n, 0);
       return;
     }
+    // Close the previous job (odd generation) and wait until no worker is still inside it; a worker that
+    // joins after this point sees the odd generation and leaves without reading the fields below.
+    const std::uint64_t g = gen_.load(std::memory_order_relaxed);
+    gen_.store(g + 1, std::memory_order_seq_cst);
+    for (unsigned i = 0; active_.load(std::memory_order_seq_cst) != 0; ++i) relax(i);
+    const std::size_t units = (n + grain - 1) / grain;
+    const std::size_t chunks = std::min<std::size_t>(units, std::size_t{4} * n_);
     n_items_ = n;
     grain_ = grain;
+    units_ = units;
+    chunks_ = chunks;
     task_ = task;
     ctx_ = ctx;
-    pending_.store(n_ - 1, std::memory_order_relaxed);
+    next_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(m_);
-      gen_.fetch_add(1, std::memory_order_release);
+      gen_.store(g + 2, std::memory_order_seq_cst);  // publish (even generation)
     }
-    if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
-    run_chunk(0);
-    // wait for the others: spin, then yield (chunks are short: a fraction of one matrix product)
-    for (unsigned i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-      if (i < spin_iterations) cpu_relax();
-      else std::this_thread::yield();
-    }
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) cv_.notify_all();
+    run_chunks(0);
+    // the chunks others claimed: spin, then yield
+    for (unsigned i = 0; done_.load(std::memory_order_acquire) != chunks; ++i) relax(i);
   }
 
  private:
@@ -119,46 +132,66 @@ class thread_pool {
     asm volatile("yield");
 #endif
   }
+  static void relax(unsigned i) noexcept {
+    if (i < spin_iterations) cpu_relax();
+    else std::this_thread::yield();
+  }
 
-  void run_chunk(unsigned w) noexcept {
-    const auto [b, e] = static_chunk(n_items_, grain_, n_, w);
-    if (b < e) task_(ctx_, b, e, w);
+  // Claim and run chunks of the current job on worker w until none are left.
+  void run_chunks(unsigned w) noexcept {
+    for (;;) {
+      const std::size_t c = next_.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks_) return;
+      // chunk c covers units [c * units / chunks, (c + 1) * units / chunks)
+      const std::size_t ub = c * units_ / chunks_, ue = (c + 1) * units_ / chunks_;
+      const std::size_t b = ub * grain_, e = std::min(ue * grain_, n_items_);
+      if (b < e) task_(ctx_, b, e, w);
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
   }
 
   void loop(unsigned w) {
     std::uint64_t seen = 0;
     for (;;) {
-      // spin for a new job, then sleep
+      // spin for a new (even) generation, then sleep
       std::uint64_t g = gen_.load(std::memory_order_acquire);
-      for (unsigned i = 0; g == seen && i < spin_iterations; ++i) {
+      for (unsigned i = 0; (g == seen || (g & 1)) && i < spin_iterations; ++i) {
         cpu_relax();
         g = gen_.load(std::memory_order_acquire);
       }
-      if (g == seen) {
+      if (g == seen || (g & 1)) {
         std::unique_lock<std::mutex> lk(m_);
-        sleepers_.fetch_add(1, std::memory_order_acq_rel);
-        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
-        sleepers_.fetch_sub(1, std::memory_order_acq_rel);
-        g = gen_.load(std::memory_order_acquire);
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        cv_.wait(lk, [&] {
+          const std::uint64_t v = gen_.load(std::memory_order_acquire);
+          return stop_ || (v != seen && !(v & 1));
+        });
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+        if (stop_) return;
+        continue;
       }
-      seen = g;
       if (stop_) return;
-      run_chunk(w);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      // join the job of generation g, unless it was closed meanwhile
+      active_.fetch_add(1, std::memory_order_seq_cst);
+      if (gen_.load(std::memory_order_seq_cst) == g) run_chunks(w);
+      active_.fetch_sub(1, std::memory_order_seq_cst);
+      seen = g;
     }
   }
 
   unsigned n_ = 1;
   std::vector<std::thread> workers_;
   std::mutex job_m_;  // one job at a time
-  std::mutex m_;
+  std::mutex m_;      // sleeping workers
   std::condition_variable cv_;
-  std::atomic<std::uint64_t> gen_{0};
-  std::atomic<unsigned> pending_{0};
+  std::atomic<std::uint64_t> gen_{0};   // even: a job is open; odd: it is being replaced
+  std::atomic<unsigned> active_{0};     // workers inside the current job
   std::atomic<unsigned> sleepers_{0};
-  bool stop_ = false;
-  // the current job (written before gen_ is bumped, read after it is seen)
-  std::size_t n_items_ = 0, grain_ = 1;
+  std::atomic<std::size_t> next_{0};    // next chunk to claim
+  std::atomic<std::size_t> done_{0};    // chunks finished
+  std::atomic<bool> stop_{false};       // set under m_ (read by spinning workers too)
+  // the current job (written while no worker is inside, read after the generation is seen)
+  std::size_t n_items_ = 0, grain_ = 1, units_ = 0, chunks_ = 0;
   executor::task_fn task_ = nullptr;
   void* ctx_ = nullptr;
 };

@@ -247,34 +247,34 @@ class transformer {
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
       const auto& L = w_.layers[l];
       // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
-      rmsnorm_rows(s.xb.data(), x, L.attn_norm, n);
+      rmsnorm_rows(s, s.xb.data(), x, L.attn_norm, n);
       const act_block* xa = activations(s, s.xb.data(), n, dim);
       const std::size_t lda = act_stride(dim);
       matmul3(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
-      for (std::uint32_t t = 0; t < n; ++t)
-        K::rope(s.q.data() + std::size_t{t} * dim, s.k.data() + std::size_t{t} * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + std::size_t{t} * (hs / 2),
-                s.rope_sin.data() + std::size_t{t} * (hs / 2));
+      per_token(s, n, [&](std::size_t t) noexcept {
+        K::rope(s.q.data() + t * dim, s.k.data() + t * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + t * (hs / 2), s.rope_sin.data() + t * (hs / 2));
+      });
 
       // causal attention of the batch over positions 0 .. pos + t, into xb
       if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
       else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
 
       matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
-      K::add(x, s.xb2.data(), std::size_t{n} * dim);  // residual
+      per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });  // residual
 
       // feed-forward: w2(silu(w1 x) * w3 x)
-      rmsnorm_rows(s.xb.data(), x, L.ffn_norm, n);
+      rmsnorm_rows(s, s.xb.data(), x, L.ffn_norm, n);
       matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
-      K::silu_mul(s.hb.data(), s.hb2.data(), std::size_t{n} * hidden);
+      per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
       matmul3(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
-      K::add(x, s.xb.data(), std::size_t{n} * dim);  // residual
+      per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb.data() + t * dim, dim); });  // residual
     }
 
     if (which == logits_for::none) return {};
     // final norm and classifier, only for the positions whose logits are wanted
     const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
     float* xl = x + std::size_t{first} * dim;
-    rmsnorm_rows(xl, xl, w_.output_norm, m);
+    rmsnorm_rows(s, xl, xl, w_.output_norm, m);
     matmul3(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
     return {s.logits.data(), std::size_t{m} * c.vocab_size};
   }
@@ -291,8 +291,18 @@ class transformer {
     else return (cols + P::activation::block_size - 1) / P::activation::block_size;
   }
 
-  void rmsnorm_rows(float* o, const float* xin, const float* weight, std::uint32_t n) const noexcept {
-    for (std::uint32_t t = 0; t < n; ++t) K::rmsnorm(o + std::size_t{t} * cfg_.dim, xin + std::size_t{t} * cfg_.dim, weight, cfg_.dim, cfg_.norm_eps);
+  // f(t) for every token of the batch, spread over the workers (tokens are independent; one token runs
+  // inline on the caller).
+  template <class F>
+  static void per_token(run_state<P>& s, std::uint32_t n, F&& f) noexcept {
+    s.exec.for_each(n, 1, [&](std::size_t b, std::size_t e, unsigned) noexcept {
+      for (std::size_t t = b; t < e; ++t) f(t);
+    });
+  }
+
+  void rmsnorm_rows(run_state<P>& s, float* o, const float* xin, const float* weight, std::uint32_t n) const noexcept {
+    const std::size_t dim = cfg_.dim;
+    per_token(s, n, [&](std::size_t t) noexcept { K::rmsnorm(o + t * dim, xin + t * dim, weight, dim, cfg_.norm_eps); });
   }
 
   // x (n rows of `cols` floats, row stride cols) in the precision the weights' dot product wants: f32
@@ -306,7 +316,7 @@ class transformer {
     } else {
       const std::size_t stride = act_stride(cols);
       static_assert(std::is_same_v<act_block, block_q8_0>, "quantized precisions take q8_0 activations");
-      for (std::uint32_t t = 0; t < n; ++t) K::quantize_q8_0(xin + t * cols, s.xq.data() + t * stride, cols);
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_0(xin + t * cols, s.xq.data() + t * stride, cols); });
       return s.xq.data();
     }
   }
