@@ -22,7 +22,7 @@
 #                 tools/bench_compare.sh --prepare builds/generates them (see that script)
 #   SHARED        shared folder [$EDGELM_SHARED_DIR or $repo/../shared]
 #   EDGELM_WASM   edgelm's node build [$repo/build/wasm/edgelm.js]; this script builds nothing of edgelm. A build
-#                 without threads refuses -t 2 (its cells read n/a): point EDGELM_WASM at a pthreads build for T > 1
+#                 without threads refuses -t 2: for T > 1 EDGELM_WASM_MT [$repo/build/wasm-mt/edgelm.js] is used when built
 #   WASM_THREADS  ["1 2"];  PP [128];  TG [64];  REPS [3];  PORT [8765 if free, else any free port]
 #   WLLAMA_TIMEOUT seconds for one drive.mjs call (REPS pages) [1200]
 #   OUT_DIR       raw outputs + table.md [$PEERS_DIR/results/wasm-<UTC time>]
@@ -37,6 +37,8 @@ export PEERS_DIR
 SHARED=${SHARED:-${EDGELM_SHARED_DIR:-$repo/../shared}}
 SHARED=$(cd "$SHARED" && pwd)
 EDGELM_WASM=${EDGELM_WASM:-$repo/build/wasm/edgelm.js}
+# the pthreads build (cmake --preset wasm-mt) for T > 1, when present
+EDGELM_WASM_MT=${EDGELM_WASM_MT:-$repo/build/wasm-mt/edgelm.js}
 WASM_THREADS=${WASM_THREADS:-"1 2"}
 PP=${PP:-128}
 TG=${TG:-64}
@@ -144,7 +146,9 @@ for f in "${models[@]}"; do
     wj=$OUT_DIR/$b.t$t.wllama.jsonl
     if ((have_edgelm)); then
       log "$b, $t thread(s): edgelm wasm under node"
-      node --no-experimental-fetch "$EDGELM_WASM" bench -m "$f" -p "$PP" -n "$TG" -t "$t" -r "$REPS" --json \
+      wasm_cli=$EDGELM_WASM
+      if [[ $t -gt 1 && -s $EDGELM_WASM_MT ]]; then wasm_cli=$EDGELM_WASM_MT; fi
+      node --no-experimental-fetch "$wasm_cli" bench -m "$f" -p "$PP" -n "$TG" -t "$t" -r "$REPS" --json \
         >"$ej" 2>"$ej.stderr" || log "edgelm wasm bench failed on $b -t $t: $(tail -n1 "$ej.stderr" | cut -c1-200)"
     else
       : >"$ej"
