@@ -98,6 +98,13 @@ HWY_INLINE void scale_mul(D d, float* o, const float* w, const float* x, float s
   for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, w + i), hn::Mul(vs, hn::LoadU(d, x + i))), d, o + i);
 }
 
+template <class D>
+HWY_INLINE void scale_in_place(D d, float* x, float c, std::size_t n, std::size_t& i) {
+  const std::size_t N = hn::Lanes(d);
+  const auto vc = hn::Set(d, c);
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(d, x + i), vc), d, x + i);
+}
+
 // ---- quantized dot products: one 32-element block at a time, int8 -> int16 -> int32 ----
 // Elements are widened to int16 (PromoteTo) and multiplied pairwise into int32 lanes with
 // ReorderWidenMulAccumulate (AVX2: vpmaddwd; WASM SIMD128: i32x4.dot_i16x8_s). A block's int32 lanes are
@@ -223,6 +230,36 @@ HWY_INLINE float softmax_unnormalised(float* x, std::size_t n) {
   return hn::GetLane(hn::SumOfLanes(d, s)) + hn::GetLane(s1);
 }
 
+// x[0..n) = exp(x - max) in whole vectors (the last one padded with -inf, whose exp is 0, and only its
+// valid lanes stored); returns the sum of the vector lanes. Every x[j] gets the same vector exp, so a
+// value depends only on x[j] and the max.
+HWY_INLINE float softmax_unnormalised_padded(float* x, std::size_t n) {
+  const hn::ScalableTag<float> d;
+  const std::size_t N = hn::Lanes(d);
+  auto vmx = hn::Set(d, x[0]);
+  std::size_t i = 0;
+  for (; i + N <= n; i += N) vmx = hn::Max(vmx, hn::LoadU(d, x + i));
+  float mx = hn::GetLane(hn::MaxOfLanes(d, vmx));
+  for (; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+  const auto vm = hn::Set(d, mx);
+  auto sum = hn::Zero(d);
+  i = 0;
+  for (; i + N <= n; i += N) {
+    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vm));
+    hn::StoreU(e, d, x + i);
+    sum = hn::Add(sum, e);
+  }
+  if (i < n) {
+    HWY_ALIGN float tmp[hn::MaxLanes(d)];
+    for (std::size_t k = 0; k < N; ++k) tmp[k] = i + k < n ? x[i + k] : -HUGE_VALF;
+    const auto e = hn::Exp(d, hn::Sub(hn::Load(d, tmp), vm));
+    hn::Store(e, d, tmp);
+    for (std::size_t k = 0; i + k < n; ++k) x[i + k] = tmp[k];
+    sum = hn::Add(sum, e);
+  }
+  return hn::GetLane(hn::SumOfLanes(d, sum));
+}
+
 // out[0..hd) = sum_j p[j] * v_j, v_j = v + j * stride; the output columns in register blocks of up to
 // four vectors, keys in order (so a value never depends on the batch or the worker).
 template <class D, class KV>
@@ -249,6 +286,28 @@ HWY_INLINE void weighted_sum(D d, float* HWY_RESTRICT out, const float* HWY_REST
     for (std::size_t j = 0; j < len; ++j) a0 = hn::MulAdd(hn::Set(d, p[j]), load_kv(d, v + j * stride + c), a0);
     hn::StoreU(a0, d, out + c);
   }
+}
+
+// a[i] = silu(a[i]) * b[i] = a[i] * (1 / (1 + exp(-a[i]))) * b[i] with Highway's exp (within ~1 ulp):
+// the same operations per element in full and one-lane vectors, so a value never depends on n (the
+// batch). exp's argument is capped at 100 (Highway's exp is valid up to 104): exp(100) is already inf,
+// as std::exp of anything above 88.7, so large negative a still gives -0 * b.
+template <class D>
+HWY_INLINE void silu_mul_lanes(D d, float* HWY_RESTRICT a, const float* HWY_RESTRICT b, std::size_t n, std::size_t& i) {
+  const std::size_t N = hn::Lanes(d);
+  const auto one = hn::Set(d, 1.0f), cap = hn::Set(d, 100.0f);
+  for (; i + N <= n; i += N) {
+    const auto v = hn::LoadU(d, a + i);
+    const auto e = hn::Exp(d, hn::Min(hn::Neg(v), cap));
+    const auto s = hn::Div(one, hn::Add(one, e));
+    hn::StoreU(hn::Mul(hn::Mul(v, s), hn::LoadU(d, b + i)), d, a + i);
+  }
+}
+
+template <class D>
+HWY_INLINE void add_lanes(D d, float* HWY_RESTRICT x, const float* HWY_RESTRICT y, std::size_t n, std::size_t& i) {
+  const std::size_t N = hn::Lanes(d);
+  for (; i + N <= n; i += N) hn::StoreU(hn::Add(hn::LoadU(d, x + i), hn::LoadU(d, y + i)), d, x + i);
 }
 
 }  // namespace detail
@@ -305,9 +364,22 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
 
   // Causal attention (basic_kernels::attention's contract): scores, a softmax with a vectorised exp and
   // 1/sum folded into the probabilities, then the weighted sum of values in register blocks.
+  // WASM with an f32 cache: wasm.hpp's scores (four keys per pass) and weighted sum (four output vectors,
+  // two keys per step) around the same softmax.
   template <class KV>
   static void attention(const attention_args<KV>& a, std::size_t i0, std::size_t i1, float* scratch) noexcept {
     const float inv_scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
+#if defined(EDGELM_HWY_WASM)
+    if constexpr (std::is_same_v<KV, float>) {
+      edgelm::backends::wasm::attention(a, i0, i1, scratch, inv_scale, [](float* s, std::size_t len) noexcept {
+        const float inv_sum = 1.0f / detail::softmax_unnormalised_padded(s, len);
+        std::size_t j = 0;
+        detail::scale_in_place(hn::ScalableTag<float>(), s, inv_sum, len, j);
+        detail::scale_in_place(hn::CappedTag<float, 1>(), s, inv_sum, len, j);
+      });
+      return;
+    }
+#endif
     for (std::size_t i = i0; i < i1; ++i) {
       const std::size_t t = i / a.n_heads, h = i % a.n_heads;
       const std::size_t len = a.pos + t + 1;
@@ -321,6 +393,29 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
       detail::weighted_sum(hn::ScalableTag<float>(), o, scratch, a.v + kv_off, len, a.kv_dim, a.head_dim, c);
       detail::weighted_sum(hn::CappedTag<float, 1>(), o, scratch, a.v + kv_off, len, a.kv_dim, a.head_dim, c);
     }
+  }
+
+  // Activations of a quantized product, byte-identical to q8_0::quantize_row (WASM: SIMD128).
+  static void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept {
+#if defined(EDGELM_HWY_WASM)
+    edgelm::backends::wasm::quantize_q8_0(x, y, n);
+#else
+    q8_0::quantize_row(x, y, n);
+#endif
+  }
+
+  // SwiGLU a = silu(a) * b with a vectorised exp (element-wise: independent of n).
+  static void silu_mul(float* a, const float* b, std::size_t n) noexcept {
+    std::size_t i = 0;
+    detail::silu_mul_lanes(hn::ScalableTag<float>(), a, b, n, i);
+    detail::silu_mul_lanes(hn::CappedTag<float, 1>(), a, b, n, i);
+  }
+
+  // x += y (exact, element-wise).
+  static void add(float* x, const float* y, std::size_t n) noexcept {
+    std::size_t i = 0;
+    detail::add_lanes(hn::ScalableTag<float>(), x, y, n, i);
+    detail::add_lanes(hn::CappedTag<float, 1>(), x, y, n, i);
   }
 
   static void rmsnorm(float* o, const float* x, const float* weight, std::size_t n, float eps) noexcept {

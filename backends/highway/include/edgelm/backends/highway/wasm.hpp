@@ -12,24 +12,39 @@
 // element, so it too is independent of n, r0, r1 and the tiling (it differs from the left-to-right
 // reference only by rounding).
 //
-// Kernels (tuned under node 20 / V8 11.3 on x86-64 for SmolLM2-135M shapes; one thread, a model's
-// matrices: decode ~135 tok/s for q4_0 and q8_0, prefill ~320 tok/s, 3x and 6x the per-row Highway dots):
+// Kernels (tuned under node 20 / V8 11.3 on x86-64 (AMD EPYC) for SmolLM2-135M shapes; one thread, a
+// model's matrices: decode ~135 tok/s for q4_0 and q8_0, prefill ~390 tok/s, 3x and 8x the per-row
+// Highway dots):
 //  - decode (one token): one row at a time (rows interleaved in one pass defeat the hardware
 //    prefetchers), four blocks per step: four int16 block dots (the token's activations are widened to
 //    int16 once per call, in a stack buffer), one transpose-add for the four block sums, one vector of
 //    four scales, and the four products added to the row's sum in block order.
-//  - prefill (two or more tokens): a register tile of 2 rows x 8 (or 4) tokens: each weight block is
-//    unpacked to int16 once and multiplied with the pre-widened blocks of 8 tokens, each activation
-//    vector serves both rows; four tokens' block sums are reduced at once and accumulated into one f32x4.
-//  The reduction dimension is processed in chunks (stack buffers of at most ~18 KB); between chunks the
-//  running sums live in y itself (a float store and load is exact).
+//  - prefill (two or more tokens): "transposed" activations. A super-tile of up to 32 tokens is laid out
+//    once per reduction chunk so that lane k of a vector holds the element pair (2e, 2e+1) of token k of
+//    a group of four; the weight pair (w[2e], w[2e+1]) is broadcast to the four lanes
+//    (v128.load32_splat from the row's block unpacked to int16), so one i32x4.dot_i16x8_s serves four
+//    tokens and the 16 pairs of a block add up to each token's exact block sum in its own lane: no
+//    horizontal reductions. Register tile: 3 rows x 8 tokens (6 accumulators; per pair 3 broadcasts, 2
+//    activation loads, 6 dots, 6 adds: V8 keeps it all in registers). Each row's blocks are unpacked
+//    once per chunk for all tokens of the super-tile. 1.2-1.3x the previous 2 rows x 8 tokens tile with
+//    per-token reductions.
+//  The reduction dimension is processed in chunks (stack buffers of at most ~32 KB, most of it the
+//  transposed activations: blocks x tokens <= 384); between chunks the running sums live in y itself (a
+//  float store and load is exact). Whole rows in one chunk are worth more than more tokens per chunk.
 //  q4_0: nibbles are used unsigned (0..15) and the -8 offset is folded into the block sum as
 //  -8 * sum(x_block), computed once per activation block.
+//  V8 11.3 notes: TurboFan emits a basic block's loads before its arithmetic (so an inner loop body
+//  holds one step: unrolled, it spills), it does not fold loads into SIMD instructions, and it folds a
+//  constant offset from a pointer that steps through the loop (emscripten passes -disable-lsr, so the
+//  loops step pointers themselves). Widening loads (i16x8.load8x8) in the inner loop cost an ALU slot.
+//
+// Activation quantization (quantize_q8_0) and attention over an f32 cache are here too (see below).
 //
 // Relaxed SIMD: see EDGELM_WASM_RELAXED_DOT below.
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <edgelm/core/half.hpp>
 #include <edgelm/kernels/scalar.hpp>
@@ -81,7 +96,7 @@ namespace detail {
 // Blocks of the reduction dimension per chunk: decode keeps one token's activations (at most 64 bytes
 // per block), prefill eight tokens' (at most 512 bytes per block).
 inline constexpr std::size_t kc_decode = 128;
-inline constexpr std::size_t kc_gemm = 32;
+inline constexpr std::size_t kc_gemm = 32;  // (the relaxed tile)
 
 // Keeps the loads and the arithmetic of one step together. V8's TurboFan (as in node 20) emits all
 // loads of a basic block first and the pure arithmetic after them; with 16+ vector loads per step that
@@ -311,6 +326,22 @@ inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, s
 
 // ---- prefill ----
 
+// The scales of blocks [0, nb) of one row as f32 (dw has room for nb rounded up to 4).
+template <class B>
+inline void row_scales(const B* wr, std::size_t nb, float* dw) noexcept {
+  const std::size_t last = nb - 1;
+  for (std::size_t b = 0; b < nb; b += 4) {
+    const std::size_t b1 = b + 1 < last ? b + 1 : last, b2 = b + 2 < last ? b + 2 : last, b3 = b + 3 < last ? b + 3 : last;
+    wasm_v128_store(dw + b, half_hi_to_f32(gather_scales(wr[b], wr[b1], wr[b2], wr[b3])));
+  }
+}
+
+// ---- prefill with the relaxed int8 dot (EDGELM_WASM_RELAXED_DOT only) ----
+// The tile of the relaxed q4_0 path: R rows x 8 (or 4) tokens, each weight block unpacked once and
+// multiplied with the blocks of 8 tokens, four tokens' block sums reduced at once (measured +25% over the
+// same tile with i32x4.dot_i16x8_s, which the transposed kernel below replaces).
+#if defined(EDGELM_WASM_RELAXED_DOT)
+
 // R rows (wr[i], f32 scales dw + i * kc_gemm) . 4G tokens; acc[i * G + g] holds the running sums of
 // row i, tokens 4g .. 4g+3. The unpacked weights stay in registers for all 4G tokens.
 template <class W, std::size_t R, std::size_t G>
@@ -335,16 +366,6 @@ inline void rows_tile(const typename W::block* const* wr, const float* dw, const
         acc[i * G + g] = wasm_f32x4_add(acc[i * G + g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc));
       }
     }
-  }
-}
-
-// The scales of blocks [0, nb) of one row as f32 (dw has room for nb rounded up to 4).
-template <class B>
-inline void row_scales(const B* wr, std::size_t nb, float* dw) noexcept {
-  const std::size_t last = nb - 1;
-  for (std::size_t b = 0; b < nb; b += 4) {
-    const std::size_t b1 = b + 1 < last ? b + 1 : last, b2 = b + 2 < last ? b + 2 : last, b3 = b + 3 < last ? b + 3 : last;
-    wasm_v128_store(dw + b, half_hi_to_f32(gather_scales(wr[b], wr[b1], wr[b2], wr[b3])));
   }
 }
 
@@ -395,17 +416,11 @@ inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const blo
   }
 }
 
-// Tiles of 8 tokens (a tail of 6-7 padded to 8, of 2-4 to 4, 5 = 4 + 1); a single token goes to decode
-// (one padded slot costs about as much as the decode of one token).
+
+// Tiles of 8 tokens (a tail of 6-7 padded to 8, of 2-4 to 4, 5 = 4 + 1); a single token goes to decode.
 template <class W, class P>
-inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
-                     std::uint32_t r1) noexcept {
-  if (r0 >= r1) return;
-  if (w.blocks_per_row() == 0) {
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = 0.0f;
-    return;
-  }
+inline void matmul_q_tiles(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                           std::uint32_t r1) noexcept {
   std::size_t t = 0;
   while (t < n) {
     const std::size_t rem = n - t;
@@ -419,6 +434,235 @@ inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_
       matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
       t += 1;
     }
+  }
+}
+#endif  // EDGELM_WASM_RELAXED_DOT
+
+// ---- prefill, transposed activations ----
+// The activations of 4G tokens are laid out so that one i32x4.dot_i16x8_s gives four tokens at once:
+// for block b, group g (tokens 4g .. 4g+3) and element pair e (elements 2e, 2e+1) one vector
+// [t0: x[2e], x[2e+1] | t1: ... | t2: ... | t3: ...] of int16. The weight pair (w[2e], w[2e+1]) is
+// broadcast to all four lanes (v128.load32_splat from the row's unpacked block), so the sum over the 16
+// pairs of a block is each lane's exact block sum: no horizontal reduction, and each broadcast serves G
+// groups, each activation vector R rows.
+
+// Weight blocks unpacked to 32 int16 (element order).
+template <class B>
+struct tx_for;
+struct tq8 {
+  using block = block_q8_0;
+  static constexpr bool offset8 = false;
+  static void unpack(const block_q8_0& b, std::int16_t* o) noexcept {
+    wasm_v128_store(o, wasm_i16x8_load8x8(b.qs));
+    wasm_v128_store(o + 8, wasm_i16x8_load8x8(b.qs + 8));
+    wasm_v128_store(o + 16, wasm_i16x8_load8x8(b.qs + 16));
+    wasm_v128_store(o + 24, wasm_i16x8_load8x8(b.qs + 24));
+  }
+};
+struct tq4 {
+  using block = block_q4_0;
+  static constexpr bool offset8 = true;  // nibbles 0..15; the block sum gets -8 * sum(x) added
+  static void unpack(const block_q4_0& b, std::int16_t* o) noexcept {
+    const v128_t lo = wasm_u16x8_load8x8(b.qs), hi = wasm_u16x8_load8x8(b.qs + 8);
+    const v128_t m = wasm_i16x8_const_splat(0x0F);
+    wasm_v128_store(o, wasm_v128_and(lo, m));
+    wasm_v128_store(o + 8, wasm_v128_and(hi, m));
+    wasm_v128_store(o + 16, wasm_u16x8_shr(lo, 4));
+    wasm_v128_store(o + 24, wasm_u16x8_shr(hi, 4));
+  }
+};
+
+template <>
+struct tx_for<block_q8_0> {
+  using type = tq8;
+};
+template <>
+struct tx_for<block_q4_0> {
+  using type = tq4;
+};
+template <class B>
+using tx_of = typename tx_for<B>::type;
+
+// Super-tiles of up to tx_tokens tokens, reduction chunks of up to tx_kc blocks with at most tx_budget
+// blocks x tokens (the transposed activations: 64 bytes each, 24 KB); a row group's blocks are unpacked
+// once per chunk and serve every token of the super-tile. Rows in groups of tx_rows_per_group (3 rows x
+// 2 groups of 4 tokens: 2 was 5% slower, 4 the same, 6 spills).
+inline constexpr std::size_t tx_tokens = 32;
+inline constexpr std::size_t tx_kc = 24;
+inline constexpr std::size_t tx_budget = 384;
+inline constexpr std::size_t tx_rows_per_group = 3;
+
+// Blocks [0, nb) of ng groups of 4 tokens (xs[t] + b): the pair vectors of block b, group g at
+// xp + (b * ng + g) * 128, dx[b * 4ng + t] = fp16(d) as f32, cx[b * 4ng + t] = -8 * sum of the block's
+// quants (Offset8 only).
+template <bool Offset8>
+inline void prep_tx(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int16_t* xp, float* dx, std::int32_t* cx) noexcept {
+  const std::size_t T = 4 * ng;
+  for (std::size_t b = 0; b < nb; ++b)
+    for (std::size_t g = 0; g < ng; ++g) {
+      const block_q8_0& x0 = xs[4 * g][b];
+      const block_q8_0& x1 = xs[4 * g + 1][b];
+      const block_q8_0& x2 = xs[4 * g + 2][b];
+      const block_q8_0& x3 = xs[4 * g + 3][b];
+      std::int16_t* o = xp + (b * ng + g) * 128;
+      for (std::size_t s = 0; s < 4; ++s) {  // elements 8s .. 8s+7: pairs 4s .. 4s+3
+        const v128_t a = wasm_i16x8_load8x8(x0.qs + 8 * s), bb = wasm_i16x8_load8x8(x1.qs + 8 * s);
+        const v128_t c = wasm_i16x8_load8x8(x2.qs + 8 * s), d = wasm_i16x8_load8x8(x3.qs + 8 * s);
+        const v128_t ab0 = wasm_i32x4_shuffle(a, bb, 0, 4, 1, 5), ab1 = wasm_i32x4_shuffle(a, bb, 2, 6, 3, 7);
+        const v128_t cd0 = wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), cd1 = wasm_i32x4_shuffle(c, d, 2, 6, 3, 7);
+        wasm_v128_store(o + (4 * s) * 8, wasm_i64x2_shuffle(ab0, cd0, 0, 2));
+        wasm_v128_store(o + (4 * s + 1) * 8, wasm_i64x2_shuffle(ab0, cd0, 1, 3));
+        wasm_v128_store(o + (4 * s + 2) * 8, wasm_i64x2_shuffle(ab1, cd1, 0, 2));
+        wasm_v128_store(o + (4 * s + 3) * 8, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
+      }
+      for (std::size_t k = 0; k < 4; ++k) {
+        const block_q8_0& xb = xs[4 * g + k][b];
+        dx[b * T + 4 * g + k] = fp16_to_f32(xb.d);
+        if constexpr (Offset8) {
+          const v128_t sm = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
+                                           wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
+          const v128_t cv = wasm_i32x4_dot_i16x8(sm, wasm_i16x8_const_splat(-8));
+          cx[b * T + 4 * g + k] = wasm_i32x4_extract_lane(cv, 0) + wasm_i32x4_extract_lane(cv, 1) + wasm_i32x4_extract_lane(cv, 2) +
+                                  wasm_i32x4_extract_lane(cv, 3);
+        }
+      }
+    }
+}
+
+// R rows (unpacked blocks wb + i * tx_kc * 32, f32 scales dw + i * tx_kc) . G groups of 4 tokens
+// (xp, dx, cx at the first group; per block xs int16, ds floats further), blocks [0, nb). acc[i * G + g]
+// holds the running sums of row i, group g: the reference's float steps, acc + float(block sum) *
+// (d_w * d_x), block after block. The integer sums start from cx (q4_0's -8 * sum(x), exact).
+template <bool Offset8, std::size_t R, std::size_t G>
+inline void tx_rows(const std::int16_t* wb, const float* dw, const std::int16_t* xp, std::size_t xs, const float* dx, const std::int32_t* cx,
+                    std::size_t ds, std::size_t nb, v128_t* acc) noexcept {
+  for (std::size_t b = 0; b < nb; ++b) {
+    v128_t a[R][G];
+    for (std::size_t g = 0; g < G; ++g) {
+      const v128_t c = Offset8 ? wasm_v128_load(cx + b * ds + 4 * g) : wasm_i32x4_const_splat(0);
+      for (std::size_t i = 0; i < R; ++i) a[i][g] = c;
+    }
+    const std::int16_t* px = xp + b * xs;
+    const std::int16_t* pw = wb + b * 32;
+    const std::int16_t* const pe = pw + 32;
+    // (pointer steps, so that V8 folds the row and group offsets into the loads; one pair per
+    // iteration: V8 issues a basic block's loads first, and more would spill)
+    for (; pw != pe; pw += 2, px += 8) {
+      v128_t xv[G];
+      for (std::size_t g = 0; g < G; ++g) xv[g] = wasm_v128_load(px + g * 128);
+      for (std::size_t i = 0; i < R; ++i) {
+        const v128_t wv = wasm_v128_load32_splat(pw + i * (tx_kc * 32));
+        for (std::size_t g = 0; g < G; ++g) a[i][g] = wasm_i32x4_add(a[i][g], wasm_i32x4_dot_i16x8(wv, xv[g]));
+      }
+    }
+    for (std::size_t g = 0; g < G; ++g) {
+      const v128_t dxv = wasm_v128_load(dx + b * ds + 4 * g);
+      for (std::size_t i = 0; i < R; ++i) {
+        const v128_t sc = wasm_f32x4_mul(wasm_v128_load32_splat(dw + i * tx_kc + b), dxv);
+        acc[i * G + g] = wasm_f32x4_add(acc[i * G + g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a[i][g]), sc));
+      }
+    }
+  }
+}
+
+// Rows ri[0..R) (stored: the first nr) x groups [g0, g0 + G) of a super-tile whose tokens start at t0
+// (nt valid): the running sums come from y (c0 != 0) and go back to y.
+template <bool Offset8, std::size_t R, std::size_t G>
+inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::size_t nr, std::size_t t0, std::size_t nt, std::size_t g0, bool first,
+                    const std::int16_t* wb, const float* dw, const std::int16_t* xp, std::size_t ng, const float* dx, const std::int32_t* cx,
+                    std::size_t nb) noexcept {
+  v128_t acc[R * G];
+  for (std::size_t i = 0; i < R; ++i)
+    for (std::size_t g = 0; g < G; ++g) {
+      const std::size_t tt = 4 * (g0 + g);
+      if (first) {
+        acc[i * G + g] = wasm_f32x4_const_splat(0.0f);
+      } else {
+        const float* yc = y + (t0 + tt) * ldy + ri[i];
+        acc[i * G + g] = wasm_f32x4_make(yc[0], tt + 1 < nt ? yc[ldy] : 0.0f, tt + 2 < nt ? yc[2 * ldy] : 0.0f, tt + 3 < nt ? yc[3 * ldy] : 0.0f);
+      }
+    }
+  tx_rows<Offset8, R, G>(wb, dw, xp + g0 * 128, ng * 128, dx + 4 * g0, cx + 4 * g0, 4 * ng, nb, acc);
+  for (std::size_t i = 0; i < nr; ++i)
+    for (std::size_t g = 0; g < G; ++g) {
+      const std::size_t tt = 4 * (g0 + g);
+      float* yc = y + (t0 + tt) * ldy + ri[i];
+      const v128_t v = acc[i * G + g];
+      yc[0] = wasm_f32x4_extract_lane(v, 0);
+      if (tt + 1 < nt) yc[ldy] = wasm_f32x4_extract_lane(v, 1);
+      if (tt + 2 < nt) yc[2 * ldy] = wasm_f32x4_extract_lane(v, 2);
+      if (tt + 3 < nt) yc[3 * ldy] = wasm_f32x4_extract_lane(v, 3);
+    }
+}
+
+// Tokens [t0, t0 + nt), 2 <= nt <= tx_tokens (padded to whole groups of 4 by repeating token t0 + nt - 1,
+// whose extra results are not stored), rows [r0, r1) in groups of R (the last repeats row r1 - 1;
+// nothing extra is stored), the reduction in equal chunks of at most tx_kc blocks.
+template <class W, class P>
+inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t t0, std::size_t nt,
+                      std::uint32_t r0, std::uint32_t r1) noexcept {
+  constexpr std::size_t R = tx_rows_per_group;
+  const std::size_t ng = (nt + 3) / 4;
+  const std::size_t nb = w.blocks_per_row();
+  const std::size_t kmax = tx_budget / (4 * ng) < tx_kc ? tx_budget / (4 * ng) : tx_kc;
+  const std::size_t nch = (nb + kmax - 1) / kmax, kc = (nb + nch - 1) / nch;
+  alignas(16) std::int16_t xp[tx_budget * 32];
+  alignas(16) float dx[tx_budget];
+  alignas(16) std::int32_t cx[tx_budget];
+  alignas(16) float dw[R * tx_kc];
+  alignas(16) std::int16_t wb[R * tx_kc * 32];
+  for (std::size_t c0 = 0; c0 < nb; c0 += kc) {
+    const std::size_t nbc = nb - c0 < kc ? nb - c0 : kc;
+    const block_q8_0* xs[tx_tokens];
+    for (std::size_t t = 0; t < 4 * ng; ++t) xs[t] = x + (t0 + (t < nt ? t : nt - 1)) * ldx + c0;
+    prep_tx<W::offset8>(xs, ng, nbc, xp, dx, cx);
+    for (std::uint32_t r = r0; r < r1; r += R) {
+      std::uint32_t ri[R];
+      for (std::size_t i = 0; i < R; ++i) ri[i] = r + i < r1 ? r + static_cast<std::uint32_t>(i) : r1 - 1;
+      const std::size_t nr = r1 - r < R ? r1 - r : R;
+      for (std::size_t i = 0; i < R; ++i) {
+        const typename W::block* wr = w.row(ri[i]) + c0;
+        row_scales(wr, nbc, dw + i * tx_kc);
+        for (std::size_t b = 0; b < nbc; ++b) W::unpack(wr[b], wb + i * (tx_kc * 32) + b * 32);
+      }
+      std::size_t g = 0;
+      for (; g + 2 <= ng; g += 2) tx_tile<W::offset8, R, 2>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
+      if (g < ng) tx_tile<W::offset8, R, 1>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
+    }
+  }
+}
+
+// Super-tiles of up to 32 tokens; a last single token goes to decode (a padded slot costs about as
+// much as the decode of one token).
+template <class W, class P>
+inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+  if (r0 >= r1) return;
+  if (w.blocks_per_row() == 0) {
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = 0.0f;
+    return;
+  }
+#if defined(EDGELM_WASM_RELAXED_DOT)
+  if constexpr (std::is_same_v<W, wq4_relaxed>) {
+    matmul_q_tiles<W>(y, ldy, w, x, ldx, n, r0, r1);
+    return;
+  }
+#endif
+  std::size_t t = 0;
+  // 32 tokens when their chunk holds a whole row, else 16 (a row in one chunk up to 24 blocks): a chunk
+  // boundary (the running sums through y) costs more than unpacking the weights for 16 tokens more.
+  const std::size_t nb = w.blocks_per_row();
+  const std::size_t tmax = nb * tx_tokens <= tx_budget ? tx_tokens : tx_tokens / 2;
+  while (t < n) {
+    std::size_t nt = n - t < tmax ? n - t : tmax;
+    if (nt % 4 == 1 && nt > 1) --nt;  // ... + 1 by decode
+    if (nt >= 2) {
+      matmul_tx<tx_of<typename W::block>>(y, ldy, w, x, ldx, t, nt, r0, r1);
+    } else {
+      matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
+    }
+    t += nt;
   }
 }
 
@@ -479,7 +723,195 @@ inline void matmul_f32(float* y, std::size_t ldy, const matrix<f32>& w, const fl
   }
 }
 
+// ---- activation quantization ----
+
+// One block of 32 floats -> q8_0, byte-identical to q8_0::quantize_block (ggml's quantize_row_q8_0_ref):
+//  - amax: the integer max of the |x| bit patterns is the float max for every non-NaN input; a block
+//    whose max is inf or NaN (the reference's NaN order effects, inf * 0) goes to the reference itself.
+//  - d = amax / 127 and id = 1 / d (0 for d = 0) in scalar float, as the reference; fp16(d) by
+//    edgelm::f32_to_fp16.
+//  - q = round_clamp(x * id, -127, 127): pmax/pmin are exactly the reference's `v >= lo ? v : lo`,
+//    `v <= hi ? v : hi` (NaN -> lo, as there: x = 0 with id = inf), then trunc, the exact fraction v - i
+//    and +-1 for |frac| >= 0.5 (round half away from zero).
+// (Written out without arrays of v128_t: clang 14 keeps such arrays on the shadow stack here, with a
+// memcpy of the block into them.)
+inline v128_t quantize4_q8_0(v128_t v, v128_t vid) noexcept {
+  const v128_t s = wasm_f32x4_pmin(wasm_f32x4_const_splat(127.0f), wasm_f32x4_pmax(wasm_f32x4_const_splat(-127.0f), wasm_f32x4_mul(v, vid)));
+  const v128_t t = wasm_i32x4_trunc_sat_f32x4(s);
+  const v128_t frac = wasm_f32x4_sub(s, wasm_f32x4_convert_i32x4(t));
+  return wasm_i32x4_add(wasm_i32x4_sub(t, wasm_f32x4_ge(frac, wasm_f32x4_const_splat(0.5f))), wasm_f32x4_le(frac, wasm_f32x4_const_splat(-0.5f)));
+}
+// The lane-wise max of the |x| bit patterns of one block's eight vectors (the caller reduces the lanes).
+inline v128_t block_absmax_bits(const float* x) noexcept {
+  const v128_t am = wasm_i32x4_const_splat(0x7FFFFFFF);
+  return wasm_i32x4_max(wasm_i32x4_max(wasm_i32x4_max(wasm_v128_and(wasm_v128_load(x), am), wasm_v128_and(wasm_v128_load(x + 4), am)),
+                                       wasm_i32x4_max(wasm_v128_and(wasm_v128_load(x + 8), am), wasm_v128_and(wasm_v128_load(x + 12), am))),
+                        wasm_i32x4_max(wasm_i32x4_max(wasm_v128_and(wasm_v128_load(x + 16), am), wasm_v128_and(wasm_v128_load(x + 20), am)),
+                                       wasm_i32x4_max(wasm_v128_and(wasm_v128_load(x + 24), am), wasm_v128_and(wasm_v128_load(x + 28), am))));
+}
+
+// The quants of one block with the reciprocal scale vid (all lanes id).
+inline void quantize_qs_q8_0(const float* x, v128_t vid, std::int8_t* qs) noexcept {
+  const v128_t b0 = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(quantize4_q8_0(wasm_v128_load(x), vid), quantize4_q8_0(wasm_v128_load(x + 4), vid)),
+                                            wasm_i16x8_narrow_i32x4(quantize4_q8_0(wasm_v128_load(x + 8), vid), quantize4_q8_0(wasm_v128_load(x + 12), vid)));
+  const v128_t b1 = wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(quantize4_q8_0(wasm_v128_load(x + 16), vid), quantize4_q8_0(wasm_v128_load(x + 20), vid)),
+                                            wasm_i16x8_narrow_i32x4(quantize4_q8_0(wasm_v128_load(x + 24), vid), quantize4_q8_0(wasm_v128_load(x + 28), vid)));
+  wasm_v128_store(qs, b0);
+  wasm_v128_store(qs + 16, b1);
+}
+
+inline void quantize_block_q8_0(const float* x, block_q8_0& y) noexcept {
+  v128_t m = block_absmax_bits(x);
+  m = wasm_i32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
+  m = wasm_i32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
+  const std::uint32_t amax_bits = static_cast<std::uint32_t>(wasm_i32x4_extract_lane(m, 0));
+  if (amax_bits >= 0x7F800000u) {
+    q8_0::quantize_block(x, y);
+    return;
+  }
+  const float d = bits_to_f32(amax_bits) / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y.d = f32_to_fp16(d);
+  quantize_qs_q8_0(x, wasm_f32x4_splat(id), y.qs);
+}
+
+// Four blocks: the four maxima in one vector, d = amax / 127 and id = 1 / d (0 for d = 0) as four
+// IEEE divisions, fp16(d) for the normal fp16 range in SIMD (round to nearest even: (x + 0xFFF + lsb) >> 13,
+// rebiased; >= 65520 is inf) and by edgelm::f32_to_fp16 for the rest (below 2^-14). A block whose max is
+// inf or NaN goes to the reference (all four through quantize_block_q8_0).
+inline void quantize4_blocks_q8_0(const float* x, block_q8_0* y) noexcept {
+  const v128_t m0 = block_absmax_bits(x), m1 = block_absmax_bits(x + 32), m2 = block_absmax_bits(x + 64), m3 = block_absmax_bits(x + 96);
+  const v128_t m01 = wasm_i32x4_max(wasm_i32x4_shuffle(m0, m1, 0, 4, 1, 5), wasm_i32x4_shuffle(m0, m1, 2, 6, 3, 7));
+  const v128_t m23 = wasm_i32x4_max(wasm_i32x4_shuffle(m2, m3, 0, 4, 1, 5), wasm_i32x4_shuffle(m2, m3, 2, 6, 3, 7));
+  const v128_t amax = wasm_i32x4_max(wasm_i64x2_shuffle(m01, m23, 0, 2), wasm_i64x2_shuffle(m01, m23, 1, 3));  // lane k: block k
+  if (wasm_v128_any_true(wasm_i32x4_gt(amax, wasm_i32x4_const_splat(0x7F7FFFFF)))) {
+    for (int k = 0; k < 4; ++k) quantize_block_q8_0(x + 32 * k, y[k]);
+    return;
+  }
+  const v128_t d = wasm_f32x4_div(amax, wasm_f32x4_const_splat(127.0f));
+  const v128_t nz = wasm_f32x4_ne(d, wasm_f32x4_const_splat(0.0f));
+  const v128_t id = wasm_v128_and(wasm_f32x4_div(wasm_f32x4_const_splat(1.0f), d), nz);
+  // fp16(d), d >= 0 finite
+  const v128_t lsb = wasm_v128_and(wasm_u32x4_shr(d, 13), wasm_i32x4_const_splat(1));
+  v128_t h = wasm_i32x4_sub(wasm_u32x4_shr(wasm_i32x4_add(wasm_i32x4_add(d, wasm_i32x4_const_splat(0xFFF)), lsb), 13), wasm_i32x4_const_splat(112 << 10));
+  h = wasm_v128_bitselect(wasm_i32x4_const_splat(0x7C00), h, wasm_i32x4_gt(d, wasm_i32x4_const_splat(0x477FEFFF)));
+  alignas(16) std::uint32_t hs[4];
+  wasm_v128_store(hs, h);
+  if (wasm_v128_any_true(wasm_i32x4_lt(d, wasm_i32x4_const_splat(0x38800000)))) {
+    alignas(16) float ds[4];
+    wasm_v128_store(ds, d);
+    for (int k = 0; k < 4; ++k)
+      if (f32_to_bits(ds[k]) < 0x38800000u) hs[k] = f32_to_fp16(ds[k]);
+  }
+  for (int k = 0; k < 4; ++k) y[k].d = static_cast<std::uint16_t>(hs[k]);
+  quantize_qs_q8_0(x, wasm_i32x4_shuffle(id, id, 0, 0, 0, 0), y[0].qs);
+  quantize_qs_q8_0(x + 32, wasm_i32x4_shuffle(id, id, 1, 1, 1, 1), y[1].qs);
+  quantize_qs_q8_0(x + 64, wasm_i32x4_shuffle(id, id, 2, 2, 2, 2), y[2].qs);
+  quantize_qs_q8_0(x + 96, wasm_i32x4_shuffle(id, id, 3, 3, 3, 3), y[3].qs);
+}
+
+// ---- attention (f32 KV cache) ----
+
+// s[j] = (q . k_j) * scale for j < len, k_j = k + j * ldk, hd elements. Four keys per pass, one
+// accumulator each, taking (q0 * k0 + q1 * k1) per 8-element step (four independent add chains of
+// length hd / 8; V8 keeps 2 query + 8 key vectors + 4 sums in registers). Every key's score is the same
+// sequence of float operations wherever it falls: the 8-element steps, one 4-element step, the lanes
+// reduced as (l0 + l2) + (l1 + l3), the hd % 4 tail added in order, times scale. So a score depends only
+// on q and k_j.
+inline void attn_scores(const float* q, const float* k, std::size_t ldk, std::size_t hd, std::size_t len, float scale, float* s) noexcept {
+  for (std::size_t j = 0; j < len; j += 4) {
+    const std::size_t m = len - j < 4 ? len - j : 4;
+    const float* kp[4];
+    for (std::size_t i = 0; i < 4; ++i) kp[i] = k + (j + (i < m ? i : m - 1)) * ldk;
+    v128_t a[4];
+    for (int i = 0; i < 4; ++i) a[i] = wasm_f32x4_const_splat(0.0f);
+    std::size_t d = 0;
+    for (; d + 8 <= hd; d += 8) {
+      const v128_t q0 = wasm_v128_load(q + d), q1 = wasm_v128_load(q + d + 4);
+      for (int i = 0; i < 4; ++i)
+        a[i] = wasm_f32x4_add(a[i], wasm_f32x4_add(wasm_f32x4_mul(q0, wasm_v128_load(kp[i] + d)), wasm_f32x4_mul(q1, wasm_v128_load(kp[i] + d + 4))));
+    }
+    if (d + 4 <= hd) {
+      const v128_t q0 = wasm_v128_load(q + d);
+      for (int i = 0; i < 4; ++i) a[i] = wasm_f32x4_add(a[i], wasm_f32x4_mul(q0, wasm_v128_load(kp[i] + d)));
+      d += 4;
+    }
+    const v128_t r = hsum4_f32(a[0], a[1], a[2], a[3]);
+    if (d == hd && m == 4) {
+      wasm_v128_store(s + j, wasm_f32x4_mul(r, wasm_f32x4_splat(scale)));
+    } else {
+      alignas(16) float out[4];
+      wasm_v128_store(out, r);
+      for (std::size_t i = 0; i < m; ++i) {
+        float v = out[i];
+        for (std::size_t e = d; e < hd; ++e) v += q[e] * kp[i][e];
+        s[j + i] = v * scale;
+      }
+    }
+  }
+}
+
+// o[c] = sum_j p[j] * v_j[c] for c < hd, v_j = v + j * ldv: keys in pairs, acc += (p_j v_j + p_j+1 v_j+1)
+// (an odd last key alone), the same for every column c (register blocks of 4 or 1 vectors, a scalar tail).
+template <std::size_t NV>
+inline void attn_values_block(float* o, const float* p, const float* v, std::size_t ldv, std::size_t len) noexcept {
+  v128_t a[NV];
+  for (std::size_t i = 0; i < NV; ++i) a[i] = wasm_f32x4_const_splat(0.0f);
+  std::size_t j = 0;
+  for (; j + 2 <= len; j += 2) {
+    const v128_t p0 = wasm_v128_load32_splat(p + j), p1 = wasm_v128_load32_splat(p + j + 1);
+    const float* v0 = v + j * ldv;
+    const float* v1 = v0 + ldv;
+    for (std::size_t i = 0; i < NV; ++i)
+      a[i] = wasm_f32x4_add(a[i], wasm_f32x4_add(wasm_f32x4_mul(p0, wasm_v128_load(v0 + 4 * i)), wasm_f32x4_mul(p1, wasm_v128_load(v1 + 4 * i))));
+  }
+  if (j < len) {
+    const v128_t p0 = wasm_v128_load32_splat(p + j);
+    const float* v0 = v + j * ldv;
+    for (std::size_t i = 0; i < NV; ++i) a[i] = wasm_f32x4_add(a[i], wasm_f32x4_mul(p0, wasm_v128_load(v0 + 4 * i)));
+  }
+  for (std::size_t i = 0; i < NV; ++i) wasm_v128_store(o + 4 * i, a[i]);
+}
+inline void attn_values(float* o, const float* p, const float* v, std::size_t ldv, std::size_t hd, std::size_t len) noexcept {
+  std::size_t c = 0;
+  for (; c + 16 <= hd; c += 16) attn_values_block<4>(o + c, p, v + c, ldv, len);
+  for (; c + 4 <= hd; c += 4) attn_values_block<1>(o + c, p, v + c, ldv, len);
+  for (; c < hd; ++c) {
+    float acc = 0.0f;
+    std::size_t j = 0;
+    for (; j + 2 <= len; j += 2) acc += p[j] * v[j * ldv + c] + p[j + 1] * v[(j + 1) * ldv + c];
+    if (j < len) acc += p[j] * v[j * ldv + c];
+    o[c] = acc;
+  }
+}
+
 }  // namespace detail
+
+// Activations of a quantized product: n floats -> q8_0 blocks, byte-identical to q8_0::quantize_row
+// (the last block zero-padded when n is not a multiple of 32), four blocks at a time: 2x the scalar code.
+inline void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept {
+  const std::size_t full = n / 32;
+  std::size_t b = 0;
+  for (; b + 4 <= full; b += 4) detail::quantize4_blocks_q8_0(x + b * 32, y + b);
+  for (; b < full; ++b) detail::quantize_block_q8_0(x + b * 32, y[b]);
+  if (n % 32) q8_0::quantize_row(x + full * 32, y + full, n % 32);
+}
+
+// Causal attention items [i0, i1) over an f32 KV cache (kernels::basic_kernels::attention's contract;
+// each item computed alone): scores, softmax(s, len) by the caller's `softmax` (scaling s to the
+// probabilities), then the weighted sum of values.
+template <class Softmax>
+inline void attention(const attention_args<float>& a, std::size_t i0, std::size_t i1, float* scratch, float scale, Softmax&& softmax) noexcept {
+  for (std::size_t i = i0; i < i1; ++i) {
+    const std::size_t t = i / a.n_heads, h = i % a.n_heads;
+    const std::size_t len = a.pos + t + 1;
+    const float* q = a.q + t * a.ld_q + h * a.head_dim;
+    const std::size_t kv_off = (h / a.kv_mul) * a.head_dim;
+    detail::attn_scores(q, a.k + kv_off, a.kv_dim, a.head_dim, len, scale, scratch);
+    softmax(scratch, len);
+    detail::attn_values(a.out + t * a.ld_out + h * a.head_dim, scratch, a.v + kv_off, a.kv_dim, a.head_dim, len);
+  }
+}
 
 // y[t * ldy + r] = W.row(r) . x_t for t < n, r0 <= r < r1 (kernels::basic_kernels::matmul's contract).
 inline bool matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
