@@ -142,7 +142,8 @@ void check_matmul(std::uint32_t rows, std::uint32_t cols, std::size_t n, unsigne
   CHECK(same1);
   CHECK(same2);
   // a row range writes its own rows only (threads run neighbouring ranges at the same time)
-  for (auto [a, b] : {std::pair{1u, 2u}, {3u, 19u}, {16u, 32u}, {5u, 64u}}) {
+  for (auto range : {std::pair{1u, 2u}, {3u, 19u}, {16u, 32u}, {5u, 64u}}) {
+    const std::uint32_t a = range.first, b = range.second;  // (clang 14 cannot capture structured bindings)
     if (b > rows) continue;
     std::vector<float> y3(n * ldy, -7.0f);
     K::matmul(y3.data(), ldy, w.m, x.x, x.ld, n, a, b);
