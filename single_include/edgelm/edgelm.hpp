@@ -545,10 +545,12 @@ inline bool valid_utf8(std::string_view s) noexcept {
 // pthreads in WebAssembly builds with -pthread). The calling thread takes part (worker 0), so a pool of
 // N threads starts N - 1. Workers spin briefly after each job (a forward pass hands out ~5 jobs per
 // layer, microseconds apart) and then block on a condition variable, so an idle pool burns no core.
+// Work is claimed in chunks, so a descheduled worker delays nothing it has not claimed.
 // threads = 1 starts nothing and runs inline.
 //
 // Not copyable or movable (the workers hold its address). Create it once, before the session, and keep it
 // alive while any state uses its executor().
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
@@ -598,7 +600,7 @@ class thread_pool {
     {
       std::lock_guard<std::mutex> lk(m_);
       stop_ = true;
-      gen_.fetch_add(1, std::memory_order_release);
+      gen_.fetch_add(2, std::memory_order_seq_cst);
     }
     cv_.notify_all();
     for (auto& t : workers_) t.join();
@@ -617,30 +619,41 @@ class thread_pool {
     return e;
   }
 
-  // Run task over [0, n): worker w takes static_chunk(n, grain, threads(), w). Blocks until all are done.
-  // One job at a time: calls from several threads at once are serialised.
+  // Run task over [0, n) and return when every item is done. [0, n) is cut into a few chunks per thread
+  // (boundaries multiples of grain) that the calling thread and the workers claim one at a time, so a
+  // worker the OS has not scheduled yet simply gets none: the caller never waits for a thread that has
+  // not started (on a loaded machine the job degrades to one thread instead of stalling). One job at a
+  // time: calls from several threads at once are serialised.
   void parallel_for(std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
     std::lock_guard<std::mutex> job(job_m_);
+    if (grain == 0) grain = 1;
     if (n_ == 1 || n <= grain) {
       task(ctx, 0, n, 0);
       return;
     }
+    // Close the previous job (odd generation) and wait until no worker is still inside it; a worker that
+    // joins after this point sees the odd generation and leaves without reading the fields below.
+    const std::uint64_t g = gen_.load(std::memory_order_relaxed);
+    gen_.store(g + 1, std::memory_order_seq_cst);
+    for (unsigned i = 0; active_.load(std::memory_order_seq_cst) != 0; ++i) relax(i);
+    const std::size_t units = (n + grain - 1) / grain;
+    const std::size_t chunks = std::min<std::size_t>(units, std::size_t{4} * n_);
     n_items_ = n;
     grain_ = grain;
+    units_ = units;
+    chunks_ = chunks;
     task_ = task;
     ctx_ = ctx;
-    pending_.store(n_ - 1, std::memory_order_relaxed);
+    next_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
     {
       std::lock_guard<std::mutex> lk(m_);
-      gen_.fetch_add(1, std::memory_order_release);
+      gen_.store(g + 2, std::memory_order_seq_cst);  // publish (even generation)
     }
-    if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
-    run_chunk(0);
-    // wait for the others: spin, then yield (chunks are short: a fraction of one matrix product)
-    for (unsigned i = 0; pending_.load(std::memory_order_acquire) != 0; ++i) {
-      if (i < spin_iterations) cpu_relax();
-      else std::this_thread::yield();
-    }
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) cv_.notify_all();
+    run_chunks(0);
+    // the chunks others claimed: spin, then yield
+    for (unsigned i = 0; done_.load(std::memory_order_acquire) != chunks; ++i) relax(i);
   }
 
  private:
@@ -659,46 +672,66 @@ class thread_pool {
     asm volatile("yield");
 #endif
   }
+  static void relax(unsigned i) noexcept {
+    if (i < spin_iterations) cpu_relax();
+    else std::this_thread::yield();
+  }
 
-  void run_chunk(unsigned w) noexcept {
-    const auto [b, e] = static_chunk(n_items_, grain_, n_, w);
-    if (b < e) task_(ctx_, b, e, w);
+  // Claim and run chunks of the current job on worker w until none are left.
+  void run_chunks(unsigned w) noexcept {
+    for (;;) {
+      const std::size_t c = next_.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks_) return;
+      // chunk c covers units [c * units / chunks, (c + 1) * units / chunks)
+      const std::size_t ub = c * units_ / chunks_, ue = (c + 1) * units_ / chunks_;
+      const std::size_t b = ub * grain_, e = std::min(ue * grain_, n_items_);
+      if (b < e) task_(ctx_, b, e, w);
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
   }
 
   void loop(unsigned w) {
     std::uint64_t seen = 0;
     for (;;) {
-      // spin for a new job, then sleep
+      // spin for a new (even) generation, then sleep
       std::uint64_t g = gen_.load(std::memory_order_acquire);
-      for (unsigned i = 0; g == seen && i < spin_iterations; ++i) {
+      for (unsigned i = 0; (g == seen || (g & 1)) && i < spin_iterations; ++i) {
         cpu_relax();
         g = gen_.load(std::memory_order_acquire);
       }
-      if (g == seen) {
+      if (g == seen || (g & 1)) {
         std::unique_lock<std::mutex> lk(m_);
-        sleepers_.fetch_add(1, std::memory_order_acq_rel);
-        cv_.wait(lk, [&] { return gen_.load(std::memory_order_acquire) != seen; });
-        sleepers_.fetch_sub(1, std::memory_order_acq_rel);
-        g = gen_.load(std::memory_order_acquire);
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        cv_.wait(lk, [&] {
+          const std::uint64_t v = gen_.load(std::memory_order_acquire);
+          return stop_ || (v != seen && !(v & 1));
+        });
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+        if (stop_) return;
+        continue;
       }
-      seen = g;
       if (stop_) return;
-      run_chunk(w);
-      pending_.fetch_sub(1, std::memory_order_acq_rel);
+      // join the job of generation g, unless it was closed meanwhile
+      active_.fetch_add(1, std::memory_order_seq_cst);
+      if (gen_.load(std::memory_order_seq_cst) == g) run_chunks(w);
+      active_.fetch_sub(1, std::memory_order_seq_cst);
+      seen = g;
     }
   }
 
   unsigned n_ = 1;
   std::vector<std::thread> workers_;
   std::mutex job_m_;  // one job at a time
-  std::mutex m_;
+  std::mutex m_;      // sleeping workers
   std::condition_variable cv_;
-  std::atomic<std::uint64_t> gen_{0};
-  std::atomic<unsigned> pending_{0};
+  std::atomic<std::uint64_t> gen_{0};   // even: a job is open; odd: it is being replaced
+  std::atomic<unsigned> active_{0};     // workers inside the current job
   std::atomic<unsigned> sleepers_{0};
-  bool stop_ = false;
-  // the current job (written before gen_ is bumped, read after it is seen)
-  std::size_t n_items_ = 0, grain_ = 1;
+  std::atomic<std::size_t> next_{0};    // next chunk to claim
+  std::atomic<std::size_t> done_{0};    // chunks finished
+  std::atomic<bool> stop_{false};       // set under m_ (read by spinning workers too)
+  // the current job (written while no worker is inside, read after the generation is seen)
+  std::size_t n_items_ = 0, grain_ = 1, units_ = 0, chunks_ = 0;
   executor::task_fn task_ = nullptr;
   void* ctx_ = nullptr;
 };
@@ -2401,6 +2434,10 @@ struct basic_kernels {
     }
   }
 
+  // Activations of a quantized product: n floats -> q8_0 blocks (the last zero-padded), exactly
+  // q8_0::quantize_row (a backend may vectorise it, but must produce the same bytes).
+  static void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept { q8_0::quantize_row(x, y, n); }
+
   // f32 query . fp16 key (an f16 KV cache), summed left to right.
   static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
     float s = 0.0f;
@@ -3298,34 +3335,34 @@ class transformer {
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
       const auto& L = w_.layers[l];
       // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
-      rmsnorm_rows(s.xb.data(), x, L.attn_norm, n);
+      rmsnorm_rows(s, s.xb.data(), x, L.attn_norm, n);
       const act_block* xa = activations(s, s.xb.data(), n, dim);
       const std::size_t lda = act_stride(dim);
       matmul3(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
-      for (std::uint32_t t = 0; t < n; ++t)
-        K::rope(s.q.data() + std::size_t{t} * dim, s.k.data() + std::size_t{t} * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + std::size_t{t} * (hs / 2),
-                s.rope_sin.data() + std::size_t{t} * (hs / 2));
+      per_token(s, n, [&](std::size_t t) noexcept {
+        K::rope(s.q.data() + t * dim, s.k.data() + t * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + t * (hs / 2), s.rope_sin.data() + t * (hs / 2));
+      });
 
       // causal attention of the batch over positions 0 .. pos + t, into xb
       if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
       else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
 
       matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
-      K::add(x, s.xb2.data(), std::size_t{n} * dim);  // residual
+      per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });  // residual
 
       // feed-forward: w2(silu(w1 x) * w3 x)
-      rmsnorm_rows(s.xb.data(), x, L.ffn_norm, n);
+      rmsnorm_rows(s, s.xb.data(), x, L.ffn_norm, n);
       matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
-      K::silu_mul(s.hb.data(), s.hb2.data(), std::size_t{n} * hidden);
+      per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
       matmul3(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
-      K::add(x, s.xb.data(), std::size_t{n} * dim);  // residual
+      per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb.data() + t * dim, dim); });  // residual
     }
 
     if (which == logits_for::none) return {};
     // final norm and classifier, only for the positions whose logits are wanted
     const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
     float* xl = x + std::size_t{first} * dim;
-    rmsnorm_rows(xl, xl, w_.output_norm, m);
+    rmsnorm_rows(s, xl, xl, w_.output_norm, m);
     matmul3(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
     return {s.logits.data(), std::size_t{m} * c.vocab_size};
   }
@@ -3342,8 +3379,18 @@ class transformer {
     else return (cols + P::activation::block_size - 1) / P::activation::block_size;
   }
 
-  void rmsnorm_rows(float* o, const float* xin, const float* weight, std::uint32_t n) const noexcept {
-    for (std::uint32_t t = 0; t < n; ++t) K::rmsnorm(o + std::size_t{t} * cfg_.dim, xin + std::size_t{t} * cfg_.dim, weight, cfg_.dim, cfg_.norm_eps);
+  // f(t) for every token of the batch, spread over the workers (tokens are independent; one token runs
+  // inline on the caller).
+  template <class F>
+  static void per_token(run_state<P>& s, std::uint32_t n, F&& f) noexcept {
+    s.exec.for_each(n, 1, [&](std::size_t b, std::size_t e, unsigned) noexcept {
+      for (std::size_t t = b; t < e; ++t) f(t);
+    });
+  }
+
+  void rmsnorm_rows(run_state<P>& s, float* o, const float* xin, const float* weight, std::uint32_t n) const noexcept {
+    const std::size_t dim = cfg_.dim;
+    per_token(s, n, [&](std::size_t t) noexcept { K::rmsnorm(o + t * dim, xin + t * dim, weight, dim, cfg_.norm_eps); });
   }
 
   // x (n rows of `cols` floats, row stride cols) in the precision the weights' dot product wants: f32
@@ -3356,7 +3403,8 @@ class transformer {
       return xin;
     } else {
       const std::size_t stride = act_stride(cols);
-      for (std::uint32_t t = 0; t < n; ++t) P::activation::quantize_row(xin + t * cols, s.xq.data() + t * stride, cols);
+      static_assert(std::is_same_v<act_block, block_q8_0>, "quantized precisions take q8_0 activations");
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_0(xin + t * cols, s.xq.data() + t * stride, cols); });
       return s.xq.data();
     }
   }
@@ -4523,7 +4571,10 @@ class session {
 // edgelm/storage/file_storage.hpp - a file's bytes: memory-mapped read-only on POSIX
 // (so a model whose tensors are used in place costs page cache, not heap), read into memory elsewhere
 // (Emscripten).
+#include <algorithm>
 #include <cstdio>
+#include <memory>
+#include <new>
 #include <span>
 #include <string>
 #include <utility>
@@ -4584,27 +4635,40 @@ class file_storage {
     ::close(fd);
     return fs;
 #else
+    // No mmap (WebAssembly, non-POSIX): find the size, allocate it once on the heap (never the stack:
+    // wasm has no guard page) and read straight into it, so the peak is the file size, not twice it.
     std::FILE* f = std::fopen(path.c_str(), "rb");
     if (!f) return make_error(errc::io_error, "cannot open file", error::no_offset, path);
-    std::vector<std::byte> buf;
-    std::byte chunk[1 << 16];
-    for (;;) {
-      std::size_t n = std::fread(chunk, 1, sizeof chunk, f);
-      buf.insert(buf.end(), chunk, chunk + n);
-      if (n < sizeof chunk) break;
+    long end = -1;
+    if (std::fseek(f, 0, SEEK_END) == 0) end = std::ftell(f);
+    if (end < 0 || std::fseek(f, 0, SEEK_SET) != 0) {
+      std::fclose(f);
+      return make_error(errc::io_error, "cannot determine the file size", error::no_offset, path);
     }
-    bool bad = std::ferror(f) != 0;
+    const std::size_t size = static_cast<std::size_t>(end);
+    std::unique_ptr<std::byte[]> buf(size ? new (std::nothrow) std::byte[size] : nullptr);
+    if (size && !buf) {
+      std::fclose(f);
+      return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(size) + " bytes for the file", error::no_offset, path);
+    }
+    std::size_t got = 0;
+    while (got < size) {
+      const std::size_t n = std::fread(buf.get() + got, 1, std::min<std::size_t>(size - got, std::size_t{1} << 24), f);
+      if (n == 0) break;
+      got += n;
+    }
+    const bool bad = std::ferror(f) != 0 || got != size;
     std::fclose(f);
     if (bad) return make_error(errc::io_error, "read error", error::no_offset, path);
     fs.data_ = std::move(buf);
-    fs.size_ = fs.data_.size();
+    fs.size_ = size;
     return fs;
 #endif
   }
 
   std::span<const std::byte> bytes() const noexcept {
     if (mapped_) return {static_cast<const std::byte*>(map_), size_};
-    return {data_.data(), data_.size()};
+    return {data_.get(), size_};
   }
   bool is_mapped() const noexcept { return mapped_; }
 
@@ -4616,11 +4680,11 @@ class file_storage {
     map_ = nullptr;
     mapped_ = false;
     size_ = 0;
-    data_.clear();
+    data_.reset();
   }
   void* map_ = nullptr;
   std::size_t size_ = 0;
-  std::vector<std::byte> data_;
+  std::unique_ptr<std::byte[]> data_;  // the file's bytes when not mapped
   bool mapped_ = false;
 };
 
