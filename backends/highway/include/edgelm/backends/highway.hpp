@@ -368,6 +368,9 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   // two keys per step) around the same softmax.
   template <class KV>
   static void attention(const attention_args<KV>& a, std::size_t i0, std::size_t i1, float* scratch) noexcept {
+#if defined(EDGELM_HWY_X86)
+    if (edgelm::backends::x86::attention(a, i0, i1, scratch)) return;
+#endif
     const float inv_scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
 #if defined(EDGELM_HWY_WASM)
     if constexpr (std::is_same_v<KV, float>) {
@@ -397,6 +400,9 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
 
   // Activations of a quantized product, byte-identical to q8_0::quantize_row (WASM: SIMD128).
   static void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept {
+#if defined(EDGELM_HWY_X86)
+    if (edgelm::backends::x86::quantize_q8_0(x, y, n)) return;
+#endif
 #if defined(EDGELM_HWY_WASM)
     edgelm::backends::wasm::quantize_q8_0(x, y, n);
 #else
@@ -404,8 +410,19 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
 #endif
   }
 
+  // RoPE, bit-identical to basic_kernels::rope (x86: whole heads in vectors).
+  static void rope(float* q, float* k, std::size_t n_q, std::size_t n_k, std::size_t head_dim, const float* fcos, const float* fsin) noexcept {
+#if defined(EDGELM_HWY_X86)
+    if (edgelm::backends::x86::rope(q, k, n_q, n_k, head_dim, fcos, fsin)) return;
+#endif
+    basic_kernels<kernels>::rope(q, k, n_q, n_k, head_dim, fcos, fsin);
+  }
+
   // SwiGLU a = silu(a) * b with a vectorised exp (element-wise: independent of n).
   static void silu_mul(float* a, const float* b, std::size_t n) noexcept {
+#if defined(EDGELM_HWY_X86)
+    if (edgelm::backends::x86::silu_mul(a, b, n)) return;
+#endif
     std::size_t i = 0;
     detail::silu_mul_lanes(hn::ScalableTag<float>(), a, b, n, i);
     detail::silu_mul_lanes(hn::CappedTag<float, 1>(), a, b, n, i);
