@@ -3338,7 +3338,7 @@ class transformer {
       rmsnorm_rows(s, s.xb.data(), x, L.attn_norm, n);
       const act_block* xa = activations(s, s.xb.data(), n, dim);
       const std::size_t lda = act_stride(dim);
-      matmul3(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+      matmul_rows(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
       per_token(s, n, [&](std::size_t t) noexcept {
         K::rope(s.q.data() + t * dim, s.k.data() + t * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + t * (hs / 2), s.rope_sin.data() + t * (hs / 2));
       });
@@ -3347,14 +3347,14 @@ class transformer {
       if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
       else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
 
-      matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
+      matmul_rows(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
       per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });  // residual
 
       // feed-forward: w2(silu(w1 x) * w3 x)
       rmsnorm_rows(s, s.xb.data(), x, L.ffn_norm, n);
-      matmul3(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+      matmul_rows(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
       per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
-      matmul3(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
+      matmul_rows(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
       per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb.data() + t * dim, dim); });  // residual
     }
 
@@ -3363,7 +3363,7 @@ class transformer {
     const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
     float* xl = x + std::size_t{first} * dim;
     rmsnorm_rows(s, xl, xl, w_.output_norm, m);
-    matmul3(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
+    matmul_rows(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
     return {s.logits.data(), std::size_t{m} * c.vocab_size};
   }
 
@@ -3415,9 +3415,9 @@ class transformer {
     std::uint32_t ldy;  // output row stride (= the matrix's rows)
   };
 
-  // y_i = x . W_i^T for up to three matrices that share x, as one parallel region over their rows
+  // y_i = x . W_i^T for one or more matrices that share x, as one parallel region over their rows
   // (threads get row ranges in multiples of 16; the split cannot change a value: matmul's contract).
-  void matmul3(run_state<P>& s, const act_block* xa, std::size_t ldx, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
+  void matmul_rows(run_state<P>& s, const act_block* xa, std::size_t ldx, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
     const product* list = ps.begin();
     const std::size_t count = ps.size();
     std::size_t total = 0;

@@ -206,30 +206,6 @@ HWY_INLINE float dot_kv(const float* HWY_RESTRICT q, const KV* HWY_RESTRICT k, s
   }
 }
 
-// x[0..n) = exp(x - max); returns the sum. One vectorised exp (Highway's, within ~1 ulp) per lane.
-template <class D>
-HWY_INLINE void exp_sub(D d, float* x, std::size_t n, float mx, std::size_t& i, hn::Vec<D>& sum) {
-  const std::size_t N = hn::Lanes(d);
-  const auto vm = hn::Set(d, mx);
-  for (; i + N <= n; i += N) {
-    const auto e = hn::Exp(d, hn::Sub(hn::LoadU(d, x + i), vm));
-    hn::StoreU(e, d, x + i);
-    sum = hn::Add(sum, e);
-  }
-}
-HWY_INLINE float softmax_unnormalised(float* x, std::size_t n) {
-  float mx = x[0];
-  for (std::size_t i = 1; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
-  const hn::ScalableTag<float> d;
-  const hn::CappedTag<float, 1> d1;
-  auto s = hn::Zero(d);
-  auto s1 = hn::Zero(d1);
-  std::size_t i = 0;
-  exp_sub(d, x, n, mx, i, s);
-  exp_sub(d1, x, n, mx, i, s1);
-  return hn::GetLane(hn::SumOfLanes(d, s)) + hn::GetLane(s1);
-}
-
 // x[0..n) = exp(x - max) in whole vectors (the last one padded with -inf, whose exp is 0, and only its
 // valid lanes stored); returns the sum of the vector lanes. Every x[j] gets the same vector exp, so a
 // value depends only on x[j] and the max.
@@ -374,12 +350,7 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
     const float inv_scale = 1.0f / std::sqrt(static_cast<float>(a.head_dim));
 #if defined(EDGELM_HWY_WASM)
     if constexpr (std::is_same_v<KV, float>) {
-      edgelm::backends::wasm::attention(a, i0, i1, scratch, inv_scale, [](float* s, std::size_t len) noexcept {
-        const float inv_sum = 1.0f / detail::softmax_unnormalised_padded(s, len);
-        std::size_t j = 0;
-        detail::scale_in_place(hn::ScalableTag<float>(), s, inv_sum, len, j);
-        detail::scale_in_place(hn::CappedTag<float, 1>(), s, inv_sum, len, j);
-      });
+      edgelm::backends::wasm::attention(a, i0, i1, scratch, inv_scale, [](float* s, std::size_t len) noexcept { softmax(s, len); });
       return;
     }
 #endif
@@ -389,13 +360,21 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
       const float* q = a.q + t * a.ld_q + h * a.head_dim;
       const std::size_t kv_off = (h / a.kv_mul) * a.head_dim;
       for (std::size_t j = 0; j < len; ++j) scratch[j] = detail::dot_kv(q, a.k + j * a.kv_dim + kv_off, a.head_dim) * inv_scale;
-      const float inv_sum = 1.0f / detail::softmax_unnormalised(scratch, len);
-      for (std::size_t j = 0; j < len; ++j) scratch[j] *= inv_sum;
+      softmax(scratch, len);
       float* o = a.out + t * a.ld_out + h * a.head_dim;
       std::size_t c = 0;
       detail::weighted_sum(hn::ScalableTag<float>(), o, scratch, a.v + kv_off, len, a.kv_dim, a.head_dim, c);
       detail::weighted_sum(hn::CappedTag<float, 1>(), o, scratch, a.v + kv_off, len, a.kv_dim, a.head_dim, c);
     }
+  }
+
+  // In-place softmax with a vectorised exp: every element gets the same full-vector exp (the tail padded with
+  // -inf), so a value depends only on x[j] and the max; 1/sum is folded in as a product.
+  static void softmax(float* x, std::size_t n) noexcept {
+    const float inv_sum = 1.0f / detail::softmax_unnormalised_padded(x, n);
+    std::size_t j = 0;
+    detail::scale_in_place(hn::ScalableTag<float>(), x, inv_sum, n, j);
+    detail::scale_in_place(hn::CappedTag<float, 1>(), x, inv_sum, n, j);
   }
 
   // Activations of a quantized product, byte-identical to q8_0::quantize_row (WASM: SIMD128).
