@@ -152,6 +152,44 @@ void check_model_file(const std::string& path) {
 
 }  // namespace
 
+TEST_CASE("batch: weights repacked at load by the kernels give the same logits as the file's rows in place") {
+  const std::string dir = edgelm_test::source_dir() + "/models/";
+  auto both = [&]<class P>(const std::string& path) {
+    INFO(path);
+    auto fs = file_storage::open(path), fs2 = file_storage::open(path);
+    REQUIRE(fs);
+    REQUIRE(fs2);
+    load_options off;
+    off.repack = false;
+    auto packed = load<P, hwy_kernels>(std::move(*fs));
+    auto plain = load<P, hwy_kernels>(std::move(*fs2), off);
+    REQUIRE(packed);
+    REQUIRE(plain);
+    CHECK(plain->net.w().packed == 0);
+    // packed on the paths that have a layout of their own (x86 AVX-512 VNNI), all matrices but the embedding
+    if (hwy_kernels::packed_bytes(plain->net.w().layers[0].wq) > 0) {
+      const auto& c = packed->config();
+      CHECK(packed->net.w().packed == 7 * c.n_layers + (c.shared_classifier ? 0 : 1));
+      CHECK(packed->net.w().layers[0].w2.packed != nullptr);
+      CHECK(packed->net.w().token_embd.packed == nullptr);
+    } else {
+      CHECK(packed->net.w().packed == 0);
+    }
+    const auto ids = sequence(29, packed->config().vocab_size);
+    const auto ref = one_by_one(*plain, ids);
+    CHECK(bit_identical(one_by_one(*packed, ids), ref));
+    CHECK(bit_identical(batched(*packed, ids, 29), ref));
+    CHECK(bit_identical(batched(*packed, ids, 5), ref));
+#if EDGELM_TEST_HAVE_THREADS
+    auto p2 = thread_pool::create(2);
+    REQUIRE(p2);
+    CHECK(bit_identical(batched(*packed, ids, 8, (*p2)->get_executor()), ref));
+#endif
+  };
+  both.template operator()<q8_0>(dir + "edgelm-student-q8_0.gguf");
+  both.template operator()<q4_0>(dir + "edgelm-student-q4_0.gguf");
+}
+
 TEST_CASE_TEMPLATE("batch: batched forward equals token-by-token for any batch size and thread count", K, kernels::scalar, hwy_kernels) {
   const std::string dir = edgelm_test::source_dir() + "/models/";
   check_model_file<f32, K>(dir + "edgelm-student-f32.gguf");

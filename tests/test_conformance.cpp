@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include <edgelm/core/buffer.hpp>
 #include <edgelm/core/half.hpp>
 #include <edgelm/precision/q4_0.hpp>
 #include <edgelm/precision/q8_0.hpp>
@@ -102,17 +103,50 @@ struct test_acts {
   }
 };
 
+// The kernels' packed copy of m (K::pack, as the loader makes it) made in slices of `slice` rows (a
+// multiple of K::packed_row_group): the layout must be the slices' layouts one after the other.
 template <class K, class P>
-void check_matmul(std::uint32_t rows, std::uint32_t cols, std::size_t n, unsigned seed) {
-  INFO("precision " << std::string(P::name));
+bool pack_for_test(matrix<P>& m, std::vector<aligned_buffer<std::byte>>& keep, std::uint32_t slice) {
+  const std::size_t bytes = K::template packed_bytes<P>(m);
+  if (bytes == 0) return false;
+  auto whole = aligned_buffer<std::byte>::make(bytes), sliced = aligned_buffer<std::byte>::make(bytes);
+  REQUIRE(whole);
+  REQUIRE(sliced);
+  const std::uint32_t id = K::template pack<P>(m, whole->data());
+  REQUIRE(id != 0);
+  for (std::uint32_t r = 0; r < m.rows; r += slice) {
+    matrix<P> part = m, before = m;
+    part.data = m.row(r);
+    part.rows = std::min(slice, m.rows - r);
+    before.rows = r;
+    CHECK(K::template pack<P>(part, sliced->data() + (r ? K::template packed_bytes<P>(before) : 0)) == id);
+  }
+  CHECK(std::memcmp(whole->data(), sliced->data(), bytes) == 0);
+  m.packed = whole->data();
+  m.packing = id;
+  keep.push_back(std::move(*whole));
+  return true;
+}
+
+template <class K, class P>
+void check_matmul(std::uint32_t rows, std::uint32_t cols, std::size_t n, unsigned seed, bool packed = false) {
+  INFO("precision " << std::string(P::name) << (packed ? ", weights packed by the kernels" : ""));
   CAPTURE(rows);
   CAPTURE(cols);
   CAPTURE(n);
   const test_matrix<P> w(rows, cols, seed, std::is_same_v<P, f32> ? 4 : 2 + 2 * (seed % 2));
   const test_acts<P> x(n, cols, w.padded, seed + 1, std::is_same_v<P, f32> ? 8 : 2 * (seed % 3));
   const std::size_t ldy = rows + 5;
+  matrix<P> m = w.m;
+  std::vector<aligned_buffer<std::byte>> keep;
+  if (packed && !pack_for_test<K>(m, keep, 32)) return;  // this CPU's path has no layout of its own
   std::vector<float> y(n * ldy, -1.0f);
-  K::matmul(y.data(), ldy, w.m, x.x, x.ld, n, 0, rows);
+  K::matmul(y.data(), ldy, m, x.x, x.ld, n, 0, rows);
+  if (packed) {  // the same bits as the products over the rows in place
+    std::vector<float> yr(n * ldy, -1.0f);
+    K::matmul(yr.data(), ldy, w.m, x.x, x.ld, n, 0, rows);
+    CHECK(std::memcmp(y.data(), yr.data(), y.size() * sizeof(float)) == 0);
+  }
   bool bounded = true;
   for (std::size_t t = 0; t < n; ++t)
     for (std::uint32_t r = 0; r < rows; ++r) {
@@ -126,11 +160,11 @@ void check_matmul(std::uint32_t rows, std::uint32_t cols, std::size_t n, unsigne
   CHECK(bounded);
   // the contract: one token at a time, and odd row ranges, give the same bits
   std::vector<float> y1(n * ldy, -1.0f), y2(n * ldy, -1.0f);
-  for (std::size_t t = 0; t < n; ++t) K::matmul(y1.data() + t * ldy, 0, w.m, x.x + t * x.ld, 0, 1, 0, rows);
+  for (std::size_t t = 0; t < n; ++t) K::matmul(y1.data() + t * ldy, 0, m, x.x + t * x.ld, 0, 1, 0, rows);
   std::uint32_t r0 = 0;
   for (std::uint32_t cut : {3u, 17u, 18u, 40u, 41u, 64u, rows}) {
     const std::uint32_t r1 = std::min(cut, rows);
-    if (r1 > r0) K::matmul(y2.data(), ldy, w.m, x.x, x.ld, n, r0, r1);
+    if (r1 > r0) K::matmul(y2.data(), ldy, m, x.x, x.ld, n, r0, r1);
     r0 = std::max(r0, r1);
   }
   bool same1 = true, same2 = true;
@@ -146,7 +180,7 @@ void check_matmul(std::uint32_t rows, std::uint32_t cols, std::size_t n, unsigne
     const std::uint32_t a = range.first, b = range.second;  // (clang 14 cannot capture structured bindings)
     if (b > rows) continue;
     std::vector<float> y3(n * ldy, -7.0f);
-    K::matmul(y3.data(), ldy, w.m, x.x, x.ld, n, a, b);
+    K::matmul(y3.data(), ldy, m, x.x, x.ld, n, a, b);
     bool own = true;
     for (std::size_t t = 0; t < n; ++t)
       for (std::uint32_t r = 0; r < ldy; ++r) {
@@ -180,6 +214,19 @@ TEST_CASE_TEMPLATE("conformance: matmul f32 / q8_0 / q4_0 against double, and th
   check_matmul<K, q4_0>(192, 2048, 70, 901);
   check_matmul<K, q8_0>(130, 1536, 33, 902);
   check_matmul<K, f32>(100, 768, 20, 903);
+}
+
+TEST_CASE_TEMPLATE("conformance: matmul over weights repacked by the kernels (K::pack) gives the same bits", K, EDGELM_TEST_KERNELS) {
+  INFO("backend " << std::string(K::name));
+  unsigned seed = 500;
+  for (std::uint32_t rows : {1u, 16u, 45u, 67u})
+    for (std::uint32_t cols : {32u, 96u, 172u, 1056u})
+      for (std::size_t n : {1u, 2u, 3u, 8u, 9u, 13u, 70u}) {
+        check_matmul<K, q8_0>(rows, cols, n, seed++, true);
+        check_matmul<K, q4_0>(rows, cols, n, seed++, true);
+      }
+  check_matmul<K, q4_0>(192, 8192, 3, 911, true);  // more blocks than one decode chunk
+  check_matmul<K, q8_0>(80, 8224, 1, 912, true);
 }
 
 TEST_CASE_TEMPLATE("conformance: dot products against double", K, EDGELM_TEST_KERNELS) {

@@ -57,6 +57,7 @@ struct options {
   // quantize
   std::string in_file, out_file, type, fallback = "f16", name;
   bool pure = false, q4_0_reference = false;
+  bool repack = true;  // --no-repack
 };
 
 // Options of every command that runs the model.
@@ -64,7 +65,9 @@ constexpr const char* engine_help =
     "-t, --threads N                 threads (default 1; results are identical for any N)\n"
     "--batch N                       prompt tokens per forward pass (default 64)\n"
     "--kv-type f32|f16               KV cache element type (default f32; f16 halves it)\n"
-    "-c, --ctx N                     context (default min(trained context, 4096))\n";
+    "-c, --ctx N                     context (default min(trained context, 4096))\n"
+    "--no-repack                     keep every weight matrix a view of the mapped file (default: the\n"
+    "                                kernels repack q8_0/q4_0 into their own layout where that is faster)\n";
 // --precision of run/chat/logits/bench/perplexity (the weights' precision in memory).
 constexpr const char* precision_help =
     "--precision f32|q8_0|q4_0|auto  weight precision in memory (default auto: q8_0 or q4_0 when every weight\n"
@@ -218,6 +221,7 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (a == "-n" || a == "--n-predict" || a == "--n-gen") { if (!val(v) || !parse_long(v, 0, 1 << 24, o.n)) return a + " needs an integer 0..16777216"; o.n_given = true; }
     else if (a == "--reps" || a == "-r" || a == "--repetitions") { if (!val(v) || !parse_long(v, 1, 10000, o.reps)) return a + " needs an integer 1..10000"; }
     else if (a == "--json") o.json = true;
+    else if (a == "--no-repack") o.repack = false;
     else if (a == "-t" || a == "--threads") {
       if (!val(v)) return a + " needs a value";
       o.threads.clear();
@@ -328,6 +332,7 @@ void log_to_stderr(void* verbose, edgelm::log_level level, std::string_view line
 template <class P, class K>
 edgelm::result<edgelm::model<P, K>> load_model(const options& o) {
   edgelm::load_options lo;
+  lo.repack = o.repack;
   lo.log.fn = log_to_stderr;
   lo.log.user = const_cast<bool*>(&o.verbose);
   // The file is parsed once: main() may already have (to pick the precision).

@@ -18,6 +18,10 @@ namespace edgelm {
 
 struct load_options {
   logger log;  // receives one line per converted tensor and a summary
+  // Let the kernel policy repack the weight matrices into its own layout at load where that makes
+  // it faster (today: the x86 AVX-512 VNNI paths, q8_0 / q4_0); the file's pages are given back, so
+  // memory stays one copy. false: every in-place matrix stays a zero-copy view of the (mapped) file.
+  bool repack = true;
 };
 
 // A transformer together with its tokenizer.
@@ -55,7 +59,7 @@ result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load
   if (!tok) return tok.error();
   if (tok->vocab_size() != mf.config.vocab_size)
     return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " + std::to_string(mf.config.vocab_size));
-  auto net = transformer<P, K>::from_file(std::move(mf), o.log);
+  auto net = transformer<P, K>::from_file(std::move(mf), o.log, o.repack);
   if (!net) return net.error();
   model<P, K> m{std::move(*net), std::move(*tok)};
   // One summary line: what ran in place and what was converted from which file type.
@@ -65,7 +69,8 @@ result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load
     if (const auto n = m.net.w().converted_from[t])
       from += (from.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
   o.log(log_level::info, "weights as " + std::string(P::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place, " +
-                             std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")"));
+                             std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")") +
+                             (m.net.w().packed ? ", " + std::to_string(m.net.w().packed) + " repacked for the " + K::name + " kernels" : ""));
   return m;
 }
 }  // namespace detail

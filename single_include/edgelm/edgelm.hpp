@@ -862,12 +862,18 @@ namespace detail {
 struct byte_owner {
   virtual ~byte_owner() = default;
   virtual std::span<const std::byte> bytes() const noexcept = 0;
+  // A hint that part of bytes() will not be read for a while (e.g. weights repacked at load): a mapped
+  // file gives the pages back (they stay readable and come back from the file if read).
+  virtual void release(std::span<const std::byte> part) const noexcept { (void)part; }
 };
 template <class S>
 struct byte_owner_of final : byte_owner {
   S s;
   explicit byte_owner_of(S&& x) : s(std::move(x)) {}
   std::span<const std::byte> bytes() const noexcept override { return s.bytes(); }
+  void release(std::span<const std::byte> part) const noexcept override {
+    if constexpr (requires { s.release(part); }) s.release(part);
+  }
 };
 template <storage S>
 std::shared_ptr<byte_owner> own_bytes(S s) {
@@ -2330,6 +2336,11 @@ struct matrix {
   const typename P::block_type* data = nullptr;
   std::uint32_t rows = 0;
   std::uint32_t cols = 0;
+  // Optional second copy of the same weights in a kernel policy's own layout (K::pack, made at load
+  // when it makes that policy faster); `packing` names the layout (0: none). `data` stays valid either
+  // way, so a kernel that does not know the layout uses the rows.
+  const std::byte* packed = nullptr;
+  std::uint32_t packing = 0;
   static constexpr std::size_t blocks_per_row(std::size_t cols) noexcept { return (cols + P::block_size - 1) / P::block_size; }
   std::size_t blocks_per_row() const noexcept { return blocks_per_row(cols); }
   const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * blocks_per_row(); }
@@ -2359,6 +2370,21 @@ namespace kernels {
 // basic_kernels<itself> and overrides what it speeds up, inheriting the rest.
 template <class Derived>
 struct basic_kernels {
+  // Weight repacking at load (see matrix::packed): the bytes of this policy's own layout of w on this
+  // CPU, 0 when it has none (the default: products read the rows in place); pack writes it to dst
+  // (packed_bytes(w) long) and returns the layout id to store in w.packing. The layout must pack rows in
+  // groups of packed_row_group, a matrix's copy being its row slices' copies (slices at multiples of
+  // the group) one after the other, so that a loader can pack a large matrix slice by slice.
+  static constexpr std::uint32_t packed_row_group = 0;
+  template <class P>
+  static std::size_t packed_bytes(const matrix<P>&) noexcept {
+    return 0;
+  }
+  template <class P>
+  static std::uint32_t pack(const matrix<P>&, std::byte*) noexcept {
+    return 0;
+  }
+
   // f32 . f32, summed left to right (run.c's order).
   static float dot(const float* w, const float* x, std::size_t n) noexcept {
     float s = 0.0f;
@@ -2960,6 +2986,15 @@ struct weights {
   std::size_t converted = 0;             // how many tensors were converted at load
   std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
   std::size_t in_place = 0;              // how many are views into the file
+  std::size_t packed = 0;                // how many in-place matrices also have the kernels' packed copy
+};
+
+// How make_weights gives matrices a kernel policy's packed copy (K::packed_bytes / K::pack; null: none).
+template <precision P>
+struct weight_packer {
+  std::size_t (*bytes)(const matrix<P>&) noexcept = nullptr;
+  std::uint32_t (*pack)(const matrix<P>&, std::byte*) noexcept = nullptr;
+  std::uint32_t row_group = 0;  // K::packed_row_group: the layout packs rows in groups of this many (0: no packing)
 };
 
 namespace detail {
@@ -2969,6 +3004,7 @@ struct weight_builder {
   const model_file& mf;
   weights<P>& w;
   const logger& log;
+  weight_packer<P> packer{};
 
   const tensor_info* need(const std::string& name, std::uint64_t ne0, std::uint64_t ne1, error& err) {
     const tensor_info* t = mf.find(name);
@@ -3015,6 +3051,53 @@ struct weight_builder {
     return dst;
   }
 
+  // A block scale that is fp16 Inf/NaN poisons every output: rejected at load. Reading one 16-bit scale
+  // per block is cheap next to the first forward pass, which touches every byte anyway.
+  bool check_scales(const matrix<P>& m, std::uint64_t first_row, const tensor_info& t, error& err) {
+    if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
+      const std::uint64_t n_blocks = std::uint64_t{m.rows} * m.blocks_per_row(), base = first_row * m.blocks_per_row();
+      for (std::uint64_t i = 0; i < n_blocks; ++i)
+        if ((m.data[i].d & 0x7C00u) == 0x7C00u) {
+          err = make_error(errc::bad_value, "block " + std::to_string(base + i) + " has a NaN/Inf scale", t.offset + (base + i) * sizeof(typename P::block_type), t.name);
+          return false;
+        }
+    }
+    return true;
+  }
+
+  // The packed copy of an in-place matrix when the kernels have a layout of their own (never for the
+  // token embedding: its rows are looked up). Done in slices of whole row groups (the layout is the
+  // concatenation of its slices' layouts), each checked, packed, then its file pages given back (they
+  // stay readable): memory holds one copy of the weights plus at most one slice, not two copies.
+  // Returns false with err set on a bad scale or a failed allocation; `packed` tells whether it ran.
+  bool repack(const tensor_info& t, matrix<P>& out, bool& packed, error& err) {
+    packed = false;
+    if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
+    const std::size_t n = packer.bytes(out);
+    if (n == 0) return true;
+    auto buf = aligned_buffer<std::byte>::make_uninitialized(n);
+    if (!buf) { err = buf.error(); return false; }
+    const std::uint32_t step = packer.row_group * 64;
+    std::uint32_t id = 0;
+    for (std::uint32_t r = 0; r < out.rows; r += step) {
+      matrix<P> part = out, before = out;
+      part.data = out.row(r);
+      part.rows = std::min(step, out.rows - r);
+      before.rows = r;
+      if (!check_scales(part, r, t, err)) return false;
+      const std::size_t at = r ? packer.bytes(before) : 0;
+      id = packer.pack(part, buf->data() + at);
+      if (id == 0) return false;  // cannot happen once bytes() > 0; the caller then binds the rows as they are
+      if (mf.bytes) mf.bytes->release({reinterpret_cast<const std::byte*>(part.data), std::size_t{part.rows} * part.blocks_per_row() * sizeof(typename P::block_type)});
+    }
+    out.packed = buf->data();
+    out.packing = id;
+    w.owned.push_back(std::move(*buf));
+    ++w.packed;
+    packed = true;
+    return true;
+  }
+
   // 2-D weight (rows x cols) in precision P.
   bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, matrix<P>& out, error& err) {
     const tensor_info* t = need(name, cols, rows, err);
@@ -3025,16 +3108,9 @@ struct weight_builder {
     // file's row stride is matrix<P>'s.
     if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
       out.data = reinterpret_cast<const typename P::block_type*>(t->data);
-      // A block scale that is fp16 Inf/NaN poisons every output: reject it at load. Reading one
-      // 16-bit scale per block is cheap next to the first forward pass, which touches every byte anyway.
-      if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
-        const std::uint64_t n_blocks = rows * matrix<P>::blocks_per_row(static_cast<std::size_t>(cols));
-        for (std::uint64_t i = 0; i < n_blocks; ++i)
-          if ((out.data[i].d & 0x7C00u) == 0x7C00u) {
-            err = make_error(errc::bad_value, "block " + std::to_string(i) + " has a NaN/Inf scale", t->offset + i * sizeof(typename P::block_type), name);
-            return false;
-          }
-      }
+      bool packed = false;
+      if (!repack(*t, out, packed, err)) return false;
+      if (!packed && !check_scales(out, 0, *t, err)) return false;
       ++w.in_place;
       return true;
     }
@@ -3075,10 +3151,10 @@ struct weight_builder {
 
 // Bind (or convert) every tensor the Llama forward pass needs, validating shapes against the config.
 template <precision P>
-result<weights<P>> make_weights(const model_file& mf, const logger& log = {}) {
+result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, weight_packer<P> packer = {}) {
   weights<P> w;
   const model_config& c = mf.config;
-  detail::weight_builder<P> b{mf, w, log};
+  detail::weight_builder<P> b{mf, w, log, packer};
   error err;
   const std::uint64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size, KVD = c.kv_dim();
   if (!b.mat("token_embd.weight", V, D, w.token_embd, err)) return err;
@@ -3231,9 +3307,17 @@ class transformer {
   transformer() = default;
 
   // Build from a parsed file: validates the config and binds/converts the weights.
-  static result<transformer> from_file(model_file mf, const logger& log = {}) {
+  // repack: let the kernels keep their own layout of the weights where they have one
+  // (K::packed_bytes > 0 on this CPU); false keeps every matrix a zero-copy view of the file.
+  static result<transformer> from_file(model_file mf, const logger& log = {}, bool repack = true) {
     transformer t;
-    auto w = make_weights<P>(mf, log);
+    weight_packer<P> packer;
+    if (repack) {
+      packer.bytes = [](const matrix<P>& m) noexcept { return K::template packed_bytes<P>(m); };
+      packer.pack = [](const matrix<P>& m, std::byte* d) noexcept { return K::template pack<P>(m, d); };
+      packer.row_group = K::packed_row_group;
+    }
+    auto w = make_weights<P>(mf, log, packer);
     if (!w) return w.error();
     t.w_ = std::move(*w);
     t.cfg_ = mf.config;
@@ -3684,6 +3768,10 @@ namespace edgelm {
 
 struct load_options {
   logger log;  // receives one line per converted tensor and a summary
+  // Let the kernel policy repack the weight matrices into its own layout at load where that makes
+  // it faster (today: the x86 AVX-512 VNNI paths, q8_0 / q4_0); the file's pages are given back, so
+  // memory stays one copy. false: every in-place matrix stays a zero-copy view of the (mapped) file.
+  bool repack = true;
 };
 
 // A transformer together with its tokenizer.
@@ -3721,7 +3809,7 @@ result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load
   if (!tok) return tok.error();
   if (tok->vocab_size() != mf.config.vocab_size)
     return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " + std::to_string(mf.config.vocab_size));
-  auto net = transformer<P, K>::from_file(std::move(mf), o.log);
+  auto net = transformer<P, K>::from_file(std::move(mf), o.log, o.repack);
   if (!net) return net.error();
   model<P, K> m{std::move(*net), std::move(*tok)};
   // One summary line: what ran in place and what was converted from which file type.
@@ -3731,7 +3819,8 @@ result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load
     if (const auto n = m.net.w().converted_from[t])
       from += (from.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
   o.log(log_level::info, "weights as " + std::string(P::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place, " +
-                             std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")"));
+                             std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")") +
+                             (m.net.w().packed ? ", " + std::to_string(m.net.w().packed) + " repacked for the " + K::name + " kernels" : ""));
   return m;
 }
 }  // namespace detail
@@ -4572,6 +4661,7 @@ class session {
 // (so a model whose tensors are used in place costs page cache, not heap), read into memory elsewhere
 // (Emscripten).
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <new>
@@ -4671,6 +4761,25 @@ class file_storage {
     return {data_.get(), size_};
   }
   bool is_mapped() const noexcept { return mapped_; }
+
+  // The pages wholly inside `part` (a range of bytes()) leave this process's resident memory; they stay
+  // mapped and read back from the file when touched again. No effect without mmap.
+  void release(std::span<const std::byte> part) const noexcept {
+#if EDGELM_HAS_MMAP
+    if (!mapped_ || part.empty()) return;
+    const auto base = reinterpret_cast<std::uintptr_t>(map_);
+    auto b = reinterpret_cast<std::uintptr_t>(part.data()), e = b + part.size();
+    if (b < base || e > base + size_) return;
+    const long ps = ::sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    const auto page = static_cast<std::uintptr_t>(ps);
+    b = (b + page - 1) / page * page;
+    e = e / page * page;
+    if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+#else
+    (void)part;
+#endif
+  }
 
  private:
   void close() noexcept {

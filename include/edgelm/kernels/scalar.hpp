@@ -27,6 +27,11 @@ struct matrix {
   const typename P::block_type* data = nullptr;
   std::uint32_t rows = 0;
   std::uint32_t cols = 0;
+  // Optional second copy of the same weights in a kernel policy's own layout (K::pack, made at load
+  // when it makes that policy faster); `packing` names the layout (0: none). `data` stays valid either
+  // way, so a kernel that does not know the layout uses the rows.
+  const std::byte* packed = nullptr;
+  std::uint32_t packing = 0;
   static constexpr std::size_t blocks_per_row(std::size_t cols) noexcept { return (cols + P::block_size - 1) / P::block_size; }
   std::size_t blocks_per_row() const noexcept { return blocks_per_row(cols); }
   const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * blocks_per_row(); }
@@ -56,6 +61,21 @@ namespace kernels {
 // basic_kernels<itself> and overrides what it speeds up, inheriting the rest.
 template <class Derived>
 struct basic_kernels {
+  // Weight repacking at load (see matrix::packed): the bytes of this policy's own layout of w on this
+  // CPU, 0 when it has none (the default: products read the rows in place); pack writes it to dst
+  // (packed_bytes(w) long) and returns the layout id to store in w.packing. The layout must pack rows in
+  // groups of packed_row_group, a matrix's copy being its row slices' copies (slices at multiples of
+  // the group) one after the other, so that a loader can pack a large matrix slice by slice.
+  static constexpr std::uint32_t packed_row_group = 0;
+  template <class P>
+  static std::size_t packed_bytes(const matrix<P>&) noexcept {
+    return 0;
+  }
+  template <class P>
+  static std::uint32_t pack(const matrix<P>&, std::byte*) noexcept {
+    return 0;
+  }
+
   // f32 . f32, summed left to right (run.c's order).
   static float dot(const float* w, const float* x, std::size_t n) noexcept {
     float s = 0.0f;

@@ -143,9 +143,17 @@ class transformer {
   transformer() = default;
 
   // Build from a parsed file: validates the config and binds/converts the weights.
-  static result<transformer> from_file(model_file mf, const logger& log = {}) {
+  // repack: let the kernels keep their own layout of the weights where they have one
+  // (K::packed_bytes > 0 on this CPU); false keeps every matrix a zero-copy view of the file.
+  static result<transformer> from_file(model_file mf, const logger& log = {}, bool repack = true) {
     transformer t;
-    auto w = make_weights<P>(mf, log);
+    weight_packer<P> packer;
+    if (repack) {
+      packer.bytes = [](const matrix<P>& m) noexcept { return K::template packed_bytes<P>(m); };
+      packer.pack = [](const matrix<P>& m, std::byte* d) noexcept { return K::template pack<P>(m, d); };
+      packer.row_group = K::packed_row_group;
+    }
+    auto w = make_weights<P>(mf, log, packer);
     if (!w) return w.error();
     t.w_ = std::move(*w);
     t.cfg_ = mf.config;

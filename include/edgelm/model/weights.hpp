@@ -41,6 +41,15 @@ struct weights {
   std::size_t converted = 0;             // how many tensors were converted at load
   std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
   std::size_t in_place = 0;              // how many are views into the file
+  std::size_t packed = 0;                // how many in-place matrices also have the kernels' packed copy
+};
+
+// How make_weights gives matrices a kernel policy's packed copy (K::packed_bytes / K::pack; null: none).
+template <precision P>
+struct weight_packer {
+  std::size_t (*bytes)(const matrix<P>&) noexcept = nullptr;
+  std::uint32_t (*pack)(const matrix<P>&, std::byte*) noexcept = nullptr;
+  std::uint32_t row_group = 0;  // K::packed_row_group: the layout packs rows in groups of this many (0: no packing)
 };
 
 namespace detail {
@@ -50,6 +59,7 @@ struct weight_builder {
   const model_file& mf;
   weights<P>& w;
   const logger& log;
+  weight_packer<P> packer{};
 
   const tensor_info* need(const std::string& name, std::uint64_t ne0, std::uint64_t ne1, error& err) {
     const tensor_info* t = mf.find(name);
@@ -96,6 +106,53 @@ struct weight_builder {
     return dst;
   }
 
+  // A block scale that is fp16 Inf/NaN poisons every output: rejected at load. Reading one 16-bit scale
+  // per block is cheap next to the first forward pass, which touches every byte anyway.
+  bool check_scales(const matrix<P>& m, std::uint64_t first_row, const tensor_info& t, error& err) {
+    if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
+      const std::uint64_t n_blocks = std::uint64_t{m.rows} * m.blocks_per_row(), base = first_row * m.blocks_per_row();
+      for (std::uint64_t i = 0; i < n_blocks; ++i)
+        if ((m.data[i].d & 0x7C00u) == 0x7C00u) {
+          err = make_error(errc::bad_value, "block " + std::to_string(base + i) + " has a NaN/Inf scale", t.offset + (base + i) * sizeof(typename P::block_type), t.name);
+          return false;
+        }
+    }
+    return true;
+  }
+
+  // The packed copy of an in-place matrix when the kernels have a layout of their own (never for the
+  // token embedding: its rows are looked up). Done in slices of whole row groups (the layout is the
+  // concatenation of its slices' layouts), each checked, packed, then its file pages given back (they
+  // stay readable): memory holds one copy of the weights plus at most one slice, not two copies.
+  // Returns false with err set on a bad scale or a failed allocation; `packed` tells whether it ran.
+  bool repack(const tensor_info& t, matrix<P>& out, bool& packed, error& err) {
+    packed = false;
+    if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
+    const std::size_t n = packer.bytes(out);
+    if (n == 0) return true;
+    auto buf = aligned_buffer<std::byte>::make_uninitialized(n);
+    if (!buf) { err = buf.error(); return false; }
+    const std::uint32_t step = packer.row_group * 64;
+    std::uint32_t id = 0;
+    for (std::uint32_t r = 0; r < out.rows; r += step) {
+      matrix<P> part = out, before = out;
+      part.data = out.row(r);
+      part.rows = std::min(step, out.rows - r);
+      before.rows = r;
+      if (!check_scales(part, r, t, err)) return false;
+      const std::size_t at = r ? packer.bytes(before) : 0;
+      id = packer.pack(part, buf->data() + at);
+      if (id == 0) return false;  // cannot happen once bytes() > 0; the caller then binds the rows as they are
+      if (mf.bytes) mf.bytes->release({reinterpret_cast<const std::byte*>(part.data), std::size_t{part.rows} * part.blocks_per_row() * sizeof(typename P::block_type)});
+    }
+    out.packed = buf->data();
+    out.packing = id;
+    w.owned.push_back(std::move(*buf));
+    ++w.packed;
+    packed = true;
+    return true;
+  }
+
   // 2-D weight (rows x cols) in precision P.
   bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, matrix<P>& out, error& err) {
     const tensor_info* t = need(name, cols, rows, err);
@@ -106,16 +163,9 @@ struct weight_builder {
     // file's row stride is matrix<P>'s.
     if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
       out.data = reinterpret_cast<const typename P::block_type*>(t->data);
-      // A block scale that is fp16 Inf/NaN poisons every output: reject it at load. Reading one
-      // 16-bit scale per block is cheap next to the first forward pass, which touches every byte anyway.
-      if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
-        const std::uint64_t n_blocks = rows * matrix<P>::blocks_per_row(static_cast<std::size_t>(cols));
-        for (std::uint64_t i = 0; i < n_blocks; ++i)
-          if ((out.data[i].d & 0x7C00u) == 0x7C00u) {
-            err = make_error(errc::bad_value, "block " + std::to_string(i) + " has a NaN/Inf scale", t->offset + i * sizeof(typename P::block_type), name);
-            return false;
-          }
-      }
+      bool packed = false;
+      if (!repack(*t, out, packed, err)) return false;
+      if (!packed && !check_scales(out, 0, *t, err)) return false;
       ++w.in_place;
       return true;
     }
@@ -156,10 +206,10 @@ struct weight_builder {
 
 // Bind (or convert) every tensor the Llama forward pass needs, validating shapes against the config.
 template <precision P>
-result<weights<P>> make_weights(const model_file& mf, const logger& log = {}) {
+result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, weight_packer<P> packer = {}) {
   weights<P> w;
   const model_config& c = mf.config;
-  detail::weight_builder<P> b{mf, w, log};
+  detail::weight_builder<P> b{mf, w, log, packer};
   error err;
   const std::uint64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size, KVD = c.kv_dim();
   if (!b.mat("token_embd.weight", V, D, w.token_embd, err)) return err;

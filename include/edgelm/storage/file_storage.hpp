@@ -3,6 +3,7 @@
 // (Emscripten).
 #pragma once
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <new>
@@ -104,6 +105,25 @@ class file_storage {
     return {data_.get(), size_};
   }
   bool is_mapped() const noexcept { return mapped_; }
+
+  // The pages wholly inside `part` (a range of bytes()) leave this process's resident memory; they stay
+  // mapped and read back from the file when touched again. No effect without mmap.
+  void release(std::span<const std::byte> part) const noexcept {
+#if EDGELM_HAS_MMAP
+    if (!mapped_ || part.empty()) return;
+    const auto base = reinterpret_cast<std::uintptr_t>(map_);
+    auto b = reinterpret_cast<std::uintptr_t>(part.data()), e = b + part.size();
+    if (b < base || e > base + size_) return;
+    const long ps = ::sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    const auto page = static_cast<std::uintptr_t>(ps);
+    b = (b + page - 1) / page * page;
+    e = e / page * page;
+    if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+#else
+    (void)part;
+#endif
+  }
 
  private:
   void close() noexcept {

@@ -50,12 +50,18 @@ namespace detail {
 struct byte_owner {
   virtual ~byte_owner() = default;
   virtual std::span<const std::byte> bytes() const noexcept = 0;
+  // A hint that part of bytes() will not be read for a while (e.g. weights repacked at load): a mapped
+  // file gives the pages back (they stay readable and come back from the file if read).
+  virtual void release(std::span<const std::byte> part) const noexcept { (void)part; }
 };
 template <class S>
 struct byte_owner_of final : byte_owner {
   S s;
   explicit byte_owner_of(S&& x) : s(std::move(x)) {}
   std::span<const std::byte> bytes() const noexcept override { return s.bytes(); }
+  void release(std::span<const std::byte> part) const noexcept override {
+    if constexpr (requires { s.release(part); }) s.release(part);
+  }
 };
 template <storage S>
 std::shared_ptr<byte_owner> own_bytes(S s) {

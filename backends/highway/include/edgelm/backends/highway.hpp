@@ -303,6 +303,28 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
     return hwy::TargetName(HWY_TARGET);
   }
 
+  // Weight repacking at load: the x86 AVX-512 VNNI paths' interleaved 16-row layout (x86::pack) for
+  // q8_0 / q4_0; nothing elsewhere (the products read the rows in place).
+  static constexpr std::uint32_t packed_row_group = 16;
+  template <class P>
+  static std::size_t packed_bytes(const matrix<P>& w) noexcept {
+#if defined(EDGELM_HWY_X86)
+    return edgelm::backends::x86::packed_bytes(w);
+#else
+    (void)w;
+    return 0;
+#endif
+  }
+  template <class P>
+  static std::uint32_t pack(const matrix<P>& w, std::byte* dst) noexcept {
+#if defined(EDGELM_HWY_X86)
+    return edgelm::backends::x86::pack(w, dst);
+#else
+    (void)w, (void)dst;
+    return 0;
+#endif
+  }
+
   using basic_kernels<kernels>::matmul;
   // f32 matmul: per token, four rows per pass over x.
   static void matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,

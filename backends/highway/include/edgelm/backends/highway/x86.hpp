@@ -132,6 +132,8 @@ inline constexpr std::size_t gm_tc = 64;         // prefill: tokens per chunk
 inline constexpr std::size_t gm_min_vbmi_q4 = 16;  // AVX-512 with VBMI: up to this many tokens decode in groups of 4
 inline constexpr std::size_t gm_min_vbmi_q8 = 8;
 inline constexpr std::size_t gm_min = 4;         // without: up to this many tokens decode one by one
+inline constexpr std::size_t pk_prep_blocks = 2048;  // packed weights: prepared (token, block) pairs per chunk
+inline constexpr std::size_t pk_dist = 8192;     // packed decode: software prefetch distance (bytes; Zen 5: 2 KB 0.8x, 4-32 KB alike)
 
 // Per (token, block) of a prefill chunk: -offset * sum(x) and fp16(d_x) as float.
 struct xblock {
@@ -679,7 +681,8 @@ EDGELM_X86_T512 inline void gm_pack(unsigned char* dst, const WB* w, std::size_t
 
 // -offset * sum(x) and the scale of each block of tokens [0, tc) (x = token 0 at the chunk's first
 // block, stride ldx), blocks [0, kc): out[t * gm_kc + b].
-EDGELM_X86_T512 inline void gm_prep(xblock* out, const block_q8_0* x, std::size_t ldx, std::size_t tc, std::size_t kc, int shift) noexcept {
+EDGELM_X86_T512 inline void gm_prep(xblock* out, const block_q8_0* x, std::size_t ldx, std::size_t tc, std::size_t kc, int shift,
+                                    std::size_t stride = gm_kc) noexcept {
   const __m256i m80 = _mm256_set1_epi8(static_cast<char>(0x80)), zero = _mm256_setzero_si256();
   for (std::size_t t = 0; t < tc; ++t)
     for (std::size_t b = 0; b < kc; ++b) {
@@ -688,8 +691,8 @@ EDGELM_X86_T512 inline void gm_prep(xblock* out, const block_q8_0* x, std::size_
       const __m256i s = _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.qs)), m80), zero);
       const __m128i s2 = _mm_add_epi64(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
       const std::int32_t sum = _mm_cvtsi128_si32(_mm_add_epi64(s2, _mm_unpackhi_epi64(s2, s2))) - 4096;
-      out[t * gm_kc + b].corr = -sum * (1 << shift);
-      out[t * gm_kc + b].dx = fp16_to_f32(xb.d);
+      out[t * stride + b].corr = -sum * (1 << shift);
+      out[t * stride + b].dx = fp16_to_f32(xb.d);
     }
 }
 
@@ -788,6 +791,141 @@ EDGELM_X86_T512 inline void matmul_q(float* y, std::size_t ldy, const WB* wd, st
     case 2: matvec_q<WB, 2>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
     case 1: matvec_q<WB, 1>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
     default: break;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Packed weights (repacked once at load by x86::pack; layout in the section "Weight repacking")
+// ---------------------------------------------------------------------------------------------
+
+// One step of UB blocks x NT tokens of a packed 16-row group: the int32 block sums as two chains per
+// (block, token) (low and high halves of the block: exact integers, so the split cannot change them),
+// then the float steps of the reference in block order. pk = the group's first block of the step.
+template <int NT, int UB, bool Q4>
+EDGELM_X86_I512 void pk_step(const unsigned char* pk, std::size_t b, const block_q8_0* const* xt, const xblock* const* xb, __m512* acc) noexcept {
+  constexpr std::size_t PB = Q4 ? 288 : 544, NG = Q4 ? 4 : 8;
+  __m512i lo[UB][NT], hi[UB][NT];
+#pragma GCC unroll 8
+  for (int u = 0; u < UB; ++u)
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      lo[u][t] = _mm512_set1_epi32(xb[t][b + u].corr);
+      hi[u][t] = _mm512_setzero_si512();
+    }
+#pragma GCC unroll 8
+  for (int u = 0; u < UB; ++u) {
+    const unsigned char* o = pk + u * PB;
+    if constexpr (Q4) {
+      const __m512i m0f = _mm512_set1_epi8(0x0F);
+#pragma GCC unroll 4
+      for (int g = 0; g < 4; ++g) {
+        const __m512i w = _mm512_loadu_si512(o + 64 * g);
+        const __m512i wl = _mm512_and_si512(w, m0f), wh = _mm512_and_si512(_mm512_srli_epi16(w, 4), m0f);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) {
+          lo[u][t] = _mm512_dpbusd_epi32(lo[u][t], wl, _mm512_set1_epi32(load_i32(xt[t][b + u].qs + 4 * g)));
+          hi[u][t] = _mm512_dpbusd_epi32(hi[u][t], wh, _mm512_set1_epi32(load_i32(xt[t][b + u].qs + 16 + 4 * g)));
+        }
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int g = 0; g < 8; ++g) {
+        const __m512i w = _mm512_loadu_si512(o + 64 * g);
+#pragma GCC unroll 8
+        for (int t = 0; t < NT; ++t) {
+          __m512i& c = g < 4 ? lo[u][t] : hi[u][t];
+          c = _mm512_dpbusd_epi32(c, w, _mm512_set1_epi32(load_i32(xt[t][b + u].qs + 4 * g)));
+        }
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int u = 0; u < UB; ++u) {
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(pk + u * PB + NG * 64)));
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xb[t][b + u].dx));
+      acc[t] = _mm512_add_ps(acc[t], pin(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(lo[u][t], hi[u][t])), sc)));
+    }
+  }
+}
+
+// A packed group x NT tokens over blocks [0, kc) of a chunk (pk = the group's block kb, xt / xb at kb,
+// yt[t] = token t's outputs of the group's 16 rows: running sums when !first, mask = live rows).
+template <int NT, int UB, bool Q4>
+EDGELM_X86_T512 inline void pk_tile(const unsigned char* pk, std::size_t kc, const block_q8_0* const* xt, const xblock* const* xb, float* const* yt,
+                                    __mmask16 mask, bool first) noexcept {
+  constexpr std::size_t PB = Q4 ? 288 : 544;
+  __m512 acc[NT];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, yt[t]);
+  std::size_t b = 0;
+  // Software prefetch pk_dist bytes ahead in the stream (the hardware prefetcher alone leaves the loads
+  // waiting); integer addresses, so nothing is formed past the weights, and a prefetch never faults.
+  std::uintptr_t pa = reinterpret_cast<std::uintptr_t>(pk) + pk_dist;
+  const std::uintptr_t pe = reinterpret_cast<std::uintptr_t>(pk) + kc * PB + (NT <= 2 ? pk_dist : 0);
+  for (; b + UB <= kc; b += UB) {
+    if (NT <= 2)
+      for (const std::uintptr_t e = pa + UB * PB; pa < e && pa < pe; pa += 64) _mm_prefetch(reinterpret_cast<const char*>(pa), _MM_HINT_T0);
+    pk_step<NT, UB, Q4>(pk + b * PB, b, xt, xb, acc);
+  }
+  for (; b < kc; ++b) pk_step<NT, 1, Q4>(pk + b * PB, b, xt, xb, acc);
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(yt[t], mask, acc[t]);
+}
+
+// Tokens [t, t + nt) (nt <= 8) of one group and chunk.
+template <bool Q4>
+EDGELM_X86_T512 inline void pk_tiles(const unsigned char* pk, std::size_t kc, const block_q8_0* const* xt, const xblock* const* xb, float* const* yt,
+                                     std::size_t nt, __mmask16 mask, bool first) noexcept {
+  switch (nt) {  // few tokens: several blocks per step keep enough dpbusd chains in flight
+    case 8: pk_tile<8, 1, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+    case 7: pk_tile<7, 1, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+    case 6: pk_tile<6, 1, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+    case 5: pk_tile<5, 1, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+    case 4: pk_tile<4, 1, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+    case 3: pk_tile<3, 1, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+    case 2: pk_tile<2, 2, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+    default: pk_tile<1, 4, Q4>(pk, kc, xt, xb, yt, mask, first); break;
+  }
+}
+
+// y[t, r] for r0 <= r < r1 from packed weights (nb blocks a row). Decode (n <= 8) streams each group once
+// over chunks of up to pk_kc_decode blocks; prefill chunks the reduction dimension by gm_kc blocks (a
+// group's chunk stays in L1 across the token tiles) and the tokens by gm_tc. Between chunks the running
+// sums live in y (exact). The same values as the reference for any n, r0, r1.
+template <class WB>
+EDGELM_X86_T512 inline void matmul_packed(float* y, std::size_t ldy, const unsigned char* pw, std::size_t nb, const block_q8_0* x, std::size_t ldx,
+                                          std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
+  constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
+  constexpr std::size_t PB = q4 ? 288 : 544;
+  xblock xp[pk_prep_blocks];
+  const bool decode = n <= 8;
+  const std::size_t kcmax = decode ? pk_prep_blocks / 8 : gm_kc, tcmax = decode ? 8 : gm_tc;
+  const std::uint32_t g0 = r0 / 16, g1 = (r1 + 15) / 16;
+  for (std::size_t kb = 0; kb < nb; kb += kcmax) {
+    const std::size_t kc = nb - kb < kcmax ? nb - kb : kcmax;
+    for (std::size_t t0 = 0; t0 < n; t0 += tcmax) {
+      const std::size_t tc = n - t0 < tcmax ? n - t0 : tcmax;
+      gm_prep(xp, x + t0 * ldx + kb, ldx, tc, kc, q4 ? 3 : 7, kcmax);
+      for (std::uint32_t g = g0; g < g1; ++g) {
+        const std::uint32_t rb = g * 16, lo = r0 > rb ? r0 - rb : 0, hi = r1 - rb < 16 ? r1 - rb : 16;
+        const __mmask16 mask = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+        const unsigned char* pk = pw + (std::size_t{g} * nb + kb) * PB;
+        for (std::size_t t = 0; t < tc; t += 8) {
+          const block_q8_0* xt[8];
+          const xblock* xb[8];
+          float* yt[8];
+          const std::size_t nt = tc - t < 8 ? tc - t : 8;
+          for (std::size_t i = 0; i < nt; ++i) {
+            xt[i] = x + (t0 + t + i) * ldx + kb;
+            xb[i] = xp + (t + i) * kcmax;
+            yt[i] = y + (t0 + t + i) * ldy + rb;
+          }
+          pk_tiles<q4>(pk, kc, xt, xb, yt, nt, mask, kb == 0);
+        }
+      }
+    }
   }
 }
 
@@ -2082,6 +2220,76 @@ EDGELM_X86_T256 inline bool attention(const attention_args<KV>& a, std::size_t i
 
 #endif  // EDGELM_X86_ENABLED
 
+// ---------------------------------------------------------------------------------------------
+// Weight repacking (packing_r16): on the AVX-512 VNNI paths a q8_0 / q4_0 matrix is rearranged once at
+// load so that each pass of the products reads one sequential stream and needs no transposes. Rows go
+// in groups of 16 (the last group padded with zero rows); group g starts at byte g * nb * PB (nb blocks a
+// row) and holds its blocks one after the other, PB bytes each:
+//   NG vectors of 64 bytes, lane r (bytes 4r .. 4r+3) of vector G = bytes 4G .. 4G+3 of row r's block
+//   (q4_0: NG = 4, the file's packed nibbles as they are; q8_0: NG = 8, each byte w ^ 0x80 = w + 128,
+//   the unsigned operand of vpdpbusd), then the 16 rows' fp16 scales (32 bytes).
+// PB = 288 (q4_0) or 544 (q8_0): 16 x the file's block size, so the copy is as large as the matrix.
+// The products compute exactly what they compute from the rows (see the top of this file).
+// ---------------------------------------------------------------------------------------------
+inline constexpr std::uint32_t packing_r16 = 0x36315258u;  // "XR16"
+
+namespace detail {
+
+template <class WB>
+inline void pack_rows(unsigned char* dst, const WB* w, std::size_t rows, std::size_t nb) noexcept {
+  constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
+  constexpr std::size_t NG = q4 ? 4 : 8, PB = NG * 64 + 32;
+  const std::size_t groups = (rows + 15) / 16;
+  for (std::size_t g = 0; g < groups; ++g)
+    for (std::size_t b = 0; b < nb; ++b) {
+      unsigned char* o = dst + (g * nb + b) * PB;
+      std::memset(o, 0, PB);
+      for (std::size_t r = 0; r < 16 && g * 16 + r < rows; ++r) {
+        const WB& blk = w[(g * 16 + r) * nb + b];
+        for (std::size_t G = 0; G < NG; ++G) {
+          std::uint32_t v;
+          std::memcpy(&v, blk.qs + 4 * G, 4);
+          if (!q4) v ^= 0x80808080u;
+          std::memcpy(o + 64 * G + 4 * r, &v, 4);
+        }
+        std::memcpy(o + NG * 64 + 2 * r, &blk.d, 2);
+      }
+    }
+}
+
+}  // namespace detail
+
+// Bytes of w's packed copy on this CPU; 0 when its path reads the rows as they are (AVX2, AVX-VNNI, f32)
+// or the size does not fit in size_t.
+template <class P>
+inline std::size_t packed_bytes(const matrix<P>& w) noexcept {
+  if constexpr (std::is_same_v<P, q8_0> || std::is_same_v<P, q4_0>) {
+    const detail::isa_t isa = detail::cpu_isa();
+    if (isa != detail::isa_t::avx512vbmi && isa != detail::isa_t::avx512vnni) return 0;
+    constexpr std::size_t PB = std::is_same_v<P, q4_0> ? 288 : 544;
+    const std::size_t groups = (std::size_t{w.rows} + 15) / 16, nb = w.blocks_per_row();
+    if (groups == 0 || nb == 0 || groups > SIZE_MAX / PB / nb) return 0;
+    return groups * nb * PB;
+  } else {
+    (void)w;
+    return 0;
+  }
+}
+
+// Write w's packed copy to dst (64-byte aligned, packed_bytes(w) bytes); returns the layout id for
+// w.packing (0 when there is none).
+template <class P>
+inline std::uint32_t pack(const matrix<P>& w, std::byte* dst) noexcept {
+  if (packed_bytes(w) == 0) return 0;
+  if constexpr (std::is_same_v<P, q8_0> || std::is_same_v<P, q4_0>) {
+    detail::pack_rows(reinterpret_cast<unsigned char*>(dst), w.data, w.rows, w.blocks_per_row());
+    return packing_r16;
+  } else {
+    (void)dst;
+    return 0;
+  }
+}
+
 namespace detail {
 
 // The products on a given path (tests call these to compare ISAs on one machine); false when the path
@@ -2108,6 +2316,10 @@ inline bool matmul_on(isa_t isa, float* y, std::size_t ldy, const matrix<P>& w, 
                       std::uint32_t r0, std::uint32_t r1) noexcept {
 #if defined(EDGELM_X86_ENABLED)
   if (r0 >= r1 || n == 0) return isa != isa_t::none;
+  if (w.packed && w.packing == packing_r16 && (isa == isa_t::avx512vbmi || isa == isa_t::avx512vnni)) {
+    k512::matmul_packed<typename P::block_type>(y, ldy, reinterpret_cast<const unsigned char*>(w.packed), w.blocks_per_row(), x, ldx, n, r0, r1);
+    return true;
+  }
   switch (isa) {
     case isa_t::avx512vbmi: k512::matmul_q(y, ldy, w.data, w.blocks_per_row(), x, ldx, n, r0, r1, true); return true;
     case isa_t::avx512vnni: k512::matmul_q(y, ldy, w.data, w.blocks_per_row(), x, ldx, n, r0, r1, false); return true;
