@@ -90,7 +90,7 @@ struct basic_kernels {
     for (std::size_t b = 0; b < n / 32; ++b) {
       std::int32_t acc = 0;
       for (std::size_t j = 0; j < 32; ++j) acc += std::int32_t{w[b].qs[j]} * std::int32_t{x[b].qs[j]};
-      s += static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
     }
     return s;
   }
@@ -105,7 +105,7 @@ struct basic_kernels {
         acc += ((w[b].qs[j] & 0x0F) - 8) * std::int32_t{x[b].qs[j]};
         acc += ((w[b].qs[j] >> 4) - 8) * std::int32_t{x[b].qs[j + 16]};
       }
-      s += static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
     }
     return s;
   }

@@ -43,7 +43,8 @@
 //    decode uses |w| x sign(x, w), exact unless an activation byte is -128 (q8_0::quantize_block never
 //    makes one; such a token goes through the prefill kernel), q8_0 prefill the nibble split
 //    w + 128 = 16 * hi + lo, exact for all bytes. Up to 4 tokens decode one by one.
-//  - AVX-VNNI without AVX-512 (Alder Lake and later clients; Zen 5 has it too): the AVX2 decode, and a
+//  - AVX-VNNI without AVX-512 (Alder Lake and later clients; Zen 5 has it too): the AVX2 decode with
+//    vpdpbusd (inline asm, VEX) in place of vpmaddubsw + vpmaddwd (q8_0 as w + 128, exact for all bytes), and a
 //    prefill whose 8-row panel holds unsigned bytes as the AVX-512 one (one VEX vpdpbusd per 4
 //    activations, two chains per token, 4-token tiles). Kernel harness on Zen 5 (ymm): q4_0 prefill
 //    1143 tok/s vs 917 for AVX2, q8_0 1044 vs 497.
@@ -1087,28 +1088,50 @@ EDGELM_X86_I256 void mv_prep_quad(unsigned char* out, const block_q8_0* x, std::
   }
 }
 
+// AVX-VNNI's vpdpbusd on ymm (VEX encoding): acc + the sums of 4 unsigned x signed byte products per
+// dword. Inline asm, so the AVX2 functions it is inlined into need no avxvnni target; only the
+// avxvnni path (cpuid-checked) reaches it.
+EDGELM_X86_I256 __m256i dpbusd_vex(__m256i acc, __m256i u, __m256i s) noexcept {
+  __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(u), "x"(s));
+  return acc;
+}
+
 EDGELM_X86_I256 __m256i load2x16(const void* p0, const void* p1) noexcept {
   return _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p0))),
                                  _mm_loadu_si128(static_cast<const __m128i*>(p1)), 1);
 }
 
 // One row, blocks w[0], w[j1]: [block 0 partial sums (4 lanes) | block j1's]; xq = the pair's x planes
-// (A at xq, B at xq + 64, C at xq + 128, all at the pair's offset).
+// (A at xq, B at xq + 64, C at xq + 128, all at the pair's offset). Vnni: vpdpbusd instead of
+// vpmaddubsw + vpmaddwd (the same exact integers: a nibble x int8 pair sum cannot saturate).
+template <bool Vnni>
 EDGELM_X86_I256 __m256i mv_row_pair(const block_q4_0* w0, const block_q4_0* w1, const unsigned char* xa, const unsigned char* xb,
                                     const unsigned char* xc) noexcept {
   const __m256i m0f = _mm256_set1_epi8(0x0F);
   const __m256i z = load2x16(w0->qs, w1->qs);
   const __m256i lo = _mm256_and_si256(z, m0f), hi = _mm256_and_si256(_mm256_srli_epi16(z, 4), m0f);
+  if constexpr (Vnni)
+    return dpbusd_vex(dpbusd_vex(_mm256_load_si256(reinterpret_cast<const __m256i*>(xc)), lo, _mm256_load_si256(reinterpret_cast<const __m256i*>(xa))), hi,
+                      _mm256_load_si256(reinterpret_cast<const __m256i*>(xb)));
   const __m256i m = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_load_si256(reinterpret_cast<const __m256i*>(xa))),
                                      _mm256_maddubs_epi16(hi, _mm256_load_si256(reinterpret_cast<const __m256i*>(xb))));
   return _mm256_add_epi32(_mm256_madd_epi16(m, _mm256_set1_epi16(1)), _mm256_load_si256(reinterpret_cast<const __m256i*>(xc)));
 }
 
 // q8_0: |w| x sign(x, w) (exact when no activation byte is -128; the caller checks); C is zero.
+// Vnni: (w ^ 0x80) = w + 128 unsigned x x, C = -128 x the sums of x: exact for all bytes.
+template <bool Vnni>
 EDGELM_X86_I256 __m256i mv_row_pair(const block_q8_0* w0, const block_q8_0* w1, const unsigned char* xa, const unsigned char* xb,
-                                    const unsigned char*) noexcept {
+                                    const unsigned char* xc) noexcept {
   const __m256i one = _mm256_set1_epi16(1);
   const __m256i zl = load2x16(w0->qs, w1->qs), zh = load2x16(w0->qs + 16, w1->qs + 16);
+  if constexpr (Vnni) {
+    const __m256i m80 = _mm256_set1_epi8(static_cast<char>(0x80));
+    return dpbusd_vex(dpbusd_vex(_mm256_load_si256(reinterpret_cast<const __m256i*>(xc)), _mm256_xor_si256(zl, m80),
+                                 _mm256_load_si256(reinterpret_cast<const __m256i*>(xa))),
+                      _mm256_xor_si256(zh, m80), _mm256_load_si256(reinterpret_cast<const __m256i*>(xb)));
+  }
+  (void)xc;
   const __m256i ml = _mm256_maddubs_epi16(_mm256_abs_epi8(zl), _mm256_sign_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(xa)), zl));
   const __m256i mh = _mm256_maddubs_epi16(_mm256_abs_epi8(zh), _mm256_sign_epi8(_mm256_load_si256(reinterpret_cast<const __m256i*>(xb)), zh));
   return _mm256_add_epi32(_mm256_madd_epi16(ml, one), _mm256_madd_epi16(mh, one));
@@ -1122,13 +1145,13 @@ EDGELM_X86_I256 __m256i hsum4x4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) 
 }
 
 // 8 rows (rb[i] = row i at the pair's first block), blocks 0 and j1 -> o0, o1 lane r = row r's sums.
-template <class WB>
+template <bool Vnni, class WB>
 EDGELM_X86_I256 void mv_pair_sums(const WB* const* rb, int j1, const unsigned char* xa, const unsigned char* xb, const unsigned char* xc, __m256i& o0,
                                   __m256i& o1) noexcept {
-  const __m256i s0 = hsum4x4(mv_row_pair(rb[0], rb[0] + j1, xa, xb, xc), mv_row_pair(rb[1], rb[1] + j1, xa, xb, xc),
-                             mv_row_pair(rb[2], rb[2] + j1, xa, xb, xc), mv_row_pair(rb[3], rb[3] + j1, xa, xb, xc));
-  const __m256i s1 = hsum4x4(mv_row_pair(rb[4], rb[4] + j1, xa, xb, xc), mv_row_pair(rb[5], rb[5] + j1, xa, xb, xc),
-                             mv_row_pair(rb[6], rb[6] + j1, xa, xb, xc), mv_row_pair(rb[7], rb[7] + j1, xa, xb, xc));
+  const __m256i s0 = hsum4x4(mv_row_pair<Vnni>(rb[0], rb[0] + j1, xa, xb, xc), mv_row_pair<Vnni>(rb[1], rb[1] + j1, xa, xb, xc),
+                             mv_row_pair<Vnni>(rb[2], rb[2] + j1, xa, xb, xc), mv_row_pair<Vnni>(rb[3], rb[3] + j1, xa, xb, xc));
+  const __m256i s1 = hsum4x4(mv_row_pair<Vnni>(rb[4], rb[4] + j1, xa, xb, xc), mv_row_pair<Vnni>(rb[5], rb[5] + j1, xa, xb, xc),
+                             mv_row_pair<Vnni>(rb[6], rb[6] + j1, xa, xb, xc), mv_row_pair<Vnni>(rb[7], rb[7] + j1, xa, xb, xc));
   o0 = _mm256_permute2x128_si256(s0, s1, 0x20);
   o1 = _mm256_permute2x128_si256(s0, s1, 0x31);
 }
@@ -1140,7 +1163,7 @@ EDGELM_X86_I256 __m256 mv_scale(const void* p, __m256i gidx) noexcept {
   return _mm256_cvtph_ps(_mm256_castsi256_si128(pk));
 }
 
-template <class WB, bool Seg>
+template <class WB, bool Seg, bool Vnni>
 EDGELM_X86_T256 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsigned cnt, const unsigned char* xp, std::size_t kb, std::size_t kc,
                                     pf_stream pf) noexcept {
   const WB* rp[8];
@@ -1162,7 +1185,7 @@ EDGELM_X86_T256 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsig
       for (int i = 0; i < 8; ++i) rj[i] = rb[i] + j;
       const int j1 = j + 1 < nq ? 1 : 0;
       __m256i o0, o1;
-      mv_pair_sums(rj, j1, xq + 16 * j, xq + 64 + 16 * j, xq + 128 + 16 * j, o0, o1);
+      mv_pair_sums<Vnni>(rj, j1, xq + 16 * j, xq + 64 + 16 * j, xq + 128 + 16 * j, o0, o1);
       acc = _mm256_add_ps(acc, pin(_mm256_mul_ps(_mm256_cvtepi32_ps(o0), _mm256_mul_ps(mv_scale(&rj[0]->d, gidx), _mm256_set1_ps(dx[j])))));
       if (j1)
         acc = _mm256_add_ps(acc, pin(_mm256_mul_ps(_mm256_cvtepi32_ps(o1), _mm256_mul_ps(mv_scale(&rj[0][1].d, gidx), _mm256_set1_ps(dx[j + 1])))));
@@ -1179,21 +1202,21 @@ EDGELM_X86_T256 inline bool has_m128(const block_q8_0* x, std::size_t nb) noexce
   return !_mm256_testz_si256(any, any);
 }
 
-template <class WB>
+template <class WB, bool Vnni>
 EDGELM_X86_T256 inline void matvec_q(float* y, const WB* wd, std::size_t nb, const block_q8_0* x, std::uint32_t r0, std::uint32_t r1) noexcept {
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
   alignas(64) unsigned char xp[mv_quads * mv_stride];
   const std::uintptr_t pf_end = reinterpret_cast<std::uintptr_t>(wd + std::size_t{r1} * nb);
   for (std::size_t kb = 0; kb < nb; kb += 4 * mv_quads) {
     const std::size_t kc = nb - kb < 4 * mv_quads ? nb - kb : 4 * mv_quads;
-    for (std::size_t b = 0; b < kc; b += 4) mv_prep_quad(xp + (b / 4) * mv_stride, x + kb + b, kc - b < 4 ? kc - b : 4, q4 ? 8 : 0);
+    for (std::size_t b = 0; b < kc; b += 4) mv_prep_quad(xp + (b / 4) * mv_stride, x + kb + b, kc - b < 4 ? kc - b : 4, q4 ? 8 : Vnni ? 128 : 0);
     for (std::uint32_t r = r0; r < r1; r += 8) {
       const unsigned cnt = r1 - r < 8 ? r1 - r : 8;
       const pf_stream pf = pf_pass<WB, 8>(wd, nb, r, kb, kc, pf_end);
       if (kc != nb)
-        mv_pass<WB, true>(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kb, kc, pf);
+        mv_pass<WB, true, Vnni>(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kb, kc, pf);
       else
-        mv_pass<WB, false>(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kb, kc, pf);
+        mv_pass<WB, false, Vnni>(y + r, wd + std::size_t{r} * nb + kb, nb, cnt, xp, kb, kc, pf);
     }
   }
 }
@@ -1347,7 +1370,7 @@ EDGELM_X86_T256 inline void matmul_q(float* y, std::size_t ldy, const WB* wd, st
   }
   for (std::size_t t = 0; t < n; ++t) {
     if (std::is_same_v<WB, block_q4_0> || !has_m128(x + t * ldx, nb))
-      matvec_q(y + t * ldy, wd, nb, x + t * ldx, r0, r1);
+      matvec_q<WB, false>(y + t * ldy, wd, nb, x + t * ldx, r0, r1);
     else
       gemm_q(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, 1, r0, r1);
   }
@@ -1587,8 +1610,12 @@ EDGELM_X86_TVNNI inline void gemm_q(float* y, std::size_t ldy, const WB* wd, std
 template <class WB>
 EDGELM_X86_TVNNI inline void matmul_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx, std::size_t n,
                                       std::uint32_t r0, std::uint32_t r1) noexcept {
-  if (n > gm_min) gemm_q(y, ldy, wd, nb, x, ldx, n, r0, r1);
-  else k256::matmul_q(y, ldy, wd, nb, x, ldx, n, r0, r1);
+  if (n > gm_min) {
+    gemm_q(y, ldy, wd, nb, x, ldx, n, r0, r1);
+    return;
+  }
+  // decode: the AVX2 scheme with vpdpbusd (exact for every activation byte, so no -128 check)
+  for (std::size_t t = 0; t < n; ++t) k256::matvec_q<WB, true>(y + t * ldy, wd, nb, x + t * ldx, r0, r1);
 }
 
 }  // namespace detail::kvnni
