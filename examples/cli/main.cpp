@@ -58,6 +58,7 @@ struct options {
   std::string in_file, out_file, type, fallback = "f16", name;
   bool pure = false, q4_0_reference = false;
   bool repack = true;  // --no-repack
+  long logprobs = 0;   // run --logprobs N
 };
 
 // Options of every command that runs the model.
@@ -84,7 +85,9 @@ std::string usage_text(const std::string& cmd) {
            "Defaults: -n 256, --temp 1.0, top-k/top-p/min-p off, --repeat-penalty 1.0, --seed from the clock.\n"
            "--print-ids prints the generated token ids instead of text; --stats prints one JSON line to stderr:\n"
            "load_s, prompt_tokens, prompt_tok_per_s, generated_tokens, gen_tok_per_s, peak_rss_mb (getrusage),\n"
-           "kernels, precision, file_mb (model file size), kv_cache_mb and state_mb (KV cache + activations).\n") +
+           "kernels, precision, file_mb (model file size), kv_cache_mb and state_mb (KV cache + activations).\n"
+           "--logprobs N prints one line per generated token to stderr: 'logprobs I: ID LOGPROB | ID:LOGPROB ...'\n"
+           "(log-softmax of the model's logits, before penalties and temperature; the N most likely tokens).\n") +
            engine_help + precision_help;
   if (cmd == "chat")
     return std::string("usage: edgelm chat -m MODEL [-z TOKENIZER] [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run]\n"
@@ -222,6 +225,7 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (a == "--reps" || a == "-r" || a == "--repetitions") { if (!val(v) || !parse_long(v, 1, 10000, o.reps)) return a + " needs an integer 1..10000"; }
     else if (a == "--json") o.json = true;
     else if (a == "--no-repack") o.repack = false;
+    else if (a == "--logprobs") { if (!val(v) || !parse_long(v, 0, 1000, o.logprobs)) return a + " needs an integer 0..1000"; }
     else if (a == "-t" || a == "--threads") {
       if (!val(v)) return a + " needs a value";
       o.threads.clear();
@@ -379,10 +383,16 @@ int cmd_run(const options& o) {
   if (!o.print_ids)
     for (std::size_t i = 1; i < ids.size(); ++i) safe_print(m->tok.decode(ids[i - 1], ids[i]));
   s->reset_sampler(o.gen.sampling());
+  s->set_logprobs(static_cast<std::uint32_t>(o.logprobs));
   std::vector<std::int32_t> generated;
   for (long i = 0; i < o.n; ++i) {
     auto r = s->step();
     if (!r) return fail(err_text(r.error()));
+    if (o.logprobs > 0) {  // one line per sampled token on stderr: id, logprob, then the top alternatives
+      std::fprintf(stderr, "logprobs %ld: %d %.6f |", i, r->token, static_cast<double>(r->logprob));
+      for (const auto& c : r->top) std::fprintf(stderr, " %d:%.6f", c.token, static_cast<double>(c.logprob));
+      std::fprintf(stderr, "\n");
+    }
     if (r->done && (r->token == m->tok.bos() || r->token == m->tok.eos())) break;
     generated.push_back(r->token);
     if (o.print_ids) std::printf(generated.size() == 1 ? "%d" : " %d", r->token);

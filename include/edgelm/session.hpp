@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -14,6 +15,7 @@
 #include "core/result.hpp"
 #include "load.hpp"
 #include "sampling/sampler.hpp"
+#include "text/stream.hpp"
 
 namespace edgelm {
 
@@ -34,6 +36,8 @@ struct generate_options {
   float repeat_penalty = 1.0f;
   std::uint64_t seed = 0;
   bool stop_at_eos = true;         // stop on EOS (and always on BOS, as llama2.c)
+  std::vector<std::int32_t> stop_tokens;  // more tokens that end the generation (not printed)
+  std::vector<std::string> stop;   // stop strings: the text ends before the first one (not printed)
 
   sampling_options sampling() const noexcept {
     sampling_options s;
@@ -47,11 +51,23 @@ struct generate_options {
   }
 };
 
+// A token and its log-probability under the model (log-softmax of the raw logits, before penalties,
+// temperature and truncation).
+struct token_logprob {
+  std::int32_t token = -1;
+  float logprob = 0.0f;
+};
+
 // What one step produced.
 struct step_result {
   std::int32_t token = -1;
-  std::string_view piece;  // decoded bytes (valid until the next call)
-  bool done = false;       // EOS/BOS sampled (token not appended) or the context is full
+  std::string_view piece;  // the token's own bytes (valid until the next call)
+  std::string_view text;   // the text this step releases: whole UTF-8 characters only, nothing that may
+                           // still become a stop string; at the end (done) everything still held
+  float logprob = 0.0f;    // of `token`, when session::set_logprobs(n) asked for them (n > 0)
+  std::span<const token_logprob> top;  // the n most likely tokens, most likely first (valid until the next call)
+  bool done = false;       // EOS/BOS/a stop token sampled (token not appended), a stop string found, or the context is full
+  bool stopped = false;    // done because of a stop token or a stop string
   bool prefilling = false; // step(budget) worked on a queued prompt and sampled nothing: call again
 };
 
@@ -114,6 +130,7 @@ class session {
     while (keep < tokens_.size() && keep < ids.size() && tokens_[keep] == ids[keep]) ++keep;
     if (keep == ids.size()) --keep;  // re-run the last token to get its logits
     reused_ = static_cast<std::uint32_t>(keep);
+    stream_.reset();  // text held from an earlier generation belongs to it
     tokens_.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep));
     pending_.assign(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
     next_ = 0;
@@ -169,11 +186,20 @@ class session {
     if (pending() > 0) return make_error(errc::invalid_argument, "feed() while a prompt is being prefilled");
     if (t < 0 || static_cast<std::size_t>(t) >= m_->config().vocab_size) return make_error(errc::invalid_argument, "token id outside the vocabulary");
     if (tokens_.size() >= st_.context) return make_error(errc::context_overflow, "the context is full");
+    stream_.reset();  // a fed token starts a new turn
     feed_one(t);
     return {};
   }
 
   void reset_sampler(const sampling_options& o) { sampler_ = sampler(o); }
+
+  // Stop tokens (besides EOS while stop_at_eos) and stop strings for step(); resets the text stream.
+  void set_stops(std::vector<std::int32_t> tokens, std::vector<std::string> strings) {
+    stop_tokens_ = std::move(tokens);
+    stream_.set_stops(std::move(strings));
+  }
+  // Report each sampled token's log-probability and the n most likely alternatives (0: off).
+  void set_logprobs(std::uint32_t n) noexcept { logprobs_ = n; }
 
   // Sample the next token from the current logits, append it and compute the following logits.
   // With a budget, a prompt still queued by begin_tokens() is prefilled first for at most about that long;
@@ -189,23 +215,60 @@ class session {
       }
     }
     if (!have_logits_) return make_error(errc::invalid_argument, "step() before a prompt");
-    scratch_.assign(st_.logits.data(), st_.logits.data() + m_->config().vocab_size);
+    const std::span<const float> raw(st_.logits.data(), m_->config().vocab_size);
+    scratch_.assign(raw.begin(), raw.end());
     const std::int32_t t = sampler_.sample(scratch_, tokens_);
     step_result r;
     r.token = t;
-    if (t == m_->tok.bos() || (stop_at_eos_ && t == m_->tok.eos())) {
+    if (logprobs_ > 0) {
+      r.logprob = log_softmax_top(raw, t, logprobs_, top_);
+      r.top = top_;
+    }
+    const bool stop_token = std::find(stop_tokens_.begin(), stop_tokens_.end(), t) != stop_tokens_.end();
+    if (t == m_->tok.bos() || (stop_at_eos_ && t == m_->tok.eos()) || stop_token) {
       r.done = true;
+      r.stopped = stop_token;
+      r.text = stream_.flush();
       return r;
     }
     r.piece = m_->tok.decode(tokens_.back(), t);
-    if (tokens_.size() >= st_.context) {  // no room to run it: report it, then stop
-      r.done = true;
+    r.text = stream_.push(r.piece);
+    if (stream_.stopped()) {  // a stop string: the token is part of the conversation, the text ends
+      r.done = r.stopped = true;
       tokens_.push_back(t);
       have_logits_ = false;
       return r;
     }
+    if (tokens_.size() >= st_.context) {  // no room to run it: report it, then stop
+      r.done = true;
+      tokens_.push_back(t);
+      have_logits_ = false;
+      r.text = flush_after(r.text);
+      return r;
+    }
     feed_one(t);
     return r;
+  }
+
+  // log p(t) under softmax(logits), and the n most likely tokens into top (largest first; ties: lower id).
+  // One pass for the maximum, one for the sum, one keeping a sorted list of n: no sort of the vocabulary.
+  static float log_softmax_top(std::span<const float> logits, std::int32_t t, std::uint32_t n, std::vector<token_logprob>& top) {
+    float mx = logits[0];
+    for (float v : logits) mx = std::max(mx, v);
+    double sum = 0.0;
+    for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+    const double lse = mx + std::log(sum);
+    top.clear();
+    const std::size_t k = std::min<std::size_t>(n, logits.size());
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+      if (top.size() == k && !(logits[i] > top.back().logprob)) continue;
+      const token_logprob c{static_cast<std::int32_t>(i), logits[i]};
+      auto at = std::upper_bound(top.begin(), top.end(), c, [](const token_logprob& a, const token_logprob& b) { return a.logprob > b.logprob; });
+      top.insert(at, c);
+      if (top.size() > k) top.pop_back();
+    }
+    for (auto& c : top) c.logprob = static_cast<float>(c.logprob - lse);
+    return static_cast<float>(logits[static_cast<std::size_t>(t)] - lse);
   }
 
   // Prompt, then stream up to max_tokens pieces to on_piece(std::string_view) -> bool (false stops).
@@ -220,19 +283,32 @@ class session {
     st.reused_tokens = reused_;
     reset_sampler(o.sampling());
     stop_at_eos_ = o.stop_at_eos;
-    for (std::uint32_t i = 0; i < o.max_tokens; ++i) {
+    set_stops(o.stop_tokens, o.stop);
+    // on_piece gets text (whole UTF-8 characters, stop strings cut), so its concatenation is the reply
+    bool ended = false;
+    for (std::uint32_t i = 0; i < o.max_tokens && !ended; ++i) {
       // the last allowed token needs no forward pass; step() handles a full context
       auto r = step();
       if (!r) return r.error();
-      if (r->done && (r->token == m_->tok.bos() || r->token == m_->tok.eos())) break;
-      ++st.generated_tokens;
-      if (!on_piece(r->piece)) break;
-      if (r->done) break;
+      if (!(r->done && r->piece.empty())) ++st.generated_tokens;  // BOS / EOS / a stop token are not generated text
+      if (!r->text.empty() && !on_piece(r->text)) return st;
+      ended = r->done;
+    }
+    if (!ended) {
+      const std::string_view rest = stream_.flush();
+      if (!rest.empty()) on_piece(rest);
     }
     return st;
   }
 
  private:
+  // The text of a final step: what it released plus what the stream still held.
+  std::string_view flush_after(std::string_view released) {
+    final_.assign(released);  // (released views the stream's buffer, which flush() reuses)
+    final_.append(stream_.flush());
+    return final_;
+  }
+
   void feed_one(std::int32_t t) {
     m_->net.forward(st_, std::span<const std::int32_t>(&t, 1), static_cast<std::uint32_t>(tokens_.size()), logits_for::last);
     tokens_.push_back(t);
@@ -250,6 +326,11 @@ class session {
   std::uint32_t reused_ = 0;
   bool have_logits_ = false;
   bool stop_at_eos_ = true;
+  std::vector<std::int32_t> stop_tokens_;
+  text_stream stream_;
+  std::string final_;
+  std::uint32_t logprobs_ = 0;
+  std::vector<token_logprob> top_;
 };
 
 }  // namespace edgelm
