@@ -18,8 +18,10 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 #include <iostream>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -78,7 +80,8 @@ constexpr const char* precision_help =
 std::string usage_text(const std::string& cmd) {
   if (cmd == "run")
     return std::string("usage: edgelm run -m MODEL [-z TOKENIZER] [-p PROMPT] [-n MAX_NEW_TOKENS] [--temp T] [--top-k K]\n"
-           "                  [--top-p P] [--min-p P] [--repeat-penalty R] [--seed S] [--context N]\n"
+           "                  [--top-p P] [--min-p P] [--repeat-penalty R] [--presence-penalty A] [--frequency-penalty F]\n"
+           "                  [--logit-bias ID(+|-)BIAS]... [--logprobs N] [--seed S] [--context N]\n"
            "                  [--kernels " EDGELM_CLI_KERNELS "] [--precision P] [--print-ids] [--stats] [--verbose]\n"
            "Prints the prompt followed by the generated text (as llama2.c's run.c). MODEL is a .gguf (tokenizer\n"
            "inside) or a llama2.c .bin (then -z names its tokenizer.bin). Without -p generation starts from BOS.\n"
@@ -254,6 +257,21 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (a == "--top-k") { if (!val(v) || !parse_long(v, 0, 1 << 24, l)) return a + " needs an integer >= 0"; o.gen.top_k = static_cast<std::uint32_t>(l); }
     else if (a == "--top-p") { if (!val(v) || !parse_float(v, f) || !(f > 0 && f <= 1)) return a + " needs a number in (0, 1]"; o.gen.top_p = f; }
     else if (a == "--min-p") { if (!val(v) || !parse_float(v, f) || !(f >= 0 && f <= 1)) return a + " needs a number in [0, 1]"; o.gen.min_p = f; }
+    else if (a == "--presence-penalty") { if (!val(v) || !parse_float(v, f) || !std::isfinite(f)) return a + " needs a number"; o.gen.presence_penalty = f; }
+    else if (a == "--frequency-penalty") { if (!val(v) || !parse_float(v, f) || !std::isfinite(f)) return a + " needs a number"; o.gen.frequency_penalty = f; }
+    else if (a == "--logit-bias" || a == "-l") {  // llama.cpp's spelling: TOKEN_ID(+|-)BIAS, e.g. 15043+1 or 2-inf
+      if (!val(v)) return a + " needs TOKEN_ID(+|-)BIAS";
+      const std::string b = v;
+      const std::size_t at = b.find_first_of("+-", 1);
+      long id = 0;
+      float bias = 0;
+      if (at == std::string::npos || !parse_long(b.substr(0, at).c_str(), 0, 1L << 30, id)) return a + " needs TOKEN_ID(+|-)BIAS";
+      const std::string num = b.substr(at + 1);
+      if (num == "inf" && b[at] == '-') bias = -std::numeric_limits<float>::infinity();
+      else if (!parse_float(num.c_str(), bias) || !std::isfinite(bias)) return a + " needs TOKEN_ID(+|-)BIAS with a finite bias (or -inf)";
+      else if (b[at] == '-') bias = -bias;
+      o.gen.logit_bias.emplace_back(static_cast<std::int32_t>(id), bias);
+    }
     else if (a == "--repeat-penalty") { if (!val(v) || !parse_float(v, f) || !(f > 0)) return a + " needs a number > 0"; o.gen.repeat_penalty = f; }
     else if (a == "--seed" || a == "-s") {
       if (!val(v)) return a + " needs a value";
@@ -371,7 +389,7 @@ int cmd_run(const options& o) {
   if (!eng) return fail(err_text(eng.error()));
   auto s = edgelm::session<edgelm::model<P, K>>::create(*m, session_opts(o, *eng));
   if (!s) return fail(err_text(s.error()));
-  auto sv = edgelm::validate(o.gen.sampling());
+  auto sv = edgelm::validate(o.gen.sampling(), m->config().vocab_size);
   if (!sv) return fail(err_text(sv.error()));
 
   // Prompt: BOS + text (an empty prompt is BOS alone). Print it as run.c does, piece by piece.

@@ -34,6 +34,9 @@ struct generate_options {
   float top_p = 1.0f;
   float min_p = 0.0f;
   float repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::vector<std::pair<std::int32_t, float>> logit_bias;
   std::uint64_t seed = 0;
   bool stop_at_eos = true;         // stop on EOS (and always on BOS, as llama2.c)
   std::vector<std::int32_t> stop_tokens;  // more tokens that end the generation (not printed)
@@ -46,6 +49,9 @@ struct generate_options {
     s.top_p = top_p;
     s.min_p = min_p;
     s.repeat_penalty = repeat_penalty;
+    s.presence_penalty = presence_penalty;
+    s.frequency_penalty = frequency_penalty;
+    s.logit_bias = logit_bias;
     s.seed = seed;
     return s;
   }
@@ -274,7 +280,7 @@ class session {
   // Prompt, then stream up to max_tokens pieces to on_piece(std::string_view) -> bool (false stops).
   template <class F>
   result<generation_stats> generate(std::string_view prompt_text, const generate_options& o, F&& on_piece) {
-    auto sv = validate(o.sampling());
+    auto sv = validate(o.sampling(), m_->config().vocab_size);
     if (!sv) return sv.error();
     auto pr = prompt(prompt_text);
     if (!pr) return pr.error();
