@@ -32,13 +32,14 @@
 //    from a vpermt2w transpose (gathers cost ~25 cycles each on Zen 5). Each quad also prefetches its
 //    share of the next pass's rows in address order: hardware prefetch alone streams 16 interleaved
 //    rows at ~40-60% of the sequential bandwidth.
-//  - prefill (more tokens): 16 rows are repacked once per chunk of the reduction dimension into a stack
-//    panel, lane = row, 4 consecutive weights per lane (q4_0 nibbles widened to bytes, q8_0 as w + 128,
-//    plus a vector of the 16 scales); a register tile of the panel x up to 8 tokens then does one
-//    vpdpbusd per 4 activations (broadcast), groups outer and tokens inner so that the tokens' chains
-//    are independent; each (token, block) ends in cvt, two multiplies and one add. The reduction
-//    dimension is split in chunks; between chunks the running sums live in y itself (a float store and
-//    load is exact). Each panel prefetches the next one.
+//  - packed weights and prefill (AVX-512): one tile kernel (pk_tile) over 16-row groups in the packed
+//    layout (lane = row, 4 consecutive weights per dword lane, 16 fp16 scales per block; see "Weight
+//    repacking"): per block one vpdpbusd per 4 activations (broadcast) and token, two chains per (block,
+//    token) and several blocks per step when there are few tokens; each (token, block) ends in cvt, two
+//    multiplies and one add. Weights repacked at load stream straight from memory (decode prefetches 8 KB
+//    ahead); weights in the file's rows are packed per chunk into a stack panel first (prefill only; their
+//    decode is the scheme above). The reduction dimension is split in chunks; between chunks the running
+//    sums live in y itself (a float store and load is exact).
 //  - AVX2: the same schemes with vpmaddubsw + vpmaddwd. q4_0 (nibble x int8) cannot saturate; q8_0
 //    decode uses |w| x sign(x, w), exact unless an activation byte is -128 (q8_0::quantize_block never
 //    makes one; such a token goes through the prefill kernel), q8_0 prefill the nibble split
@@ -644,39 +645,39 @@ EDGELM_X86_I512 __m512i load4x16(const void* p0, const void* p1, const void* p2,
 }
 
 // Panel of 16 rows (w = row 0 at the chunk's first block; cnt rows, the rest repeat the last) x kc
-// blocks: per block 8 vectors (lane r = weights 4g .. 4g+3 of row r as unsigned bytes) and the 16
-// scales as floats: 576 bytes.
+// blocks in the packed layout (see "Weight repacking"): per block the NG vectors of lane-per-row dwords
+// (q4_0: the file's nibble bytes; q8_0: w ^ 0x80) and the 16 fp16 scales, so that the prefill of weights
+// in the file's rows runs the same tiles (pk_tile) as repacked weights.
 template <class WB>
 EDGELM_X86_T512 inline void gm_pack(unsigned char* dst, const WB* w, std::size_t nb, unsigned cnt, std::size_t kc) noexcept {
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
+  constexpr std::size_t PB = q4 ? 288 : 544, NG = q4 ? 4 : 8;
   const WB* rp[16];
   for (unsigned i = 0; i < 16; ++i) rp[i] = w + (i < cnt ? i : cnt - 1) * nb;
-  const __m512i m0f = _mm512_set1_epi8(0x0F), m80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m512i m80 = _mm512_set1_epi8(static_cast<char>(0x80));
   for (std::size_t b = 0; b < kc; ++b) {
-    unsigned char* o = dst + b * 576;
+    unsigned char* o = dst + b * PB;
     __m512i z[4], t[4];
     for (int k = 0; k < 4; ++k) z[k] = load4x16(rp[k][b].qs, rp[k + 4][b].qs, rp[k + 8][b].qs, rp[k + 12][b].qs);
     transpose4(z, t);
     if (q4) {
-      for (int g = 0; g < 4; ++g) {
-        _mm512_store_si512(o + 64 * g, _mm512_and_si512(t[g], m0f));
-        _mm512_store_si512(o + 64 * (g + 4), _mm512_and_si512(_mm512_srli_epi16(t[g], 4), m0f));
-      }
+      for (int g = 0; g < 4; ++g) _mm512_storeu_si512(o + 64 * g, t[g]);
     } else {
-      for (int g = 0; g < 4; ++g) _mm512_store_si512(o + 64 * g, _mm512_xor_si512(t[g], m80));
+      for (int g = 0; g < 4; ++g) _mm512_storeu_si512(o + 64 * g, _mm512_xor_si512(t[g], m80));
       for (int k = 0; k < 4; ++k) z[k] = load4x16(rp[k][b].qs + 16, rp[k + 4][b].qs + 16, rp[k + 8][b].qs + 16, rp[k + 12][b].qs + 16);
       transpose4(z, t);
-      for (int g = 0; g < 4; ++g) _mm512_store_si512(o + 64 * (g + 4), _mm512_xor_si512(t[g], m80));
+      for (int g = 0; g < 4; ++g) _mm512_storeu_si512(o + 64 * (g + 4), _mm512_xor_si512(t[g], m80));
     }
   }
-  // the scales, four blocks at a time (a gather costs ~25 cycles on Zen 5)
+  // the scales, four blocks at a time (a gather costs ~25 cycles on Zen 5), back to fp16 (exact)
   for (std::size_t b = 0; b < kc; b += 4) {
     const WB* rb[16];
     for (int i = 0; i < 16; ++i) rb[i] = rp[i] + b;
     const std::size_t nq = kc - b < 4 ? kc - b : 4;
     __m512 d[4];
     mv_scales(rb, nq, d);
-    for (std::size_t j = 0; j < nq; ++j) _mm512_store_ps(dst + (b + j) * 576 + 512, d[j]);
+    for (std::size_t j = 0; j < nq; ++j)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + (b + j) * PB + NG * 64), _mm512_cvtps_ph(d[j], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
 }
 
@@ -695,104 +696,6 @@ EDGELM_X86_T512 inline void gm_prep(xblock* out, const block_q8_0* x, std::size_
       out[t * stride + b].corr = -sum * (1 << shift);
       out[t * stride + b].dx = fp16_to_f32(xb.d);
     }
-}
-
-// A panel x NT tokens over kc blocks. xt[t] = token t's activations at the chunk's first block,
-// xb[t] = its prepared blocks, yt[t] = its 16 outputs (running sums when !first), mask = live rows.
-template <int NT>
-EDGELM_X86_T512 inline void gm_tile(const unsigned char* pk, std::size_t kc, const block_q8_0* const* xt, const xblock* const* xb,
-                                    float* const* yt, __mmask16 mask, bool first) noexcept {
-  __m512 acc[NT];
-#pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) acc[t] = first ? _mm512_setzero_ps() : _mm512_maskz_loadu_ps(mask, yt[t]);
-  for (std::size_t b = 0; b < kc; ++b) {
-    const unsigned char* o = pk + b * 576;
-    // groups outer, tokens inner: NT independent dpbusd chains (one chain per token is latency-bound)
-    __m512i i[NT];
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) i[t] = _mm512_set1_epi32(xb[t][b].corr);
-#pragma GCC unroll 8
-    for (int g = 0; g < 8; ++g) {
-      const __m512i wg = _mm512_load_si512(o + 64 * g);
-#pragma GCC unroll 8
-      for (int t = 0; t < NT; ++t) i[t] = _mm512_dpbusd_epi32(i[t], wg, _mm512_set1_epi32(load_i32(xt[t][b].qs + 4 * g)));
-    }
-    const __m512 dw = _mm512_load_ps(o + 512);
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t) {
-      const __m512 sc = _mm512_mul_ps(dw, _mm512_set1_ps(xb[t][b].dx));
-      acc[t] = _mm512_add_ps(acc[t], pin(_mm512_mul_ps(_mm512_cvtepi32_ps(i[t]), sc)));
-    }
-  }
-#pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(yt[t], mask, acc[t]);
-}
-
-template <class WB>
-EDGELM_X86_T512 inline void gemm_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx,
-                                   std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
-  constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
-  alignas(64) unsigned char pk[gm_kc * 576];
-  xblock xp[gm_tc * gm_kc];
-  for (std::size_t kb = 0; kb < nb; kb += gm_kc) {
-    const std::size_t kc = nb - kb < gm_kc ? nb - kb : gm_kc;
-    for (std::size_t t0 = 0; t0 < n; t0 += gm_tc) {
-      const std::size_t tc = n - t0 < gm_tc ? n - t0 : gm_tc;
-      gm_prep(xp, x + t0 * ldx + kb, ldx, tc, kc, q4 ? 3 : 7);
-      for (std::uint32_t r = r0; r < r1; r += 16) {
-        const unsigned cnt = r1 - r < 16 ? r1 - r : 16;
-        const __mmask16 mask = static_cast<__mmask16>((1u << cnt) - 1u);
-        if (r + 16 < r1) pf_panel(wd + std::size_t{r + 16} * nb + kb, nb, r1 - (r + 16) < 16 ? r1 - (r + 16) : 16, kc);
-        gm_pack(pk, wd + std::size_t{r} * nb + kb, nb, cnt, kc);
-        for (std::size_t t = 0; t < tc; t += 8) {
-          const block_q8_0* xt[8];
-          const xblock* xb[8];
-          float* yt[8];
-          const std::size_t nt = tc - t < 8 ? tc - t : 8;
-          for (std::size_t i = 0; i < nt; ++i) {
-            xt[i] = x + (t0 + t + i) * ldx + kb;
-            xb[i] = xp + (t + i) * gm_kc;
-            yt[i] = y + (t0 + t + i) * ldy + r;
-          }
-          switch (nt) {
-            case 8: gm_tile<8>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-            case 7: gm_tile<7>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-            case 6: gm_tile<6>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-            case 5: gm_tile<5>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-            case 4: gm_tile<4>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-            case 3: gm_tile<3>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-            case 2: gm_tile<2>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-            default: gm_tile<1>(pk, kc, xt, xb, yt, mask, kb == 0); break;
-          }
-        }
-      }
-    }
-  }
-}
-
-// Up to decode_max tokens stream the rows once per group of 4 (VBMI) or once per token; more go
-// through the packed prefill kernel. Both compute the same values.
-template <class WB>
-EDGELM_X86_T512 inline void matmul_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx,
-                                     std::size_t n, std::uint32_t r0, std::uint32_t r1, bool vbmi) noexcept {
-  if (n > (vbmi ? (std::is_same_v<WB, block_q4_0> ? gm_min_vbmi_q4 : gm_min_vbmi_q8) : gm_min)) {
-    gemm_q(y, ldy, wd, nb, x, ldx, n, r0, r1);
-    return;
-  }
-  if (!vbmi) {
-    for (std::size_t t = 0; t < n; ++t) matvec_q<WB, 1>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, false);
-    return;
-  }
-  // groups of 4 tokens (q8_0: 3; with 4 its register tile spills)
-  constexpr std::size_t g = std::is_same_v<WB, block_q4_0> ? 4 : 3;
-  std::size_t t = 0;
-  for (; t + g <= n; t += g) matvec_q<WB, g>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true);
-  switch (n - t) {
-    case 3: matvec_q<WB, 3>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
-    case 2: matvec_q<WB, 2>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
-    case 1: matvec_q<WB, 1>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
-    default: break;
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -891,15 +794,15 @@ EDGELM_X86_T512 inline void pk_tiles(const unsigned char* pk, std::size_t kc, co
   }
 }
 
-// y[t, r] for r0 <= r < r1 from packed weights (nb blocks a row). Decode (n <= 8) streams each group once
-// over chunks of up to pk_kc_decode blocks; prefill chunks the reduction dimension by gm_kc blocks (a
-// group's chunk stays in L1 across the token tiles) and the tokens by gm_tc. Between chunks the running
-// sums live in y (exact). The same values as the reference for any n, r0, r1.
-template <class WB>
-EDGELM_X86_T512 inline void matmul_packed(float* y, std::size_t ldy, const unsigned char* pw, std::size_t nb, const block_q8_0* x, std::size_t ldx,
-                                          std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
+// y[t, r] for r0 <= r < r1 over 16-row groups in the packed layout; panel(g, kb, kc) gives group g's
+// blocks [kb, kb + kc) (nb blocks a row). Decode (n <= 8) streams each group once over chunks of up to
+// pk_prep_blocks / 8 blocks; prefill chunks the reduction dimension by gm_kc blocks (a group's chunk stays
+// in L1 across the token tiles) and the tokens by gm_tc. Between chunks the running sums live in y
+// (exact). The same values as the reference for any n, r0, r1.
+template <class WB, class Panel>
+EDGELM_X86_T512 inline void matmul_panels(float* y, std::size_t ldy, std::size_t nb, const block_q8_0* x, std::size_t ldx, std::size_t n,
+                                          std::uint32_t r0, std::uint32_t r1, Panel&& panel) noexcept {
   constexpr bool q4 = std::is_same_v<WB, block_q4_0>;
-  constexpr std::size_t PB = q4 ? 288 : 544;
   xblock xp[pk_prep_blocks];
   const bool decode = n <= 8;
   const std::size_t kcmax = decode ? pk_prep_blocks / 8 : gm_kc, tcmax = decode ? 8 : gm_tc;
@@ -912,7 +815,7 @@ EDGELM_X86_T512 inline void matmul_packed(float* y, std::size_t ldy, const unsig
       for (std::uint32_t g = g0; g < g1; ++g) {
         const std::uint32_t rb = g * 16, lo = r0 > rb ? r0 - rb : 0, hi = r1 - rb < 16 ? r1 - rb : 16;
         const __mmask16 mask = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-        const unsigned char* pk = pw + (std::size_t{g} * nb + kb) * PB;
+        const unsigned char* pk = panel(g, kb, kc);
         for (std::size_t t = 0; t < tc; t += 8) {
           const block_q8_0* xt[8];
           const xblock* xb[8];
@@ -927,6 +830,55 @@ EDGELM_X86_T512 inline void matmul_packed(float* y, std::size_t ldy, const unsig
         }
       }
     }
+  }
+}
+
+// Repacked weights (pw: x86::pack's layout).
+template <class WB>
+EDGELM_X86_T512 inline void matmul_packed(float* y, std::size_t ldy, const unsigned char* pw, std::size_t nb, const block_q8_0* x, std::size_t ldx,
+                                          std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
+  constexpr std::size_t PB = std::is_same_v<WB, block_q4_0> ? 288 : 544;
+  matmul_panels<WB>(y, ldy, nb, x, ldx, n, r0, r1,
+                    [&](std::uint32_t g, std::size_t kb, std::size_t) noexcept { return pw + (std::size_t{g} * nb + kb) * PB; });
+}
+
+// Prefill of weights in the file's rows: each group's chunk is packed into a stack panel first (and the
+// next group's rows are prefetched meanwhile), then the same tiles run.
+template <class WB>
+EDGELM_X86_T512 inline void gemm_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx,
+                                   std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
+  constexpr std::size_t PB = std::is_same_v<WB, block_q4_0> ? 288 : 544;
+  alignas(64) unsigned char pk[pk_prep_blocks / 8 * PB];  // the larger of the decode and prefill chunks
+  matmul_panels<WB>(y, ldy, nb, x, ldx, n, r0, r1, [&](std::uint32_t g, std::size_t kb, std::size_t kc) noexcept {
+    const std::uint32_t rb = g * 16, cnt = r1 - rb < 16 ? r1 - rb : 16;
+    if (rb + 16 < r1) pf_panel(wd + std::size_t{rb + 16} * nb + kb, nb, r1 - (rb + 16) < 16 ? r1 - (rb + 16) : 16, kc);
+    gm_pack(pk, wd + std::size_t{rb} * nb + kb, nb, cnt, kc);
+    return static_cast<const unsigned char*>(pk);
+  });
+}
+
+// Up to decode_max tokens stream the rows once per group of 4 (VBMI) or once per token; more go
+// through the packed prefill kernel. Both compute the same values.
+template <class WB>
+EDGELM_X86_T512 inline void matmul_q(float* y, std::size_t ldy, const WB* wd, std::size_t nb, const block_q8_0* x, std::size_t ldx,
+                                     std::size_t n, std::uint32_t r0, std::uint32_t r1, bool vbmi) noexcept {
+  if (n > (vbmi ? (std::is_same_v<WB, block_q4_0> ? gm_min_vbmi_q4 : gm_min_vbmi_q8) : gm_min)) {
+    gemm_q(y, ldy, wd, nb, x, ldx, n, r0, r1);
+    return;
+  }
+  if (!vbmi) {
+    for (std::size_t t = 0; t < n; ++t) matvec_q<WB, 1>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, false);
+    return;
+  }
+  // groups of 4 tokens (q8_0: 3; with 4 its register tile spills)
+  constexpr std::size_t g = std::is_same_v<WB, block_q4_0> ? 4 : 3;
+  std::size_t t = 0;
+  for (; t + g <= n; t += g) matvec_q<WB, g>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true);
+  switch (n - t) {
+    case 3: matvec_q<WB, 3>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
+    case 2: matvec_q<WB, 2>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
+    case 1: matvec_q<WB, 1>(y + t * ldy, ldy, wd, nb, x + t * ldx, ldx, r0, r1, true); break;
+    default: break;
   }
 }
 
