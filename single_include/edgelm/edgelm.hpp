@@ -2399,7 +2399,7 @@ struct basic_kernels {
     for (std::size_t b = 0; b < n / 32; ++b) {
       std::int32_t acc = 0;
       for (std::size_t j = 0; j < 32; ++j) acc += std::int32_t{w[b].qs[j]} * std::int32_t{x[b].qs[j]};
-      s += static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
     }
     return s;
   }
@@ -2414,7 +2414,7 @@ struct basic_kernels {
         acc += ((w[b].qs[j] & 0x0F) - 8) * std::int32_t{x[b].qs[j]};
         acc += ((w[b].qs[j] >> 4) - 8) * std::int32_t{x[b].qs[j + 16]};
       }
-      s += static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d));
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
     }
     return s;
   }
@@ -4259,24 +4259,40 @@ inline result<std::vector<std::byte>> quantize_model_to_bytes(const model_file& 
 }  // namespace edgelm
 // ---- end edgelm/quantize.hpp ----
 // ---- begin edgelm/sampling/sampler.hpp ----
-// edgelm/sampling/sampler.hpp - greedy, temperature, top-k, top-p, min-p and repetition penalty with a
-// seeded generator: the same seed, options and logits give the same tokens on every platform.
+// edgelm/sampling/sampler.hpp - greedy, temperature, top-k, top-p, min-p, repetition / presence /
+// frequency penalties, logit bias and a constraint hook, with a seeded generator: the same seed, options
+// and logits give the same tokens on every platform.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
+#include <utility>
 #include <span>
 #include <vector>
 
 
 namespace edgelm {
 
+// The sampler is a chain, applied in this order to a copy of the logits:
+//   penalties (repetition, presence, frequency over the last repeat_last_n tokens) -> logit bias ->
+//   constraint hook -> temperature -> truncation (top-k, then min-p, then top-p) -> draw.
+// Nothing sorts the whole vocabulary: top-k selects k (nth_element), min-p is a threshold, top-p sorts a
+// growing prefix (64, 256, ... candidates) until it holds the wanted mass.
 struct sampling_options {
-  float temperature = 0.8f;     // <= 0: greedy (argmax)
+  float temperature = 0.8f;     // <= 0: greedy (argmax after penalties, bias and constraint)
   std::uint32_t top_k = 0;      // 0: off
   float top_p = 1.0f;           // 1: off
   float min_p = 0.0f;           // 0: off; drop tokens with p < min_p * p_max
   float repeat_penalty = 1.0f;  // 1: off; llama.cpp's rule over the last repeat_last_n tokens
+  float presence_penalty = 0.0f;   // 0: off; minus this once for every token seen in the window
+  float frequency_penalty = 0.0f;  // 0: off; minus this times the token's count in the window
   std::uint32_t repeat_last_n = 64;
+  std::vector<std::pair<std::int32_t, float>> logit_bias;  // added to a token's logit (-infinity bans it)
+  // Constraint hook (grammars, allowed-token lists): called with the logits after penalties and bias and
+  // the tokens so far; it may lower any logit (-infinity forbids the token). null: none.
+  void (*constrain)(void* user, std::span<float> logits, std::span<const std::int32_t> history) noexcept = nullptr;
+  void* constrain_user = nullptr;
   std::uint64_t seed = 0;       // generator seed
 };
 
@@ -4285,6 +4301,21 @@ inline result<void> validate(const sampling_options& o) {
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) return make_error(errc::invalid_argument, "top-p must be in (0, 1]");
   if (!(o.min_p >= 0.0f && o.min_p <= 1.0f)) return make_error(errc::invalid_argument, "min-p must be in [0, 1]");
   if (!(o.repeat_penalty > 0.0f) || !std::isfinite(o.repeat_penalty)) return make_error(errc::invalid_argument, "repeat penalty must be positive");
+  if (!std::isfinite(o.presence_penalty) || !std::isfinite(o.frequency_penalty))
+    return make_error(errc::invalid_argument, "presence and frequency penalties must be finite");
+  for (const auto& [t, b] : o.logit_bias)
+    if (t < 0 || std::isnan(b) || b == std::numeric_limits<float>::infinity())
+      return make_error(errc::invalid_argument, "logit bias needs a token id >= 0 and a finite value (or -infinity to ban)");
+  return {};
+}
+
+// The same, also checking the logit-bias token ids against a vocabulary of `vocab` tokens.
+inline result<void> validate(const sampling_options& o, std::size_t vocab) {
+  auto r = validate(o);
+  if (!r) return r;
+  for (const auto& [t, b] : o.logit_bias)
+    if (static_cast<std::size_t>(t) >= vocab)
+      return make_error(errc::invalid_argument, "logit bias for token " + std::to_string(t) + " outside the vocabulary of " + std::to_string(vocab));
   return {};
 }
 
@@ -4325,69 +4356,75 @@ class sampler {
 
   const sampling_options& options() const noexcept { return o_; }
 
-  // Choose the next token. `logits` is modified (penalties, temperature). `history` are the tokens so far.
+  // Choose the next token. `logits` is modified (penalties, bias, constraint, temperature). `history` are
+  // the tokens so far.
   std::int32_t sample(std::span<float> logits, std::span<const std::int32_t> history) {
     const std::size_t n = logits.size();
-    if (o_.repeat_penalty != 1.0f && !history.empty()) {
-      const std::size_t from = history.size() > o_.repeat_last_n ? history.size() - o_.repeat_last_n : 0;
-      seen_.assign(n, 0);
-      for (std::size_t i = from; i < history.size(); ++i) {
-        const auto t = history[i];
-        if (t < 0 || static_cast<std::size_t>(t) >= n || seen_[t]) continue;
-        seen_[t] = 1;
-        logits[t] = logits[t] > 0 ? logits[t] / o_.repeat_penalty : logits[t] * o_.repeat_penalty;
-      }
-    }
+    penalize(logits, history);
+    for (const auto& [t, b] : o_.logit_bias)
+      if (t >= 0 && static_cast<std::size_t>(t) < n) logits[static_cast<std::size_t>(t)] += b;
+    if (o_.constrain) o_.constrain(o_.constrain_user, logits, history);
     if (o_.temperature <= 0.0f) return argmax(logits);
 
-    // softmax at temperature T
+    // softmax at temperature T (unnormalised: p = exp((l - max) / T); a banned token has p = 0)
     float mx = logits[0];
     for (float v : logits) mx = std::max(mx, v);
+    if (!(mx > -std::numeric_limits<float>::infinity())) return argmax(logits);  // everything banned (or NaN)
     cand_.resize(n);
-    float sum = 0.0f;
-    for (std::size_t i = 0; i < n; ++i) {
-      const float p = std::exp((logits[i] - mx) / o_.temperature);
-      cand_[i] = {p, static_cast<std::int32_t>(i)};
-      sum += p;
-    }
+    for (std::size_t i = 0; i < n; ++i) cand_[i] = {std::exp((logits[i] - mx) / o_.temperature), static_cast<std::int32_t>(i)};
     auto by_prob = [](const cand& a, const cand& b) { return a.p != b.p ? a.p > b.p : a.id < b.id; };
     std::size_t keep = n;
+    bool sorted = false;  // cand_[0, keep) in by_prob order
     if (o_.top_k > 0 && o_.top_k < n) {
       keep = o_.top_k;
-      std::partial_sort(cand_.begin(), cand_.begin() + keep, cand_.end(), by_prob);
-    } else if (o_.top_p < 1.0f || o_.min_p > 0.0f) {
-      std::sort(cand_.begin(), cand_.end(), by_prob);
+      std::nth_element(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(keep - 1), cand_.end(), by_prob);
+      std::sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(keep), by_prob);
+      sorted = true;
     }
-    const bool sorted = keep < n || o_.top_p < 1.0f || o_.min_p > 0.0f;
-    if (sorted) {
-      if (o_.min_p > 0.0f) {
-        const float floor = o_.min_p * cand_[0].p;
-        std::size_t k = 1;
-        while (k < keep && cand_[k].p >= floor) ++k;
-        keep = k;
-      }
-      if (o_.top_p < 1.0f) {
-        float total = 0.0f;
-        for (std::size_t i = 0; i < keep; ++i) total += cand_[i].p;
+    if (o_.min_p > 0.0f) {  // a threshold: keeps the order
+      float pmax = 0.0f;
+      for (std::size_t i = 0; i < keep; ++i) pmax = std::max(pmax, cand_[i].p);
+      const float floor = o_.min_p * pmax;
+      std::size_t k = 0;
+      for (std::size_t i = 0; i < keep; ++i)
+        if (cand_[i].p >= floor) cand_[k++] = cand_[i];
+      keep = k;
+    }
+    if (o_.top_p < 1.0f && keep > 1) {
+      float total = 0.0f;
+      for (std::size_t i = 0; i < keep; ++i) total += cand_[i].p;
+      const float want = o_.top_p * total;
+      // sort a growing prefix until it holds the wanted mass (the tail is never sorted)
+      std::size_t m = sorted ? keep : std::min<std::size_t>(keep, 64);
+      for (;;) {
+        if (!sorted)
+          std::partial_sort(cand_.begin(), cand_.begin() + static_cast<std::ptrdiff_t>(m), cand_.begin() + static_cast<std::ptrdiff_t>(keep), by_prob);
         float cum = 0.0f;
         std::size_t k = 0;
-        while (k < keep) {
+        while (k < m) {
           cum += cand_[k].p;
           ++k;
-          if (cum >= o_.top_p * total) break;
+          if (cum >= want) break;
         }
-        keep = k;
+        if (cum >= want || m == keep) {
+          keep = k;
+          break;
+        }
+        m = std::min(keep, m * 4);
       }
-      sum = 0.0f;
-      for (std::size_t i = 0; i < keep; ++i) sum += cand_[i].p;
     }
+    float sum = 0.0f;
+    for (std::size_t i = 0; i < keep; ++i) sum += cand_[i].p;
     const float r = rng_.uniform() * sum;
     float cdf = 0.0f;
     for (std::size_t i = 0; i < keep; ++i) {
       cdf += cand_[i].p;
       if (r < cdf) return cand_[i].id;
     }
-    return cand_[keep - 1].id;  // rounding
+    // rounding: the last candidate with any probability
+    for (std::size_t i = keep; i-- > 0;)
+      if (cand_[i].p > 0.0f) return cand_[i].id;
+    return cand_[0].id;
   }
 
  private:
@@ -4395,10 +4432,33 @@ class sampler {
     float p;
     std::int32_t id;
   };
+  // Repetition (llama.cpp's rule), presence and frequency penalties over the last repeat_last_n tokens.
+  void penalize(std::span<float> logits, std::span<const std::int32_t> history) {
+    const bool rep = o_.repeat_penalty != 1.0f, pf = o_.presence_penalty != 0.0f || o_.frequency_penalty != 0.0f;
+    if ((!rep && !pf) || history.empty()) return;
+    const std::size_t n = logits.size();
+    const std::size_t from = history.size() > o_.repeat_last_n ? history.size() - o_.repeat_last_n : 0;
+    counts_.assign(n, 0);
+    for (std::size_t i = from; i < history.size(); ++i) {
+      const auto t = history[i];
+      if (t >= 0 && static_cast<std::size_t>(t) < n) ++counts_[static_cast<std::size_t>(t)];
+    }
+    for (std::size_t i = from; i < history.size(); ++i) {
+      const auto t = history[i];
+      if (t < 0 || static_cast<std::size_t>(t) >= n) continue;
+      std::uint32_t& c = counts_[static_cast<std::size_t>(t)];
+      if (c == 0) continue;  // done already
+      float& l = logits[static_cast<std::size_t>(t)];
+      if (rep) l = l > 0 ? l / o_.repeat_penalty : l * o_.repeat_penalty;
+      if (pf) l -= o_.presence_penalty + o_.frequency_penalty * static_cast<float>(c);
+      c = 0;
+    }
+  }
+
   sampling_options o_;
   rng rng_;
   std::vector<cand> cand_;
-  std::vector<std::uint8_t> seen_;
+  std::vector<std::uint32_t> counts_;
 };
 
 }  // namespace edgelm
@@ -4409,6 +4469,7 @@ class sampler {
 // step(budget) calls), generate() streaming pieces to a callback.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -4416,6 +4477,106 @@ class sampler {
 #include <utility>
 #include <vector>
 
+// ---- begin edgelm/text/stream.hpp ----
+// edgelm/text/stream.hpp - turns the bytes of sampled tokens into text that is safe to show while it
+// streams: only whole UTF-8 characters (a character split over two tokens, e.g. byte-fallback tokens or
+// byte-level BPE pieces of an emoji, comes out once it is complete), and nothing that may still turn out
+// to be the start of a stop string (held back until it is clearly not; a stop string found ends the
+// stream, and neither it nor anything after it is released).
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace edgelm {
+
+// Length of the longest prefix of s that does not end inside an incomplete UTF-8 sequence: an
+// incomplete but so-far valid lead + continuation tail (at most 3 bytes) is left out; anything else
+// (complete characters, stray or invalid bytes) counts as complete, so invalid input is never held.
+inline std::size_t utf8_complete_prefix(std::string_view s) noexcept {
+  const std::size_t n = s.size();
+  for (std::size_t back = 1; back <= 3 && back <= n; ++back) {
+    const auto c = static_cast<unsigned char>(s[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back for its lead
+    std::size_t need = 0;
+    if (c >= 0xC2 && c <= 0xDF) need = 2;
+    else if (c >= 0xE0 && c <= 0xEF) need = 3;
+    else if (c >= 0xF0 && c <= 0xF4) need = 4;
+    return need > back ? n - back : n;  // an incomplete sequence starts here: hold it
+  }
+  return n;
+}
+
+class text_stream {
+ public:
+  // Stop strings (empty ones are ignored). Resets the stream.
+  void set_stops(std::vector<std::string> stops) {
+    stops_.clear();
+    for (auto& s : stops)
+      if (!s.empty()) stops_.push_back(std::move(s));
+    reset();
+  }
+  const std::vector<std::string>& stops() const noexcept { return stops_; }
+  void reset() noexcept {
+    held_.clear();
+    stopped_ = false;
+  }
+
+  // Add a token's bytes; returns the text released now (valid until the next call).
+  std::string_view push(std::string_view bytes) {
+    out_.clear();
+    if (stopped_) return out_;
+    held_.append(bytes);
+    // the earliest stop string in what is held ends the stream
+    std::size_t at = std::string::npos;
+    for (const auto& s : stops_) {
+      const std::size_t p = held_.find(s);
+      if (p < at) at = p;
+    }
+    if (at != std::string::npos) {
+      out_.assign(held_, 0, at);
+      held_.clear();
+      stopped_ = true;
+      return out_;
+    }
+    std::size_t release = utf8_complete_prefix(held_);
+    // hold back the longest tail of the releasable part that is a proper prefix of a stop string
+    std::size_t hold = 0;
+    for (const auto& s : stops_) {
+      const std::size_t max_k = std::min(s.size() - 1, release);
+      for (std::size_t k = max_k; k > hold; --k)
+        if (std::string_view(held_).substr(release - k, k) == std::string_view(s).substr(0, k)) {
+          hold = k;
+          break;
+        }
+    }
+    release -= hold;
+    out_.assign(held_, 0, release);
+    held_.erase(0, release);
+    return out_;
+  }
+
+  // End of generation: whatever is still held (an incomplete UTF-8 tail, a partial stop string).
+  std::string_view flush() {
+    out_.clear();
+    if (!stopped_) out_.swap(held_);
+    held_.clear();
+    return out_;
+  }
+
+  // A stop string was found (the stream released the text before it and ended).
+  bool stopped() const noexcept { return stopped_; }
+
+ private:
+  std::vector<std::string> stops_;
+  std::string held_;
+  std::string out_;
+  bool stopped_ = false;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/text/stream.hpp ----
 
 namespace edgelm {
 
@@ -4434,8 +4595,13 @@ struct generate_options {
   float top_p = 1.0f;
   float min_p = 0.0f;
   float repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
+  std::vector<std::pair<std::int32_t, float>> logit_bias;
   std::uint64_t seed = 0;
   bool stop_at_eos = true;         // stop on EOS (and always on BOS, as llama2.c)
+  std::vector<std::int32_t> stop_tokens;  // more tokens that end the generation (not printed)
+  std::vector<std::string> stop;   // stop strings: the text ends before the first one (not printed)
 
   sampling_options sampling() const noexcept {
     sampling_options s;
@@ -4444,16 +4610,31 @@ struct generate_options {
     s.top_p = top_p;
     s.min_p = min_p;
     s.repeat_penalty = repeat_penalty;
+    s.presence_penalty = presence_penalty;
+    s.frequency_penalty = frequency_penalty;
+    s.logit_bias = logit_bias;
     s.seed = seed;
     return s;
   }
 };
 
+// A token and its log-probability under the model (log-softmax of the raw logits, before penalties,
+// temperature and truncation).
+struct token_logprob {
+  std::int32_t token = -1;
+  float logprob = 0.0f;
+};
+
 // What one step produced.
 struct step_result {
   std::int32_t token = -1;
-  std::string_view piece;  // decoded bytes (valid until the next call)
-  bool done = false;       // EOS/BOS sampled (token not appended) or the context is full
+  std::string_view piece;  // the token's own bytes (valid until the next call)
+  std::string_view text;   // the text this step releases: whole UTF-8 characters only, nothing that may
+                           // still become a stop string; at the end (done) everything still held
+  float logprob = 0.0f;    // of `token`, when session::set_logprobs(n) asked for them (n > 0)
+  std::span<const token_logprob> top;  // the n most likely tokens, most likely first (valid until the next call)
+  bool done = false;       // EOS/BOS/a stop token sampled (token not appended), a stop string found, or the context is full
+  bool stopped = false;    // done because of a stop token or a stop string
   bool prefilling = false; // step(budget) worked on a queued prompt and sampled nothing: call again
 };
 
@@ -4516,6 +4697,7 @@ class session {
     while (keep < tokens_.size() && keep < ids.size() && tokens_[keep] == ids[keep]) ++keep;
     if (keep == ids.size()) --keep;  // re-run the last token to get its logits
     reused_ = static_cast<std::uint32_t>(keep);
+    stream_.reset();  // text held from an earlier generation belongs to it
     tokens_.assign(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(keep));
     pending_.assign(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
     next_ = 0;
@@ -4571,11 +4753,20 @@ class session {
     if (pending() > 0) return make_error(errc::invalid_argument, "feed() while a prompt is being prefilled");
     if (t < 0 || static_cast<std::size_t>(t) >= m_->config().vocab_size) return make_error(errc::invalid_argument, "token id outside the vocabulary");
     if (tokens_.size() >= st_.context) return make_error(errc::context_overflow, "the context is full");
+    stream_.reset();  // a fed token starts a new turn
     feed_one(t);
     return {};
   }
 
   void reset_sampler(const sampling_options& o) { sampler_ = sampler(o); }
+
+  // Stop tokens (besides EOS while stop_at_eos) and stop strings for step(); resets the text stream.
+  void set_stops(std::vector<std::int32_t> tokens, std::vector<std::string> strings) {
+    stop_tokens_ = std::move(tokens);
+    stream_.set_stops(std::move(strings));
+  }
+  // Report each sampled token's log-probability and the n most likely alternatives (0: off).
+  void set_logprobs(std::uint32_t n) noexcept { logprobs_ = n; }
 
   // Sample the next token from the current logits, append it and compute the following logits.
   // With a budget, a prompt still queued by begin_tokens() is prefilled first for at most about that long;
@@ -4591,29 +4782,66 @@ class session {
       }
     }
     if (!have_logits_) return make_error(errc::invalid_argument, "step() before a prompt");
-    scratch_.assign(st_.logits.data(), st_.logits.data() + m_->config().vocab_size);
+    const std::span<const float> raw(st_.logits.data(), m_->config().vocab_size);
+    scratch_.assign(raw.begin(), raw.end());
     const std::int32_t t = sampler_.sample(scratch_, tokens_);
     step_result r;
     r.token = t;
-    if (t == m_->tok.bos() || (stop_at_eos_ && t == m_->tok.eos())) {
+    if (logprobs_ > 0) {
+      r.logprob = log_softmax_top(raw, t, logprobs_, top_);
+      r.top = top_;
+    }
+    const bool stop_token = std::find(stop_tokens_.begin(), stop_tokens_.end(), t) != stop_tokens_.end();
+    if (t == m_->tok.bos() || (stop_at_eos_ && t == m_->tok.eos()) || stop_token) {
       r.done = true;
+      r.stopped = stop_token;
+      r.text = stream_.flush();
       return r;
     }
     r.piece = m_->tok.decode(tokens_.back(), t);
+    r.text = stream_.push(r.piece);
+    if (stream_.stopped()) {  // a stop string: the token is part of the conversation, the text ends
+      r.done = r.stopped = true;
+      tokens_.push_back(t);
+      have_logits_ = false;
+      return r;
+    }
     if (tokens_.size() >= st_.context) {  // no room to run it: report it, then stop
       r.done = true;
       tokens_.push_back(t);
       have_logits_ = false;
+      r.text = flush_after(r.text);
       return r;
     }
     feed_one(t);
     return r;
   }
 
+  // log p(t) under softmax(logits), and the n most likely tokens into top (largest first; ties: lower id).
+  // One pass for the maximum, one for the sum, one keeping a sorted list of n: no sort of the vocabulary.
+  static float log_softmax_top(std::span<const float> logits, std::int32_t t, std::uint32_t n, std::vector<token_logprob>& top) {
+    float mx = logits[0];
+    for (float v : logits) mx = std::max(mx, v);
+    double sum = 0.0;
+    for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+    const double lse = mx + std::log(sum);
+    top.clear();
+    const std::size_t k = std::min<std::size_t>(n, logits.size());
+    for (std::size_t i = 0; i < logits.size(); ++i) {
+      if (top.size() == k && !(logits[i] > top.back().logprob)) continue;
+      const token_logprob c{static_cast<std::int32_t>(i), logits[i]};
+      auto at = std::upper_bound(top.begin(), top.end(), c, [](const token_logprob& a, const token_logprob& b) { return a.logprob > b.logprob; });
+      top.insert(at, c);
+      if (top.size() > k) top.pop_back();
+    }
+    for (auto& c : top) c.logprob = static_cast<float>(c.logprob - lse);
+    return static_cast<float>(logits[static_cast<std::size_t>(t)] - lse);
+  }
+
   // Prompt, then stream up to max_tokens pieces to on_piece(std::string_view) -> bool (false stops).
   template <class F>
   result<generation_stats> generate(std::string_view prompt_text, const generate_options& o, F&& on_piece) {
-    auto sv = validate(o.sampling());
+    auto sv = validate(o.sampling(), m_->config().vocab_size);
     if (!sv) return sv.error();
     auto pr = prompt(prompt_text);
     if (!pr) return pr.error();
@@ -4622,19 +4850,32 @@ class session {
     st.reused_tokens = reused_;
     reset_sampler(o.sampling());
     stop_at_eos_ = o.stop_at_eos;
-    for (std::uint32_t i = 0; i < o.max_tokens; ++i) {
+    set_stops(o.stop_tokens, o.stop);
+    // on_piece gets text (whole UTF-8 characters, stop strings cut), so its concatenation is the reply
+    bool ended = false;
+    for (std::uint32_t i = 0; i < o.max_tokens && !ended; ++i) {
       // the last allowed token needs no forward pass; step() handles a full context
       auto r = step();
       if (!r) return r.error();
-      if (r->done && (r->token == m_->tok.bos() || r->token == m_->tok.eos())) break;
-      ++st.generated_tokens;
-      if (!on_piece(r->piece)) break;
-      if (r->done) break;
+      if (!(r->done && r->piece.empty())) ++st.generated_tokens;  // BOS / EOS / a stop token are not generated text
+      if (!r->text.empty() && !on_piece(r->text)) return st;
+      ended = r->done;
+    }
+    if (!ended) {
+      const std::string_view rest = stream_.flush();
+      if (!rest.empty()) on_piece(rest);
     }
     return st;
   }
 
  private:
+  // The text of a final step: what it released plus what the stream still held.
+  std::string_view flush_after(std::string_view released) {
+    final_.assign(released);  // (released views the stream's buffer, which flush() reuses)
+    final_.append(stream_.flush());
+    return final_;
+  }
+
   void feed_one(std::int32_t t) {
     m_->net.forward(st_, std::span<const std::int32_t>(&t, 1), static_cast<std::uint32_t>(tokens_.size()), logits_for::last);
     tokens_.push_back(t);
@@ -4652,6 +4893,11 @@ class session {
   std::uint32_t reused_ = 0;
   bool have_logits_ = false;
   bool stop_at_eos_ = true;
+  std::vector<std::int32_t> stop_tokens_;
+  text_stream stream_;
+  std::string final_;
+  std::uint32_t logprobs_ = 0;
+  std::vector<token_logprob> top_;
 };
 
 }  // namespace edgelm
