@@ -52,7 +52,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "engine-loop: %s\n", p.error().message().c_str());
     return 1;
   }
-  chat->reset_sampler({.temperature = 0.8f, .top_p = 0.95f, .seed = 7});
+  edgelm::sampling_options so;
+  so.temperature = 0.8f;
+  so.top_p = 0.95f;
+  so.seed = 7;
+  chat->reset_sampler(so);
   std::printf("%s", prompt.c_str());
 
   bool done = false;
