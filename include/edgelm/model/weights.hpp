@@ -60,6 +60,8 @@ struct weight_builder {
   weights<P>& w;
   const logger& log;
   weight_packer<P> packer{};
+  std::byte* arena = nullptr;  // one huge-page allocation for every packed copy (see make_weights)
+  std::size_t arena_size = 0, arena_used = 0;
 
   const tensor_info* need(const std::string& name, std::uint64_t ne0, std::uint64_t ne1, error& err) {
     const tensor_info* t = mf.find(name);
@@ -130,8 +132,17 @@ struct weight_builder {
     if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
     const std::size_t n = packer.bytes(out);
     if (n == 0) return true;
-    auto buf = aligned_buffer<std::byte>::make_uninitialized(n);
-    if (!buf) { err = buf.error(); return false; }
+    std::byte* dst = nullptr;
+    const std::size_t n64 = (n + 63) / 64 * 64;
+    if (arena && n64 <= arena_size - arena_used) {
+      dst = arena + arena_used;
+      arena_used += n64;
+    } else {  // (no arena: its allocation failed, or a matrix it was not sized for)
+      auto buf = aligned_buffer<std::byte>::make_uninitialized(n);
+      if (!buf) { err = buf.error(); return false; }
+      dst = buf->data();
+      w.owned.push_back(std::move(*buf));
+    }
     const std::uint32_t step = packer.row_group * 64;
     std::uint32_t id = 0;
     for (std::uint32_t r = 0; r < out.rows; r += step) {
@@ -141,13 +152,12 @@ struct weight_builder {
       before.rows = r;
       if (!check_scales(part, r, t, err)) return false;
       const std::size_t at = r ? packer.bytes(before) : 0;
-      id = packer.pack(part, buf->data() + at);
+      id = packer.pack(part, dst + at);
       if (id == 0) return false;  // cannot happen once bytes() > 0; the caller then binds the rows as they are
       if (mf.bytes) mf.bytes->release({reinterpret_cast<const std::byte*>(part.data), std::size_t{part.rows} * part.blocks_per_row() * sizeof(typename P::block_type)});
     }
-    out.packed = buf->data();
+    out.packed = dst;
     out.packing = id;
-    w.owned.push_back(std::move(*buf));
     ++w.packed;
     packed = true;
     return true;
@@ -212,6 +222,38 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
   detail::weight_builder<P> b{mf, w, log, packer};
   error err;
   const std::uint64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size, KVD = c.kv_dim();
+  // Packed copies go into one allocation in huge pages (the decode streams all of them every token; with
+  // 4 KiB pages that is a TLB miss per 4 KiB): sized first from the matrices that will be packed.
+  if (packer.bytes && packer.pack && packer.row_group) {
+    std::size_t total = 0;
+    bool fits = true;
+    auto add = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols) {
+      const tensor_info* t = mf.find(name);
+      if (!t || t->type != P::type || t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows || rows > UINT32_MAX || cols > UINT32_MAX) return;
+      const matrix<P> m{nullptr, static_cast<std::uint32_t>(rows), static_cast<std::uint32_t>(cols)};
+      const std::size_t n = (packer.bytes(m) + 63) / 64 * 64;
+      if (n > SIZE_MAX - total) fits = false;
+      else total += n;
+    };
+    for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      add(p + "attn_q.weight", D, D);
+      add(p + "attn_k.weight", KVD, D);
+      add(p + "attn_v.weight", KVD, D);
+      add(p + "attn_output.weight", D, D);
+      add(p + "ffn_gate.weight", H, D);
+      add(p + "ffn_down.weight", D, H);
+      add(p + "ffn_up.weight", H, D);
+    }
+    if (!c.shared_classifier) add("output.weight", V, D);
+    if (fits && total > 0) {
+      if (auto arena = aligned_buffer<std::byte>::make_pages(total)) {
+        b.arena = arena->data();
+        b.arena_size = total;
+        w.owned.push_back(std::move(*arena));
+      }
+    }
+  }
   if (!b.mat("token_embd.weight", V, D, w.token_embd, err)) return err;
   w.layers.resize(c.n_layers);
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
