@@ -133,7 +133,7 @@ class parser {
     while (!failed()) {
       const token& t = cur();
       if (t.type == tok::eof) {
-        if (end.size()) fail(t.pos, "unexpected end of template, expected '{% " + std::string(*end.begin()) + " %}'");
+        if (end.size()) fail(t.pos, "unexpected end of template, expected '{% " + std::string(*(end.end() - 1)) + " %}'");
         return {};
       }
       if (t.type == tok::text) {
@@ -498,10 +498,11 @@ class parser {
       case tok::integer: {
         next();
         std::int64_t v = 0;
-        for (char ch : t.text) {
-          if (v > (INT64_MAX - 9) / 10) { fail(t.pos, "integer literal too large"); return nullptr; }
-          v = v * 10 + (ch - '0');
-        }
+        for (char ch : t.text)
+          if (__builtin_mul_overflow(v, 10, &v) || __builtin_add_overflow(v, ch - '0', &v)) {
+            fail(t.pos, "integer literal too large");
+            return nullptr;
+          }
         node* n = make(node_kind::literal, t.pos);
         n->lit = value::integer(v);
         return n;

@@ -45,9 +45,94 @@ inline std::size_t char_count(std::string_view s) {
   for (unsigned char c : s) n += (c & 0xc0) != 0x80;
   return n;
 }
-inline char ascii_upper(char c) { return c >= 'a' && c <= 'z' ? static_cast<char>(c - 32) : c; }
-inline char ascii_lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; }
 inline bool ascii_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+
+// Simple (one character to one character) case mapping for the scripts chat text mostly uses: ASCII,
+// Latin-1, Latin Extended-A, Greek and Cyrillic. Other characters are left as they are (Python maps
+// every cased script; that, final sigma and the dotted I are known differences).
+inline std::uint32_t cp_case(std::uint32_t c, bool upper) {
+  auto pair = [&](std::uint32_t lo, std::uint32_t hi, bool even_upper) -> std::uint32_t {  // alternating pairs
+    if (c < lo || c > hi) return 0;
+    const bool is_upper = ((c & 1) == 0) == even_upper;
+    if (upper) return is_upper ? c : c - 1;
+    return is_upper ? c + 1 : c;
+  };
+  if (c < 0x80) {
+    if (upper && c >= 'a' && c <= 'z') return c - 32;
+    if (!upper && c >= 'A' && c <= 'Z') return c + 32;
+    return c;
+  }
+  if (c >= 0xc0 && c <= 0xde && c != 0xd7) return upper ? c : c + 32;
+  if (c >= 0xe0 && c <= 0xfe && c != 0xf7) return upper ? c - 32 : c;
+  if (c == 0xff) return upper ? 0x178 : c;
+  if (c == 0xb5) return upper ? 0x39c : c;
+  if (c == 0x178) return upper ? c : 0xff;
+  if (c == 0x131) return upper ? 'I' : c;
+  if (c == 0x17f) return upper ? 'S' : c;
+  if (c == 0x130) return c;
+  if (std::uint32_t r = pair(0x100, 0x137, true)) return r;
+  if (std::uint32_t r = pair(0x139, 0x148, false)) return r;
+  if (std::uint32_t r = pair(0x14a, 0x177, true)) return r;
+  if (std::uint32_t r = pair(0x179, 0x17e, false)) return r;
+  if (c >= 0x391 && c <= 0x3a9 && c != 0x3a2) return upper ? c : c + 32;
+  if (c >= 0x3b1 && c <= 0x3c9) return upper ? (c == 0x3c2 ? 0x3a3 : c - 32) : c;
+  if (c == 0x386) return upper ? c : 0x3ac;
+  if (c == 0x3ac) return upper ? 0x386 : c;
+  if (c >= 0x388 && c <= 0x38a) return upper ? c : c + 37;
+  if (c >= 0x3ad && c <= 0x3af) return upper ? c - 37 : c;
+  if (c == 0x38c) return upper ? c : 0x3cc;
+  if (c == 0x3cc) return upper ? 0x38c : c;
+  if (c >= 0x38e && c <= 0x38f) return upper ? c : c + 63;
+  if (c >= 0x3cd && c <= 0x3ce) return upper ? c - 63 : c;
+  if (c >= 0x410 && c <= 0x42f) return upper ? c : c + 32;
+  if (c >= 0x430 && c <= 0x44f) return upper ? c - 32 : c;
+  if (c >= 0x400 && c <= 0x40f) return upper ? c : c + 80;
+  if (c >= 0x450 && c <= 0x45f) return upper ? c - 80 : c;
+  if (std::uint32_t r = pair(0x460, 0x481, true)) return r;
+  if (std::uint32_t r = pair(0x48a, 0x4bf, true)) return r;
+  return c;
+}
+inline bool cp_cased(std::uint32_t c) { return cp_case(c, true) != c || cp_case(c, false) != c || c == 0xdf; }
+
+// Decodes the UTF-8 character at s[i] (invalid bytes come out as themselves, one at a time).
+inline std::uint32_t next_cp(std::string_view s, std::size_t& i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  std::size_t n = c >= 0xf0 ? 3 : c >= 0xe0 ? 2 : c >= 0xc0 ? 1 : 0;
+  if (c < 0xc0 || i + n >= s.size()) { ++i; return c; }
+  std::uint32_t cp = c & (0x3fu >> n);
+  for (std::size_t k = 1; k <= n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3fu);
+  i += n + 1;
+  return cp;
+}
+
+// Case changes over a whole string: mode 'u' upper, 'l' lower, 't' str.title(), 'c' capitalize,
+// 'w' the title filter (upper after [-\s({\[<]).
+inline std::string change_case(std::string_view s, char mode) {
+  std::string out;
+  out.reserve(s.size());
+  bool prev_cased = false, first = true, word_start = true;
+  for (std::size_t i = 0; i < s.size();) {
+    const std::size_t start = i;
+    const bool space = space_at(s, i) != 0;
+    const std::uint32_t c = next_cp(s, i);
+    bool up = false;
+    switch (mode) {
+      case 'u': up = true; break;
+      case 'l': up = false; break;
+      case 't': up = !prev_cased; break;
+      case 'c': up = first; break;
+      case 'w': up = word_start; break;
+    }
+    const bool cased = cp_cased(c);
+    if (c == 0xdf && up) out += (mode == 'u') ? "SS" : "Ss";
+    else if (c < 0x80 || cased) append_utf8(out, cp_case(c, up));
+    else out.append(s.substr(start, i - start));
+    prev_cased = cased;
+    first = false;
+    word_start = space || c == '-' || c == '(' || c == '{' || c == '[' || c == '<';
+  }
+  return out;
+}
 
 }  // namespace detail
 
@@ -700,13 +785,9 @@ class renderer {
         const value* c = a.get(0, "chars");
         return value::string(strip(s, c && c->is_string() ? &c->str() : nullptr, name != "rstrip", name != "lstrip"));
       }
-      if (name == "upper" || name == "lower") {
-        std::string r = s;
-        for (char& ch : r) ch = name == "upper" ? detail::ascii_upper(ch) : detail::ascii_lower(ch);
-        return value::string(std::move(r));
-      }
-      if (name == "title") return value::string(py_title(s));
-      if (name == "capitalize") return value::string(capitalize(s));
+      if (name == "upper" || name == "lower") return value::string(detail::change_case(s, name == "upper" ? 'u' : 'l'));
+      if (name == "title") return value::string(detail::change_case(s, 't'));
+      if (name == "capitalize") return value::string(detail::change_case(s, 'c'));
       if (name == "startswith" || name == "endswith") {
         const value* x = a.get(0, "prefix");
         if (!x) return fail(n, name + "() needs an argument");
@@ -846,40 +927,6 @@ class renderer {
   }
   static std::vector<std::string> chars_of(std::string_view s) { return chars(s); }
 
-  static std::string py_title(const std::string& s) {  // str.title(): upper after a non-letter
-    std::string r = s;
-    bool prev_cased = false;
-    for (char& c : r) {
-      const bool alpha = detail::ascii_alpha(c);
-      if (alpha) c = prev_cased ? detail::ascii_lower(c) : detail::ascii_upper(c);
-      prev_cased = alpha;
-    }
-    return r;
-  }
-  static std::string jinja_title(const std::string& s) {  // the title filter: words split at [-\s({\[<]+
-    std::string r;
-    bool start = true;
-    for (std::size_t i = 0; i < s.size();) {
-      const std::size_t sp = detail::space_at(s, i);
-      const char c = s[i];
-      if (sp || c == '-' || c == '(' || c == '{' || c == '[' || c == '<') {
-        const std::size_t n = sp ? sp : 1;
-        r.append(s, i, n);
-        i += n;
-        start = true;
-        continue;
-      }
-      r += start ? detail::ascii_upper(c) : detail::ascii_lower(c);
-      start = false;
-      ++i;
-    }
-    return r;
-  }
-  static std::string capitalize(const std::string& s) {
-    std::string r = s;
-    for (std::size_t i = 0; i < r.size(); ++i) r[i] = i == 0 ? detail::ascii_upper(r[i]) : detail::ascii_lower(r[i]);
-    return r;
-  }
   static std::vector<std::string> splitlines(const std::string& s) {
     std::vector<std::string> out;
     std::size_t start = 0, i = 0;
@@ -1382,13 +1429,9 @@ class renderer {
       const value* c = a.get(0, "chars");
       return value::string(strip(to_str(in), c && c->is_string() ? &c->str() : nullptr, true, true));
     }
-    if (f == "upper" || f == "lower") {
-      std::string r = to_str(in);
-      for (char& ch : r) ch = f == "upper" ? detail::ascii_upper(ch) : detail::ascii_lower(ch);
-      return value::string(std::move(r));
-    }
-    if (f == "title") return value::string(jinja_title(to_str(in)));
-    if (f == "capitalize") return value::string(capitalize(to_str(in)));
+    if (f == "upper" || f == "lower") return value::string(detail::change_case(to_str(in), f == "upper" ? 'u' : 'l'));
+    if (f == "title") return value::string(detail::change_case(to_str(in), 'w'));
+    if (f == "capitalize") return value::string(detail::change_case(to_str(in), 'c'));
     if (f == "length" || f == "count") {
       switch (in.type()) {
         case value::kind::undefined: return value::integer(0);
@@ -1609,6 +1652,33 @@ class renderer {
         out.push_back(apply_filter(&fake, x));
         if (failed()) return {};
       }
+      return value::list(std::move(out));
+    }
+    if (f == "sort") {  // sort(reverse=False, case_sensitive=False, attribute=None), stable
+      const value* rev = a.get(0, "reverse");
+      const value* cs = a.get(1, "case_sensitive");
+      const value* attr = a.get(2, "attribute");
+      auto items = iterate(n, in);
+      if (!items) return {};
+      std::vector<std::pair<value, value>> keyed;  // (key, item)
+      for (const auto& x : *items) {
+        value k = attr ? attr_path(n, x, *attr) : x;
+        if (failed()) return {};
+        if (k.is_string() && !(cs && cs->truthy())) k = value::string(detail::change_case(k.str(), 'l'));
+        keyed.emplace_back(std::move(k), x);
+      }
+      if (!charge(n, keyed.size() * 16)) return {};
+      const bool reverse = rev && rev->truthy();
+      bool bad = false;
+      std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
+        if (bad) return false;
+        auto lt = reverse ? py_less(n, y.first, x.first) : py_less(n, x.first, y.first);  // as sorted(reverse=): stable
+        if (!lt) { bad = true; return false; }
+        return *lt;
+      });
+      if (bad || failed()) return {};
+      list_type out;
+      for (auto& kv : keyed) out.push_back(std::move(kv.second));
       return value::list(std::move(out));
     }
     if (f == "dictsort") {
