@@ -294,3 +294,21 @@ TEST_CASE("jinja: sort filter") {
   CHECK(ok("{{ ['b', 'A', 'c']|sort }} {{ [3, 1, 2]|sort(reverse=true) }} {{ [{'n': 2}, {'n': 1}]|sort(attribute='n')|map(attribute='n')|list }}") ==
         "['A', 'b', 'c'] [3, 2, 1] [1, 2]");
 }
+
+// Cases found by tools/fixtures/jinja_differential.py (random templates, jinja2 as the oracle).
+TEST_CASE("jinja: differential-test findings") {
+  CHECK(ok("{% for x in [1, 2] %}{% break %}{% else %}E{% endfor %}") == "E");       // break before the end: else runs
+  CHECK(ok("{% for x in [1, 2] %}{% continue %}{% else %}E{% endfor %}") == "E");
+  CHECK(ok("{% for x in [1, 2] %}{{ x }}{% else %}E{% endfor %}") == "12");
+  CHECK(ok("{{ 0|round }} {{ 2.5|round }} {{ 3.5|round }} {{ 2.675|round(1, 'floor') }}") == "0 2.0 4.0 2.6");
+  CHECK(ok("{{ {'a': 1}['a', 'b'] }}|{{ range(3) }}|{{ range(1, 7, 2) }}|{{ [x] }}|{{ 1|safe ~ 'x' }}") ==
+        "|range(0, 3)|range(1, 7, 2)|[Undefined]|1x");
+  CHECK(ok("{{ [1, 2, 1].count(1) }} {{ ['a', 'b'].index('b') }} {{ false|select('odd')|list }}") == "2 1 []");
+  CHECK(ok("{{ 'x' if true else [1]|no.such }}") == "x");  // unknown (dotted) filters fail only when reached
+  CHECK(err("{{ 1 is odd is even }}").find("chain") != std::string::npos);
+  CHECK(err("{{ x is undefined['k'] }}").find("takes no argument") != std::string::npos);
+  CHECK(err("{% if 1 if 2 %}{% endif %}").find("expected end of statement") != std::string::npos);
+  CHECK(err("{{ 3|indent }}").find("indent needs a string") != std::string::npos);
+  CHECK(err("{{ [{}]|unique|list }}").find("unhashable") != std::string::npos);
+  CHECK(err("{{ range(2)|tojson }}").find("range") != std::string::npos);
+}

@@ -5543,6 +5543,13 @@ class value {
   static value list(list_type l, bool tuple = false) {
     value v; v.k_ = kind::list; v.l_ = std::make_shared<const list_type>(std::move(l)); v.i_ = tuple; return v;
   }
+  // range(): a list that prints as Python's range object ("range(0, 3)").
+  static value range(list_type l, std::string repr) {
+    value v = list(std::move(l));
+    v.s_ = std::make_shared<const std::string>(std::move(repr));
+    return v;
+  }
+  bool is_range() const noexcept { return k_ == kind::list && s_ != nullptr; }
   static value dict(dict_type d) { value v; v.k_ = kind::dict; v.m_ = std::make_shared<dict_type>(std::move(d)); return v; }
   // A namespace() object: the one mutable value (`{% set ns.x = ... %}` writes through every copy).
   static value ns(dict_type d) { value v; v.k_ = kind::ns; v.m_ = std::make_shared<dict_type>(std::move(d)); return v; }
@@ -5878,7 +5885,7 @@ class parser {
 
   node* parse_if(std::uint32_t pos) {
     node* n = make(node_kind::if_, pos);
-    n->a = parse_expr();
+    n->a = parse_expr(/*no_cond=*/true);  // jinja: `{% if a if b %}` is a syntax error
     if (failed() || !expect_block_end()) return nullptr;
     const std::string e = parse_body({"elif", "else", "endif"}, n->body);
     if (failed()) return nullptr;
@@ -6298,7 +6305,17 @@ class parser {
           if (!expect_op("]")) return nullptr;
           x = n;
         } else {
-          if (is_op(",")) { fail(cur().pos, "tuple subscripts are not supported"); return nullptr; }
+          if (is_op(",")) {  // x[a, b]: a tuple key
+            node* tu = make(node_kind::tuple, pos);
+            tu->args.push_back(lo);
+            while (is_op(",")) {
+              next();
+              if (is_op("]")) break;
+              tu->args.push_back(parse_expr());
+              if (failed()) return nullptr;
+            }
+            lo = tu;
+          }
           if (!expect_op("]")) return nullptr;
           node* n = make(node_kind::getitem, pos);
           n->a = x;
@@ -6328,6 +6345,11 @@ class parser {
         node* n = make(node_kind::filter, cur().pos);
         n->str = cur().text;
         next();
+        while (is_op(".") && peek().type == tok::name) {  // jinja allows dotted filter names (unknown at run time)
+          next();
+          n->str += "." + cur().text;
+          next();
+        }
         n->a = x;
         if (is_op("(")) { next(); parse_call_args(n); }
         x = n;
@@ -6338,12 +6360,17 @@ class parser {
         if (cur().type != tok::name) { fail(cur().pos, "expected a test name after 'is'"); return nullptr; }
         n->str = cur().text;
         next();
+        while (is_op(".") && peek().type == tok::name) {  // dotted test names, as jinja (unknown at run time)
+          next();
+          n->str += "." + cur().text;
+          next();
+        }
         n->a = x;
         if (is_op("(")) { next(); parse_call_args(n); }
-        else if ((cur().type == tok::name && cur().text != "else" && cur().text != "or" && cur().text != "and" &&
-                  cur().text != "if" && cur().text != "in" && cur().text != "not" && cur().text != "is") ||
+        else if ((cur().type == tok::name && cur().text != "else" && cur().text != "or" && cur().text != "and") ||
                  cur().type == tok::string || cur().type == tok::integer || cur().type == tok::number ||
                  is_op("[") || is_op("{")) {
+          if (is_name("is")) { fail(cur().pos, "you cannot chain multiple tests with 'is'"); return nullptr; }
           // one argument without parentheses: `is divisibleby 3`, `is sameas none`
           node* arg = parse_primary();
           if (!failed()) arg = parse_postfix(arg);
@@ -6734,6 +6761,7 @@ class renderer {
       }
     } else items = std::move(*all);
     const std::size_t len = items.size();
+    bool completed = false;  // jinja runs the else block unless an iteration reached the end of its body
     for (std::size_t i = 0; i < len; ++i) {
       if (!charge(n, 1)) return flow::error;
       frames_.emplace_back();
@@ -6756,8 +6784,9 @@ class renderer {
       frames_.pop_back();
       if (f == flow::error) return f;
       if (f == flow::brk) break;
+      if (f == flow::normal) completed = true;
     }
-    if (len == 0 && !n->else_body.empty()) return exec(n->else_body);
+    if (!completed && !n->else_body.empty()) return exec(n->else_body);
     return flow::normal;
   }
   bool bind_targets(const node* n, const value& item) {
@@ -7030,7 +7059,9 @@ class renderer {
           if (!charge(n, 1)) return {};
           out.push_back(value::integer(i));
         }
-        return value::list(std::move(out));
+        std::string repr = "range(" + std::to_string(v[0]) + ", " + std::to_string(v[1]);
+        if (v[2] != 1) repr += ", " + std::to_string(v[2]);
+        return value::range(std::move(out), repr + ")");
       }
       case builtin_fn::namespace_:
       case builtin_fn::dict: {
@@ -7137,6 +7168,18 @@ class renderer {
         return d ? *d : value::none();
       }
       if (name == "copy") return value::dict(obj.entries());
+    }
+    if (obj.is_list() && (name == "count" || name == "index")) {
+      const value* x = a.get(0, "value");
+      if (!x) return fail(n, name + "() needs an argument");
+      std::int64_t c = 0;
+      for (std::size_t i = 0; i < obj.items().size(); ++i)
+        if (py_equal(obj.items()[i], *x)) {
+          if (name == "index") return value::integer(static_cast<std::int64_t>(i));
+          ++c;
+        }
+      if (name == "index") return fail(n, "value is not in list");
+      return value::integer(c);
     }
     if (obj.is_string()) {
       const std::string& s = obj.str();
@@ -7399,7 +7442,7 @@ class renderer {
   static void repr_into(std::string& out, const value& v, bool quote, int depth) {
     if (depth > 64) { out += "..."; return; }
     switch (v.type()) {
-      case value::kind::undefined: break;
+      case value::kind::undefined: if (quote) out += "Undefined"; break;  // str() is "", repr() "Undefined"
       case value::kind::none: out += "None"; break;
       case value::kind::boolean: out += v.as_bool() ? "True" : "False"; break;
       case value::kind::integer: out += std::to_string(v.as_int()); break;
@@ -7409,6 +7452,7 @@ class renderer {
         else out += v.str();
         break;
       case value::kind::list: {
+        if (v.is_range()) { out += v.str(); break; }
         out += v.is_tuple() ? '(' : '[';
         const auto& it = v.items();
         for (std::size_t i = 0; i < it.size(); ++i) {
@@ -7502,6 +7546,7 @@ class renderer {
       }
       case value::kind::string: json_string(out, v.str(), st.ensure_ascii); return true;
       case value::kind::list: {
+        if (v.is_range()) { fail(n, "tojson: Object of type range is not JSON serializable"); return false; }
         if (v.items().empty()) { out += "[]"; return true; }
         out += '[';
         bool first = true;
@@ -7737,7 +7782,7 @@ class renderer {
     if (!args) return {};
     const call_args& a = *args;
     if (f == "safe" || f == "e" || f == "escape" || f == "forceescape") {
-      if (f == "safe") return in;
+      if (f == "safe") return in.is_string() ? in : value::string(to_str(in));  // Markup(str(x))
       std::string r;
       for (char c : to_str(in)) {
         switch (c) {
@@ -7892,13 +7937,17 @@ class renderer {
       const value* pr = a.get(0, "precision");
       const value* method = a.get(1, "method");
       if (!in.is_number()) return fail(n, "round needs a number");
-      const double scale = std::pow(10.0, pr && pr->is_int() ? static_cast<double>(pr->as_int()) : 0.0);
+      const std::int64_t digits = pr && pr->is_int() ? pr->as_int() : 0;
       const std::string m = method ? to_str(*method) : "common";
+      if (m == "common" && in.is_int() && digits >= 0) return value::integer(in.as_int());  // round(int, n) is that int
+      const double scale = std::pow(10.0, static_cast<double>(std::clamp<std::int64_t>(digits, -300, 300)));
       const double x = in.as_double() * scale;
-      double r = m == "floor" ? std::floor(x) : m == "ceil" ? std::ceil(x) : std::round(x);
+      // Python's round(): halves go to the even neighbour (nearbyint in the default rounding mode)
+      const double r = m == "floor" ? std::floor(x) : m == "ceil" ? std::ceil(x) : std::nearbyint(x);
       return value::number(r / scale);
     }
     if (f == "indent") {
+      if (!in.is_string()) return fail(n, "indent needs a string, not '" + std::string(in.type_name()) + "'");
       const value* w = a.get(0, "width");
       const value* first = a.get(1, "first");
       const value* blank = a.get(2, "blank");
@@ -7948,6 +7997,8 @@ class renderer {
       if (!items) return {};
       list_type out;
       for (const auto& x : *items) {
+        if (x.is_dict() || x.is_ns() || (x.is_list() && !x.is_tuple()))
+          return fail(n, "unique: unhashable type: '" + std::string(x.type_name()) + "'");
         bool seen = false;
         for (const auto& y : out) seen |= py_equal(x, y);
         if (!seen) out.push_back(x);
@@ -7955,6 +8006,8 @@ class renderer {
       }
       return value::list(std::move(out));
     }
+    if ((f == "selectattr" || f == "rejectattr" || f == "select" || f == "reject" || f == "map") && !in.truthy())
+      return value::list({});  // jinja: `if seq:` before iterating, so a falsy input gives nothing
     if (f == "selectattr" || f == "rejectattr" || f == "select" || f == "reject") {
       const bool by_attr = f == "selectattr" || f == "rejectattr";
       const bool keep_if = f == "selectattr" || f == "select";
@@ -8085,6 +8138,11 @@ class renderer {
       if (a.empty()) { fail(n, "test '" + t + "' needs an argument"); return nullptr; }
       return &a[0];
     };
+    static constexpr std::string_view unary[] = {"defined", "undefined", "none", "boolean", "true", "false", "integer", "float",
+                                                 "number", "string", "mapping", "iterable", "sequence", "callable", "escaped",
+                                                 "odd", "even", "lower", "upper"};
+    for (auto u : unary)
+      if (t == u && !a.empty()) { fail(n, "test '" + t + "' takes no argument"); return std::nullopt; }
     if (t == "defined") return !v.is_undefined();
     if (t == "undefined") return v.is_undefined();
     if (t == "none") return v.is_none();

@@ -200,7 +200,7 @@ class parser {
 
   node* parse_if(std::uint32_t pos) {
     node* n = make(node_kind::if_, pos);
-    n->a = parse_expr();
+    n->a = parse_expr(/*no_cond=*/true);  // jinja: `{% if a if b %}` is a syntax error
     if (failed() || !expect_block_end()) return nullptr;
     const std::string e = parse_body({"elif", "else", "endif"}, n->body);
     if (failed()) return nullptr;
@@ -620,7 +620,17 @@ class parser {
           if (!expect_op("]")) return nullptr;
           x = n;
         } else {
-          if (is_op(",")) { fail(cur().pos, "tuple subscripts are not supported"); return nullptr; }
+          if (is_op(",")) {  // x[a, b]: a tuple key
+            node* tu = make(node_kind::tuple, pos);
+            tu->args.push_back(lo);
+            while (is_op(",")) {
+              next();
+              if (is_op("]")) break;
+              tu->args.push_back(parse_expr());
+              if (failed()) return nullptr;
+            }
+            lo = tu;
+          }
           if (!expect_op("]")) return nullptr;
           node* n = make(node_kind::getitem, pos);
           n->a = x;
@@ -650,6 +660,11 @@ class parser {
         node* n = make(node_kind::filter, cur().pos);
         n->str = cur().text;
         next();
+        while (is_op(".") && peek().type == tok::name) {  // jinja allows dotted filter names (unknown at run time)
+          next();
+          n->str += "." + cur().text;
+          next();
+        }
         n->a = x;
         if (is_op("(")) { next(); parse_call_args(n); }
         x = n;
@@ -660,12 +675,17 @@ class parser {
         if (cur().type != tok::name) { fail(cur().pos, "expected a test name after 'is'"); return nullptr; }
         n->str = cur().text;
         next();
+        while (is_op(".") && peek().type == tok::name) {  // dotted test names, as jinja (unknown at run time)
+          next();
+          n->str += "." + cur().text;
+          next();
+        }
         n->a = x;
         if (is_op("(")) { next(); parse_call_args(n); }
-        else if ((cur().type == tok::name && cur().text != "else" && cur().text != "or" && cur().text != "and" &&
-                  cur().text != "if" && cur().text != "in" && cur().text != "not" && cur().text != "is") ||
+        else if ((cur().type == tok::name && cur().text != "else" && cur().text != "or" && cur().text != "and") ||
                  cur().type == tok::string || cur().type == tok::integer || cur().type == tok::number ||
                  is_op("[") || is_op("{")) {
+          if (is_name("is")) { fail(cur().pos, "you cannot chain multiple tests with 'is'"); return nullptr; }
           // one argument without parentheses: `is divisibleby 3`, `is sameas none`
           node* arg = parse_primary();
           if (!failed()) arg = parse_postfix(arg);

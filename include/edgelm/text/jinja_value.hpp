@@ -37,6 +37,13 @@ class value {
   static value list(list_type l, bool tuple = false) {
     value v; v.k_ = kind::list; v.l_ = std::make_shared<const list_type>(std::move(l)); v.i_ = tuple; return v;
   }
+  // range(): a list that prints as Python's range object ("range(0, 3)").
+  static value range(list_type l, std::string repr) {
+    value v = list(std::move(l));
+    v.s_ = std::make_shared<const std::string>(std::move(repr));
+    return v;
+  }
+  bool is_range() const noexcept { return k_ == kind::list && s_ != nullptr; }
   static value dict(dict_type d) { value v; v.k_ = kind::dict; v.m_ = std::make_shared<dict_type>(std::move(d)); return v; }
   // A namespace() object: the one mutable value (`{% set ns.x = ... %}` writes through every copy).
   static value ns(dict_type d) { value v; v.k_ = kind::ns; v.m_ = std::make_shared<dict_type>(std::move(d)); return v; }
