@@ -312,3 +312,22 @@ TEST_CASE("jinja: differential-test findings") {
   CHECK(err("{{ [{}]|unique|list }}").find("unhashable") != std::string::npos);
   CHECK(err("{{ range(2)|tojson }}").find("range") != std::string::npos);
 }
+
+TEST_CASE("jinja: no quadratic blow-up on long message text") {
+  // 1 MB of content indexed by character 100000 times would be 1e11 byte scans: the work limit stops it.
+  const std::string big(1 << 20, 'a');
+  const std::string ctx = "{\"s\": \"" + big + "\"}";
+  CHECK(err("{% for i in range(100000) %}{{ s[i] }}{% endfor %}", ctx).find("work limit") != std::string::npos);
+  CHECK(err("{% for i in range(100000) %}{{ s|length }}{% endfor %}", ctx).find("work limit") != std::string::npos);
+  CHECK(err("{% for i in range(100000) %}{% if 'b' in s %}{% endif %}{% endfor %}", ctx).find("work limit") != std::string::npos);
+  CHECK(ok("{{ s|length }} {{ s[-1] }} {{ (s ~ 'b')[-2:] }}", ctx) == "1048576 a ab");  // one pass is fine
+}
+
+TEST_CASE("jinja: with, loop.cycle, printf formatting") {
+  CHECK(ok("{% with a = 1, b = 'x' %}{{ a }}{{ b }}{% endwith %}{{ a }}") == "1x");
+  CHECK(ok("{% for i in range(3) %}{{ loop.cycle('o', 'e') }}{% endfor %}") == "oeo");
+  CHECK(ok("{{ '%s-%d-%.2f-%5s|%-3s|%x' % ('a', 7, 3.14159, 'r', 'l', 255) }}") == "a-7-3.14-    r|l  |ff");
+  CHECK(ok("{{ 'n=%(n)s' % {'n': 3} }} {{ '%s and %s'|format('x', 'y') }} {{ 'abc' % [1] }} {{ '100%%' % () }}") == "n=3 x and y abc 100%");
+  CHECK(err("{{ '%s %s' % ('a',) }}").find("not enough") != std::string::npos);
+  CHECK(err("{{ 'x' % 1 }}").find("not all arguments") != std::string::npos);
+}

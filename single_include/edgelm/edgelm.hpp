@@ -5716,7 +5716,7 @@ struct limits {
 
 enum class node_kind : std::uint8_t {
   // statements
-  text, output, if_, for_, set, set_block, macro, filter_block, break_, continue_, generation,
+  text, output, if_, for_, set, set_block, macro, filter_block, break_, continue_, generation, with_,
   // expressions
   literal, name, list, tuple, dict, getattr, getitem, slice, call, filter, test, neg, pos, not_,
   and_, or_, binary, compare, cond, concat,
@@ -5869,6 +5869,22 @@ class parser {
     }
     if (kw == "break" || kw == "continue") {
       node* n = make(kw == "break" ? node_kind::break_ : node_kind::continue_, t.pos);
+      expect_block_end();
+      return n;
+    }
+    if (kw == "with") {  // {% with a = 1, b = 2 %}...{% endwith %}: a scope with those variables
+      node* n = make(node_kind::with_, t.pos);
+      while (cur().type == tok::name) {
+        n->names.push_back(cur().text);
+        next();
+        if (!expect_op("=")) return nullptr;
+        n->args.push_back(parse_expr());
+        if (failed()) return nullptr;
+        if (!is_op(",")) break;
+        next();
+      }
+      if (!expect_block_end()) return nullptr;
+      if (parse_body({"endwith"}, n->body) != "endwith") return nullptr;
       expect_block_end();
       return n;
     }
@@ -6691,6 +6707,17 @@ class renderer {
       case node_kind::break_: return flow::brk;
       case node_kind::continue_: return flow::cont;
       case node_kind::generation: return exec(n->body);
+      case node_kind::with_: {
+        frames_.emplace_back();
+        for (std::size_t i = 0; i < n->names.size(); ++i) {
+          value v = eval(n->args[i]);
+          if (failed()) { frames_.pop_back(); return flow::error; }
+          assign(n->names[i], std::move(v));
+        }
+        const flow f = exec(n->body);
+        frames_.pop_back();
+        return f;
+      }
       default: fail(n, "internal error: expression where a statement was expected"); return flow::error;
     }
   }
@@ -6918,6 +6945,7 @@ class renderer {
   value get_attr(const node* n, const value& obj, const std::string& name) {
     if (obj.is_undefined()) return fail_undefined(n, obj);
     if (obj.is_mapping_like()) {
+      if (!charge(n, obj.entries().size() / 8)) return {};  // lookups are linear: a huge dict costs its size
       if (const value* v = obj.find(name)) return *v;
       return value::undefined("'" + std::string(obj.is_ns() ? "Namespace" : "dict") + " object' has no attribute '" + name + "'");
     }
@@ -6928,6 +6956,7 @@ class renderer {
     if (obj.is_undefined()) return fail_undefined(n, obj);
     if (key.is_undefined()) return fail_undefined(n, key);
     if (obj.is_mapping_like()) {
+      if (!charge(n, obj.entries().size() / 8)) return {};
       if (key.is_string())
         if (const value* v = obj.find(key.str())) return *v;
       return value::undefined("'dict object' has no attribute '" + to_str(key) + "'");
@@ -6940,6 +6969,7 @@ class renderer {
         if (i < 0 || i >= len) return value::undefined("list index " + std::to_string(key.as_int()) + " out of range");
         return obj.items()[static_cast<std::size_t>(i)];
       }
+      if (!charge(n, obj.str().size() / 16)) return {};  // indexing by character scans the string
       const auto st = detail::char_starts(obj.str());
       const auto len = static_cast<std::int64_t>(st.size());
       if (i < 0) i += len;
@@ -6970,7 +7000,11 @@ class renderer {
     std::vector<std::size_t> st;
     std::int64_t len = 0;
     if (obj.is_list()) len = static_cast<std::int64_t>(obj.items().size());
-    else if (obj.is_string()) { st = detail::char_starts(obj.str()); len = static_cast<std::int64_t>(st.size()); }
+    else if (obj.is_string()) {
+      if (!charge(n, obj.str().size() / 16)) return {};
+      st = detail::char_starts(obj.str());
+      len = static_cast<std::int64_t>(st.size());
+    }
     else return fail(n, "'" + std::string(obj.type_name()) + "' object is not subscriptable");
     // Python's slice.indices()
     auto clamp = [&](std::optional<std::int64_t> v, std::int64_t dflt) {
@@ -7168,6 +7202,11 @@ class renderer {
         return d ? *d : value::none();
       }
       if (name == "copy") return value::dict(obj.entries());
+      if (name == "cycle" && obj.find("index0") && obj.find("revindex0")) {  // loop.cycle(a, b, ...)
+        if (a.pos.empty()) return fail(n, "loop.cycle() needs at least one argument");
+        const auto i = static_cast<std::size_t>(obj.find("index0")->as_int());
+        return a.pos[i % a.pos.size()];
+      }
     }
     if (obj.is_list() && (name == "count" || name == "index")) {
       const value* x = a.get(0, "value");
@@ -7260,13 +7299,15 @@ class renderer {
       if (name == "isdigit" || name == "isspace" || name == "isalpha" || name == "isalnum" || name == "isupper" || name == "islower") {
         if (s.empty()) return value::boolean(false);
         bool any_cased = false, ok = true;
-        for (char ch : s) {
-          const bool digit = ch >= '0' && ch <= '9', alpha = detail::ascii_alpha(ch);
+        for (std::size_t i = 0; i < s.size();) {
+          const bool space = detail::space_at(s, i) != 0;
+          const std::uint32_t c = detail::next_cp(s, i);
+          const bool digit = c >= '0' && c <= '9', alpha = detail::cp_cased(c);  // letters with case (see cp_case)
           if (name == "isdigit") ok &= digit;
-          else if (name == "isspace") ok &= ch == ' ' || (ch >= 9 && ch <= 13);
+          else if (name == "isspace") ok &= space;
           else if (name == "isalpha") ok &= alpha;
           else if (name == "isalnum") ok &= alpha || digit;
-          else if (alpha) { any_cased = true; ok &= name == "isupper" ? (ch >= 'A' && ch <= 'Z') : (ch >= 'a' && ch <= 'z'); }
+          else if (alpha) { any_cased = true; ok &= name == "isupper" ? detail::cp_case(c, true) == c : detail::cp_case(c, false) == c; }
         }
         if (name == "isupper" || name == "islower") ok &= any_cased;
         return value::boolean(ok);
@@ -7275,6 +7316,85 @@ class renderer {
     }
     handled = false;
     return {};
+  }
+
+  // Python's printf-style `fmt % args` (and the format filter): %s %r %d %i %f %F %e %E %g %G %x %X %o %c %%,
+  // with (name), flags, width and precision. `args` is a tuple/list of values, a mapping, or one value.
+  value percent_format(const node* n, const std::string& fmt, const value& args) {
+    std::vector<value> pos;
+    const value* mapping = nullptr;
+    if (args.is_tuple()) pos = args.items();
+    else if (args.is_mapping_like()) mapping = &args;
+    else pos.push_back(args);
+    std::size_t next_arg = 0;
+    std::string out;
+    for (std::size_t i = 0; i < fmt.size(); ++i) {
+      if (fmt[i] != '%') { out += fmt[i]; continue; }
+      if (++i >= fmt.size()) return fail(n, "incomplete format");
+      if (fmt[i] == '%') { out += '%'; continue; }
+      const value* v = nullptr;
+      if (fmt[i] == '(') {
+        const std::size_t e = fmt.find(')', i);
+        if (e == std::string::npos || !mapping) return fail(n, "format requires a mapping");
+        v = mapping->find(fmt.substr(i + 1, e - i - 1));
+        if (!v) return fail(n, "format: key '" + fmt.substr(i + 1, e - i - 1) + "' missing");
+        i = e + 1;
+      }
+      std::string spec = "%";
+      while (i < fmt.size() && std::string_view("-+ #0").find(fmt[i]) != std::string_view::npos) spec += fmt[i++];
+      while (i < fmt.size() && detail::is_digit(fmt[i])) spec += fmt[i++];
+      int prec = -1;
+      if (i < fmt.size() && fmt[i] == '.') {
+        spec += fmt[i++];
+        prec = 0;
+        while (i < fmt.size() && detail::is_digit(fmt[i])) { prec = prec * 10 + (fmt[i] - '0'); spec += fmt[i++]; }
+      }
+      if (i >= fmt.size()) return fail(n, "incomplete format");
+      const char conv = fmt[i];
+      if (!v) {
+        if (mapping) v = mapping;  // Python: a mapping with plain %s formats the mapping itself
+        else if (next_arg < pos.size()) v = &pos[next_arg++];
+        else return fail(n, "not enough arguments for format string");
+      }
+      char buf[512];
+      switch (conv) {
+        case 's': case 'r': {
+          std::string t = conv == 's' ? to_str(*v) : repr(*v);
+          if (prec >= 0) {
+            const auto st = detail::char_starts(t);
+            if (static_cast<std::size_t>(prec) < st.size()) t.resize(st[static_cast<std::size_t>(prec)]);
+          }
+          const std::size_t width = static_cast<std::size_t>(std::atoi(spec.c_str() + 1 + (spec.size() > 1 && spec[1] == '-')));
+          const std::size_t len = detail::char_count(t);
+          if (width > len && width < 4096) {
+            if (spec.find('-') != std::string::npos) t.append(width - len, ' ');
+            else t.insert(0, width - len, ' ');
+          }
+          out += t;
+          break;
+        }
+        case 'd': case 'i': case 'x': case 'X': case 'o': case 'c': {
+          if (!v->is_number()) return fail(n, "%" + std::string(1, conv) + " format: a number is required, not " + std::string(v->type_name()));
+          const long long x = v->is_int() ? static_cast<long long>(v->as_int()) : static_cast<long long>(v->as_double());
+          if (conv == 'c') { detail::append_utf8(out, static_cast<std::uint32_t>(x & 0x1fffff)); break; }
+          std::snprintf(buf, sizeof buf, (spec + "ll" + (conv == 'i' ? 'd' : conv)).c_str(), x);
+          out += buf;
+          break;
+        }
+        case 'f': case 'F': case 'e': case 'E': case 'g': case 'G': {
+          if (!v->is_number()) return fail(n, "%" + std::string(1, conv) + " format: a number is required, not " + std::string(v->type_name()));
+          if (spec.size() > 12) return fail(n, "format specification too long");
+          std::snprintf(buf, sizeof buf, (spec + conv).c_str(), v->as_double());
+          out += buf;
+          break;
+        }
+        default: return fail(n, std::string("unsupported format character '") + conv + "'");
+      }
+      if (!check_size(n, out.size())) return {};
+    }
+    if (!mapping && next_arg < pos.size() && !(pos.size() == 1 && pos[0].is_list() && !pos[0].is_tuple()))
+      return fail(n, "not all arguments converted during string formatting");
+    return value::string(std::move(out));
   }
 
   // str.format with {} / {0} / {name} fields (no format specs).
@@ -7616,6 +7736,13 @@ class renderer {
       default: return false;
     }
   }
+  // Rough size of a value, for the work budget of operations that scan it.
+  static std::uint64_t cost(const value& v) {
+    if (v.is_string()) return v.str().size();
+    if (v.is_list()) return v.items().size() * 16;
+    if (v.is_mapping_like()) return v.entries().size() * 16;
+    return 0;
+  }
   // a < b; nullopt (with the error set) when Python would raise TypeError.
   std::optional<bool> py_less(const node* n, const value& a, const value& b, int depth = 0) {
     if (a.is_undefined()) { fail_undefined(n, a); return std::nullopt; }
@@ -7658,6 +7785,7 @@ class renderer {
     }
   }
   std::optional<bool> compare(const node* n, const std::string& op, const value& a, const value& b) {
+    if (!charge(n, (cost(a) + cost(b)) / 16)) return std::nullopt;  // comparisons and `in` scan their operands
     if (op == "==") return py_equal(a, b);
     if (op == "!=") return !py_equal(a, b);
     if (op == "in") return contains(n, b, a);
@@ -7717,6 +7845,7 @@ class renderer {
       if (!charge(n, l.size())) return {};
       return value::list(std::move(l), seq.is_tuple());
     }
+    if (op == "%" && a.is_string()) return percent_format(n, a.str(), b);
     if (!a.is_number() || !b.is_number()) {
       if (op == "+" && a.is_string()) return fail(n, "can only concatenate str (not \"" + std::string(b.type_name()) + "\") to str");
       return bad();
@@ -7837,6 +7966,7 @@ class renderer {
     if (f == "title") return value::string(detail::change_case(to_str(in), 'w'));
     if (f == "capitalize") return value::string(detail::change_case(to_str(in), 'c'));
     if (f == "length" || f == "count") {
+      if (!charge(n, cost(in) / 16)) return {};
       switch (in.type()) {
         case value::kind::undefined: return value::integer(0);
         case value::kind::string: return value::integer(static_cast<std::int64_t>(detail::char_count(in.str())));
@@ -8092,6 +8222,15 @@ class renderer {
       list_type out;
       for (auto& kv : keyed) out.push_back(std::move(kv.second));
       return value::list(std::move(out));
+    }
+    if (f == "format") {  // "%s, %s"|format(a, b)
+      if (!a.kw.empty()) return percent_format(n, to_str(in), value::dict(a.kw));
+      return percent_format(n, to_str(in), value::list(a.pos, true));
+    }
+    if (f == "attr") {
+      const value* name = a.get(0, "name");
+      if (!name || !name->is_string()) return fail(n, "attr needs a name");
+      return get_attr(n, in, name->str());
     }
     if (f == "dictsort") {
       if (!in.is_mapping_like()) return fail(n, "dictsort needs a mapping");

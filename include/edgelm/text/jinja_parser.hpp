@@ -31,7 +31,7 @@ struct limits {
 
 enum class node_kind : std::uint8_t {
   // statements
-  text, output, if_, for_, set, set_block, macro, filter_block, break_, continue_, generation,
+  text, output, if_, for_, set, set_block, macro, filter_block, break_, continue_, generation, with_,
   // expressions
   literal, name, list, tuple, dict, getattr, getitem, slice, call, filter, test, neg, pos, not_,
   and_, or_, binary, compare, cond, concat,
@@ -184,6 +184,22 @@ class parser {
     }
     if (kw == "break" || kw == "continue") {
       node* n = make(kw == "break" ? node_kind::break_ : node_kind::continue_, t.pos);
+      expect_block_end();
+      return n;
+    }
+    if (kw == "with") {  // {% with a = 1, b = 2 %}...{% endwith %}: a scope with those variables
+      node* n = make(node_kind::with_, t.pos);
+      while (cur().type == tok::name) {
+        n->names.push_back(cur().text);
+        next();
+        if (!expect_op("=")) return nullptr;
+        n->args.push_back(parse_expr());
+        if (failed()) return nullptr;
+        if (!is_op(",")) break;
+        next();
+      }
+      if (!expect_block_end()) return nullptr;
+      if (parse_body({"endwith"}, n->body) != "endwith") return nullptr;
       expect_block_end();
       return n;
     }
