@@ -72,6 +72,26 @@ checked += 1
 if r.returncode != 0 or r.stdout != b"<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n":
     fails += 1
     print("FAIL --chat-template overrides the model's template", r.returncode, r.stderr[:200])
+# A GGUF with tokenizer.chat_template: bos/eos strings come from tokenizer.ggml.tokens[bos/eos id].
+import struct
+def gs(x):
+    b = x.encode()
+    return struct.pack("<Q", len(b)) + b
+toks = ["<unk>", "<s>", "</s>", "a"]
+kv = [gs("general.architecture") + struct.pack("<I", 8) + gs("llama"),
+      gs("tokenizer.chat_template") + struct.pack("<I", 8) + gs("{{ bos_token }}{% for m in messages %}[{{ m.role }}] {{ m.content }}{{ eos_token }}{% endfor %}"),
+      gs("tokenizer.ggml.tokens") + struct.pack("<IIQ", 9, 8, len(toks)) + b"".join(gs(t) for t in toks),
+      gs("tokenizer.ggml.bos_token_id") + struct.pack("<II", 4, 1),
+      gs("tokenizer.ggml.eos_token_id") + struct.pack("<II", 4, 2)]
+blob = b"GGUF" + struct.pack("<IQQ", 3, 0, len(kv)) + b"".join(kv)
+blob += b"\0" * ((32 - len(blob) % 32) % 32)
+gpath = os.path.join(tmp, "tpl.gguf")
+open(gpath, "wb").write(blob)
+r = run(["-m", gpath, "--messages", good])
+checked += 1
+if r.returncode != 0 or r.stdout != b"<s>[user] Hi</s>":
+    fails += 1
+    print("FAIL GGUF tokenizer.chat_template", r.returncode, r.stdout[:100], r.stderr[:200])
 shared = os.environ.get("EDGELM_SHARED_DIR", os.path.join(repo, "..", "shared"))
 gguf = os.path.join(shared, "models", "stories260K.gguf")
 if os.path.exists(gguf):  # a GGUF without tokenizer.chat_template
