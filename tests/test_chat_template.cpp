@@ -263,6 +263,16 @@ TEST_CASE("chat templates: tokenizer_config.json") {
   CHECK(a->chat_template == "{{ bos_token }}x");
   CHECK(a->bos_token == std::optional<std::string>("<s>"));
   CHECK(a->eos_token == std::optional<std::string>("</s>"));
+  auto p = tokenizer_config_chat_template(R"({"chat_template": "{{ pad_token }}|{{ unk_token }}", "pad_token": "<pad>", "unk_token": {"content": "<unk>"}})");
+  REQUIRE(p);
+  REQUIRE(p->other_tokens.size() == 2);
+  auto pt = chat_template::parse(p->chat_template);
+  REQUIRE(pt);
+  chat_options po;
+  po.other_tokens = p->other_tokens;
+  auto pr = pt->apply({{"user", "x"}}, po);
+  REQUIRE(pr);
+  CHECK(*pr == "<pad>|<unk>");
   auto b = tokenizer_config_chat_template(R"({"chat_template": [{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}], "bos_token": null})");
   REQUIRE(b);
   CHECK(b->chat_template == "D");

@@ -132,6 +132,7 @@ inline int cmd_template(int argc, char** argv) {
   o.add_generation_prompt = agp;
   o.bos_token = info.bos_token;
   o.eos_token = info.eos_token;
+  o.other_tokens = info.other_tokens;
   if (!tools_file.empty()) {
     std::string t;
     if (!read_whole(tools_file, t)) return template_fail("cannot read " + tools_file);

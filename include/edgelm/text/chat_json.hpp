@@ -136,6 +136,11 @@ inline result<chat_template_info> tokenizer_config_chat_template(std::string_vie
   if (!eos) return eos.error();
   info.bos_token = *bos;
   info.eos_token = *eos;
+  for (const char* key : {"unk_token", "pad_token", "sep_token", "cls_token", "mask_token"}) {
+    auto t = token(key);
+    if (!t) return t.error();
+    if (*t) info.other_tokens.emplace_back(key, **t);
+  }
   return info;
 }
 

@@ -40,6 +40,7 @@ struct chat_options {
   bool add_generation_prompt = true;        // end with the assistant's header, ready to generate
   std::optional<std::string> bos_token;     // passed as bos_token when set (as HF's special tokens)
   std::optional<std::string> eos_token;
+  std::vector<std::pair<std::string, std::string>> other_tokens;  // unk_token, pad_token, ... when known
   jinja::value tools;                       // a list of tool schemas; undefined: tools=None
   jinja::value extra;                       // a dict of further template variables (date_string, ...)
   jinja::render_options render;             // limits, strftime_now's time
@@ -144,6 +145,7 @@ class chat_template {
     ctx.emplace_back("add_generation_prompt", jinja::value::boolean(o.add_generation_prompt));
     if (o.bos_token) ctx.emplace_back("bos_token", jinja::value::string(*o.bos_token));
     if (o.eos_token) ctx.emplace_back("eos_token", jinja::value::string(*o.eos_token));
+    for (const auto& [k, v] : o.other_tokens) ctx.emplace_back(k, jinja::value::string(v));
     for (const auto& kv : o.extra.entries()) {
       bool replaced = false;
       for (auto& c : ctx)
@@ -172,6 +174,8 @@ class chat_template {
 struct chat_template_info {
   std::string chat_template;
   std::optional<std::string> bos_token, eos_token;
+  // The other special tokens HF passes to templates (unk_token, pad_token, ...), when the file names them.
+  std::vector<std::pair<std::string, std::string>> other_tokens;
 };
 
 // From a GGUF's metadata: tokenizer.chat_template, and the bos/eos strings of
@@ -192,6 +196,8 @@ inline result<chat_template_info> gguf_chat_template(const gguf_file& g) {
   };
   info.bos_token = token("tokenizer.ggml.bos_token_id");
   info.eos_token = token("tokenizer.ggml.eos_token_id");
+  if (auto t = token("tokenizer.ggml.unknown_token_id")) info.other_tokens.emplace_back("unk_token", *t);
+  if (auto t = token("tokenizer.ggml.padding_token_id")) info.other_tokens.emplace_back("pad_token", *t);
   return info;
 }
 
