@@ -304,7 +304,7 @@ You are a helpful assistant<|im_end|>
 ' + message['content'] + '<|end|>
 '}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>
 ' }}{% else %}{{ eos_token }}{% endif %})TPL"},
-    {"zephyr", "HuggingFaceH4/zephyr-7b-beta (TinyLlama/TinyLlama-1.1B-Chat-v1.0 ships the same text)", "<s>", "</s>",
+    {"zephyr", "HuggingFaceH4/zephyr-7b-beta (TinyLlama/TinyLlama-1.1B-Chat-v1.0 is believed to ship the same text; not verified here)", "<s>", "</s>",
      R"TPL({% for message in messages %}
 {% if message['role'] == 'user' %}
 {{ '<|user|>
@@ -320,7 +320,7 @@ You are a helpful assistant<|im_end|>
 {{ '<|assistant|>' }}
 {% endif %}
 {% endfor %})TPL"},
-    {"tinyllama", "HuggingFaceH4/zephyr-7b-beta (TinyLlama/TinyLlama-1.1B-Chat-v1.0 ships the same text)", "<s>", "</s>",
+    {"tinyllama", "HuggingFaceH4/zephyr-7b-beta (TinyLlama/TinyLlama-1.1B-Chat-v1.0 is believed to ship the same text; not verified here)", "<s>", "</s>",
      R"TPL({% for message in messages %}
 {% if message['role'] == 'user' %}
 {{ '<|user|>
