@@ -13,6 +13,8 @@
 #include <edgelm/perplexity.hpp>
 #include <edgelm/quantize.hpp>
 
+#include "cmd_template.hpp"  // edgelm template
+
 #include <cctype>
 #include <chrono>
 #include <cinttypes>
@@ -140,7 +142,8 @@ std::string usage_text(const std::string& cmd) {
          "  inspect   print a model file's config, tensors and tokenizer\n"
          "  bench     measure prefill and decode speed\n"
          "  perplexity  perplexity on a text file (llama-perplexity's method)\n"
-         "  quantize  convert a model to a GGUF of F32, F16, Q8_0 or Q4_0 weights\n";
+         "  quantize  convert a model to a GGUF of F32, F16, Q8_0 or Q4_0 weights\n"
+         "  template  print the prompt a model's chat template renders for a conversation\n";
 }
 
 bool parse_long(const char* s, long lo, long hi, long& out) {
@@ -761,6 +764,7 @@ int dispatch_kernels(const options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "template") return edgelm_cli::cmd_template(argc, argv);  // own options
   options o;
   bool help = false;
   std::string err = parse(argc, argv, o, help);

@@ -40,6 +40,9 @@
 //   never a crash, abort, exception or out-of-bounds read. Prompts of any bytes are accepted; tokenizing is
 //   O(n log n). The library throws nothing (works with -fno-exceptions), keeps no global mutable state and
 //   prints nothing (pass a logger in load_options to receive log lines).
+//   Chat templates (text/chat_template.hpp) are untrusted programs too: a bounded Jinja subset with no I/O,
+//   nesting, output and work limits (jinja::limits); text/chat_json.hpp reads messages / tokenizer_config.json
+//   and is not included here (it needs nlohmann/json).
 #pragma once
 
 #include "core/buffer.hpp"
@@ -69,4 +72,5 @@
 #include "session.hpp"
 #include "storage/file_storage.hpp"
 #include "storage/storage.hpp"
+#include "text/chat_template.hpp"
 #include "tokenizer/sentencepiece.hpp"

@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"fuzz_gguf fuzz_llama2c fuzz_llama2c_tokenizer fuzz_tokenizer_encode fuzz_dequantize"}
+targets=${*:-"fuzz_gguf fuzz_llama2c fuzz_llama2c_tokenizer fuzz_tokenizer_encode fuzz_dequantize fuzz_chat_template"}
 CXX=${CXX:-clang++-14}
 OUT=${OUT:-/tmp/edgelm-fuzz}
 mkdir -p "$OUT/bin"
@@ -24,6 +24,7 @@ for t in $targets; do
   dict="$here/tokenizer.dict"
   [ "$t" = fuzz_gguf ] && dict="$here/gguf.dict"
   [ "$t" = fuzz_dequantize ] && dict=""
+  [ "$t" = fuzz_chat_template ] && dict="$here/jinja.dict"
   echo "== $t: fuzzing for ${secs}s"
   if ! "$OUT/bin/$t" -max_total_time="$secs" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       ${dict:+-dict="$dict"} -artifact_prefix="$OUT/artifacts/$t/" "$OUT/corpus/$t" > "$OUT/$t.log" 2>&1; then
