@@ -48,7 +48,8 @@
 #pragma once
 
 // ---- begin edgelm/core/buffer.hpp ----
-// edgelm/core/buffer.hpp - an owning, 64-byte aligned, zero-initialised array that never throws.
+// edgelm/core/buffer.hpp - an owning, 64-byte aligned (or page-aligned), zero-initialised (or not) array that
+// never throws.
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -227,6 +228,10 @@ class [[nodiscard]] result<void> {
   } while (0)
 // ---- end edgelm/core/result.hpp ----
 
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
 namespace edgelm {
 
 template <class T>
@@ -239,9 +244,15 @@ class aligned_buffer {
   aligned_buffer() = default;
   aligned_buffer(const aligned_buffer&) = delete;
   aligned_buffer& operator=(const aligned_buffer&) = delete;
-  aligned_buffer(aligned_buffer&& o) noexcept : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)) {}
+  aligned_buffer(aligned_buffer&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)), align_(std::exchange(o.align_, alignment)) {}
   aligned_buffer& operator=(aligned_buffer&& o) noexcept {
-    if (this != &o) { release(); p_ = std::exchange(o.p_, nullptr); n_ = std::exchange(o.n_, 0); }
+    if (this != &o) {
+      release();
+      p_ = std::exchange(o.p_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+      align_ = std::exchange(o.align_, alignment);
+    }
     return *this;
   }
   ~aligned_buffer() { release(); }
@@ -251,6 +262,17 @@ class aligned_buffer {
   // n elements left uninitialised (pages are only touched when written: the KV cache, whose positions are
   // always written before attention reads them).
   static result<aligned_buffer> make_uninitialized(std::size_t n) { return make_impl(n, false); }
+  // n elements left uninitialised, 2 MiB aligned, and on Linux marked for transparent huge pages
+  // (madvise; a hint the kernel may ignore): for large arrays read in full again and again (weights
+  // repacked at load), where 4 KiB pages cost a TLB miss every 4 KiB of the stream.
+  static result<aligned_buffer> make_pages(std::size_t n) {
+    constexpr std::size_t huge = std::size_t{2} << 20;
+    auto b = make_impl(n, false, huge);
+#if defined(__linux__)
+    if (b && b->p_) ::madvise(b->p_, (n * sizeof(T) + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+    return b;
+  }
 
   T* data() noexcept { return p_; }
   const T* data() const noexcept { return p_; }
@@ -261,26 +283,28 @@ class aligned_buffer {
   std::span<const T> span() const noexcept { return {p_, n_}; }
 
  private:
-  static result<aligned_buffer> make_impl(std::size_t n, bool zero) {
+  static result<aligned_buffer> make_impl(std::size_t n, bool zero, std::size_t align = alignment) {
     aligned_buffer b;
     if (n == 0) return b;
-    if (n > (~std::size_t{0} - alignment) / sizeof(T))
+    if (n > (~std::size_t{0} - align) / sizeof(T))
       return make_error(errc::out_of_memory, "buffer size overflows size_t");
-    std::size_t bytes = (n * sizeof(T) + alignment - 1) / alignment * alignment;
-    void* p = ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
+    std::size_t bytes = (n * sizeof(T) + align - 1) / align * align;
+    void* p = ::operator new(bytes, std::align_val_t{align}, std::nothrow);
     if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
     if (zero) std::memset(p, 0, bytes);
     b.p_ = static_cast<T*>(p);
     b.n_ = n;
+    b.align_ = align;
     return b;
   }
   void release() noexcept {
-    if (p_) ::operator delete(static_cast<void*>(p_), std::align_val_t{alignment});
+    if (p_) ::operator delete(static_cast<void*>(p_), std::align_val_t{align_});
     p_ = nullptr;
     n_ = 0;
   }
   T* p_ = nullptr;
   std::size_t n_ = 0;
+  std::size_t align_ = alignment;
 };
 
 }  // namespace edgelm
@@ -3008,6 +3032,8 @@ struct weight_builder {
   weights<P>& w;
   const logger& log;
   weight_packer<P> packer{};
+  std::byte* arena = nullptr;  // one huge-page allocation for every packed copy (see make_weights)
+  std::size_t arena_size = 0, arena_used = 0;
 
   const tensor_info* need(const std::string& name, std::uint64_t ne0, std::uint64_t ne1, error& err) {
     const tensor_info* t = mf.find(name);
@@ -3078,8 +3104,17 @@ struct weight_builder {
     if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
     const std::size_t n = packer.bytes(out);
     if (n == 0) return true;
-    auto buf = aligned_buffer<std::byte>::make_uninitialized(n);
-    if (!buf) { err = buf.error(); return false; }
+    std::byte* dst = nullptr;
+    const std::size_t n64 = (n + 63) / 64 * 64;
+    if (arena && n64 <= arena_size - arena_used) {
+      dst = arena + arena_used;
+      arena_used += n64;
+    } else {  // (no arena: its allocation failed, or a matrix it was not sized for)
+      auto buf = aligned_buffer<std::byte>::make_uninitialized(n);
+      if (!buf) { err = buf.error(); return false; }
+      dst = buf->data();
+      w.owned.push_back(std::move(*buf));
+    }
     const std::uint32_t step = packer.row_group * 64;
     std::uint32_t id = 0;
     for (std::uint32_t r = 0; r < out.rows; r += step) {
@@ -3089,13 +3124,12 @@ struct weight_builder {
       before.rows = r;
       if (!check_scales(part, r, t, err)) return false;
       const std::size_t at = r ? packer.bytes(before) : 0;
-      id = packer.pack(part, buf->data() + at);
+      id = packer.pack(part, dst + at);
       if (id == 0) return false;  // cannot happen once bytes() > 0; the caller then binds the rows as they are
       if (mf.bytes) mf.bytes->release({reinterpret_cast<const std::byte*>(part.data), std::size_t{part.rows} * part.blocks_per_row() * sizeof(typename P::block_type)});
     }
-    out.packed = buf->data();
+    out.packed = dst;
     out.packing = id;
-    w.owned.push_back(std::move(*buf));
     ++w.packed;
     packed = true;
     return true;
@@ -3160,6 +3194,38 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
   detail::weight_builder<P> b{mf, w, log, packer};
   error err;
   const std::uint64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size, KVD = c.kv_dim();
+  // Packed copies go into one allocation in huge pages (the decode streams all of them every token; with
+  // 4 KiB pages that is a TLB miss per 4 KiB): sized first from the matrices that will be packed.
+  if (packer.bytes && packer.pack && packer.row_group) {
+    std::size_t total = 0;
+    bool fits = true;
+    auto add = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols) {
+      const tensor_info* t = mf.find(name);
+      if (!t || t->type != P::type || t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows || rows > UINT32_MAX || cols > UINT32_MAX) return;
+      const matrix<P> m{nullptr, static_cast<std::uint32_t>(rows), static_cast<std::uint32_t>(cols)};
+      const std::size_t n = (packer.bytes(m) + 63) / 64 * 64;
+      if (n > SIZE_MAX - total) fits = false;
+      else total += n;
+    };
+    for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      add(p + "attn_q.weight", D, D);
+      add(p + "attn_k.weight", KVD, D);
+      add(p + "attn_v.weight", KVD, D);
+      add(p + "attn_output.weight", D, D);
+      add(p + "ffn_gate.weight", H, D);
+      add(p + "ffn_down.weight", D, H);
+      add(p + "ffn_up.weight", H, D);
+    }
+    if (!c.shared_classifier) add("output.weight", V, D);
+    if (fits && total > 0) {
+      if (auto arena = aligned_buffer<std::byte>::make_pages(total)) {
+        b.arena = arena->data();
+        b.arena_size = total;
+        w.owned.push_back(std::move(*arena));
+      }
+    }
+  }
   if (!b.mat("token_embd.weight", V, D, w.token_embd, err)) return err;
   w.layers.resize(c.n_layers);
   for (std::uint32_t l = 0; l < c.n_layers; ++l) {
