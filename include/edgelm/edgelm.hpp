@@ -70,3 +70,4 @@
 #include "storage/file_storage.hpp"
 #include "storage/storage.hpp"
 #include "tokenizer/sentencepiece.hpp"
+#include "tokenizer/text_tokenizer.hpp"
