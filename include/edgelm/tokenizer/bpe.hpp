@@ -294,7 +294,7 @@ class bpe_tokenizer {
   std::size_t n_ = 0;
   bool byte_level_ = false, byte_fallback_ = false, fuse_unk_ = false, ignore_merges_ = false;
   token unk_ = -1;
-  std::string raw_;                       // encoder-side strings by id (empty when byte-level: bytes_ serves)
+  std::string raw_;                       // encoder-side strings by id (byte-level: decoded bytes)
   std::vector<std::uint32_t> raw_off_;
   std::string bytes_;                     // decoded bytes by id
   std::vector<std::uint32_t> bytes_off_;
@@ -357,7 +357,8 @@ inline result<bpe_tokenizer> bpe_tokenizer::build(bpe_source src) {
   t.flags_.assign(n, 0);
   t.bytes_off_.reserve(n + 1);
   t.bytes_off_.push_back(0);
-  if (!src.byte_level) { t.raw_off_.reserve(n + 1); t.raw_off_.push_back(0); }
+  t.raw_off_.reserve(n + 1);
+  t.raw_off_.push_back(0);
   t.byte_token_.fill(-1);
   std::string tmp;
   for (std::size_t id = 0; id < n; ++id) {
@@ -371,7 +372,11 @@ inline result<bpe_tokenizer> bpe_tokenizer::build(bpe_source src) {
     }
     if (raw.size() > limits::max_token_bytes) return make_error(errc::bad_tokenizer, "token " + std::to_string(id) + " is too long", error::no_offset, "model.vocab");
     // decoded bytes
-    if (t.flags_[id] & flag_added) {
+    // Decoded bytes. Special tokens read as their text. Other added tokens that are vocabulary entries go
+    // through the decoder like the model's tokens (Gemma's "\u2581\u2581" is two spaces); other added tokens
+    // of a byte-level tokenizer read as their text (exact round trip; HF would byte-map their characters).
+    const bool plain_added = (t.flags_[id] & flag_added) && !(t.flags_[id] & flag_special) && entry[id] >= 0;
+    if ((t.flags_[id] & flag_added) && !(plain_added && !src.byte_level)) {
       t.bytes_.append(raw);
     } else if (src.byte_level) {
       t.bytes_ += detail::byte_level_decode(raw);
@@ -398,22 +403,18 @@ inline result<bpe_tokenizer> bpe_tokenizer::build(bpe_source src) {
     }
     if (t.bytes_.size() > 0xFFFFFFF0u) return make_error(errc::count_too_large, "the vocabulary is too large", error::no_offset, "model.vocab");
     t.bytes_off_.push_back(static_cast<std::uint32_t>(t.bytes_.size()));
-    if (!src.byte_level) {
-      // added tokens are not model symbols: keep them out of the encoder's index
-      if (!(t.flags_[id] & flag_added) && !(t.flags_[id] & flag_byte)) t.raw_.append(raw);
-      t.raw_off_.push_back(static_cast<std::uint32_t>(t.raw_.size()));
+    // The encoder's index holds the model vocabulary (added tokens that are also vocabulary entries
+    // included, as merges may name them: Gemma's whitespace runs); byte-fallback tokens stay out so that
+    // the text "<0x41>" is not that token. Byte-level: the decoded bytes; else the strings as in the file.
+    if (entry[id] >= 0 && !(t.flags_[id] & flag_byte)) {
+      const std::string_view v = read_str(static_cast<std::size_t>(entry[id]));
+      if (src.byte_level) t.raw_ += detail::byte_level_decode(v);
+      else t.raw_.append(v);
     }
+    if (t.raw_.size() > 0xFFFFFFF0u) return make_error(errc::count_too_large, "the vocabulary is too large", error::no_offset, "model.vocab");
+    t.raw_off_.push_back(static_cast<std::uint32_t>(t.raw_.size()));
   }
   src.vocab_arena = std::string();  // no longer needed: release before the tables are built
-  if (src.byte_level) {
-    // the index over decoded bytes; added tokens' strings are left out of it by indexing a copy without them
-    t.raw_off_.reserve(n + 1);
-    t.raw_off_.push_back(0);
-    for (std::size_t id = 0; id < n; ++id) {
-      if (!(t.flags_[id] & flag_added) && entry[id] >= 0) t.raw_.append(t.token_bytes(static_cast<token>(id)));
-      t.raw_off_.push_back(static_cast<std::uint32_t>(t.raw_.size()));
-    }
-  }
   t.index_.build(t.raw_arena(), n);
   if (src.byte_level) {
     for (int b = 0; b < 256; ++b) {
