@@ -207,7 +207,14 @@ TEST_CASE("added tokens: lstrip / rstrip / single_word as Hugging Face treats th
   CHECK(ids_str(t->encode("a<R>  b", false)) == "97 257 98 ");           // the spaces after <R> go with it
   CHECK(ids_str(t->encode("cat", false)) == "258 ");
   CHECK(ids_str(t->encode("a cat.", false)) == "97 32 258 46 ");
-  CHECK(ids_str(t->encode("concat", false)) == "99 111 110 99 97 116 ");  // inside a word: not the added token
+  CHECK(ids_str(t->encode("x\xE3\x80\x80<L>y", false)) == "120 256 121 ");  // any Unicode white space (U+3000)
+  CHECK(ids_str(t->encode("x<R>\xE3\x80\x80\xC2\xA0y", false)) == "120 257 121 ");
+  // single_word: not inside a word (letters and numbers, as Rust's is_alphanumeric; '_' is not one).
+  // (These agree with the JS port for lstrip/rstrip; the JS port does not implement single_word at all.)
+  CHECK(ids_str(t->encode("concat", false)) == "99 111 110 99 97 116 ");
+  CHECK(ids_str(t->encode("1cat", false)) == "49 99 97 116 ");
+  CHECK(ids_str(t->encode("_cat", false)) == "95 258 ");
+  CHECK(ids_str(t->encode("(cat)", false)) == "40 258 41 ");
 }
 
 TEST_CASE("byte-level: invalid UTF-8, control characters and NUL are bytes like any other, and round-trip") {

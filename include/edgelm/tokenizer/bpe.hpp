@@ -515,7 +515,8 @@ inline result<bpe_tokenizer> bpe_tokenizer::build(bpe_source src) {
 // kind): walk the trie from every position; the walk is bounded by the longest added token.
 inline void bpe_tokenizer::split_added(std::string_view text, bool parse_special, std::vector<segment>& out) const {
   std::size_t start = 0;  // start of the pending text segment
-  auto is_word = [](std::uint32_t cp) { return cp != detail::invalid_cp && (detail::is_letter(cp) || detail::is_number(cp) || cp == '_'); };
+  // a word character for single_word: Rust's char::is_alphanumeric (letters and numbers; approximated by \p{L} \p{N})
+  auto is_word = [](std::uint32_t cp) { return cp != detail::invalid_cp && (detail::is_letter(cp) || detail::is_number(cp)); };
   std::size_t i = 0;
   while (i < text.size()) {
     std::uint32_t node = 0;
@@ -546,10 +547,21 @@ inline void bpe_tokenizer::split_added(std::string_view text, bool parse_special
         if (e < text.size()) ok &= !is_word(detail::utf8_next(text, e).cp);
         if (!ok) { ++i; continue; }
       }
+      // lstrip / rstrip take Unicode white space (Rust's char::is_whitespace), never past the previous match
       if (a.lstrip)
-        while (b > start && (text[b - 1] == ' ' || text[b - 1] == '\t' || text[b - 1] == '\n' || text[b - 1] == '\r')) --b;
+        while (b > start) {
+          std::size_t k = b - 1;
+          while (k > start && (static_cast<std::uint8_t>(text[k]) & 0xC0) == 0x80) --k;
+          const detail::utf8_step st = detail::utf8_next(text, k);
+          if (k + st.len != b || st.cp == detail::invalid_cp || !detail::is_space(st.cp)) break;
+          b = k;
+        }
       if (a.rstrip)
-        while (e < text.size() && (text[e] == ' ' || text[e] == '\t' || text[e] == '\n' || text[e] == '\r')) ++e;
+        while (e < text.size()) {
+          const detail::utf8_step st = detail::utf8_next(text, e);
+          if (st.cp == detail::invalid_cp || !detail::is_space(st.cp)) break;
+          e += st.len;
+        }
       if (b > start) out.push_back({start, b, -1});
       out.push_back({b, e, a.id});
       i = start = e;
