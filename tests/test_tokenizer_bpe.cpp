@@ -209,12 +209,58 @@ TEST_CASE("added tokens: lstrip / rstrip / single_word as Hugging Face treats th
   CHECK(ids_str(t->encode("a cat.", false)) == "97 32 258 46 ");
   CHECK(ids_str(t->encode("x\xE3\x80\x80<L>y", false)) == "120 256 121 ");  // any Unicode white space (U+3000)
   CHECK(ids_str(t->encode("x<R>\xE3\x80\x80\xC2\xA0y", false)) == "120 257 121 ");
-  // single_word: not inside a word (letters and numbers, as Rust's is_alphanumeric; '_' is not one).
-  // (These agree with the JS port for lstrip/rstrip; the JS port does not implement single_word at all.)
+  // single_word: not inside a word (letters, numbers, '_'), as HF tokenizers 0.23.2 (Rust) does (see
+  // tools/fixtures/hf_rust_spotcheck.py); the JS port does not implement single_word. lstrip/rstrip agree with both.
   CHECK(ids_str(t->encode("concat", false)) == "99 111 110 99 97 116 ");
+  CHECK(ids_str(t->encode("cats", false)) == "99 97 116 115 ");
   CHECK(ids_str(t->encode("1cat", false)) == "49 99 97 116 ");
-  CHECK(ids_str(t->encode("_cat", false)) == "95 258 ");
+  CHECK(ids_str(t->encode("_cat", false)) == "95 99 97 116 ");
   CHECK(ids_str(t->encode("(cat)", false)) == "40 258 41 ");
+}
+
+TEST_CASE("pre-tokenizers and added tokens: Hugging Face tokenizers (Rust) spot checks") {
+  // Expected splits printed by tools/fixtures/hf_rust_spotcheck.py with Python tokenizers 0.23.2 (the Rust
+  // library): the cases where its JS port differs (U+FEFF is not \s; Digits splits every \p{N}).
+  auto split = [](const std::string& s, split_pattern p) {
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> v;
+    split_by_pattern(s, p, v);
+    std::string out;
+    for (auto [b, n] : v) out += "[" + s.substr(b, n) + "]";
+    return out;
+  };
+  const std::string feff = "\xEF\xBB\xBF";
+  CHECK(split("a\n\n" + feff + "b", split_pattern::gpt2) == "[a][\n][\n][" + feff + "][b]");
+  CHECK(split("x\xC2\xA0\xE3\x80\x80 y", split_pattern::gpt2) == "[x][\xC2\xA0\xE3\x80\x80][ y]");
+  CHECK(split("7\n\n\n\xC2\xBD", split_pattern::gpt2) == "[7][\n\n][\n][\xC2\xBD]");
+  CHECK(split("z " + feff + "q", split_pattern::gpt2) == "[z][ " + feff + "][q]");
+  CHECK(split("a\n\n" + feff + "b", split_pattern::llama3) == "[a][\n\n][" + feff + "b]");
+  CHECK(split("x  " + feff + " y", split_pattern::llama3) == "[x][ ][ " + feff + "][ y]");
+  CHECK(split("'S 'Ll \xC5\xBFx", split_pattern::llama3) == "['S][ '][Ll][ \xC5\xBFx]");
+  // Digits(individual_digits) gives "1", "\u00bd", "\u0967", "\u2460", "x", "2", "3" in Rust (the JS port keeps
+  // "\u00bd\u0967\u2460x" whole). Merges across those boundaries (the last byte of "\u00bd" + the first of
+  // "\u0967"; "x" + "2") cannot apply after the split; "x" + "y" shows that merges do apply.
+  bpe_source s;
+  s.byte_level = true;
+  auto cp = [](int b) { std::string p; detail::utf8_append(p, detail::byte_to_cp[static_cast<std::size_t>(b)]); return p; };
+  for (int b = 0; b < 256; ++b) s.add_vocab(cp(b), b);
+  s.add_merge(cp(0xBD), cp(0xE0));
+  s.add_vocab(cp(0xBD) + cp(0xE0), 256);
+  s.add_merge("x", "2");
+  s.add_vocab("x2", 257);
+  s.add_merge("x", "y");
+  s.add_vocab("xy", 258);
+  s.saw_merges = true;
+  pretokenizer_step d(pretokenizer_kind::digits);
+  d.individual_digits = true;
+  s.pretokenizers.push_back(d);
+  auto t = bpe_tokenizer::build(std::move(s));
+  REQUIRE_MESSAGE(t, (t ? "" : t.error().message()));
+  std::vector<std::int32_t> ids;
+  t->encode("1\xC2\xBD\xE0\xA5\xA7\xE2\x91\xA0x23", false, true, ids);
+  CHECK(ids_str(ids) == "49 194 189 224 165 167 226 145 160 120 50 51 ");  // no merge applied
+  ids.clear();
+  t->encode("xy", false, true, ids);
+  CHECK(ids_str(ids) == "258 ");
 }
 
 TEST_CASE("byte-level: invalid UTF-8, control characters and NUL are bytes like any other, and round-trip") {

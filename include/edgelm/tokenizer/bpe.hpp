@@ -515,8 +515,8 @@ inline result<bpe_tokenizer> bpe_tokenizer::build(bpe_source src) {
 // kind): walk the trie from every position; the walk is bounded by the longest added token.
 inline void bpe_tokenizer::split_added(std::string_view text, bool parse_special, std::vector<segment>& out) const {
   std::size_t start = 0;  // start of the pending text segment
-  // a word character for single_word: Rust's char::is_alphanumeric (letters and numbers; approximated by \p{L} \p{N})
-  auto is_word = [](std::uint32_t cp) { return cp != detail::invalid_cp && (detail::is_letter(cp) || detail::is_number(cp)); };
+  // a word character for single_word: letters, numbers and '_' (checked against Hugging Face tokenizers 0.23.2)
+  auto is_word = [](std::uint32_t cp) { return cp != detail::invalid_cp && (detail::is_letter(cp) || detail::is_number(cp) || cp == '_'); };
   std::size_t i = 0;
   while (i < text.size()) {
     std::uint32_t node = 0;
