@@ -409,6 +409,11 @@ TEST_CASE("malformed tokenizer.json: a clear error for each class, never a crash
   std::string deep = "{\"x\":" + std::string(100000, '[') + std::string(100000, ']') + "," + good_model + "}";
   CHECK(err(deep).code == errc::bad_tokenizer);
   CHECK(err(R"({"model":{"type":"BPE","vocab":{"a":{"b":0}},"merges":[]}})").where == "model.vocab");
+  // a byte-level vocabulary that lacks most bytes (found by fuzz_tokenizer_json): what it cannot encode is
+  // left out, nothing crashes
+  auto sparse = from_json(R"({"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[]},"pre_tokenizer":{"type":"ByteLevel"}})");
+  REQUIRE(sparse);
+  CHECK(ids_str(sparse->encode("xyz ab", false)) == "0 1 ");
   // tokenizer_config.json
   CHECK_FALSE(from_json("{" + good_model + "}", R"({"bos_token": 5})"));
   CHECK_FALSE(from_json("{" + good_model + "}", R"({"bos_token": "<nope>"})"));

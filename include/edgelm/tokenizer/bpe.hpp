@@ -744,6 +744,7 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
 // list of symbols; stale candidates are recognised and dropped when popped).
 inline void bpe_tokenizer::merge_symbols(std::vector<token>& sy, std::vector<token>& out) const {
   const auto n = static_cast<std::int32_t>(sy.size());
+  if (n == 0) return;  // nothing encodable (a vocabulary without the bytes or characters, and no unk)
   if (n == 1) { out.push_back(sy[0]); return; }
   std::vector<std::int32_t> prev(static_cast<std::size_t>(n)), next(static_cast<std::size_t>(n));
   for (std::int32_t k = 0; k < n; ++k) {
