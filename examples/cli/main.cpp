@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <map>
@@ -47,6 +48,8 @@ struct options {
   std::string model, tokenizer, prompt, ids, kernels = "highway", precision = "auto";
   mutable std::optional<edgelm::model_file> parsed;  // the model file, when main() already parsed it
   bool has_prompt = false, print_ids = false, stats = false, verbose = false;
+  bool no_special = false;             // tokenize: no BOS/EOS; detokenize: skip special tokens
+  std::vector<std::string> id_args;    // detokenize: ids given as arguments
   long n = 256, reps = 3;
   long context = 0;
   long batch = 64;                 // prompt tokens per forward pass
@@ -99,9 +102,15 @@ std::string usage_text(const std::string& cmd) {
            "                   [--kernels " EDGELM_CLI_KERNELS "] [--precision P]\n"
            "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n") + engine_help + precision_help;
   if (cmd == "tokenize")
-    return "usage: edgelm tokenize (-m MODEL | -z TOKENIZER) -p TEXT\n"
-           "Prints the token ids (BOS first), space-separated. -z alone loads just a tokenizer file (llama2.c\n"
-           "tokenizer.bin or the vocabulary embedded in a GGUF).\n";
+    return "usage: edgelm tokenize (-m MODEL | -z TOKENIZER) (-p TEXT | -f FILE) [--no-special]\n"
+           "Prints the token ids, space-separated, with the tokens the tokenizer adds (BOS...) unless --no-special\n"
+           "(Hugging Face's add_special_tokens=False). Special tokens written in the text (<|im_end|>) are matched.\n"
+           "TOKENIZER: a tokenizer.json (a tokenizer_config.json beside it is read too), a model folder holding\n"
+           "tokenizer.json [+ tokenizer_config.json], a GGUF (its vocabulary) or a llama2.c tokenizer.bin.\n";
+  if (cmd == "detokenize")
+    return "usage: edgelm detokenize (-m MODEL | -z TOKENIZER) (ID... | -p \"ID ID ...\" | -f FILE) [--no-special]\n"
+           "Writes the text of the token ids to stdout, byte-exact, with no newline added; --no-special leaves out\n"
+           "special tokens (skip_special_tokens). TOKENIZER as for tokenize.\n";
   if (cmd == "logits")
     return std::string("usage: edgelm logits -m MODEL [-z TOKENIZER] --ids \"1 403 407 261\" [--kernels " EDGELM_CLI_KERNELS "] [--precision P]\n"
            "Prints one line per position: all vocabulary logits, space-separated, %.9g (the ids run as one batch,\n"
@@ -138,6 +147,7 @@ std::string usage_text(const std::string& cmd) {
          "  run       generate text from a prompt\n"
          "  chat      interactive continuation, one turn per line\n"
          "  tokenize  print the token ids of a text\n"
+         "  detokenize  print the text of token ids\n"
          "  logits    print the logits for a sequence of token ids\n"
          "  inspect   print a model file's config, tensors and tokenizer\n"
          "  bench     measure prefill and decode speed\n"
@@ -168,7 +178,7 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
   if (argc < 2) return "no command given (try: edgelm --help)";
   o.command = argv[1];
   if (o.command == "--help" || o.command == "-h" || o.command == "help") { o.command.clear(); help = true; return {}; }
-  static const char* cmds[] = {"run", "chat", "tokenize", "logits", "inspect", "bench", "perplexity", "quantize"};
+  static const char* cmds[] = {"run", "chat", "tokenize", "detokenize", "logits", "inspect", "bench", "perplexity", "quantize"};
   bool known = false;
   for (auto c : cmds) known |= o.command == c;
   if (!known) return "unknown command '" + o.command + "'";
@@ -223,6 +233,8 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     }
     else if (a == "--name") { if (!val(v)) return a + " needs a value"; o.name = v; }
     else if (a == "--pure") o.pure = true;
+    else if ((o.command == "tokenize" || o.command == "detokenize") && a == "--no-special") o.no_special = true;
+    else if (o.command == "detokenize" && !a.empty() && (std::isdigit(static_cast<unsigned char>(a[0])) != 0)) o.id_args.push_back(a);
     else if (a == "--q4_0-reference") o.q4_0_reference = true;
     else if (o.command == "quantize" && !a.empty() && a[0] != '-' && o.out_file.empty()) {
       (o.in_file.empty() ? o.in_file : o.out_file) = a;
@@ -286,9 +298,10 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     }
     else return "unknown option '" + a + "' for '" + o.command + "'";
   }
-  if (o.command == "tokenize") {
-    if (o.model.empty() && o.tokenizer.empty()) return "tokenize needs -m MODEL or -z TOKENIZER";
-    if (!o.has_prompt) return "tokenize needs -p TEXT";
+  if (o.command == "tokenize" || o.command == "detokenize") {
+    if (o.model.empty() && o.tokenizer.empty()) return o.command + " needs -m MODEL or -z TOKENIZER";
+    if (o.has_prompt + !o.text_file.empty() + !o.id_args.empty() != 1)
+      return o.command == "tokenize" ? "tokenize needs one of -p TEXT or -f FILE" : "detokenize needs the ids: ID..., -p \"ID ...\" or -f FILE";
   } else if (o.command == "quantize") {
     if (o.in_file.empty() || o.out_file.empty()) return "quantize needs IN and OUT files";
     if (o.type.empty()) return "quantize needs --type f32|f16|q8_0|q4_0";
@@ -471,22 +484,85 @@ int cmd_chat(const options& o) {
   return 0;
 }
 
-int cmd_tokenize(const options& o) {
-  std::optional<edgelm::tokenizer> tok;
-  if (!o.model.empty()) {
-    auto m = load_model<edgelm::f32, edgelm::kernels::scalar>(o);
-    if (!m) return fail(err_text(m.error()));
-    tok = std::move(m->tok);
-  } else {
-    auto ts = edgelm::file_storage::open(o.tokenizer);
-    if (!ts) return fail(err_text(ts.error()));
-    auto t = edgelm::load_tokenizer(ts->bytes());
-    if (!t) return fail(err_text(t.error()));
-    tok = std::move(*t);
+// The tokenizer of tokenize / detokenize: -z TOKENIZER (a tokenizer.json, a folder holding one, a GGUF or a
+// llama2.c tokenizer.bin), else the vocabulary of the -m MODEL file (GGUF). Reads the bytes; no model weights.
+edgelm::result<edgelm::text_tokenizer> cli_tokenizer(const options& o) {
+  std::string path = o.tokenizer.empty() ? o.model : o.tokenizer;
+  std::string config;
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    config = path + "/tokenizer_config.json";
+    path += "/tokenizer.json";
+  } else if (std::filesystem::path(path).extension() == ".json") {
+    config = (std::filesystem::path(path).parent_path() / "tokenizer_config.json").string();
   }
-  auto ids = tok->encode(o.prompt, true);
-  for (std::size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
-  std::printf("\n");
+  auto ts = edgelm::file_storage::open(path);
+  if (!ts) return ts.error();
+  if (o.tokenizer.empty() && !edgelm::is_gguf(ts->bytes()))
+    return edgelm::make_error(edgelm::errc::bad_tokenizer, "the model file carries no tokenizer: pass -z TOKENIZER", edgelm::error::no_offset, path);
+  std::optional<edgelm::file_storage> cs;
+  if (!config.empty() && std::filesystem::is_regular_file(config, ec)) {
+    auto c = edgelm::file_storage::open(config);
+    if (!c) return c.error();
+    cs = std::move(*c);
+  }
+  auto t = edgelm::load_text_tokenizer(ts->bytes(), cs ? cs->bytes() : std::span<const std::byte>{});
+  if (!t) {
+    auto e = t.error();
+    if (e.where.empty()) e.where = path;
+    return e;
+  }
+  return t;
+}
+
+std::optional<std::string> read_text_file(const std::string& path);  // (defined with perplexity below)
+
+int cmd_tokenize(const options& o) {
+  auto tok = cli_tokenizer(o);
+  if (!tok) return fail(err_text(tok.error()));
+  std::string text = o.prompt;
+  if (!o.text_file.empty()) {
+    auto t = read_text_file(o.text_file);
+    if (!t) return fail("cannot read " + o.text_file);
+    text = std::move(*t);
+  }
+  const auto ids = tok->encode(text, !o.no_special);
+  std::string out;
+  out.reserve(ids.size() * 7);
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i) out += ' ';
+    out += std::to_string(ids[i]);
+  }
+  out += '\n';
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
+int cmd_detokenize(const options& o) {
+  auto tok = cli_tokenizer(o);
+  if (!tok) return fail(err_text(tok.error()));
+  std::string list = o.prompt;
+  if (!o.text_file.empty()) {
+    auto t = read_text_file(o.text_file);
+    if (!t) return fail("cannot read " + o.text_file);
+    list = std::move(*t);
+  }
+  for (const auto& a : o.id_args) list += " " + a;
+  std::vector<std::int32_t> ids;
+  const char* p = list.c_str();
+  while (*p) {
+    while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n' || *p == '\r') ++p;
+    if (!*p) break;
+    char* end = nullptr;
+    errno = 0;
+    long v = std::strtol(p, &end, 10);
+    if (end == p || errno || v < 0 || static_cast<std::size_t>(v) >= tok->vocab_size())
+      return fail("'" + std::string(p).substr(0, 20) + "' is not a token id of this tokenizer (0.." + std::to_string(tok->vocab_size() - 1) + ")");
+    ids.push_back(static_cast<std::int32_t>(v));
+    p = end;
+  }
+  const std::string text = tok->decode(ids, o.no_special);
+  std::fwrite(text.data(), 1, text.size(), stdout);
   return 0;
 }
 
@@ -774,6 +850,7 @@ int main(int argc, char** argv) {
   }
   if (!err.empty()) return fail(err);
   if (o.command == "tokenize") return cmd_tokenize(o);
+  if (o.command == "detokenize") return cmd_detokenize(o);
   if (o.command == "inspect") return cmd_inspect(o);
   if (o.command == "quantize") return cmd_quantize(o);
   std::string precision = o.precision;

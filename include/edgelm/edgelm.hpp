@@ -13,6 +13,12 @@
 //   // or one token per frame: chat->begin_prompt("..."); then each frame auto r = chat->step(budget);
 //   // (r->prefilling while the prompt is still being run in budgeted batches, then r->piece, r->done)
 //
+// TOKENIZERS (edgelm/tokenizer/text_tokenizer.hpp)
+//   auto tok = edgelm::load_text_tokenizer(tokenizer_json_bytes, tokenizer_config_bytes);  // or GGUF / tokenizer.bin
+//   auto ids = tok->encode("Hi <|im_end|>", /*add_special=*/true, /*parse_special=*/true);  // false: untrusted text
+//   std::string text = tok->decode(ids);   // or tok->decode_piece(id, first) per token; is_special, bos, eos
+//   tokenizer.json needs nlohmann/json.hpp on the include path (define EDGELM_NO_TOKENIZER_JSON to leave it out).
+//
 // THREADS
 //   auto pool = edgelm::thread_pool::create(2);          // or bring your own job system: edgelm::executor
 //   session_options{.exec = (*pool)->get_executor()}     // a parallel_for function pointer + user pointer
@@ -74,3 +80,4 @@
 #include "storage/storage.hpp"
 #include "text/chat_template.hpp"
 #include "tokenizer/sentencepiece.hpp"
+#include "tokenizer/text_tokenizer.hpp"

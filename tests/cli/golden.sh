@@ -203,6 +203,31 @@ else
   bad "tokenize" "$tsv missing"
 fi
 
+# ---- tokenize / detokenize with tokenizer.json (tests/data/tokenizers; ids from Hugging Face's JS port) --
+T=$repo/tests/data/tokenizers
+while IFS='|' read -r dir flag idx ids; do
+  text=$("$PY" -c 'import json,sys; sys.stdout.write(json.load(open(sys.argv[1]))["texts"][int(sys.argv[2])])' "$T/texts.json" "$idx")
+  expect_line "tokenize/json/$dir/$idx$flag" "$ids" tokenize -z "$T/$dir" -p "$text" $flag
+  printf '%s' "$text" >"$tmp/text"
+  skip=--no-special; [[ $dir == qwen3-mini ]] && skip=  # its text holds special tokens (and it adds no BOS)
+  expect_same "detokenize/json/$dir/$idx$flag" "$tmp/text" detokenize -z "$T/$dir" -p "$ids" $skip
+done < <("$PY" - "$T/reference_ids.json" <<'PYEOF'
+import json, sys
+ref = json.load(open(sys.argv[1]))["files"]
+for d, i in (("qwen3-mini", 26), ("llama3-mini", 2), ("gpt2-style", 10), ("llama2-mini", 2), ("gemma3-mini", 11)):
+    for flag, key in (("", "with"), ("--no-special", "without")):
+        print(d, flag, i, " ".join(map(str, ref[d][key][i])), sep="|")
+PYEOF
+)
+expect_line "tokenize/json/file" "$("$PY" -c 'import json,sys; print(*json.load(open(sys.argv[1]))["files"]["llama2-mini"]["with"][1])' "$T/reference_ids.json")" \
+  tokenize -z "$T/llama2-mini/tokenizer.json" -p "Hello world"
+printf 'Hello world' >"$tmp/hello.txt"
+expect_line "tokenize/json/-f" "$("$PY" -c 'import json,sys; print(*json.load(open(sys.argv[1]))["files"]["qwen3-mini"]["with"][1])' "$T/reference_ids.json")" \
+  tokenize -z "$T/qwen3-mini" -f "$tmp/hello.txt"
+printf '{"model": {"type": "BPE", "vocab": {"a": 0}}}' >"$tmp/no-merges.json"
+expect_error "error/tokenizer-json-no-merges" tokenize -z "$tmp/no-merges.json" -p "a"
+expect_error "error/detokenize-bad-id" detokenize -z "$T/qwen3-mini" 99999999
+
 # ---- errors: exit status 1 and one line on stderr, never a crash ------------------------------
 "$PY" - "$tmp" "$M/stories260K.gguf" "$M/stories260K.bin" <<'PYEOF'
 import random, sys

@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 secs=${1:-60}
 [ $# -gt 0 ] && shift
-targets=${*:-"fuzz_gguf fuzz_llama2c fuzz_llama2c_tokenizer fuzz_tokenizer_encode fuzz_dequantize fuzz_chat_template"}
+targets=${*:-"fuzz_gguf fuzz_llama2c fuzz_llama2c_tokenizer fuzz_tokenizer_encode fuzz_dequantize fuzz_chat_template fuzz_tokenizer_json fuzz_pretokenizer"}
 CXX=${CXX:-clang++-14}
 OUT=${OUT:-/tmp/edgelm-fuzz}
 mkdir -p "$OUT/bin"

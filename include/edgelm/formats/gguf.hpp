@@ -346,8 +346,10 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
   const gguf_value* model = g.find("tokenizer.ggml.model");
   if (!model) return td;  // no tokenizer embedded
   if (model->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "tokenizer.ggml.model");
-  if (model->s != "llama")
-    return make_error(errc::bad_tokenizer, "tokenizer model '" + model->s + "' is not supported (supported: llama)", error::no_offset, "tokenizer.ggml.model");
+  if (model->s != "llama" && model->s != "gpt2")
+    return make_error(errc::bad_tokenizer, "tokenizer model '" + model->s + "' is not supported (supported: llama, gpt2)", error::no_offset, "tokenizer.ggml.model");
+  const bool byte_level = model->s == "gpt2";
+  td.model = model->s;
   const gguf_value* tokens = g.find("tokenizer.ggml.tokens");
   if (!tokens) return make_error(errc::missing_key, "tokenizer has no tokens", error::no_offset, "tokenizer.ggml.tokens");
   if (tokens->type != gguf_type::array || tokens->elem_type != gguf_type::string)
@@ -359,7 +361,7 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
     const auto& s = tokens->arr[k].s;
     if (s.size() > limits::max_token_bytes)
       return make_error(errc::bad_tokenizer, "token " + std::to_string(k) + " is longer than EDGELM_MAX_TOKEN_BYTES", error::no_offset, "tokenizer.ggml.tokens");
-    td.pieces.push_back(sp_to_space(s));
+    td.pieces.push_back(byte_level ? s : sp_to_space(s));
     td.max_token_length = std::max<std::uint32_t>(td.max_token_length, static_cast<std::uint32_t>(td.pieces.back().size()));
   }
   td.scores.assign(n, 0.0f);
@@ -399,7 +401,20 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
   td.bos_id = *bos;
   td.eos_id = *eos;
   td.unk_id = *unk;
-  auto add_bos = gguf_get_bool_or(g, "tokenizer.ggml.add_bos_token", true);
+  if (byte_level) {
+    // merges ("left right", rank order) and the pre-tokenizer's name
+    const gguf_value* merges = g.find("tokenizer.ggml.merges");
+    if (!merges) return make_error(errc::bad_tokenizer, "a gpt2 tokenizer needs merges", error::no_offset, "tokenizer.ggml.merges");
+    if (merges->type != gguf_type::array || merges->elem_type != gguf_type::string)
+      return make_error(errc::bad_key_type, "must be an array of strings", error::no_offset, "tokenizer.ggml.merges");
+    td.merges.reserve(merges->size());
+    for (std::size_t k = 0; k < merges->size(); ++k) td.merges.push_back(merges->arr[k].s);
+    if (const gguf_value* pre = g.find("tokenizer.ggml.pre")) {
+      if (pre->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "tokenizer.ggml.pre");
+      td.pre = pre->s;
+    }
+  }
+  auto add_bos = gguf_get_bool_or(g, "tokenizer.ggml.add_bos_token", !byte_level);
   if (!add_bos) return add_bos.error();
   td.add_bos = *add_bos;
   auto prefix = gguf_get_bool_or(g, "tokenizer.ggml.add_space_prefix", true);

@@ -94,8 +94,12 @@ struct tensor_info {
 
 enum class token_type : std::int32_t { normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
 
-// Tokenizer data, normalised: pieces use ' ' where SentencePiece stores U+2581.
+// Tokenizer data, normalised: pieces use ' ' where SentencePiece stores U+2581 (model "llama"); for a
+// byte-level BPE vocabulary (GGUF model "gpt2") the pieces are as stored, in GPT-2's byte alphabet.
 struct tokenizer_data {
+  std::string model = "llama";     // GGUF tokenizer.ggml.model: "llama" (SentencePiece) or "gpt2" (byte-level BPE)
+  std::string pre;                 // GGUF tokenizer.ggml.pre (gpt2): names the pre-tokenizer pattern
+  std::vector<std::string> merges; // gpt2: "left right" in rank order
   std::vector<std::string> pieces;
   std::vector<float> scores;
   std::vector<token_type> types;

@@ -34,6 +34,8 @@ class tokenizer {
 
   // Validate tokenizer data and build the lookup tables.
   static result<tokenizer> from_data(tokenizer_data d) {
+    if (d.model != "llama")
+      return make_error(errc::bad_tokenizer, "tokenizer model '" + d.model + "' is byte-level BPE: load it with load_text_tokenizer (edgelm/tokenizer/text_tokenizer.hpp)");
     const std::size_t n = d.pieces.size();
     if (n < 3 || n > limits::max_vocab) return make_error(errc::bad_tokenizer, "vocabulary size " + std::to_string(n) + " out of range");
     if (d.scores.size() != n || d.types.size() != n) return make_error(errc::bad_tokenizer, "pieces, scores and types differ in count");
