@@ -130,7 +130,7 @@ TEST_CASE("logit bias and the constraint hook come before temperature and trunca
     for (std::size_t i = 1; i < lg.size(); i += 2) lg[i] = -std::numeric_limits<float>::infinity();
   };
   const auto h = histogram(c, {0.0f, 9.0f, 0.0f, 9.0f, 1.0f}, 3000);
-  for (const auto& [id, n] : h) CHECK(id % 2 == 0);
+  for (const auto& kv : h) CHECK(kv.first % 2 == 0);
   CHECK(h.size() == 3);
   // everything banned: a defined answer, not NaN arithmetic
   sampling_options all;
