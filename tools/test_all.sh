@@ -45,6 +45,9 @@ export PYTHON=${PYTHON:-python3}
 if command -v ccache >/dev/null 2>&1; then
   export CMAKE_CXX_COMPILER_LAUNCHER=ccache
   export CCACHE_MAXSIZE=${CCACHE_MAXSIZE:-5G}
+  # paths relative to the clone, so that a clone in another folder (CI) reuses earlier compilations
+  export CCACHE_BASEDIR=${CCACHE_BASEDIR:-$repo}
+  export CCACHE_NOHASHDIR=${CCACHE_NOHASHDIR:-true}
 fi
 
 if [[ "${EDGELM_CLEAN:-0}" == 1 ]]; then rm -rf build; fi
@@ -110,7 +113,7 @@ stage_fuzz() {
   rm -rf "$out/artifacts" "$out/corpus"
   mkdir -p "$out/artifacts" "$out/corpus" "$out/logs"
   # -fno-exceptions: the library must work without them, and an escaping throw is a finding too.
-  local flags=(-std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+  local flags=(-std=c++20 -O1 -gline-tables-only -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
                -fno-omit-frame-pointer -fno-exceptions -Wall -Wextra
                -I include -I backends/highway/include -I tests/fuzz -I tests)
   local launcher=()
