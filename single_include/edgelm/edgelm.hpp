@@ -5961,6 +5961,7 @@ inline result<std::vector<token>> lex(std::string_view src) {
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -6094,9 +6095,15 @@ inline std::string python_float(double d) {
   if (std::isnan(d)) return "nan";
   if (std::isinf(d)) return d < 0 ? "-inf" : "inf";
   if (d == 0.0) return std::signbit(d) ? "-0.0" : "0.0";
+  // The shortest scientific form that reads back as d: the first precision that round-trips (the
+  // correctly rounded digits, as std::to_chars's shortest form; written with snprintf because the libc++
+  // of emscripten 3.1.6 has no floating-point to_chars). Locale: the "C" decimal point is assumed.
   char buf[64];
-  auto r = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
-  std::string sci(buf, r.ptr);
+  for (int p = 0; p < 17; ++p) {
+    std::snprintf(buf, sizeof buf, "%.*e", p, d);
+    if (std::strtod(buf, nullptr) == d) break;
+  }
+  std::string sci(buf);
   const bool neg = sci[0] == '-';
   if (neg) sci.erase(0, 1);
   const auto e_at = sci.find('e');
