@@ -3051,6 +3051,27 @@ struct weight_packer {
 
 namespace detail {
 
+// A layer's weight matrices: GGUF name suffix, shape (rows, cols) and where it is bound. The one list
+// both the sizing of the packed arena and the binding walk.
+template <precision P>
+struct layer_matrix {
+  const char* name;
+  std::uint64_t rows, cols;
+  matrix<P> layer_weights<P>::*member;
+};
+template <precision P>
+inline std::array<layer_matrix<P>, 7> layer_matrices(const model_config& c) {
+  const std::uint64_t D = c.dim, H = c.hidden_dim, KVD = c.kv_dim();
+  using L = layer_weights<P>;
+  return {{{"attn_q.weight", D, D, &L::wq},
+           {"attn_k.weight", KVD, D, &L::wk},
+           {"attn_v.weight", KVD, D, &L::wv},
+           {"attn_output.weight", D, D, &L::wo},
+           {"ffn_gate.weight", H, D, &L::w1},
+           {"ffn_down.weight", D, H, &L::w2},
+           {"ffn_up.weight", H, D, &L::w3}}};
+}
+
 template <precision P>
 struct weight_builder {
   const model_file& mf;
@@ -3218,7 +3239,7 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
   const model_config& c = mf.config;
   detail::weight_builder<P> b{mf, w, log, packer};
   error err;
-  const std::uint64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size, KVD = c.kv_dim();
+  const std::uint64_t D = c.dim, V = c.vocab_size;
   // Packed copies go into one allocation in huge pages (the decode streams all of them every token; with
   // 4 KiB pages that is a TLB miss per 4 KiB): sized first from the matrices that will be packed.
   if (packer.bytes && packer.pack && packer.row_group) {
@@ -3232,16 +3253,8 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
       if (n > SIZE_MAX - total) fits = false;
       else total += n;
     };
-    for (std::uint32_t l = 0; l < c.n_layers; ++l) {
-      const std::string p = "blk." + std::to_string(l) + ".";
-      add(p + "attn_q.weight", D, D);
-      add(p + "attn_k.weight", KVD, D);
-      add(p + "attn_v.weight", KVD, D);
-      add(p + "attn_output.weight", D, D);
-      add(p + "ffn_gate.weight", H, D);
-      add(p + "ffn_down.weight", D, H);
-      add(p + "ffn_up.weight", H, D);
-    }
+    for (std::uint32_t l = 0; l < c.n_layers; ++l)
+      for (const auto& lm : detail::layer_matrices<P>(c)) add("blk." + std::to_string(l) + "." + lm.name, lm.rows, lm.cols);
     if (!c.shared_classifier) add("output.weight", V, D);
     if (fits && total > 0) {
       if (auto arena = aligned_buffer<std::byte>::make_pages(total)) {
@@ -3257,14 +3270,9 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
     const std::string p = "blk." + std::to_string(l) + ".";
     auto& L = w.layers[l];
     if (!(L.attn_norm = b.vec(p + "attn_norm.weight", D, err))) return err;
-    if (!b.mat(p + "attn_q.weight", D, D, L.wq, err)) return err;
-    if (!b.mat(p + "attn_k.weight", KVD, D, L.wk, err)) return err;
-    if (!b.mat(p + "attn_v.weight", KVD, D, L.wv, err)) return err;
-    if (!b.mat(p + "attn_output.weight", D, D, L.wo, err)) return err;
     if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
-    if (!b.mat(p + "ffn_gate.weight", H, D, L.w1, err)) return err;
-    if (!b.mat(p + "ffn_down.weight", D, H, L.w2, err)) return err;
-    if (!b.mat(p + "ffn_up.weight", H, D, L.w3, err)) return err;
+    for (const auto& lm : detail::layer_matrices<P>(c))
+      if (!b.mat(p + lm.name, lm.rows, lm.cols, L.*lm.member, err)) return err;
   }
   if (!(w.output_norm = b.vec("output_norm.weight", D, err))) return err;
   if (c.shared_classifier) {
