@@ -8,6 +8,14 @@ include_guard(GLOBAL)
 
 file(GLOB EDGELM_TEST_SOURCES CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/test_*.cpp")
 list(SORT EDGELM_TEST_SOURCES)
+# EDGELM_X86_NO_SANITIZE (sanitize preset): the x86 kernels are uninstrumented in edgelm_tests, and
+# tests/test_x86_paths.cpp becomes its own binary, edgelm_x86_tests, with them instrumented.
+set(_edgelm_x86_test_source "${PROJECT_SOURCE_DIR}/tests/test_x86_paths.cpp")
+if(EDGELM_X86_NO_SANITIZE AND EXISTS "${_edgelm_x86_test_source}")
+  list(REMOVE_ITEM EDGELM_TEST_SOURCES "${_edgelm_x86_test_source}")
+else()
+  set(_edgelm_x86_test_source "")
+endif()
 
 if(NOT EDGELM_DOCTEST_FOUND)
   message(WARNING "edgelm: doctest/doctest.h not found (apt-get install doctest-dev): tests not built")
@@ -34,6 +42,17 @@ else()
   # ctest prepends CMAKE_CROSSCOMPILING_EMULATOR (node) for the wasm build.
   add_test(NAME unit COMMAND edgelm_tests)
   set_tests_properties(unit PROPERTIES LABELS "unit" TIMEOUT 1800)
+  if(_edgelm_x86_test_source)
+    target_compile_definitions(edgelm_tests PRIVATE EDGELM_X86_NO_SANITIZE)
+    add_executable(edgelm_x86_tests "${PROJECT_SOURCE_DIR}/tests/main.cpp" "${_edgelm_x86_test_source}")
+    target_link_libraries(edgelm_x86_tests PRIVATE edgelm::edgelm edgelm::highway edgelm::third_party_headers)
+    target_include_directories(edgelm_x86_tests PRIVATE "${PROJECT_SOURCE_DIR}/tests")
+    target_compile_definitions(edgelm_x86_tests PRIVATE EDGELM_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
+    set_target_properties(edgelm_x86_tests PROPERTIES RUNTIME_OUTPUT_DIRECTORY "${CMAKE_BINARY_DIR}")
+    edgelm_warnings(edgelm_x86_tests)
+    add_test(NAME unit_x86 COMMAND edgelm_x86_tests)
+    set_tests_properties(unit_x86 PROPERTIES LABELS "unit" TIMEOUT 1800)
+  endif()
 endif()
 
 # CLI golden tests: text, logits, tokenizer and error bars against ../shared/models/golden.

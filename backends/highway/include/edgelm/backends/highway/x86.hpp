@@ -72,6 +72,17 @@
 #include <immintrin.h>
 #endif
 
+// EDGELM_X86_NO_SANITIZE (the sanitize preset sets it for every target but edgelm_x86_tests): the
+// kernels below are compiled without ASan/UBSan instrumentation. Instrumenting their unrolled
+// AVX-512 bodies costs clang 14 minutes per translation unit; edgelm_x86_tests (tests/test_x86_paths.cpp)
+// is the one binary that checks them instrumented, and everything around them (loaders, model,
+// session) stays instrumented everywhere.
+#if defined(EDGELM_X86_NO_SANITIZE)
+#define EDGELM_X86_NOSAN __attribute__((no_sanitize("address", "undefined")))
+#else
+#define EDGELM_X86_NOSAN
+#endif
+
 namespace edgelm::backends::x86 {
 
 namespace detail {
@@ -220,7 +231,7 @@ inline void pf_panel(const WB* w, std::size_t nb, unsigned rows, std::size_t kc)
 
 }  // namespace detail
 
-#define EDGELM_X86_T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#define EDGELM_X86_T512 EDGELM_X86_NOSAN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define EDGELM_X86_I512 EDGELM_X86_T512 inline __attribute__((always_inline))
 
 namespace detail::k512 {
@@ -418,7 +429,7 @@ EDGELM_X86_T512 inline void mv_pass(float* y, const WB* w, std::size_t nb, unsig
 
 // ---- the same decode with AVX512-VBMI (Ice Lake, Zen 4 and later): one 64-byte load per row and
 // quad (plus the tail of the quad) feeds both the quants (vpermt2b) and the scales (vpermt2w).
-#define EDGELM_X86_T512V __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
+#define EDGELM_X86_T512V EDGELM_X86_NOSAN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi,avx2,fma,f16c")))
 #define EDGELM_X86_I512V EDGELM_X86_T512V inline __attribute__((always_inline))
 
 // Row quad (blocks w[0..NQ)) x T tokens: v[t] = token t's partial sums (chunk j = block j), r = a
@@ -1007,7 +1018,7 @@ EDGELM_X86_T512 inline void matmul_f32(float* y, std::size_t ldy, const float* w
 // ---------------------------------------------------------------------------------------------
 // AVX2 + FMA + F16C (8 rows in the 8 lanes of a ymm)
 // ---------------------------------------------------------------------------------------------
-#define EDGELM_X86_T256 __attribute__((target("avx2,fma,f16c")))
+#define EDGELM_X86_T256 EDGELM_X86_NOSAN __attribute__((target("avx2,fma,f16c")))
 #define EDGELM_X86_I256 EDGELM_X86_T256 inline __attribute__((always_inline))
 
 namespace detail::k256 {
@@ -1447,7 +1458,7 @@ EDGELM_X86_T256 inline void matmul_f32(float* y, std::size_t ldy, const float* w
 // whose panel holds unsigned bytes as the AVX-512 one (q4_0 nibbles, q8_0 w + 128; 8 rows) and one
 // vpdpbusd per 4 activations; decode stays on the AVX2 kernels (bound by memory). Same values.
 // ---------------------------------------------------------------------------------------------
-#define EDGELM_X86_TVNNI __attribute__((target("avx2,fma,f16c,avxvnni")))
+#define EDGELM_X86_TVNNI EDGELM_X86_NOSAN __attribute__((target("avx2,fma,f16c,avxvnni")))
 #define EDGELM_X86_IVNNI EDGELM_X86_TVNNI inline __attribute__((always_inline))
 
 namespace detail::kvnni {
