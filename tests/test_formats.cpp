@@ -1089,7 +1089,7 @@ TEST_CASE("loader: the tiny models load and run; shapes and types are checked ag
     REQUIRE(m);
     auto st = m->net.make_state(4);
     REQUIRE(st);
-    auto logits = m->net.forward(*st, m->tok.bos(), 0);
+    auto logits = m->net.forward(*st, m->tok.bos_id(), 0);
     REQUIRE(logits.size() == 8);
     for (float x : logits) CHECK(std::isfinite(x));
     CHECK(m->tok.encode("b", true) == std::vector<edgelm::tokenizer::token>{1, 4});

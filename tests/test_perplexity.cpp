@@ -54,7 +54,7 @@ struct mock_model {
   struct tok_type {
     bool bos_first = true;
     bool add_bos() const { return bos_first; }
-    std::int32_t bos() const { return 1; }
+    std::int32_t bos_id() const { return 1; }
   } tok;
   edgelm::model_config cfg;
   const edgelm::model_config& config() const { return cfg; }

@@ -114,6 +114,24 @@ TEST_CASE("stream: session generate() stops at a stop string and a stop token; s
   std::string cut;
   REQUIRE(s->generate("Once upon a time", g, [&](std::string_view p) { cut += p; return true; }));
   CHECK(cut == full.substr(0, full.find(stop)));
+  {
+    // The token a stop string ended on is in the conversation but was never run: a prompt that continues
+    // the conversation must not take its cache slot as computed. Logits equal a fresh session's.
+    auto s2 = S::create(*m, {.context = 256});  // (s ran these positions before, with the same tokens)
+    REQUIRE(s2);
+    std::string cut2;
+    REQUIRE(s2->generate("Once upon a time", g, [&](std::string_view p) { cut2 += p; return true; }));
+    CHECK(cut2 == cut);
+    std::vector<std::int32_t> more(s2->tokens().begin(), s2->tokens().end());
+    const auto tail = m->tok.encode(" The end.", false);
+    more.insert(more.end(), tail.begin(), tail.end());
+    REQUIRE(s2->set_tokens(more));
+    auto fresh = S::create(*m, {.context = 256});
+    REQUIRE(fresh);
+    REQUIRE(fresh->set_tokens(more));
+    REQUIRE(s2->logits().size() == fresh->logits().size());
+    CHECK(std::equal(s2->logits().begin(), s2->logits().end(), fresh->logits().begin()));
+  }
   // a stop token: the greedy text up to (not including) that token's first occurrence
   g.stop.clear();
   auto ids = m->tok.encode("Once upon a time", true);
@@ -146,7 +164,7 @@ TEST_CASE("stream: session generate() stops at a stop string and a stop token; s
   {
     std::int32_t prev = ids.back();
     for (std::size_t i = 0; i < first; ++i) {
-      expect += m->tok.decode(prev, gen[i]);
+      expect += m->tok.sentencepiece()->decode(prev, gen[i]);
       prev = gen[i];
     }
   }

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz/model_builders.hpp"
 #include "test_util.hpp"
 
 #if defined(EDGELM_HAVE_TOKENIZER_JSON)
@@ -353,6 +354,109 @@ TEST_CASE("GGUF tokenizer.ggml.model = gpt2 gives the same ids as the tokenizer.
   auto spm = tokenizer::from_data(*td);
   REQUIRE_FALSE(spm);
   CHECK(spm.error().code == errc::bad_tokenizer);
+}
+
+TEST_CASE("SentencePiece vocabularies match control tokens written in text as llama.cpp does (stories260K.gguf)") {
+  // Reference ids: llama.cpp's llama-tokenize (node-llama-cpp 3.21.1's build, which parses special tokens by
+  // default), `llama-tokenize -m stories260K.gguf -p TEXT --ids`. The text after a control token gets the
+  // dummy-prefix space again (410 = "▁").
+  EDGELM_SHARED_FILE(gguf, "stories260K.gguf");
+  auto fs = file_storage::open(gguf);
+  REQUIRE(fs);
+  auto t = load_text_tokenizer(fs->bytes());
+  REQUIRE(t);
+  const std::pair<const char*, std::vector<std::int32_t>> cases[] = {
+      {"a</s>b<s> c", {1, 261, 2, 268, 1, 410, 280}},
+      {"<s>", {1, 1}},
+      {"x <unk> y</s>", {1, 410, 444, 410, 0, 410, 348, 2}},
+      {"Once upon</s>  a <s>time", {1, 403, 407, 2, 410, 410, 261, 410, 1, 378}},
+      {"</s></s>", {1, 2, 2}},
+      {"<s>[INST] hi [/INST]", {1, 1, 410, 508, 442, 458, 437, 434, 509, 270, 417, 410, 508, 492, 442, 458, 437, 434, 509}},
+  };
+  for (const auto& [text, ids] : cases) {
+    CAPTURE(text);
+    CHECK(ids_str(t->encode(text, true)) == ids_str(ids));
+  }
+  // parse_special = false: the same characters are plain text
+  const auto plain = t->encode("a</s>b", true, false);
+  CHECK(std::find(plain.begin(), plain.end(), 2) == plain.end());
+  CHECK(t->decode(plain) == "a</s>b");
+  // the end-of-generation set of a Llama vocabulary is its EOS
+  CHECK(std::vector<std::int32_t>(t->stop_tokens().begin(), t->stop_tokens().end()) == std::vector<std::int32_t>{2});
+}
+
+TEST_CASE("a llama GGUF with a byte-level BPE vocabulary (as SmolLM2's) loads as a model: ids, end-of-turn stops, template") {
+  // The gpt2-style vocabulary (ids from Hugging Face tokenizers through its tokenizer.json, test above) embedded
+  // in a tiny random llama, with the end-of-turn id and chat template keys llama.cpp's converter writes.
+  const std::string tj = slurp(data_dir() + "/gpt2-style/tokenizer.json");
+  auto j = nlohmann::json::parse(tj, nullptr, false);
+  REQUIRE(j.is_object());
+  std::vector<std::string> tokens(j["model"]["vocab"].size() + j["added_tokens"].size());
+  std::vector<std::int32_t> types(tokens.size(), 1);
+  for (auto it = j["model"]["vocab"].begin(); it != j["model"]["vocab"].end(); ++it) tokens[it.value().get<std::size_t>()] = it.key();
+  for (const auto& a : j["added_tokens"]) {
+    tokens[a["id"].get<std::size_t>()] = a["content"].get<std::string>();
+    types[a["id"].get<std::size_t>()] = 3;
+  }
+  std::vector<std::string> merges;
+  for (const auto& m : j["model"]["merges"]) merges.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+  const auto n = static_cast<std::int64_t>(tokens.size());
+  // an extra control token as the end of a turn
+  tokens.push_back("<|im_end|>");
+  types.push_back(3);
+  const auto im_end = static_cast<std::uint32_t>(tokens.size() - 1);
+  const auto eot = static_cast<std::uint32_t>(n - 1);
+  edgelm_test::tiny_llama p;
+  p.vocab = n + 1;
+  p.with_tokenizer = false;
+  auto spec = edgelm_test::tiny_llama_gguf(p);
+  const std::string tpl = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}";
+  spec.set("tokenizer.ggml.model", edgelm_test::g_str("gpt2"));
+  spec.set("tokenizer.ggml.pre", edgelm_test::g_str("gpt-2"));
+  spec.set("tokenizer.ggml.tokens", edgelm_test::g_strs(tokens));
+  spec.set("tokenizer.ggml.merges", edgelm_test::g_strs(merges));
+  spec.set("tokenizer.ggml.token_type", edgelm_test::g_i32s(types));
+  spec.set("tokenizer.ggml.bos_token_id", edgelm_test::g_u32(eot));
+  spec.set("tokenizer.ggml.eos_token_id", edgelm_test::g_u32(eot));
+  spec.set("tokenizer.ggml.eot_token_id", edgelm_test::g_u32(im_end));
+  spec.set("tokenizer.chat_template", edgelm_test::g_str(tpl));
+  auto m = edgelm::load<f32>(memory_storage(spec.build()));
+  REQUIRE_MESSAGE(m, (m ? "" : m.error().message()));
+  CHECK(m->tok.type() == text_tokenizer::kind::bpe);
+  CHECK(m->tok.chat_template() == tpl);
+  const auto jt = load_dir("gpt2-style");
+  for (const auto& t : texts()) {
+    if (t.find("<|im_end|>") != std::string::npos) continue;  // a special token here, text in gpt2-style's own vocabulary
+    CAPTURE(t);
+    CHECK(ids_str(m->tok.encode(t, true)) == ids_str(jt.encode(t, true)));
+  }
+  CHECK(m->tok.is_stop(static_cast<std::int32_t>(eot)));
+  CHECK(m->tok.is_stop(static_cast<std::int32_t>(im_end)));
+  CHECK(m->tok.encode("hi<|im_end|>", false).back() == static_cast<std::int32_t>(im_end));
+
+  auto s = session<std::remove_reference_t<decltype(*m)>>::create(*m, {});
+  REQUIRE(s);
+  // greedy text: the streamed pieces are the decoded generated ids
+  generate_options g;
+  g.temperature = 0;
+  g.max_tokens = 12;
+  g.stop_at_eos = false;
+  std::string out;
+  auto st = s->generate("Hello world", g, [&](std::string_view piece) { out += piece; return true; });
+  REQUIRE(st);
+  CHECK(st->generated_tokens == 12);
+  const auto& all = s->tokens();
+  const std::vector<std::int32_t> gen(all.begin() + st->prompt_tokens, all.end());
+  REQUIRE(gen.size() == 12);
+  CHECK(out == m->tok.decode(gen));
+  // the file's end-of-turn token ends a generation (forced here by a logit bias), and is not text
+  g.stop_at_eos = true;
+  g.logit_bias = {{static_cast<std::int32_t>(im_end), 100.0f}};
+  out.clear();
+  st = s->generate("Hello world", g, [&](std::string_view piece) { out += piece; return true; });
+  REQUIRE(st);
+  CHECK(st->generated_tokens == 0);
+  CHECK(out.empty());
 }
 
 TEST_CASE("text_tokenizer over the SentencePiece tokenizer keeps llama2.c's ids (tok512.bin)") {

@@ -410,12 +410,14 @@ int cmd_run(const options& o) {
 
   // Prompt: BOS + text (an empty prompt is BOS alone). Print it as run.c does, piece by piece.
   const auto t_prompt0 = clock_type::now();
-  const auto ids = m->tok.encode(o.prompt, true);
+  auto ids = m->tok.encode(o.prompt, true);
+  if (ids.empty() && m->tok.bos()) ids.push_back(*m->tok.bos());
   auto pr = s->set_tokens(ids);
   if (!pr) return fail(err_text(pr.error()));
   const auto t_prompt = clock_type::now();
   if (!o.print_ids)
-    for (std::size_t i = 1; i < ids.size(); ++i) safe_print(m->tok.decode(ids[i - 1], ids[i]));
+    for (std::size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] != m->tok.bos_id()) safe_print(m->tok.decode_piece(ids[i], i == 0 || ids[i - 1] == m->tok.bos_id()));
   s->reset_sampler(o.gen.sampling());
   s->set_logprobs(static_cast<std::uint32_t>(o.logprobs));
   std::vector<std::int32_t> generated;
@@ -427,7 +429,7 @@ int cmd_run(const options& o) {
       for (const auto& c : r->top) std::fprintf(stderr, " %d:%.6f", c.token, static_cast<double>(c.logprob));
       std::fprintf(stderr, "\n");
     }
-    if (r->done && (r->token == m->tok.bos() || r->token == m->tok.eos())) break;
+    if (r->done && r->piece.empty()) break;  // BOS or an end-of-generation token: not text
     generated.push_back(r->token);
     if (o.print_ids) std::printf(generated.size() == 1 ? "%d" : " %d", r->token);
     else safe_print(r->piece);
@@ -644,10 +646,13 @@ int cmd_inspect(const options& o) {
   } else {
     std::size_t counts[7] = {};
     for (auto ty : td.types) ++counts[static_cast<int>(ty)];
-    std::printf("tokenizer: SentencePiece BPE, %zu tokens (normal %zu, control %zu, byte %zu, unknown %zu, user %zu, unused %zu), "
-                "bos %d eos %d unk %d, add_bos %s, max piece %u bytes\n",
-                td.pieces.size(), counts[1], counts[3], counts[6], counts[2], counts[4], counts[5], td.bos_id, td.eos_id, td.unk_id,
-                td.add_bos ? "yes" : "no", td.max_token_length);
+    const std::string kind = td.model == "gpt2" ? "byte-level BPE (" + std::to_string(td.merges.size()) + " merges, pre-tokenizer " +
+                                                      (td.pre.empty() ? std::string("default") : td.pre) + ")"
+                                                : std::string("SentencePiece BPE");
+    std::printf("tokenizer: %s, %zu tokens (normal %zu, control %zu, byte %zu, unknown %zu, user %zu, unused %zu), "
+                "bos %d eos %d unk %d, add_bos %s, max piece %u bytes%s\n",
+                kind.c_str(), td.pieces.size(), counts[1], counts[3], counts[6], counts[2], counts[4], counts[5], td.bos_id, td.eos_id, td.unk_id,
+                td.add_bos ? "yes" : "no", td.max_token_length, td.chat_template.empty() ? "" : ", chat template");
   }
   return 0;
 }
@@ -667,7 +672,7 @@ int cmd_bench(const options& o) {
   std::uint64_t rng = 0x9E3779B97F4A7C15ull;
   for (std::size_t i = 0; i < prompt.size(); ++i) {
     rng = rng * 6364136223846793005ull + 1442695040888963407ull;
-    prompt[i] = i == 0 ? m->tok.bos() : static_cast<std::int32_t>((rng >> 33) % vocab);
+    prompt[i] = i == 0 ? std::max(m->tok.bos_id(), 0) : static_cast<std::int32_t>((rng >> 33) % vocab);
   }
   for (long threads : o.threads) {
     auto eng = make_engine(threads);
@@ -690,7 +695,7 @@ int cmd_bench(const options& o) {
       }
     };
     auto run_tg = [&] {
-      std::int32_t tok = m->tok.bos();
+      std::int32_t tok = std::max(m->tok.bos_id(), 0);
       for (long pos = 0; pos < tg; ++pos) tok = edgelm::argmax(m->net.forward(*st, tok, static_cast<std::uint32_t>(pos)));
     };
     auto mean_s = [&](auto&& f) {

@@ -13,6 +13,7 @@
 #include "model/transformer.hpp"
 #include "storage/storage.hpp"
 #include "tokenizer/sentencepiece.hpp"
+#include "tokenizer/text_tokenizer.hpp"
 
 namespace edgelm {
 
@@ -24,11 +25,11 @@ struct load_options {
   bool repack = true;
 };
 
-// A transformer together with its tokenizer.
+// A transformer together with its tokenizer (SentencePiece-style or byte-level BPE, text_tokenizer.hpp).
 template <precision P, class K = kernels::scalar>
 struct model {
   transformer<P, K> net;
-  edgelm::tokenizer tok;
+  edgelm::text_tokenizer tok;
 
   const model_config& config() const noexcept { return net.config(); }
 };
@@ -55,7 +56,7 @@ inline result<tokenizer> load_tokenizer(std::span<const std::byte> bytes, std::u
 
 namespace detail {
 template <precision P, class K>
-result<model<P, K>> finish_load(model_file mf, result<tokenizer> tok, const load_options& o) {
+result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
   if (!tok) return tok.error();
   if (tok->vocab_size() != mf.config.vocab_size)
     return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " + std::to_string(mf.config.vocab_size));
@@ -92,15 +93,22 @@ template <precision P, class K = kernels::scalar>
 result<model<P, K>> load(model_file mf, const load_options& o = {}) {
   if (mf.tokenizer.pieces.empty())
     return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = tokenizer::from_data(mf.tokenizer);
+  auto tok = text_tokenizer::from_data(mf.tokenizer);
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 
 // Load from an already parsed file with a separate tokenizer file (llama2.c .bin + tokenizer.bin, or any
-// model + a GGUF vocabulary).
+// model + a GGUF vocabulary or a tokenizer.json).
 template <precision P, class K = kernels::scalar, storage T>
 result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_options& o = {}) {
-  auto tok = load_tokenizer(tokenizer_storage.bytes(), mf.config.vocab_size);
+  const auto bytes = tokenizer_storage.bytes();
+  auto tok = is_gguf(bytes) || detail::starts_json_object(bytes)
+                 ? load_text_tokenizer(bytes)
+                 : [&]() -> result<text_tokenizer> {  // llama2.c tokenizer.bin: its layout depends on the vocabulary size
+                     auto t = load_tokenizer(bytes, mf.config.vocab_size);
+                     if (!t) return t.error();
+                     return text_tokenizer(std::move(*t));
+                   }();
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 

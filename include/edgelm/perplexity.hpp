@@ -94,7 +94,7 @@ result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_
     // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target. They run
     // in batches (writing position pos overwrites the previous chunk's cache); only batches holding
     // scored positions compute logits.
-    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) chunk[pos] = (pos == 0 && add_bos) ? m.tok.bos() : tokens[start + pos];
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) chunk[pos] = (pos == 0 && add_bos) ? m.tok.bos_id() : tokens[start + pos];
     for (std::uint32_t pos = 0; pos + 1 < n_ctx;) {
       const std::uint32_t b = std::min<std::uint32_t>(st->max_batch, n_ctx - 1 - pos);
       const bool scored = pos + b > first;

@@ -38,7 +38,8 @@ struct generate_options {
   float frequency_penalty = 0.0f;
   std::vector<std::pair<std::int32_t, float>> logit_bias;
   std::uint64_t seed = 0;
-  bool stop_at_eos = true;         // stop on EOS (and always on BOS, as llama2.c)
+  bool stop_at_eos = true;         // stop on the tokenizer's end-of-generation tokens (EOS, <|im_end|>, <|eot_id|>...:
+                                   // text_tokenizer::stop_tokens()); always on BOS, as llama2.c
   std::vector<std::int32_t> stop_tokens;  // more tokens that end the generation (not printed)
   std::vector<std::string> stop;   // stop strings: the text ends before the first one (not printed)
 
@@ -133,7 +134,8 @@ class session {
     for (auto t : ids)
       if (t < 0 || static_cast<std::size_t>(t) >= m_->config().vocab_size) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
     std::size_t keep = 0;
-    while (keep < tokens_.size() && keep < ids.size() && tokens_[keep] == ids[keep]) ++keep;
+    const std::size_t cached = tokens_.size() - (last_unfed_ ? 1 : 0);  // tokens whose keys/values are in the cache
+    while (keep < cached && keep < ids.size() && tokens_[keep] == ids[keep]) ++keep;
     if (keep == ids.size()) --keep;  // re-run the last token to get its logits
     reused_ = static_cast<std::uint32_t>(keep);
     stream_.reset();  // text held from an earlier generation belongs to it
@@ -141,6 +143,7 @@ class session {
     pending_.assign(ids.begin() + static_cast<std::ptrdiff_t>(keep), ids.end());
     next_ = 0;
     have_logits_ = false;
+    last_unfed_ = false;
     return {};
   }
 
@@ -176,16 +179,16 @@ class session {
     return false;
   }
 
-  // Tokenize `text` (BOS first if the tokenizer wants it) and make it the prompt.
-  result<void> prompt(std::string_view text) {
-    auto ids = m_->tok.encode(text, m_->tok.add_bos() || text.empty());
-    return set_tokens(ids);
-  }
+  // Tokenize `text` (with the tokenizer's own special tokens around it: BOS for Llama; parse_special: special
+  // tokens written in the text become their ids, false for untrusted text) and make it the prompt. An empty
+  // text is BOS alone.
+  result<void> prompt(std::string_view text, bool parse_special = true) { return set_tokens(encode_prompt(text, true, parse_special)); }
   // The same, queued for step(budget) / prefill(budget).
-  result<void> begin_prompt(std::string_view text) {
-    auto ids = m_->tok.encode(text, m_->tok.add_bos() || text.empty());
-    return begin_tokens(ids);
-  }
+  result<void> begin_prompt(std::string_view text, bool parse_special = true) { return begin_tokens(encode_prompt(text, true, parse_special)); }
+  // A rendered chat conversation (the chat template writes its own BOS, as Hugging Face's apply_chat_template):
+  // its special tokens are parsed and nothing is added. The longest prefix already in the KV cache is kept, so
+  // a conversation that grows turn by turn prefills only the new turn.
+  result<void> prompt_rendered(std::string_view text) { return set_tokens(encode_prompt(text, false, true)); }
 
   // Feed one more token (e.g. a user turn), computing its logits.
   result<void> feed(std::int32_t t) {
@@ -193,6 +196,11 @@ class session {
     if (t < 0 || static_cast<std::size_t>(t) >= m_->config().vocab_size) return make_error(errc::invalid_argument, "token id outside the vocabulary");
     if (tokens_.size() >= st_.context) return make_error(errc::context_overflow, "the context is full");
     stream_.reset();  // a fed token starts a new turn
+    if (last_unfed_) {  // the token a stop string ended on: into the cache first
+      m_->net.forward(st_, std::span<const std::int32_t>(&tokens_.back(), 1), static_cast<std::uint32_t>(tokens_.size() - 1), logits_for::none);
+      last_unfed_ = false;
+      if (tokens_.size() >= st_.context) return make_error(errc::context_overflow, "the context is full");
+    }
     feed_one(t);
     return {};
   }
@@ -231,24 +239,26 @@ class session {
       r.top = top_;
     }
     const bool stop_token = std::find(stop_tokens_.begin(), stop_tokens_.end(), t) != stop_tokens_.end();
-    if (t == m_->tok.bos() || (stop_at_eos_ && t == m_->tok.eos()) || stop_token) {
+    if (t == m_->tok.bos_id() || (stop_at_eos_ && m_->tok.is_stop(t)) || stop_token) {
       r.done = true;
       r.stopped = stop_token;
       r.text = stream_.flush();
       return r;
     }
-    r.piece = m_->tok.decode(tokens_.back(), t);
+    r.piece = m_->tok.decode_piece(t, tokens_.back() == m_->tok.bos_id());
     r.text = stream_.push(r.piece);
     if (stream_.stopped()) {  // a stop string: the token is part of the conversation, the text ends
       r.done = r.stopped = true;
-      tokens_.push_back(t);
+      tokens_.push_back(t);  // (its keys/values are computed only if the conversation goes on: feed())
       have_logits_ = false;
+      last_unfed_ = true;
       return r;
     }
     if (tokens_.size() >= st_.context) {  // no room to run it: report it, then stop
       r.done = true;
       tokens_.push_back(t);
       have_logits_ = false;
+      last_unfed_ = true;
       r.text = flush_after(r.text);
       return r;
     }
@@ -284,6 +294,20 @@ class session {
     if (!sv) return sv.error();
     auto pr = prompt(prompt_text);
     if (!pr) return pr.error();
+    return continue_generation(o, std::forward<F>(on_piece));
+  }
+
+  // Stream up to max_tokens pieces from where the conversation is (after prompt(), prompt_rendered(),
+  // set_tokens() or feed()); the stats count the prompt as the tokens in the conversation so far.
+  template <class F>
+  result<generation_stats> continue_generation(const generate_options& o, F&& on_piece) {
+    auto sv = validate(o.sampling(), m_->config().vocab_size);
+    if (!sv) return sv.error();
+    if (pending() > 0) {
+      auto d = prefill();
+      if (!d) return d.error();
+    }
+    if (!have_logits_) return make_error(errc::invalid_argument, "generation before a prompt");
     generation_stats st;
     st.prompt_tokens = static_cast<std::uint32_t>(tokens_.size());
     st.reused_tokens = reused_;
@@ -308,6 +332,12 @@ class session {
   }
 
  private:
+  std::vector<std::int32_t> encode_prompt(std::string_view text, bool add_special, bool parse_special) const {
+    auto ids = m_->tok.encode(text, add_special, parse_special);
+    if (ids.empty() && m_->tok.bos()) ids.push_back(*m_->tok.bos());
+    return ids;
+  }
+
   // The text of a final step: what it released plus what the stream still held.
   std::string_view flush_after(std::string_view released) {
     final_.assign(released);  // (released views the stream's buffer, which flush() reuses)
@@ -331,6 +361,7 @@ class session {
   double ns_per_token_ = 0;  // measured prefill cost, for budgeted batches
   std::uint32_t reused_ = 0;
   bool have_logits_ = false;
+  bool last_unfed_ = false;  // tokens_.back() was sampled but never run (a stop string or a full context ended there)
   bool stop_at_eos_ = true;
   std::vector<std::int32_t> stop_tokens_;
   text_stream stream_;

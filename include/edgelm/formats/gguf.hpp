@@ -401,6 +401,16 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
   td.bos_id = *bos;
   td.eos_id = *eos;
   td.unk_id = *unk;
+  for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
+    if (!g.find(key)) continue;
+    auto e = id(key, 0);
+    if (!e) return e.error();
+    td.eog_ids.push_back(*e);
+  }
+  if (const gguf_value* t = g.find("tokenizer.chat_template")) {
+    if (t->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "tokenizer.chat_template");
+    td.chat_template = t->s;
+  }
   if (byte_level) {
     // merges ("left right", rank order) and the pre-tokenizer's name
     const gguf_value* merges = g.find("tokenizer.ggml.merges");

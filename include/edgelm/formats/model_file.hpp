@@ -108,6 +108,8 @@ struct tokenizer_data {
   std::int32_t unk_id = 0;
   bool add_bos = true;
   bool add_space_prefix = true;   // SentencePiece dummy prefix
+  std::vector<std::int32_t> eog_ids;  // GGUF tokenizer.ggml.eot_token_id / eom_token_id: more end-of-generation tokens
+  std::string chat_template;      // GGUF tokenizer.chat_template ("" when none)
   std::uint32_t max_token_length = 0;
 };
 

@@ -12,6 +12,8 @@
 // into U+FFFD, edgelm returns the bytes), and for every text whose characters the vocabulary or its byte
 // fallback covers with the SentencePiece-style ones (NFC normalisation is the exception: it is lossy by design).
 #pragma once
+#include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 #include <optional>
@@ -40,18 +42,20 @@ class text_tokenizer {
   enum class kind : std::uint8_t { sentencepiece, bpe };
 
   text_tokenizer() = default;
-  explicit text_tokenizer(tokenizer spm) : kind_(kind::sentencepiece), spm_(std::move(spm)) {}
-  explicit text_tokenizer(bpe_tokenizer bpe) : kind_(kind::bpe), bpe_(std::move(bpe)) {}
+  explicit text_tokenizer(tokenizer spm) : kind_(kind::sentencepiece), spm_(std::move(spm)) { finish_setup({}); }
+  explicit text_tokenizer(bpe_tokenizer bpe) : kind_(kind::bpe), bpe_(std::move(bpe)) { finish_setup({}); }
 
   kind type() const noexcept { return kind_; }
   std::size_t vocab_size() const noexcept { return kind_ == kind::bpe ? bpe_.vocab_size() : spm_.vocab_size(); }
 
   // Text -> ids. add_special: what the tokenizer adds around a text (BOS for Llama, nothing for GPT-2 / Qwen2;
-  // Hugging Face's add_special_tokens). parse_special: special tokens written in the text ("<|im_end|>") become
-  // their ids, as Hugging Face does by default; pass false for untrusted user text. (The SentencePiece-style
-  // tokenizer never matches control tokens in text, whatever parse_special says.) Any bytes are accepted.
+  // Hugging Face's add_special_tokens). parse_special: special tokens written in the text ("<|im_end|>", "<s>")
+  // become their ids, as Hugging Face and llama.cpp do by default; pass false for untrusted user text. Any bytes
+  // are accepted. SentencePiece-style vocabularies match their control and unknown tokens when parse_special and
+  // their user-defined tokens always, and each run of text between them is encoded with the dummy prefix
+  // (llama.cpp's partition; Hugging Face's Llama tokenizer.json behaves the same through its Prepend normalizer).
   std::vector<token> encode(std::string_view text, bool add_special = true, bool parse_special = true) const {
-    if (kind_ == kind::sentencepiece) return spm_.encode(text, add_special && spm_.add_bos(), false);
+    if (kind_ == kind::sentencepiece) return encode_spm(text, add_special && spm_.add_bos(), parse_special);
     std::vector<token> out;
     out.reserve(text.size() / 3 + 4);
     bpe_.encode(text, add_special, parse_special, out);
@@ -93,6 +97,19 @@ class text_tokenizer {
     if (kind_ == kind::bpe) return bpe_.eos();
     return spm_.eos();
   }
+  token bos_id() const noexcept { return bos().value_or(-1); }  // -1: none
+  token eos_id() const noexcept { return eos().value_or(-1); }
+  // encode(text, true) starts with BOS (SentencePiece add_bos; the post-processor's first token for BPE).
+  bool add_bos() const noexcept {
+    if (kind_ == kind::sentencepiece) return spm_.add_bos();
+    return bpe_.bos() && !bpe_.prefix().empty() && bpe_.prefix()[0] == *bpe_.bos();
+  }
+  // The tokens that end a generation: EOS, the files' end-of-turn ids (GGUF eot / eom), and the special tokens
+  // the chat formats end a turn with (<|im_end|>, <|eot_id|>, <|end|>, <end_of_turn>, <|endoftext|>...), as
+  // llama.cpp's end-of-generation set. Sorted, no duplicates.
+  std::span<const token> stop_tokens() const noexcept { return stops_; }
+  bool is_stop(token id) const noexcept { return std::binary_search(stops_.begin(), stops_.end(), id); }
+
   // Control tokens: BOS/EOS and the added tokens marked special (<|im_start|>, <|eot_id|>...).
   bool is_special(token id) const noexcept {
     if (kind_ == kind::bpe) return bpe_.is_special(id);
@@ -106,20 +123,96 @@ class text_tokenizer {
       if (spm_.piece(static_cast<token>(i)) == piece) return static_cast<token>(i);
     return std::nullopt;
   }
-  // tokenizer_config.json's chat_template ("" when none was given).
-  const std::string& chat_template() const noexcept { return kind_ == kind::bpe ? bpe_.chat_template() : empty_; }
+  // The chat template the files carry: tokenizer_config.json's chat_template or GGUF tokenizer.chat_template
+  // ("" when none was given).
+  const std::string& chat_template() const noexcept {
+    return kind_ == kind::bpe && !bpe_.chat_template().empty() ? bpe_.chat_template() : template_;
+  }
+  // The token's text as the chat template sees it (bos_token / eos_token strings), "" for none.
+  std::string token_text(std::optional<token> id) const {
+    if (!id) return {};
+    if (kind_ == kind::bpe) {
+      const std::string_view b = bpe_.token_bytes(*id);
+      return std::string(b);
+    }
+    return std::string(spm_.piece(*id));
+  }
+
+  // From a vocabulary as read from a file (GGUF "llama" or "gpt2", llama2.c): the encoder it names, the
+  // end-of-generation ids and the chat template it carries.
+  static result<text_tokenizer> from_data(tokenizer_data td);
 
   const tokenizer* sentencepiece() const noexcept { return kind_ == kind::sentencepiece ? &spm_ : nullptr; }
   const bpe_tokenizer* bpe() const noexcept { return kind_ == kind::bpe ? &bpe_ : nullptr; }
 
  private:
   kind kind_ = kind::sentencepiece;
+  std::vector<token> encode_spm(std::string_view text, bool add_bos, bool parse_special) const {
+    std::vector<token> out;
+    if (add_bos) out.push_back(spm_.bos());
+    std::size_t start = 0, i = 0;
+    auto flush = [&](std::size_t end) {
+      if (end <= start) return;
+      const auto part = spm_.encode(text.substr(start, end - start), false);
+      out.insert(out.end(), part.begin(), part.end());
+    };
+    while (i < text.size()) {
+      token hit = -1;
+      std::size_t len = 0;
+      const auto c = static_cast<unsigned char>(text[i]);
+      for (std::uint32_t k = by_first_[c]; k < by_first_[c + 1u]; ++k) {  // the pieces starting with this byte
+        const auto& [piece, id] = specials_[k];
+        if (!parse_special && spm_.data().types[static_cast<std::size_t>(id)] != token_type::user_defined) continue;
+        if (piece.size() > len && text.substr(i, piece.size()) == piece) { hit = id; len = piece.size(); }
+      }
+      if (hit < 0) { ++i; continue; }
+      flush(i);
+      out.push_back(hit);
+      i += len;
+      start = i;
+    }
+    flush(text.size());
+    return out;
+  }
+  void set_specials(std::vector<std::pair<std::string, token>> sp) {
+    std::sort(sp.begin(), sp.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    specials_ = std::move(sp);
+    by_first_.fill(0);
+    for (const auto& e : specials_) ++by_first_[static_cast<unsigned char>(e.first[0]) + 1u];
+    for (std::size_t b = 1; b < by_first_.size(); ++b) by_first_[b] += by_first_[b - 1];
+  }
+  void finish_setup(const tokenizer_data& td) {
+    stops_.clear();
+    auto add_stop = [&](std::optional<token> t) {
+      if (t && *t >= 0 && static_cast<std::size_t>(*t) < vocab_size()) stops_.push_back(*t);
+    };
+    add_stop(eos());
+    for (auto t : td.eog_ids) add_stop(t);
+    static constexpr std::string_view end_of_turn[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+                                                       "<|eom_id|>", "<|end_of_text|>", "<EOT>", "<|END_OF_TURN_TOKEN|>"};
+    for (auto name : end_of_turn)
+      if (auto t = find(name); t && is_special(*t)) add_stop(t);
+    std::sort(stops_.begin(), stops_.end());
+    stops_.erase(std::unique(stops_.begin(), stops_.end()), stops_.end());
+    template_ = td.chat_template;
+  }
+
   tokenizer spm_;
   bpe_tokenizer bpe_;
-  std::string empty_;
+  std::vector<std::pair<std::string, token>> specials_;  // SentencePiece: control / unknown / user-defined pieces, by text
+  std::array<std::uint32_t, 257> by_first_{};            // specials_[by_first_[b] .. by_first_[b + 1]) start with byte b
+  std::vector<token> stops_;
+  std::string template_;
 };
 
 namespace detail {
+// The first byte that is not JSON whitespace is '{' (a tokenizer.json).
+inline bool starts_json_object(std::span<const std::byte> bytes) noexcept {
+  std::size_t i = 0;
+  while (i < bytes.size() && (bytes[i] == std::byte{' '} || bytes[i] == std::byte{'\n'} || bytes[i] == std::byte{'\r'} || bytes[i] == std::byte{'\t'})) ++i;
+  return i < bytes.size() && bytes[i] == std::byte{'{'};
+}
+
 // A GGUF "gpt2" vocabulary -> bpe_source. tokenizer.ggml.pre names the pattern as llama.cpp does.
 inline result<bpe_source> bpe_source_from_gguf(const tokenizer_data& td) {
   bpe_source s;
@@ -166,13 +259,35 @@ inline result<bpe_source> bpe_source_from_gguf(const tokenizer_data& td) {
 }
 }  // namespace detail
 
+inline result<text_tokenizer> text_tokenizer::from_data(tokenizer_data td) {
+  text_tokenizer out;
+  if (td.model == "gpt2") {
+    auto src = detail::bpe_source_from_gguf(td);
+    if (!src) return src.error();
+    auto t = bpe_tokenizer::build(std::move(*src));
+    if (!t) return t.error();
+    out = text_tokenizer(std::move(*t));
+  } else {
+    std::vector<std::pair<std::string, token>> specials;
+    for (std::size_t i = 0; i < td.pieces.size() && i < td.types.size(); ++i) {
+      const token_type ty = td.types[i];
+      if ((ty == token_type::control || ty == token_type::unknown || ty == token_type::user_defined) && !td.pieces[i].empty())
+        specials.emplace_back(td.pieces[i], static_cast<token>(i));
+    }
+    auto t = tokenizer::from_data(td);
+    if (!t) return t.error();
+    out = text_tokenizer(std::move(*t));
+    out.set_specials(std::move(specials));
+  }
+  out.finish_setup(td);
+  return out;
+}
+
 // A tokenizer from its files' bytes: a tokenizer.json (first non-blank byte '{', with config the optional
 // tokenizer_config.json), a GGUF (its embedded vocabulary, "llama" or "gpt2") or a llama2.c tokenizer.bin.
 inline result<text_tokenizer> load_text_tokenizer(std::span<const std::byte> bytes, std::span<const std::byte> config = {}) {
   const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-  std::size_t i = 0;
-  while (i < text.size() && (text[i] == ' ' || text[i] == '\n' || text[i] == '\r' || text[i] == '\t')) ++i;
-  if (i < text.size() && text[i] == '{') {
+  if (detail::starts_json_object(bytes)) {
 #if defined(EDGELM_HAVE_TOKENIZER_JSON)
     auto src = read_tokenizer_json(text, std::string_view(reinterpret_cast<const char*>(config.data()), config.size()));
     if (!src) return src.error();
@@ -181,28 +296,18 @@ inline result<text_tokenizer> load_text_tokenizer(std::span<const std::byte> byt
     return text_tokenizer(std::move(*t));
 #else
     (void)config;
+    (void)text;
     return make_error(errc::bad_tokenizer, "this build reads no tokenizer.json (nlohmann/json.hpp was not found or EDGELM_NO_TOKENIZER_JSON)");
 #endif
   }
   if (bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0) {
     auto td = read_gguf_tokenizer(bytes);
     if (!td) return td.error();
-    if (td->model == "gpt2") {
-      auto src = detail::bpe_source_from_gguf(*td);
-      if (!src) return src.error();
-      auto t = bpe_tokenizer::build(std::move(*src));
-      if (!t) return t.error();
-      return text_tokenizer(std::move(*t));
-    }
-    auto t = tokenizer::from_data(std::move(*td));
-    if (!t) return t.error();
-    return text_tokenizer(std::move(*t));
+    return text_tokenizer::from_data(std::move(*td));
   }
   auto td = read_llama2c_tokenizer(bytes, 0);
   if (!td) return td.error();
-  auto t = tokenizer::from_data(std::move(*td));
-  if (!t) return t.error();
-  return text_tokenizer(std::move(*t));
+  return text_tokenizer::from_data(std::move(*td));
 }
 
 }  // namespace edgelm
