@@ -10,6 +10,7 @@
 #include <edgelm/backends/highway.hpp>
 #include <edgelm/session.hpp>
 #include <edgelm/storage/file_storage.hpp>
+#include <edgelm/text/chat_template.hpp>
 #include <edgelm/text/stream.hpp>
 
 #include "test_util.hpp"
@@ -208,5 +209,43 @@ TEST_CASE("stream: step() log-probabilities equal a double-precision log-softmax
       CHECK(r->top[k].token == idx[k]);
       CHECK(r->top[k].logprob == doctest::Approx(double(l[idx[k]]) - lse).epsilon(1e-5));
     }
+  }
+}
+
+TEST_CASE("stream: a chat rendered turn by turn reuses the KV cache and replies exactly as a fresh session") {
+  EDGELM_SHARED_FILE(path, "stories260K.gguf");
+  auto fs = file_storage::open(path);
+  REQUIRE(fs);
+  auto m = load<f32, backends::highway::kernels>(std::move(*fs));
+  REQUIRE(m);
+  using S = session<model<f32, backends::highway::kernels>>;
+  auto tpl = chat_template::builtin("chatml");
+  REQUIRE(tpl);
+  auto kept = S::create(*m, {.context = 512});
+  REQUIRE(kept);
+  generate_options g;
+  g.temperature = 0;
+  g.max_tokens = 20;
+  std::vector<chat_message> msgs{{"system", "Tell short stories."}};
+  std::uint32_t before = 0;
+  for (const char* user : {"Once upon a time", "What happened next?", "And then?"}) {
+    msgs.push_back({"user", user});
+    auto text = tpl->apply(msgs, {});
+    REQUIRE(text);
+    REQUIRE(kept->prompt_rendered(*text));
+    CHECK(kept->reused_tokens() == before);  // everything of the earlier turns, prompt and reply
+    std::string a;
+    auto st = kept->continue_generation(g, [&](std::string_view p) { a += p; return true; });
+    REQUIRE(st);
+    auto fresh = S::create(*m, {.context = 512});
+    REQUIRE(fresh);
+    REQUIRE(fresh->prompt_rendered(*text));
+    CHECK(fresh->reused_tokens() == 0);
+    std::string b;
+    REQUIRE(fresh->continue_generation(g, [&](std::string_view p) { b += p; return true; }));
+    CHECK(a == b);
+    CHECK(kept->tokens() == fresh->tokens());
+    before = static_cast<std::uint32_t>(kept->tokens().size());
+    msgs.push_back({"assistant", a});
   }
 }

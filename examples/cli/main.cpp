@@ -66,6 +66,9 @@ struct options {
   bool pure = false, q4_0_reference = false;
   bool repack = true;  // --no-repack
   long logprobs = 0;   // run --logprobs N
+  // chat
+  std::string system, chat_template, chat_template_file;
+  bool has_system = false;
 };
 
 // Options of every command that runs the model.
@@ -98,9 +101,16 @@ std::string usage_text(const std::string& cmd) {
            "(log-softmax of the model's logits, before penalties and temperature; the N most likely tokens).\n") +
            engine_help + precision_help;
   if (cmd == "chat")
-    return std::string("usage: edgelm chat -m MODEL [-z TOKENIZER] [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run]\n"
-           "                   [--kernels " EDGELM_CLI_KERNELS "] [--precision P]\n"
-           "Reads one user turn per line from stdin and continues the text; Ctrl-D ends.\n") + engine_help + precision_help;
+    return std::string("usage: edgelm chat -m MODEL [-z TOKENIZER] [--system TEXT] [--chat-template NAME | --chat-template-file FILE]\n"
+           "                   [-n MAX_NEW_TOKENS_PER_TURN] [sampling options as run] [--kernels " EDGELM_CLI_KERNELS "] [--precision P]\n"
+           "Multi-turn chat: one user turn per line from stdin, the reply on stdout. The conversation is rendered\n"
+           "with the model's chat template (GGUF tokenizer.chat_template; --chat-template NAME names a built-in,\n"
+           "see edgelm template --list-templates) and each turn prefills only what the KV cache does not hold yet.\n"
+           "A model without a template continues the text line by line (a base model). Per turn, stderr gets\n"
+           "'[turn N: prompt P tokens, R reused, F prefilled, G generated, X tok/s]'; at the end a total.\n"
+           "/reset starts the conversation over (the system prompt stays), /exit or end of input ends.\n"
+           "A reply ends at the tokenizer's end-of-generation tokens (EOS, <|im_end|>, <|eot_id|>...) or -n.\n") +
+           engine_help + precision_help;
   if (cmd == "tokenize")
     return "usage: edgelm tokenize (-m MODEL | -z TOKENIZER) (-p TEXT | -f FILE) [--no-special]\n"
            "Prints the token ids, space-separated, with the tokens the tokenizer adds (BOS...) unless --no-special\n"
@@ -234,6 +244,9 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (a == "--name") { if (!val(v)) return a + " needs a value"; o.name = v; }
     else if (a == "--pure") o.pure = true;
     else if ((o.command == "tokenize" || o.command == "detokenize") && a == "--no-special") o.no_special = true;
+    else if (o.command == "chat" && a == "--system") { if (!val(v)) return a + " needs a value"; o.system = v; o.has_system = true; }
+    else if (o.command == "chat" && a == "--chat-template") { if (!val(v)) return a + " needs a value"; o.chat_template = v; }
+    else if (o.command == "chat" && a == "--chat-template-file") { if (!val(v)) return a + " needs a value"; o.chat_template_file = v; }
     else if (o.command == "detokenize" && !a.empty() && (std::isdigit(static_cast<unsigned char>(a[0])) != 0)) o.id_args.push_back(a);
     else if (a == "--q4_0-reference") o.q4_0_reference = true;
     else if (o.command == "quantize" && !a.empty() && a[0] != '-' && o.out_file.empty()) {
@@ -459,30 +472,114 @@ int cmd_run(const options& o) {
   return 0;
 }
 
+std::optional<std::string> read_text_file(const std::string& path);  // (defined with perplexity below)
+
 template <class P, class K>
 int cmd_chat(const options& o) {
   auto m = load_model<P, K>(o);
   if (!m) return fail(err_text(m.error()));
+  // The template: a named built-in, a file, or the model's own.
+  std::optional<edgelm::chat_template> tpl;
+  if (!o.chat_template.empty()) {
+    auto t = edgelm::chat_template::builtin(o.chat_template);
+    if (!t) return fail(err_text(t.error()));
+    tpl = std::move(*t);
+  } else if (!o.chat_template_file.empty()) {
+    auto text = read_text_file(o.chat_template_file);
+    if (!text) return fail("cannot read " + o.chat_template_file);
+    auto t = edgelm::chat_template::parse(*text);
+    if (!t) return fail(o.chat_template_file + ": " + err_text(t.error()));
+    tpl = std::move(*t);
+  } else if (!m->tok.chat_template().empty()) {
+    auto t = edgelm::chat_template::parse(m->tok.chat_template());
+    if (!t)
+      return fail("the model's chat template is not supported: " + err_text(t.error()) + "; use --chat-template NAME (one of: " +
+                  edgelm::chat_template::builtin_names() + ")");
+    tpl = std::move(*t);
+  }
+  if (!tpl && o.has_system) return fail("--system needs a chat template: the model has none (use --chat-template NAME)");
   auto eng = make_engine(o.threads[0]);
   if (!eng) return fail(err_text(eng.error()));
   auto s = edgelm::session<edgelm::model<P, K>>::create(*m, session_opts(o, *eng));
   if (!s) return fail(err_text(s.error()));
-  std::string history, line;
-  std::fprintf(stderr, "edgelm chat: type a line, Ctrl-D to end\n> ");
+  edgelm::generate_options g = o.gen;
+  g.max_tokens = static_cast<std::uint32_t>(o.n);
+  auto sv = edgelm::validate(g.sampling(), m->config().vocab_size);
+  if (!sv) return fail(err_text(sv.error()));
+  edgelm::chat_options co;
+  co.add_generation_prompt = true;
+  if (m->tok.bos()) co.bos_token = m->tok.token_text(m->tok.bos());
+  if (m->tok.eos()) co.eos_token = m->tok.token_text(m->tok.eos());
+
+  std::vector<edgelm::chat_message> base, msgs;
+  if (o.has_system) base.push_back({"system", o.system});
+  msgs = base;
+  std::string raw;  // no template: the text so far
+  if (!tpl) std::fprintf(stderr, "edgelm chat: the model has no chat template: each line continues the text\n");
+  std::fprintf(stderr, "edgelm chat: one turn per line; /reset starts over, /exit (or end of input) ends\n");
+  std::uint64_t total_prompt = 0, total_prefilled = 0, total_generated = 0;
+  std::string line;
+  unsigned turn = 0;
   while (std::getline(std::cin, line)) {
-    history += line;
-    edgelm::generate_options g = o.gen;
-    g.max_tokens = static_cast<std::uint32_t>(o.n);
-    std::string reply;
-    auto r = s->generate(history, g, [&](std::string_view p) { reply += p; safe_print(p); std::fflush(stdout); return true; });
-    if (!r) {
-      if (r.error().code == edgelm::errc::context_overflow) { std::fprintf(stderr, "\n(context full; starting over)\n"); history.clear(); continue; }
-      return fail(err_text(r.error()));
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line == "/exit") break;
+    if (line == "/reset") { msgs = base; raw.clear(); std::fprintf(stderr, "(conversation reset)\n"); continue; }
+    if (line.empty()) continue;
+    ++turn;
+    std::string rendered;
+    edgelm::result<void> pr;
+    for (;;) {  // render; while the conversation does not fit the context, drop its oldest turns
+      if (tpl) {
+        msgs.push_back({"user", line});
+        auto r = tpl->apply(msgs, co);
+        msgs.pop_back();
+        if (!r) return fail(r.error().where == "raise_exception" ? "the chat template refused the conversation: " + r.error().msg : err_text(r.error()));
+        rendered = std::move(*r);
+        pr = s->prompt_rendered(rendered);
+      } else {
+        rendered = raw + line;
+        pr = s->prompt(rendered);
+      }
+      if (pr || pr.error().code != edgelm::errc::context_overflow) break;
+      const std::size_t first = base.size();
+      if (tpl && msgs.size() >= first + 2) {
+        msgs.erase(msgs.begin() + static_cast<std::ptrdiff_t>(first), msgs.begin() + static_cast<std::ptrdiff_t>(first + 2));
+      } else if (!tpl && !raw.empty()) {
+        raw.clear();
+      } else {
+        break;
+      }
+      std::fprintf(stderr, "(context full: the oldest turn was dropped)\n");
     }
-    history += reply + "\n";
+    if (!pr) {
+      std::fprintf(stderr, "edgelm: error: %s\n", err_text(pr.error()).c_str());
+      continue;
+    }
+    const auto prompt_tokens = static_cast<std::uint32_t>(s->tokens().size());
+    const std::uint32_t reused = s->reused_tokens();
+    const auto t0 = clock_type::now();
+    std::string reply;
+    auto r = s->continue_generation(g, [&](std::string_view p) { reply += p; safe_print(p); std::fflush(stdout); return true; });
+    if (!r) return fail(err_text(r.error()));
+    const double sec = std::chrono::duration<double>(clock_type::now() - t0).count();
     std::printf("\n");
-    std::fprintf(stderr, "> ");
+    std::fflush(stdout);
+    std::fprintf(stderr, "[turn %u: prompt %u tokens, %u reused, %u prefilled, %u generated, %.1f tok/s]\n", turn, prompt_tokens, reused,
+                 prompt_tokens - reused, r->generated_tokens, sec > 0 ? r->generated_tokens / sec : 0.0);
+    total_prompt += prompt_tokens;
+    total_prefilled += prompt_tokens - reused;
+    total_generated += r->generated_tokens;
+    if (tpl) {
+      msgs.push_back({"user", line});
+      msgs.push_back({"assistant", edgelm::utf8_replace_invalid(reply)});  // (templates take valid UTF-8 only)
+    } else {
+      raw = rendered + reply + "\n";
+    }
   }
+  if (turn > 0)
+    std::fprintf(stderr, "[chat: %u turns, %" PRIu64 " prompt tokens, %" PRIu64 " prefilled (%.0f%% reused from the KV cache), %" PRIu64 " generated]\n",
+                 turn, total_prompt, total_prefilled, total_prompt ? 100.0 * static_cast<double>(total_prompt - total_prefilled) / static_cast<double>(total_prompt) : 0.0,
+                 total_generated);
   return 0;
 }
 
@@ -517,7 +614,6 @@ edgelm::result<edgelm::text_tokenizer> cli_tokenizer(const options& o) {
   return t;
 }
 
-std::optional<std::string> read_text_file(const std::string& path);  // (defined with perplexity below)
 
 int cmd_tokenize(const options& o) {
   auto tok = cli_tokenizer(o);

@@ -113,6 +113,8 @@ class session {
   const run_state<P>& state() const noexcept { return st_; }
   // Logits after the last fed token (empty before any, and while a prompt is still being prefilled).
   std::span<const float> logits() const noexcept { return have_logits_ ? std::span<const float>(st_.logits.data(), m_->config().vocab_size) : std::span<const float>{}; }
+  // Tokens of the last prompt that were already in the KV cache (the prefix it shared with the conversation).
+  std::uint32_t reused_tokens() const noexcept { return reused_; }
   // Prompt tokens queued by begin_tokens() and not yet run.
   std::size_t pending() const noexcept { return pending_.size() - next_; }
 

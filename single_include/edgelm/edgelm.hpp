@@ -4924,6 +4924,22 @@ inline std::string nfc(std::string_view s) {
 }
 
 }  // namespace edgelm::detail
+
+namespace edgelm {
+// s with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD (what a model's reply must
+// become before a chat template, which takes only valid text, sees it again).
+inline std::string utf8_replace_invalid(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const detail::utf8_step st = detail::utf8_next(s, i);
+    if (st.cp == detail::invalid_cp) out += "\xEF\xBF\xBD";
+    else out.append(s.substr(i, st.len));
+    i += st.len;
+  }
+  return out;
+}
+}  // namespace edgelm
 // ---- end edgelm/tokenizer/unicode.hpp ----
 
 namespace edgelm {
@@ -7649,6 +7665,8 @@ class session {
   const run_state<P>& state() const noexcept { return st_; }
   // Logits after the last fed token (empty before any, and while a prompt is still being prefilled).
   std::span<const float> logits() const noexcept { return have_logits_ ? std::span<const float>(st_.logits.data(), m_->config().vocab_size) : std::span<const float>{}; }
+  // Tokens of the last prompt that were already in the KV cache (the prefix it shared with the conversation).
+  std::uint32_t reused_tokens() const noexcept { return reused_; }
   // Prompt tokens queued by begin_tokens() and not yet run.
   std::size_t pending() const noexcept { return pending_.size() - next_; }
 

@@ -178,3 +178,19 @@ inline std::string nfc(std::string_view s) {
 }
 
 }  // namespace edgelm::detail
+
+namespace edgelm {
+// s with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD (what a model's reply must
+// become before a chat template, which takes only valid text, sees it again).
+inline std::string utf8_replace_invalid(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (std::size_t i = 0; i < s.size();) {
+    const detail::utf8_step st = detail::utf8_next(s, i);
+    if (st.cp == detail::invalid_cp) out += "\xEF\xBF\xBD";
+    else out.append(s.substr(i, st.len));
+    i += st.len;
+  }
+  return out;
+}
+}  // namespace edgelm
