@@ -64,6 +64,22 @@ inline std::vector<edgelm::tokenizer::token> encode_decode(const edgelm::tokeniz
   return ids;
 }
 
+// The same through the facade a model carries (special tokens in the text parsed, and not).
+inline std::vector<edgelm::text_tokenizer::token> encode_decode(const edgelm::text_tokenizer& tok, std::string_view text) {
+  for (bool parse : {false, true}) {
+    auto ids = tok.encode(text, true, parse);
+    if (tok.add_bos()) EDGELM_FUZZ_ASSERT(!ids.empty() && ids[0] == tok.bos_id());
+    for (auto id : ids) EDGELM_FUZZ_ASSERT(id >= 0 && static_cast<std::size_t>(id) < tok.vocab_size());
+    volatile std::size_t n = tok.decode(ids).size();
+    (void)n;
+    if (parse) {
+      if (ids.empty() && tok.bos()) ids.push_back(tok.bos_id());
+      return ids;
+    }
+  }
+  return {};
+}
+
 // A loaded model must run: two positions of the forward pass on token ids it accepts.
 template <class M>
 void run_model(const M& m, std::string_view text) {

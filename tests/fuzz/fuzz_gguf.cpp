@@ -26,6 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (auto mf = edgelm::read_gguf(edgelm::detail::own_bytes(edgelm::memory_storage::borrow(bytes)))) check_model_file(*mf);
   if (auto td = edgelm::read_gguf_tokenizer(bytes)) {
     check_tokenizer_data(*td);
+    if (auto tt = edgelm::text_tokenizer::from_data(*td)) encode_decode(*tt, text);
     if (auto tok = edgelm::tokenizer::from_data(std::move(*td))) encode_decode(*tok, text);
   }
   if (auto m = edgelm::load<edgelm::f32>(edgelm::memory_storage::borrow(bytes))) run_model(*m, text);
