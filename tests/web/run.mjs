@@ -213,6 +213,20 @@ test('cache-corrupt', async () => {
   eq(c.info.fromCache, true, 'the refetched copy is cached again');
 });
 
+test('quota-full', async () => {
+  const { ctx, p } = await page(plain);
+  const cdp = await ctx.newCDPSession(p);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: plain.url, quotaSize: 200000 });
+  const est = await p.evaluate(() => navigator.storage.estimate());
+  const r = await greedy(p, '/models/stories260K.gguf?t=quota', {});
+  assert(!r.error, 'a full quota is not a failure: ' + r.error);
+  eq(r.text, ref.text, 'greedy text');
+  assert(p.warnings.some((w) => /not caching|quota full/.test(w)), 'a console warning says the model is not cached: ' + JSON.stringify(p.warnings));
+  const files = await p.evaluate(() => window.idbFiles());
+  assert(!files.some((x) => x.key.includes('t=quota')), 'nothing stored');
+  return `estimate ${JSON.stringify(est)}; ` + p.warnings.find((w) => /not caching|quota full/.test(w)).slice(0, 100);
+});
+
 test('sha256-mismatch', async () => {
   const { p } = await page(plain);
   const r = await greedy(p, '/models/stories260K.gguf?t=sha', { sha256: 'ab'.repeat(32) });
