@@ -5,16 +5,17 @@
 #   build/web/pkg/edgelm-st.{js,wasm}    single thread, WASM SIMD128 (any static host, no special headers)
 #   build/web/pkg/edgelm-mt.{js,wasm,worker.js}  pthreads + SIMD128 (used only when crossOriginIsolated)
 #   build/web/pkg/{edgelm.mjs,index.js,worker.js,index.d.ts,package.json,README.md}
+#   build/web/consumer/consumer.{js,wasm}  tests/web/consumer (C++ only; WEB_CONSUMER=0 skips it)
 #   build/web/sizes.txt                  raw and gzip -9 sizes of each .wasm
 #
-# Environment: WEB_BUILDS ["st mt"]  JOBS [2] (the two builds in parallel when 2)  EMXX [em++]
+# Environment: WEB_BUILDS ["st mt"; empty: only the JS and the consumer]  JOBS [2] (the two builds in parallel when 2)  EMXX [em++]
 #   WEB_OPT [-O2]  WEB_ST_MAX_GZ [153600] (fail when the single-thread .wasm is larger gzipped; 0: no check)
 # Runs em++ under `nice -n 10`. Needs emscripten 3.1.6 + Highway headers (tools/install_deps.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=$repo/build/web
 pkg=$out/pkg
-WEB_BUILDS=${WEB_BUILDS:-"st mt"}
+WEB_BUILDS=${WEB_BUILDS-"st mt"}
 JOBS=${JOBS:-2}
 EMXX=${EMXX:-em++}
 WEB_OPT=${WEB_OPT:--O2}
@@ -60,6 +61,16 @@ for k in $WEB_BUILDS; do
   if [[ $JOBS -ge 2 ]]; then build_one "$k" & pids+=($!); else build_one "$k"; fi
 done
 for p in "${pids[@]}"; do wait "$p" || die "a wasm build failed"; done
+
+# tests/web/consumer: a C++ program on edgelm + backends/emscripten (fetch.hpp, engine.hpp) without the JS package
+if [[ ${WEB_CONSUMER:-1} == 1 && -f $repo/tests/web/consumer/main.cpp ]]; then
+  mkdir -p "$out/consumer"
+  t0=$SECONDS
+  nice -n 10 "$EMXX" "${common[@]}" "$repo/tests/web/consumer/main.cpp" -o "$out/consumer/consumer.js" \
+    "$WEB_OPT" -sENVIRONMENT=web -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sFILESYSTEM=0 -sEXIT_RUNTIME=0 \
+    -sEXPORTED_FUNCTIONS=_main,_malloc,_free || die "the consumer build failed"
+  log "consumer built in $((SECONDS - t0)) s"
+fi
 
 # JS sources
 for f in index.js worker.js cache.js index.d.ts package.json README.md; do

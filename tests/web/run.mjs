@@ -384,6 +384,32 @@ test('threads-without-isolation', async () => {
   assert(p.warnings.some((w) => /crossOriginIsolated/.test(w)), 'with a warning');
 });
 
+// tests/web/consumer: C++ on edgelm + backends/emscripten (fetch.hpp + engine.hpp), no edgelm JS, on the main thread
+async function consumer(q) {
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => say(`    [pageerror] ${e.message}`));
+  await p.goto(`${plain.url}/tests/consumer.html?${q}`);
+  await p.waitForFunction(() => window.consumer && (window.consumer.text || window.consumer.error), null, { timeout: 60000 });
+  return await p.evaluate(() => window.consumer);
+}
+test('cpp-consumer', async () => {
+  if (!fs.existsSync(path.join(repo, 'build/web/consumer/consumer.js'))) throw new Error('build/web/consumer/consumer.js missing (tools/build_web.sh builds it)');
+  await reset(plain);
+  const a = await consumer('model=' + encodeURIComponent('/models/stories260K.gguf?cut=500000&tag=cpp'));
+  assert(!a.error, a.error);
+  eq(a.text, ref.text, 'greedy text of the C++ consumer (fetched with fetch.hpp, resumed after a cut)');
+  const l = (await log(plain)).filter((x) => x.path.includes('tag=cpp'));
+  assert(l.length === 2 && /^bytes=\d+-$/.test(l[1].range) && l[1].status === 206, 'fetch.hpp resumed with a Range request: ' + JSON.stringify(l));
+  const b = await consumer('model=' + encodeURIComponent('/models/missing.gguf'));
+  assert(b.error && /io_error: HTTP 404/.test(b.error), 'a 404 is an edgelm io_error: ' + b.error);
+  const c = await consumer('model=' + encodeURIComponent([0, 1, 2].map((i) => `/split/stories260K.gguf.part${i}-of-3`).join(' ')));
+  eq(c.text, ref.text, 'split model through fetch.hpp');
+  const d = await consumer('model=' + encodeURIComponent('/models/stories260K.gguf?html=1'));
+  assert(d.error && /absurd_dimension|bad_magic|truncated/.test(d.error), 'an HTML page is rejected by the loader: ' + d.error);
+  return `progress ${a.progress}; 404 -> ${b.error.slice(0, 60)}`;
+});
+
 test('bad-options', async () => {
   const { p } = await page(plain);
   const r = await p.evaluate(async () => {

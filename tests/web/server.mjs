@@ -6,6 +6,7 @@
 // Serves
 //   /pkg/...     build/web/pkg (the package under test)
 //   /tests/...   tests/web (the test pages)
+//   /consumer/... build/web/consumer (tests/web/consumer, the C++-only program)
 //   /models/...  the shared models folder ($EDGELM_SHARED_DIR or ../shared/models next to the repository)
 //   /split/NAME.partI-of-N   part I (0-based) of /models/NAME cut into N pieces of equal size (the last takes the rest)
 // Switches on any /models or /split URL (query string; they also make the cache key differ):
@@ -61,6 +62,7 @@ export function startServer({ port = 0, isolation = false } = {}) {
     let file = null, data = null;
     if (u.pathname.startsWith('/pkg/')) file = within(path.join(repo, 'build/web/pkg'), u.pathname.slice(5));
     else if (u.pathname.startsWith('/tests/')) file = within(here, u.pathname.slice(7));
+    else if (u.pathname.startsWith('/consumer/')) file = within(path.join(repo, 'build/web/consumer'), u.pathname.slice(10));
     else if (u.pathname.startsWith('/examples/')) file = within(path.join(repo, 'examples'), u.pathname.slice(10));
     else if (u.pathname.startsWith('/models/')) file = within(sharedModels, u.pathname.slice(8));
     else if (u.pathname.startsWith('/split/')) {
