@@ -83,6 +83,8 @@ export interface LM {
   readonly info: ModelInfo;
   /** of the last generation */
   readonly stats: Stats;
+  /** the token ids of the last (or current) generation */
+  readonly lastTokens: Int32Array;
   /** the HTTP requests the load made */
   readonly requests: { url: string; range: string; status: number }[];
   generate(prompt: string, opts?: GenerateOptions): AsyncIterableIterator<string>;

@@ -78,6 +78,8 @@ class LM {
   }
   get info() { return this._info; }
   get stats() { return Object.assign({}, this._stats); }
+  // The token ids the last (or current) generation produced.
+  get lastTokens() { return Int32Array.from(this._tokens || []); }
 
   _alive() { if (this._unloaded) throw new Error('edgelm: the model was unloaded'); }
   _serial(fn) {  // one request after another (the worker runs one generation at a time)
@@ -93,6 +95,8 @@ class LM {
     const { signal, ...options } = opts || {};
     const self = this;
     const buf = [];
+    const tokens = [];
+    self._tokens = tokens;  // lastTokens: this generation's ids
     let wake = null, finished = false, failure = null, started = false, reqId = 0;
     const notify = () => { const w = wake; wake = null; if (w) w(); };
     const onAbort = () => {
@@ -108,7 +112,10 @@ class LM {
       const run = () => {
         if (finished) return Promise.resolve();
         const p = self._c.call({ type: 'generate', prompt: String(prompt), options }, (m) => {
-          if (m.type === 'piece' && !finished) { buf.push(m.text); notify(); }
+          if (m.type === 'piece' && !finished) {
+            if (m.token >= 0) tokens.push(m.token);
+            if (m.text) { buf.push(m.text); notify(); }
+          }
         });
         reqId = p.id;
         return p.then((r) => {

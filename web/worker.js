@@ -175,7 +175,8 @@ async function doGenerate(id, prompt, o) {
       const s = M._edgelm_step(E);
       if (s < 0) throw new Error(engineError());
       const t = text(M._edgelm_text(E), M._edgelm_text_len(E));
-      if (t) post({ id, type: 'piece', text: t });
+      const tok = M._edgelm_token(E);
+      if (t || tok >= 0) post({ id, type: 'piece', text: t, token: tok });
       if (s === 1) break;
       await yieldNow();  // a cancel message gets in here: generation stops within one token
     }

@@ -160,6 +160,48 @@ test('greedy-st', async () => {
   return `${r.info.precision} ${r.info.kernels}, decode ${r.stats.genTokPerS.toFixed(0)} tok/s, ${dl.length} progress events, heap ${(r.stats.heapBytes / 1048576).toFixed(0)} MiB`;
 });
 
+// The shipped model (models/edgelm-student-*.gguf): f32 greedy ids = models/student_greedy.tsv (PyTorch from the
+// GGUF, an independent implementation); every precision's text = the native CLI's, when it is built; 1 and 2 threads.
+function nativeRun(file, prompt, n) {
+  const cli = process.env.EDGELM_NATIVE_CLI || path.join(repo, 'build/native/edgelm');
+  if (!fs.existsSync(cli)) return null;
+  const out = execFileSync(cli, ['run', '-m', file, '-p', prompt, '-n', String(n), '--temp', '0'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString('utf8');
+  return out.endsWith('\n') ? out.slice(0, -1) : out;
+}
+test('shipped-model', async () => {
+  const tsv = path.join(repo, 'models/student_greedy.tsv');
+  if (!fs.existsSync(tsv)) return 'SKIP: models/student_greedy.tsv not in this checkout';
+  const cases = fs.readFileSync(tsv, 'utf8').split('\n').filter((l) => l.trim()).map((l) => { const [prompt, pids, gids] = l.split('\t'); return { prompt, gen: gids.trim().split(/\s+/).map(Number) }; });
+  const notes = [];
+  for (const [server, threads] of [[plain, 1], [iso, 2]]) {
+    const { p } = await page(server);
+    for (const prec of ['f32', 'q8_0', 'q4_0']) {
+      const file = `models/edgelm-student-${prec}.gguf`;
+      if (!fs.existsSync(path.join(repo, file))) continue;
+      const r = await p.evaluate(async ({ url, cases, threads }) => {
+        const lm = await window.edgelm.load(url, { cache: 'none', threads });
+        const out = [];
+        for (const c of cases) {
+          const text = await lm.complete(c.prompt, { maxTokens: c.gen.length, temperature: 0 });
+          out.push({ text: c.prompt + text, ids: Array.from(lm.lastTokens) });
+        }
+        const info = lm.info;
+        await lm.unload();
+        return { out, info };
+      }, { url: '/repo-models/' + path.basename(file), cases, threads });
+      eq(r.info.threads, threads, 'threads');
+      eq(r.info.precision, prec, 'precision chosen from the file');
+      for (let i = 0; i < cases.length; i++) {
+        if (prec === 'f32') eq(JSON.stringify(r.out[i].ids), JSON.stringify(cases[i].gen), `${file} greedy ids vs student_greedy.tsv (${cases[i].prompt})`);
+        const nat = nativeRun(path.join(repo, file), cases[i].prompt, cases[i].gen.length);
+        if (nat !== null) eq(r.out[i].text, nat, `${file} (${threads} threads) vs the native CLI (${cases[i].prompt})`);
+        else if (i === 0) notes.push(`${prec}: no native CLI to compare the text with`);
+      }
+    }
+  }
+  return notes.length ? notes.join('; ') : 'f32 ids = student_greedy.tsv; f32/q8_0/q4_0 text = native CLI, 1 and 2 threads';
+});
+
 test('tokenize', async () => {
   const { p } = await page(plain);
   const r = await p.evaluate(async ({ ids }) => {
@@ -433,6 +475,7 @@ for (const t of tests) {
   const t0 = Date.now();
   try {
     const note = await Promise.race([t.fn(), new Promise((_, rej) => setTimeout(() => rej(new Error('timed out after 120 s')), 120000))]);
+    if (typeof note === 'string' && note.startsWith('SKIP')) { skipped++; say(`skip ${t.name}: ${note}`); continue; }
     passed++;
     say(`ok   ${t.name} (${Date.now() - t0} ms)${note ? ': ' + note : ''}`);
   } catch (e) {

@@ -6,6 +6,7 @@
 // Serves
 //   /pkg/...     build/web/pkg (the package under test)
 //   /tests/...   tests/web (the test pages)
+//   /repo-models/... the repository's models/ (the shipped edgelm-student GGUFs)
 //   /consumer/... build/web/consumer (tests/web/consumer, the C++-only program)
 //   /models/...  the shared models folder ($EDGELM_SHARED_DIR or ../shared/models next to the repository)
 //   /split/NAME.partI-of-N   part I (0-based) of /models/NAME cut into N pieces of equal size (the last takes the rest)
@@ -62,6 +63,7 @@ export function startServer({ port = 0, isolation = false } = {}) {
     let file = null, data = null;
     if (u.pathname.startsWith('/pkg/')) file = within(path.join(repo, 'build/web/pkg'), u.pathname.slice(5));
     else if (u.pathname.startsWith('/tests/')) file = within(here, u.pathname.slice(7));
+    else if (u.pathname.startsWith('/repo-models/')) file = within(path.join(repo, 'models'), u.pathname.slice(13));
     else if (u.pathname.startsWith('/consumer/')) file = within(path.join(repo, 'build/web/consumer'), u.pathname.slice(10));
     else if (u.pathname.startsWith('/examples/')) file = within(path.join(repo, 'examples'), u.pathname.slice(10));
     else if (u.pathname.startsWith('/models/')) file = within(sharedModels, u.pathname.slice(8));
@@ -75,7 +77,7 @@ export function startServer({ port = 0, isolation = false } = {}) {
       }
     }
     if (!data && file && fs.existsSync(file) && fs.statSync(file).isFile()) data = fs.readFileSync(file);
-    const isModel = u.pathname.startsWith('/models/') || u.pathname.startsWith('/split/');
+    const isModel = u.pathname.startsWith('/models/') || u.pathname.startsWith('/split/') || u.pathname.startsWith('/repo-models/');
     if (q.has('status')) return send(+q.get('status'), `<!doctype html><html><body><h1>${+q.get('status')}</h1></body></html>`, TYPES['.html']);
     if (!data) return send(404, '<!doctype html><html><body><h1>404 Not Found</h1></body></html>', TYPES['.html']);
     if (isModel && q.has('html')) return send(200, '<!doctype html><html><body><h1>Welcome</h1><p>Not a model.</p></body></html>', TYPES['.html']);

@@ -148,13 +148,14 @@ EDGELM_EXPORT int edgelm_step(edgelm_engine* e) {
   auto r = e->e->step();
   if (!ok(r)) return -1;
   e->out.assign(r->text);
-  e->ids.assign(1, r->token);
+  e->ids.assign(1, r->generated ? r->token : -1);
   return r->done ? 1 : 0;
 }
 
 EDGELM_EXPORT const char* edgelm_text(edgelm_engine* e) { return e->out.data(); }
 EDGELM_EXPORT int edgelm_text_len(edgelm_engine* e) { return static_cast<int>(e->out.size()); }
-EDGELM_EXPORT int32_t edgelm_token(edgelm_engine* e) { return e->ids.empty() ? -1 : e->ids[0]; }
+EDGELM_EXPORT int32_t edgelm_token(edgelm_engine* e)  // -1: none, or one that ended the generation (EOS...)
+ { return e->ids.empty() ? -1 : e->ids[0]; }
 EDGELM_EXPORT void edgelm_cancel(edgelm_engine* e) { e->e->cancel(); }
 
 }  // extern "C"

@@ -44,7 +44,7 @@ int edgelm_begin(edgelm_engine* e, const char* prompt, size_t len, uint32_t max_
 int edgelm_step(edgelm_engine* e);
 const char* edgelm_text(edgelm_engine* e);
 int edgelm_text_len(edgelm_engine* e);
-int32_t edgelm_token(edgelm_engine* e);   /* the token of the last step (-1 none) */
+int32_t edgelm_token(edgelm_engine* e);   /* the token the last step generated (-1: none, or EOS/BOS/a stop token) */
 void edgelm_cancel(edgelm_engine* e);
 
 #ifdef __cplusplus

@@ -38,6 +38,7 @@ struct engine_options {
 struct step_output {
   std::string_view text;  // whole UTF-8 characters released by this step (valid until the next call)
   std::int32_t token = -1;
+  bool generated = false;  // token is part of the generation (not an EOS/BOS/stop token that ended it)
   bool done = false;
 };
 
@@ -224,6 +225,7 @@ class engine_of final : public engine {
       out.done = true;
     } else {
       ++stats_.gen_tokens;
+      out.generated = true;
       text_.assign(stream_.push(r->piece));
       if (stream_.stopped()) out.done = true;
       else if (r->done || ++count_ >= max_tokens_) {
