@@ -452,6 +452,74 @@ test('cpp-consumer', async () => {
   return `progress ${a.progress}; 404 -> ${b.error.slice(0, 60)}`;
 });
 
+// examples/web-chat served by its own serve.mjs (COOP/COEP): answers, output filter, sanitised input, off switch,
+// and an offline reload that still answers (app shell from the service worker, model from the IndexedDB cache).
+test('web-chat', async () => {
+  const { spawn } = await import('node:child_process');
+  const srv = spawn(process.execPath, [path.join(repo, 'examples/web-chat/serve.mjs'), '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    const url = await new Promise((res, rej) => {
+      let buf = '';
+      srv.stdout.on('data', (d) => { buf += d; const m = /web-chat: (http:\S+)/.exec(buf); if (m) res(m[1]); });
+      srv.on('exit', (c) => rej(new Error('serve.mjs exited ' + c)));
+      setTimeout(() => rej(new Error('serve.mjs did not start')), 10000);
+    });
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    p.on('pageerror', (e) => say(`    [pageerror] ${e.message}`));
+    const ready = () => p.waitForFunction(() => window.edgelmChat && window.edgelmChat.state && window.edgelmChat.state().ready, null, { timeout: 60000 });
+    const ask = async (text) => {
+      const n = await p.evaluate(() => window.edgelmChat.state().replies);
+      await p.fill('#input', text);
+      await p.click('#send');
+      await p.waitForFunction((n) => (window.edgelmChat.state().replies > n || document.querySelector('.msg.error')) && !window.edgelmChat.state().busy, n, { timeout: 60000 });
+      const err = await p.evaluate(() => { const e = document.querySelector('.msg.error'); return e ? e.textContent : ''; });
+      if (err) throw new Error('the chat shows an error: ' + err);
+      return await p.evaluate(() => { const b = [...document.querySelectorAll('.msg.bot')]; return b[b.length - 1].textContent; });
+    };
+    if (process.env.VERBOSE) say('    web-chat: await p.goto(url);');
+    await p.goto(url);
+    await ready();
+    const info = await p.evaluate(() => window.edgelmChat.state().info);
+    eq(info.build, 'mt', 'serve.mjs isolates the page: the pthreads build');
+    if (process.env.VERBOSE) say('    web-chat: const a = await ask(');
+    const a = await ask('Once upon a time there was a king.');
+    assert(a.length > 0, 'a reply');
+    await p.evaluate(() => { window.edgelmChat.outputFilter = (t) => '[filtered] ' + t.toUpperCase(); });
+    if (process.env.VERBOSE) say('    web-chat: const b = await ask(');
+    const b = await ask('Tell me more.');
+    assert(b.startsWith('[filtered] ') && b === b.toUpperCase().replace('[FILTERED]', '[filtered]'), 'the output filter hook: ' + b);
+    await p.evaluate(() => { window.edgelmChat.outputFilter = (t) => t; });
+    await p.fill('#input', 'ab\u0007c\u202Ed' + 'x'.repeat(3000));
+    await p.click('#send');
+    await p.waitForFunction(() => !window.edgelmChat.state().busy && window.edgelmChat.state().replies >= 3, null, { timeout: 60000 });
+    const u = await p.evaluate(() => { const m = [...document.querySelectorAll('.msg.user')]; return m[m.length - 1].textContent; });
+    eq(u.slice(0, 4), 'abcd', 'control characters removed');
+    assert(u.length <= 2000, 'length limit: ' + u.length);
+    if (process.env.VERBOSE) say('    web-chat: // off switch');
+    // off switch
+    await p.click('#power');
+    await p.waitForFunction(() => !window.edgelmChat.state().on && !window.edgelmChat.state().ready, null, { timeout: 10000 });
+    assert(await p.evaluate(() => document.getElementById('input').disabled), 'input disabled while off');
+    await p.click('#power');
+    await ready();
+    if (process.env.VERBOSE) say('    web-chat: // offline reload');
+    // offline reload
+    await p.waitForFunction(() => navigator.serviceWorker && navigator.serviceWorker.controller, null, { timeout: 20000 });
+    if (process.env.VERBOSE) say('    web-chat: await ctx.setOffline(true);');
+    await ctx.setOffline(true);
+    await p.reload();
+    await ready();
+    const off = await p.evaluate(() => window.edgelmChat.state().info);
+    eq(off.fromCache, true, 'offline: the model from the cache');
+    if (process.env.VERBOSE) say('    web-chat: const c = await ask(');
+    const c = await ask('The end.');
+    assert(c.length > 0, 'offline reload still answers');
+    await ctx.close();
+    return `replies: ${JSON.stringify(a.slice(0, 40))}...; offline reply ${JSON.stringify(c.slice(0, 30))}...`;
+  } finally { srv.kill(); }
+});
+
 test('bad-options', async () => {
   const { p } = await page(plain);
   const r = await p.evaluate(async () => {
