@@ -168,7 +168,8 @@ async function doGenerate(id, prompt, o) {
     rc = M._edgelm_begin(E, pp, pl, maxTokens, temperature, topK, topP, minP, repeatPenalty, Math.floor(seed), sp, stops.length);
   } finally { M._free(pp); M._free(sp); }
   if (rc !== 0) throw new Error(engineError());
-  gen = { id, cancelled: false };
+  let ended;
+  gen = { id, cancelled: false, finished: new Promise((r) => { ended = r; }) };
   try {
     for (;;) {
       if (gen.cancelled) { M._edgelm_cancel(E); break; }
@@ -180,7 +181,7 @@ async function doGenerate(id, prompt, o) {
       if (s === 1) break;
       await yieldNow();  // a cancel message gets in here: generation stops within one token
     }
-  } finally { gen = null; }
+  } finally { gen = null; ended(); }
   return { stats: JSON.parse(cstr(M._edgelm_stats(E))) };
 }
 
@@ -221,7 +222,11 @@ self.onmessage = async (ev) => {
       case 'tokenize': result = doTokenize(m.text, m.addSpecial !== false); break;
       case 'detokenize': result = doDetokenize(m.ids); break;
       case 'stats': result = E ? JSON.parse(cstr(M._edgelm_stats(E))) : null; break;
-      case 'unload': if (E) { M._edgelm_close(E); E = 0; } result = true; break;
+      case 'unload':  // a generation in progress stops first (within a token), then the engine is freed
+        if (gen) { gen.cancelled = true; await gen.finished; }
+        if (E) { M._edgelm_close(E); E = 0; }
+        result = true;
+        break;
       case 'clearCache': await clearCache(); result = true; break;
       default: throw new Error('unknown request ' + m.type);
     }

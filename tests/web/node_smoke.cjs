@@ -4,9 +4,9 @@ const fs = require('fs');
 const path = require('path');
 // the package is "type": "module", so its emscripten glue (a classic script) is required from a .cjs copy
 const os = require('os');
-const pkg = path.resolve(__dirname, '../../build/web/pkg');
+const pkg = process.env.EDGELM_WEB_PKG || path.resolve(__dirname, '../../build/web/pkg');
 const glue = path.join(os.tmpdir(), `edgelm-st-${process.pid}.cjs`);
-fs.copyFileSync(path.join(pkg, 'edgelm-st.js'), glue);
+fs.copyFileSync(path.join(pkg, process.env.EDGELM_WEB_GLUE || 'edgelm-st.js'), glue);
 const factory = require(glue);
 fs.unlinkSync(glue);
 (async () => {

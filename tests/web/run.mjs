@@ -318,11 +318,16 @@ test('abort', async () => {
     await new Promise((r) => setTimeout(r, 50));
     const again = await lm.complete(PROMPT, { maxTokens: 8, temperature: 0 });
     const st = lm.stats;
-    await lm.unload();
+    // unload during a generation: the iterator ends, nothing crashes
+    let m = 0, unloadErr = '';
+    try {
+      for await (const piece of lm.generate(PROMPT, { maxTokens: 400, temperature: 0 })) { m++; if (m === 2) await lm.unload(); }
+    } catch (e) { unloadErr = e.message; }
     let after = '';
     try { await lm.complete(PROMPT); } catch (e) { after = e.message; }
-    return { n, again, st, after };
+    return { n, again, st, after, m, unloadErr };
   }, { PROMPT });
+  assert(r.m < 400, 'unload stops a running generation (' + r.m + ' pieces, ' + r.unloadErr + ')');
   eq(r.n, 3, 'no piece after abort');
   assert(r.again.length > 0, 'the model still answers after an abort');
   assert(/unloaded/.test(r.after), 'unload ends the model: ' + r.after);
