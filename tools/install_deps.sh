@@ -12,6 +12,7 @@ packages=(
   libhwy-dev libxsimd-dev xtl-dev nlohmann-json3-dev doctest-dev
   # WebAssembly
   emscripten binaryen nodejs
+  chromium                                     # the browser tests (tests/web) drive /usr/bin/chromium
   # python tools (tools/train uses /usr/bin/python3 with these)
   python3 python3-numpy python3-torch python3-sentencepiece
   # training corpus used by tools/train (the bible program and its text)
@@ -33,8 +34,26 @@ done
 # package would conflict with that nodejs, so the command is checked, not the package.
 if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
 
+# The browser tests' driver (tests/web/run.mjs): npm playwright-core into tests/web/node_modules, never a browser
+# download (the tests drive Debian's /usr/bin/chromium). Skipped when already installed; a failure (no npm
+# registry) is reported and does not fail the other dependencies.
+install_web_npm() {
+  local dir
+  dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests/web" && pwd)
+  [[ -f $dir/package.json ]] || return 0
+  if [[ -f $dir/node_modules/playwright-core/package.json ]]; then
+    echo "install_deps: playwright-core present in tests/web"
+    return 0
+  fi
+  if ! command -v npm >/dev/null 2>&1; then echo "install_deps: no npm: tests/web needs playwright-core" >&2; return 0; fi
+  echo "install_deps: npm install playwright-core into tests/web (PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1)"
+  (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --no-audit --no-fund --no-package-lock --ignore-scripts) ||
+    echo "install_deps: npm install in tests/web failed; the web stage will report it" >&2
+}
+
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install_deps: all ${#packages[@]} packages present"
+  install_web_npm
   exit 0
 fi
 
@@ -49,4 +68,5 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${SUDO[@]}" apt-get update -qq
 "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+install_web_npm
 echo "install_deps: done"

@@ -11,6 +11,8 @@
 #   sanitize      cmake preset sanitize (clang++-14, ASan+UBSan): build, ctest
 #   wasm          cmake preset wasm (em++ -O2 -msimd128): build, ctest under node; preset wasm-mt (-pthread
 #                 CLI): golden bars with 1 and 2 threads
+#   web           tools/build_web.sh (the browser package in build/web/pkg, both wasm builds, npm pack), then
+#                 tests/web/run.mjs in headless /usr/bin/chromium (playwright-core from tools/install_deps.sh)
 #   meson         meson setup/compile/test in build/meson
 #   fuzz          every tests/fuzz/fuzz_*.cpp with libFuzzer+ASan+UBSan, EDGELM_FUZZ_SECONDS (60) each
 #   train         tools/train/smoke.sh, when present
@@ -28,7 +30,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-all_stages=(deps amalgamate native single_header consumers sanitize wasm meson fuzz train)
+all_stages=(deps amalgamate native single_header consumers sanitize wasm web meson fuzz train)
 if [[ $# -gt 0 ]]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 
 jobs=${EDGELM_JOBS:-$(nproc 2>/dev/null || echo 2)}
@@ -88,6 +90,12 @@ stage_wasm() {
   cmake --preset wasm-mt
   cmake --build --preset wasm-mt
   EDGELM_GOLDEN_THREADS="1 2" tests/cli/golden.sh /usr/bin/node --no-experimental-fetch "$repo/build/wasm-mt/edgelm.js"
+}
+
+# The browser package and its tests in headless Chromium (tests/web/run.mjs; playwright-core needs NODE_OPTIONS unset).
+stage_web() {
+  tools/build_web.sh
+  env -u NODE_OPTIONS node tests/web/run.mjs
 }
 
 stage_meson() {

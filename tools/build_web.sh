@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# tools/build_web.sh - the browser package: two wasm builds of backends/emscripten/src/edgelm_web.cpp (the C ABI,
+# c_api.h) plus the JS sources of web/, into build/web/pkg/, packed by `npm pack` into build/web/edgelm-<version>.tgz.
+#
+#   build/web/pkg/edgelm-st.{js,wasm}    single thread, WASM SIMD128 (any static host, no special headers)
+#   build/web/pkg/edgelm-mt.{js,wasm,worker.js}  pthreads + SIMD128 (used only when crossOriginIsolated)
+#   build/web/pkg/{edgelm.mjs,index.js,worker.js,index.d.ts,package.json,README.md}
+#   build/web/consumer/consumer.{js,wasm}  tests/web/consumer (C++ only; WEB_CONSUMER=0 skips it)
+#   build/web/sizes.txt                  raw and gzip -9 sizes of each .wasm
+#
+# Environment: WEB_BUILDS ["st mt"; empty: only the JS and the consumer]  JOBS [2] (the two builds in parallel when 2)  EMXX [em++]
+#   WEB_OPT [-O2]  WEB_ST_MAX_GZ [153600] (fail when the single-thread .wasm is larger gzipped; 0: no check)
+# Runs em++ under `nice -n 10`. Needs emscripten 3.1.6 + Highway headers (tools/install_deps.sh).
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+out=$repo/build/web
+pkg=$out/pkg
+WEB_BUILDS=${WEB_BUILDS-"st mt"}
+JOBS=${JOBS:-2}
+EMXX=${EMXX:-em++}
+WEB_OPT=${WEB_OPT:--O2}
+WEB_ST_MAX_GZ=${WEB_ST_MAX_GZ:-153600}
+export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
+unset NODE_OPTIONS || true
+
+log() { echo "[build_web] $*" >&2; }
+die() { log "error: $*"; exit 1; }
+command -v "$EMXX" >/dev/null || die "no $EMXX (apt-get install emscripten)"
+
+version=$(node -p "require('$repo/web/package.json').version")
+mkdir -p "$pkg" "$out/include" "$out/obj"
+# em++ must never see /usr/include (TOOLCHAIN.md): a private folder of links to the header-only libraries.
+[[ -e $out/include/hwy ]] || ln -s /usr/include/hwy "$out/include/hwy"
+[[ -e $out/include/hwy/highway.h ]] || die "no Highway headers (/usr/include/hwy: apt-get install libhwy-dev)"
+
+common=(-std=c++20 "$WEB_OPT" -DNDEBUG -msimd128 -fno-exceptions -DEDGELM_WEB_VERSION="\"$version\""
+        -I"$repo/include" -I"$repo/backends/highway/include" -I"$repo/backends/emscripten/include" -isystem "$out/include"
+        -Wall -Wextra)
+link=("$WEB_OPT" -sMODULARIZE=1 -sENVIRONMENT=web,worker,node -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB
+      -sINITIAL_MEMORY=16MB -sTOTAL_STACK=1MB -sFILESYSTEM=0 -sEXIT_RUNTIME=0 -sASSERTIONS=0
+      -sEXPORTED_FUNCTIONS=_malloc,_free -sINCOMING_MODULE_JS_API=locateFile,instantiateWasm,mainScriptUrlOrBlob,wasmBinary,print,printErr,edgelmPoolSize)
+
+build_one() {  # st | mt
+  local kind=$1 flags=() lflags=()
+  if [[ $kind == mt ]]; then
+    flags=(-pthread)
+    # the pool is started with the module (threads are created synchronously later, from the Worker that runs
+    # the engine); its size is the Worker's choice (Module.edgelmPoolSize = threads - 1)
+    lflags=(-pthread -sPTHREAD_POOL_SIZE='Module.edgelmPoolSize||1' -sEXPORT_NAME=EdgelmMT)
+  else
+    lflags=(-sEXPORT_NAME=EdgelmST)
+  fi
+  local t0=$SECONDS
+  nice -n 10 "$EMXX" "${common[@]}" "${flags[@]}" -c "$repo/backends/emscripten/src/edgelm_web.cpp" -o "$out/obj/edgelm_web_$kind.o"
+  nice -n 10 "$EMXX" "${lflags[@]}" "${link[@]}" "$out/obj/edgelm_web_$kind.o" -o "$pkg/edgelm-$kind.js"
+  log "edgelm-$kind built in $((SECONDS - t0)) s"
+}
+
+pids=()
+for k in $WEB_BUILDS; do
+  if [[ $JOBS -ge 2 ]]; then build_one "$k" & pids+=($!); else build_one "$k"; fi
+done
+for p in "${pids[@]}"; do wait "$p" || die "a wasm build failed"; done
+
+# tests/web/consumer: a C++ program on edgelm + backends/emscripten (fetch.hpp, engine.hpp) without the JS package
+if [[ ${WEB_CONSUMER:-1} == 1 && -f $repo/tests/web/consumer/main.cpp ]]; then
+  mkdir -p "$out/consumer"
+  t0=$SECONDS
+  nice -n 10 "$EMXX" "${common[@]}" "$repo/tests/web/consumer/main.cpp" -o "$out/consumer/consumer.js" \
+    "$WEB_OPT" -sENVIRONMENT=web -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sFILESYSTEM=0 -sEXIT_RUNTIME=0 \
+    -sEXPORTED_FUNCTIONS=_main,_malloc,_free || die "the consumer build failed"
+  log "consumer built in $((SECONDS - t0)) s"
+fi
+
+# JS sources
+for f in index.js worker.js cache.js index.d.ts package.json README.md; do
+  [[ -f $repo/web/$f ]] && cp "$repo/web/$f" "$pkg/$f"
+done
+cp "$repo/web/index.js" "$pkg/edgelm.mjs"   # the name pages import (build/web/pkg/edgelm.mjs)
+cp "$repo/LICENSE"* "$pkg/" 2>/dev/null || true
+
+: >"$out/sizes.txt"
+for w in "$pkg"/edgelm-*.wasm; do
+  raw=$(stat -c %s "$w"); gz=$(gzip -9c "$w" | wc -c)
+  printf '%s raw %d gzip-9 %d\n' "$(basename "$w")" "$raw" "$gz" | tee -a "$out/sizes.txt" >&2
+  if [[ $(basename "$w") == edgelm-st.wasm && $WEB_ST_MAX_GZ -gt 0 && $gz -gt $WEB_ST_MAX_GZ ]]; then
+    die "edgelm-st.wasm is $gz bytes gzipped, over the budget of $WEB_ST_MAX_GZ"
+  fi
+done
+
+(cd "$out" && rm -f edgelm-*.tgz && npm pack --silent "$pkg" >/dev/null) || die "npm pack failed"
+log "packed $(ls "$out"/edgelm-*.tgz)"

@@ -1,0 +1,101 @@
+// Types of the edgelm browser package (index.js).
+
+export interface Progress {
+  /** bytes so far (download + cache reads) */
+  loaded: number;
+  /** bytes in all (the model file, or the sum of its parts) */
+  total: number;
+  /** 'download' (network), 'cache' (IndexedDB), 'load' (the engine reads the bytes) */
+  phase: 'download' | 'cache' | 'load';
+}
+
+export interface LoadOptions {
+  /** SHA-256 (64 hex digits) of the model file (of the concatenation, for a split model): checked before use */
+  sha256?: string;
+  onProgress?: (p: Progress) => void;
+  /** 'auto' (default): IndexedDB cache keyed by URL + sha256, verified before use; 'none': network only */
+  cache?: 'auto' | 'none';
+  /** 'auto' (default): up to 4 when the page is crossOriginIsolated, else 1. More than 1 needs COOP/COEP. */
+  threads?: 'auto' | number;
+  /** KV cache positions (default min(trained context, 4096)) */
+  context?: number;
+  /** weights in memory (default 'auto': q8_0/q4_0 in place when the whole file has that type, else f32) */
+  precision?: 'auto' | 'f32' | 'q8_0' | 'q4_0';
+  /** resumes (Range requests) after an interrupted download within one load (default 3) */
+  retries?: number;
+  /** a response that sends nothing for this long fails (default 30000 ms) */
+  timeoutMs?: number;
+  /** aborts the load */
+  signal?: AbortSignal;
+  /** where worker.js is (default: next to this module) */
+  workerUrl?: string | URL;
+}
+
+export interface GenerateOptions {
+  /** new tokens at most (default 256) */
+  maxTokens?: number;
+  /** 0: greedy (default 0.8) */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  minP?: number;
+  repeatPenalty?: number;
+  /** integer 0..2^53 (default random) */
+  seed?: number;
+  /** stop strings: the text ends before the first one */
+  stop?: string[];
+  /** stops the generation within one token */
+  signal?: AbortSignal;
+}
+
+export interface ModelInfo {
+  arch: string;
+  params: number;
+  precision: 'f32' | 'q8_0' | 'q4_0';
+  vocabSize: number;
+  context: number;
+  trainedContext: number;
+  threads: number;
+  simd: string;
+  /** 'st' (single thread) or 'mt' (pthreads) */
+  build: 'st' | 'mt';
+  kernels: string;
+  dim: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  fileBytes: number;
+  /** the bytes came from the verified IndexedDB cache */
+  fromCache: boolean;
+}
+
+export interface Stats {
+  promptTokens: number;
+  promptTokPerS: number;
+  genTokens: number;
+  genTokPerS: number;
+  loadMs: number;
+  /** the wasm heap's size */
+  heapBytes: number;
+}
+
+export interface LM {
+  readonly info: ModelInfo;
+  /** of the last generation */
+  readonly stats: Stats;
+  /** the token ids of the last (or current) generation */
+  readonly lastTokens: Int32Array;
+  /** the HTTP requests the load made */
+  readonly requests: { url: string; range: string; status: number }[];
+  generate(prompt: string, opts?: GenerateOptions): AsyncIterableIterator<string>;
+  complete(prompt: string, opts?: GenerateOptions): Promise<string>;
+  tokenize(text: string, opts?: { addSpecial?: boolean }): Promise<Int32Array>;
+  detokenize(ids: ArrayLike<number>): Promise<string>;
+  unload(): Promise<void>;
+}
+
+export function load(source: string | URL | (string | URL)[] | ArrayBuffer | ArrayBufferView | Blob, options?: LoadOptions): Promise<LM>;
+export function clearCache(): Promise<void>;
+export const version: string;
+declare const _default: { load: typeof load; clearCache: typeof clearCache; version: string };
+export default _default;
