@@ -2,6 +2,22 @@
 // that tools/build_web.sh compiles into build/web/pkg/edgelm-st.wasm and edgelm-mt.wasm.
 // The library throws nothing; this file adds no exceptions, no printing and no ASYNCIFY.
 #include <edgelm/backends/emscripten/c_api.h>
+// Size: what runs per token (kernels, forward pass, sampler, text stream) is compiled for speed; what runs once
+// per load or per prompt (file parsers, tokenizer construction and encoding, the loader) for size: clang's
+// minsize on every function those headers and this file declare (the push lasts to the end of the file).
+// The per-token headers are included first, so later includes find them done.
+#include <edgelm/backends/highway.hpp>
+#include <edgelm/model/transformer.hpp>
+#include <edgelm/sampling/sampler.hpp>
+#include <edgelm/text/stream.hpp>
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((minsize)), apply_to = function)
+#endif
+#include <edgelm/formats/gguf.hpp>
+#include <edgelm/formats/llama2c.hpp>
+#include <edgelm/tokenizer/text_tokenizer.hpp>
+#include <edgelm/load.hpp>
+#include <edgelm/session.hpp>
 #include <edgelm/backends/emscripten/engine.hpp>
 
 #include <cstdlib>
@@ -159,3 +175,7 @@ EDGELM_EXPORT int32_t edgelm_token(edgelm_engine* e)  // -1: none, or one that e
 EDGELM_EXPORT void edgelm_cancel(edgelm_engine* e) { e->e->cancel(); }
 
 }  // extern "C"
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
