@@ -93,7 +93,7 @@ template <precision P, class K = kernels::scalar>
 result<model<P, K>> load(model_file mf, const load_options& o = {}) {
   if (mf.tokenizer.pieces.empty())
     return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = text_tokenizer::from_data(mf.tokenizer);
+  auto tok = text_tokenizer::from_data(std::move(mf.tokenizer));  // (the weights do not need it)
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 

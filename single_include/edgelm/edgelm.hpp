@@ -6477,8 +6477,8 @@ class text_tokenizer {
   enum class kind : std::uint8_t { sentencepiece, bpe };
 
   text_tokenizer() = default;
-  explicit text_tokenizer(tokenizer spm) : kind_(kind::sentencepiece), spm_(std::move(spm)) { finish_setup({}); }
-  explicit text_tokenizer(bpe_tokenizer bpe) : kind_(kind::bpe), bpe_(std::move(bpe)) { finish_setup({}); }
+  explicit text_tokenizer(tokenizer spm) : kind_(kind::sentencepiece), spm_(std::move(spm)) { finish_setup({}, {}); }
+  explicit text_tokenizer(bpe_tokenizer bpe) : kind_(kind::bpe), bpe_(std::move(bpe)) { finish_setup({}, {}); }
 
   kind type() const noexcept { return kind_; }
   std::size_t vocab_size() const noexcept { return kind_ == kind::bpe ? bpe_.vocab_size() : spm_.vocab_size(); }
@@ -6616,20 +6616,26 @@ class text_tokenizer {
     for (const auto& e : specials_) ++by_first_[static_cast<unsigned char>(e.first[0]) + 1u];
     for (std::size_t b = 1; b < by_first_.size(); ++b) by_first_[b] += by_first_[b - 1];
   }
-  void finish_setup(const tokenizer_data& td) {
+  void finish_setup(std::span<const token> eog_ids, std::string chat_template) {
     stops_.clear();
     auto add_stop = [&](std::optional<token> t) {
       if (t && *t >= 0 && static_cast<std::size_t>(*t) < vocab_size()) stops_.push_back(*t);
     };
     add_stop(eos());
-    for (auto t : td.eog_ids) add_stop(t);
+    for (auto t : eog_ids) add_stop(t);
     static constexpr std::string_view end_of_turn[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
                                                        "<|eom_id|>", "<|end_of_text|>", "<EOT>", "<|END_OF_TURN_TOKEN|>"};
-    for (auto name : end_of_turn)
-      if (auto t = find(name); t && is_special(*t)) add_stop(t);
+    auto end_of_turn_name = [&](std::string_view p) { return std::find(std::begin(end_of_turn), std::end(end_of_turn), p) != std::end(end_of_turn); };
+    if (kind_ == kind::bpe) {
+      for (auto name : end_of_turn)
+        if (auto t = bpe_.find(name); t && bpe_.is_special(*t)) add_stop(t);
+    } else {  // only the special pieces can be control tokens: no scan of the vocabulary
+      for (const auto& [piece, id] : specials_)
+        if (is_special(id) && end_of_turn_name(piece)) add_stop(id);
+    }
     std::sort(stops_.begin(), stops_.end());
     stops_.erase(std::unique(stops_.begin(), stops_.end()), stops_.end());
-    template_ = td.chat_template;
+    template_ = std::move(chat_template);
   }
 
   tokenizer spm_;
@@ -6696,6 +6702,8 @@ inline result<bpe_source> bpe_source_from_gguf(const tokenizer_data& td) {
 
 inline result<text_tokenizer> text_tokenizer::from_data(tokenizer_data td) {
   text_tokenizer out;
+  std::vector<token> eog = std::move(td.eog_ids);
+  std::string tpl = std::move(td.chat_template);
   if (td.model == "gpt2") {
     auto src = detail::bpe_source_from_gguf(td);
     if (!src) return src.error();
@@ -6709,12 +6717,12 @@ inline result<text_tokenizer> text_tokenizer::from_data(tokenizer_data td) {
       if ((ty == token_type::control || ty == token_type::unknown || ty == token_type::user_defined) && !td.pieces[i].empty())
         specials.emplace_back(td.pieces[i], static_cast<token>(i));
     }
-    auto t = tokenizer::from_data(td);
+    auto t = tokenizer::from_data(std::move(td));
     if (!t) return t.error();
     out = text_tokenizer(std::move(*t));
     out.set_specials(std::move(specials));
   }
-  out.finish_setup(td);
+  out.finish_setup(eog, std::move(tpl));
   return out;
 }
 
@@ -6826,7 +6834,7 @@ template <precision P, class K = kernels::scalar>
 result<model<P, K>> load(model_file mf, const load_options& o = {}) {
   if (mf.tokenizer.pieces.empty())
     return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = text_tokenizer::from_data(mf.tokenizer);
+  auto tok = text_tokenizer::from_data(std::move(mf.tokenizer));  // (the weights do not need it)
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 
