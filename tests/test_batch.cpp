@@ -167,7 +167,7 @@ TEST_CASE("batch: weights repacked at load by the kernels give the same logits a
     REQUIRE(plain);
     CHECK(plain->net.w().packed == 0);
     // packed on the paths that have a layout of their own (x86 AVX-512 VNNI), all matrices but the embedding
-    if (hwy_kernels::packed_bytes(plain->net.w().layers[0].wq) > 0) {
+    if (hwy_kernels::packed_bytes(plain->net.w().layers[0].wq.template as<P>()) > 0) {
       const auto& c = packed->config();
       CHECK(packed->net.w().packed == 7 * c.n_layers + (c.shared_classifier ? 0 : 1));
       CHECK(packed->net.w().layers[0].w2.packed != nullptr);

@@ -81,9 +81,11 @@ constexpr const char* engine_help =
     "                                kernels repack q8_0/q4_0 into their own layout where that is faster)\n";
 // --precision of run/chat/logits/bench/perplexity (the weights' precision in memory).
 constexpr const char* precision_help =
-    "--precision f32|q8_0|q4_0|auto  weight precision in memory (default auto: q8_0 or q4_0 when every weight\n"
-    "                                matrix of the file has that type, so it is used in place from the mapped\n"
-    "                                file; f32 otherwise). Other file types are converted once at load.\n";
+    "--precision f32|q8_0|q4_0|mixed|auto  weight precision in memory. f32/q8_0/q4_0: every matrix in that\n"
+    "                                type (others converted once at load); mixed: each matrix in its file type\n"
+    "                                (F32, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K run in place; F16/BF16\n"
+    "                                become f32, other types q8_0). Default auto: q8_0/q4_0 when every matrix\n"
+    "                                has that type, f32 when all are float, else mixed.\n";
 
 std::string usage_text(const std::string& cmd) {
   if (cmd == "run")
@@ -226,8 +228,8 @@ std::string parse(int argc, char** argv, options& o, bool& help) {
     else if (a == "--precision") {
       if (!val(v)) return a + " needs a value";
       o.precision = v;
-      if (o.precision != "f32" && o.precision != "q8_0" && o.precision != "q4_0" && o.precision != "auto")
-        return "--precision must be f32, q8_0, q4_0 or auto";
+      if (o.precision != "f32" && o.precision != "q8_0" && o.precision != "q4_0" && o.precision != "mixed" && o.precision != "auto")
+        return "--precision must be f32, q8_0, q4_0, mixed or auto";
     }
     else if (a == "-f" || a == "--file") { if (!val(v)) return a + " needs a value"; o.text_file = v; }
     else if (a == "--chunks") { if (!val(v) || !parse_long(v, 1, 1 << 24, o.chunks)) return a + " needs a positive integer"; }
@@ -917,8 +919,20 @@ int cmd_quantize(const options& o) {
   return 0;
 }
 
-// --precision auto: q8_0 / q4_0 when every weight matrix the transformer binds has that type (so they
-// are used in place, zero copy), f32 otherwise (llama2.c files, F32/F16 GGUFs, mixtures).
+// --precision auto: q8_0 / q4_0 when every weight matrix has that type (used in place, zero copy; one
+// kernel instantiation), f32 when they are all float (llama2.c files, F32/F16/BF16 GGUFs), else mixed (each
+// matrix in its file type: llama-quantize's Q4_K_M, a Q4_0 file whose classifier is Q6_K, ...).
+inline std::string auto_precision(const edgelm::model_file& mf) {
+  using edgelm::ggml_type;
+  if (const auto t = edgelm::uniform_matrix_type(mf)) {
+    if (*t == ggml_type::q8_0) return "q8_0";
+    if (*t == ggml_type::q4_0) return "q4_0";
+  }
+  for (const auto& t : mf.tensors)
+    if (t.n_dims >= 2 && t.type != ggml_type::f32 && t.type != ggml_type::f16 && t.type != ggml_type::bf16) return "mixed";
+  return "f32";
+}
+
 template <class P, class K>
 int dispatch(const options& o) {
   if (o.command == "run") return cmd_run<P, K>(o);
@@ -955,16 +969,16 @@ int main(int argc, char** argv) {
   if (o.command == "inspect") return cmd_inspect(o);
   if (o.command == "quantize") return cmd_quantize(o);
   std::string precision = o.precision;
-  if (precision == "auto") {  // q8_0 / q4_0 when every weight matrix has that type (runs in place), else f32
+  if (precision == "auto") {
     auto fs = edgelm::file_storage::open(o.model);
     if (!fs) return fail(err_text(fs.error()));
     auto mf = edgelm::read_model_file(std::move(*fs));
     if (!mf) return fail(err_text(mf.error()));
-    const auto t = edgelm::uniform_matrix_type(*mf);
-    precision = t == edgelm::ggml_type::q8_0 ? "q8_0" : t == edgelm::ggml_type::q4_0 ? "q4_0" : "f32";
+    precision = auto_precision(*mf);
     o.parsed = std::move(*mf);
   }
   if (precision == "q8_0") return dispatch_kernels<edgelm::q8_0>(o);
   if (precision == "q4_0") return dispatch_kernels<edgelm::q4_0>(o);
+  if (precision == "mixed") return dispatch_kernels<edgelm::mixed>(o);
   return dispatch_kernels<edgelm::f32>(o);
 }

@@ -26,7 +26,7 @@ struct load_options {
 };
 
 // A transformer together with its tokenizer (SentencePiece-style or byte-level BPE, text_tokenizer.hpp).
-template <precision P, class K = kernels::scalar>
+template <weight_policy P, class K = kernels::scalar>
 struct model {
   transformer<P, K> net;
   edgelm::text_tokenizer tok;
@@ -55,7 +55,7 @@ inline result<tokenizer> load_tokenizer(std::span<const std::byte> bytes, std::u
 }
 
 namespace detail {
-template <precision P, class K>
+template <weight_policy P, class K>
 result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
   if (!tok) return tok.error();
   if (tok->vocab_size() != mf.config.vocab_size)
@@ -69,7 +69,11 @@ result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const
   for (std::uint32_t t = 0; t < ggml_type_count; ++t)
     if (const auto n = m.net.w().converted_from[t])
       from += (from.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
-  o.log(log_level::info, "weights as " + std::string(P::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place, " +
+  std::string as;
+  for (std::uint32_t t = 0; t < ggml_type_count; ++t)
+    if (const auto n = m.net.w().in_place_as[t]) as += (as.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
+  o.log(log_level::info, "weights as " + std::string(policy_traits<P>::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place" +
+                             (as.empty() ? "" : " (matrices: " + as + ")") + ", " +
                              std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")") +
                              (m.net.w().packed ? ", " + std::to_string(m.net.w().packed) + " repacked for the " + K::name + " kernels" : ""));
   return m;
@@ -89,7 +93,7 @@ inline std::optional<ggml_type> uniform_matrix_type(const model_file& mf) noexce
 }
 
 // Load from an already parsed file whose tokenizer is embedded (GGUF).
-template <precision P, class K = kernels::scalar>
+template <weight_policy P, class K = kernels::scalar>
 result<model<P, K>> load(model_file mf, const load_options& o = {}) {
   if (mf.tokenizer.pieces.empty())
     return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
@@ -99,7 +103,7 @@ result<model<P, K>> load(model_file mf, const load_options& o = {}) {
 
 // Load from an already parsed file with a separate tokenizer file (llama2.c .bin + tokenizer.bin, or any
 // model + a GGUF vocabulary or a tokenizer.json).
-template <precision P, class K = kernels::scalar, storage T>
+template <weight_policy P, class K = kernels::scalar, storage T>
 result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_options& o = {}) {
   const auto bytes = tokenizer_storage.bytes();
   auto tok = is_gguf(bytes) || detail::starts_json_object(bytes)
@@ -113,7 +117,7 @@ result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_o
 }
 
 // Load a model whose file carries its tokenizer (GGUF).
-template <precision P, class K = kernels::scalar, storage S>
+template <weight_policy P, class K = kernels::scalar, storage S>
 result<model<P, K>> load(S s, const load_options& o = {}) {
   auto mf = read_model_file(std::move(s));
   if (!mf) return mf.error();
@@ -121,7 +125,7 @@ result<model<P, K>> load(S s, const load_options& o = {}) {
 }
 
 // Load a model with a separate tokenizer file.
-template <precision P, class K = kernels::scalar, storage S, storage T>
+template <weight_policy P, class K = kernels::scalar, storage S, storage T>
 result<model<P, K>> load(S s, const T& tokenizer_storage, const load_options& o = {}) {
   auto mf = read_model_file(std::move(s));
   if (!mf) return mf.error();

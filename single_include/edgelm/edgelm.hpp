@@ -2050,6 +2050,7 @@ inline result<tokenizer_data> read_llama2c_tokenizer(std::span<const std::byte> 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 // ---- begin edgelm/precision/block_util.hpp ----
@@ -2141,6 +2142,36 @@ static_assert(sizeof(f32::block_type) == 4);
 
 }  // namespace edgelm
 // ---- end edgelm/precision/f32.hpp ----
+// ---- begin edgelm/precision/ggml_quants.hpp ----
+// edgelm/precision/ggml_quants.hpp - the other block formats llama.cpp's presets write (Q4_1, Q5_0, Q5_1 and
+// the K-quants Q4_K, Q5_K, Q6_K) as weight types that run in place from the file, the activation formats
+// their dot products take, and the `mixed` policy: every weight matrix keeps its own file type.
+//
+// A weight type is what matrix<T> and the kernels' dot products need: the on-disk block (dequantize.hpp),
+// the activation format, the block size, the GGUF id and dequantize_row. Only f32 / q8_0 / q4_0 are also
+// conversion targets (precision: they have quantize_row); these types are never written by edgelm.
+//
+// Activations: Q5_0 dots against q8_0 (as ggml); Q4_1 / Q5_1 against q8_sum (a q8_0 block with float scale
+// and the block's sum, for the min term: ggml's q8_1 in float); the K-quants against q8_k (ggml's block_q8_K:
+// 256 int8 with a float scale and the sums of each 16).
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string_view>
+
+// ---- begin edgelm/precision/dequantize.hpp ----
+// edgelm/precision/dequantize.hpp - any supported ggml tensor row -> float32, used once at load time
+// to convert tensors whose file type differs from the model's precision.
+//
+// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. Every
+// conversion reproduces ggml's dequantize_row_* bit for bit (tests/test_quant.cpp checks it against
+// fixtures written by ggml itself, tests/data/quant). The block structs are GGUF's on-disk layouts.
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
 // ---- begin edgelm/precision/q4_0.hpp ----
 // edgelm/precision/q4_0.hpp - 4-bit blocks of 32 with one fp16 scale (ggml's Q4_0, 4.5 bits per weight).
 // Activations are quantized to q8_0 for the dot product, as in ggml.
@@ -2387,312 +2418,6 @@ struct q4_0 {
 
 }  // namespace edgelm
 // ---- end edgelm/precision/q4_0.hpp ----
-
-namespace edgelm {
-
-// A row-major weight matrix (rows x cols) in precision P. Each row takes blocks_per_row() =
-// ceil(cols / block_size) blocks; when cols is not a whole number of blocks (a converted copy, e.g. Q8_0
-// rows of 172 elements) the last block of each row is zero-padded, and the activations it is multiplied
-// with are zero-padded the same way, so padding adds nothing to a dot product. Tensors bound in place from
-// a file always have whole blocks (GGUF requires it), so the stride is then the file's row length.
-template <class P>
-struct matrix {
-  const typename P::block_type* data = nullptr;
-  std::uint32_t rows = 0;
-  std::uint32_t cols = 0;
-  // Optional second copy of the same weights in a kernel policy's own layout (K::pack, made at load
-  // when it makes that policy faster); `packing` names the layout (0: none). `data` stays valid either
-  // way, so a kernel that does not know the layout uses the rows.
-  const std::byte* packed = nullptr;
-  std::uint32_t packing = 0;
-  static constexpr std::size_t blocks_per_row(std::size_t cols) noexcept { return (cols + P::block_size - 1) / P::block_size; }
-  std::size_t blocks_per_row() const noexcept { return blocks_per_row(cols); }
-  const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * blocks_per_row(); }
-};
-
-// The arguments of the attention op: n queries at positions pos .. pos + n - 1 against one layer's KV
-// cache. KV is float (f32 cache) or std::uint16_t (fp16 bits, an f16 cache).
-template <class KV>
-struct attention_args {
-  float* out = nullptr;           // (n, n_heads * head_dim), row stride ld_out
-  std::size_t ld_out = 0;
-  const float* q = nullptr;       // (n, n_heads * head_dim), already rotated, row stride ld_q
-  std::size_t ld_q = 0;
-  const KV* k = nullptr;          // (context, kv_dim): this layer's keys, rows 0 .. pos + n - 1 written
-  const KV* v = nullptr;          // (context, kv_dim)
-  std::uint32_t kv_dim = 0;       // n_kv_heads * head_dim
-  std::uint32_t head_dim = 0;
-  std::uint32_t n_heads = 0;
-  std::uint32_t kv_mul = 1;       // query heads per KV head (GQA)
-  std::uint32_t pos = 0;          // position of query 0; query t sees keys 0 .. pos + t (causal)
-  std::uint32_t n = 0;            // queries
-};
-
-namespace kernels {
-
-// Ops shared by every backend. `Derived` supplies `dot` overloads; a SIMD backend derives from
-// basic_kernels<itself> and overrides what it speeds up, inheriting the rest.
-template <class Derived>
-struct basic_kernels {
-  // Weight repacking at load (see matrix::packed): the bytes of this policy's own layout of w on this
-  // CPU, 0 when it has none (the default: products read the rows in place); pack writes it to dst
-  // (packed_bytes(w) long) and returns the layout id to store in w.packing. The layout must pack rows in
-  // groups of packed_row_group, a matrix's copy being its row slices' copies (slices at multiples of
-  // the group) one after the other, so that a loader can pack a large matrix slice by slice.
-  static constexpr std::uint32_t packed_row_group = 0;
-  template <class P>
-  static std::size_t packed_bytes(const matrix<P>&) noexcept {
-    return 0;
-  }
-  template <class P>
-  static std::uint32_t pack(const matrix<P>&, std::byte*) noexcept {
-    return 0;
-  }
-
-  // f32 . f32, summed left to right (run.c's order).
-  static float dot(const float* w, const float* x, std::size_t n) noexcept {
-    float s = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(w[j] * x[j]);
-    return s;
-  }
-
-  // q8_0 weights . q8_0 activations over n elements (n a multiple of 32), as ggml's
-  // ggml_vec_dot_q8_0_q8_0: an exact int32 sum per block, scaled by d_w * d_x in float, summed in order.
-  static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept {
-    float s = 0.0f;
-    for (std::size_t b = 0; b < n / 32; ++b) {
-      std::int32_t acc = 0;
-      for (std::size_t j = 0; j < 32; ++j) acc += std::int32_t{w[b].qs[j]} * std::int32_t{x[b].qs[j]};
-      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
-    }
-    return s;
-  }
-
-  // q4_0 weights . q8_0 activations over n elements (n a multiple of 32), as ggml's
-  // ggml_vec_dot_q4_0_q8_0: weight element j is the low nibble of qs[j], j + 16 the high one, minus 8.
-  static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept {
-    float s = 0.0f;
-    for (std::size_t b = 0; b < n / 32; ++b) {
-      std::int32_t acc = 0;
-      for (std::size_t j = 0; j < 16; ++j) {
-        acc += ((w[b].qs[j] & 0x0F) - 8) * std::int32_t{x[b].qs[j]};
-        acc += ((w[b].qs[j] >> 4) - 8) * std::int32_t{x[b].qs[j + 16]};
-      }
-      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
-    }
-    return s;
-  }
-
-  // Batched product, the core of every forward: for each of n tokens t and each row r in [r0, r1),
-  //   y[t * ldy + r] = W.row(r) . x_t,   x_t = x + t * ldx
-  // x holds n rows of activations in P's dot-product precision (ldx in activation blocks, or floats for
-  // f32), each with blocks_per_row() * block_size elements (zero-padded past cols).
-  // The contract every backend keeps: the value of y[t, r] depends only on W.row(r) and x_t, never on n,
-  // r0, r1 or where the element falls in a tile. That makes the result bit-identical for any thread
-  // count (threads split [0, rows)) and a batch identical to the same tokens run one by one.
-  template <class P>
-  static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const typename P::activation::block_type* x, std::size_t ldx,
-                     std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
-    const std::size_t k = w.blocks_per_row() * P::block_size;
-    for (std::size_t t = 0; t < n; ++t)
-      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = Derived::dot(w.row(r), x + t * ldx, k);
-  }
-
-  // out[rows] = W (rows x cols) . x: the n = 1 case of matmul.
-  template <class P>
-  static void matvec(float* out, const matrix<P>& w, const typename P::activation::block_type* x) noexcept {
-    Derived::matmul(out, 0, w, x, 0, 1, 0, w.rows);
-  }
-
-  // Causal multi-head attention over a block of n queries (see attention_args). Work items are
-  // i = t * n_heads + h (query t, head h); this call does items [i0, i1). scratch holds >= pos + n floats
-  // (one worker's). For each item, exactly run.c's order: scores q.k_j / sqrt(head_dim) for j <= pos + t,
-  // softmax, then the weighted sum of v_j accumulated in j order.
-  template <class KV>
-  static void attention(const attention_args<KV>& a, std::size_t i0, std::size_t i1, float* scratch) noexcept {
-    const float scale = std::sqrt(static_cast<float>(a.head_dim));
-    for (std::size_t i = i0; i < i1; ++i) {
-      const std::size_t t = i / a.n_heads, h = i % a.n_heads;
-      const std::size_t len = a.pos + t + 1;
-      const float* q = a.q + t * a.ld_q + h * a.head_dim;
-      const std::size_t kv_off = (h / a.kv_mul) * a.head_dim;
-      for (std::size_t j = 0; j < len; ++j) scratch[j] = Derived::dot(q, a.k + j * a.kv_dim + kv_off, a.head_dim) / scale;
-      Derived::softmax(scratch, len);
-      float* o = a.out + t * a.ld_out + h * a.head_dim;
-      for (std::size_t d = 0; d < a.head_dim; ++d) o[d] = 0.0f;
-      for (std::size_t j = 0; j < len; ++j) Derived::axpy(o, scratch[j], a.v + j * a.kv_dim + kv_off, a.head_dim);
-    }
-  }
-
-  // Activations of a quantized product: n floats -> q8_0 blocks (the last zero-padded), exactly
-  // q8_0::quantize_row (a backend may vectorise it, but must produce the same bytes).
-  static void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept { q8_0::quantize_row(x, y, n); }
-
-  // f32 query . fp16 key (an f16 KV cache), summed left to right.
-  static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
-    float s = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(q[j] * fp16_to_f32(k[j]));
-    return s;
-  }
-  // out[i] += a * v[i] with v in fp16.
-  static void axpy(float* out, float a, const std::uint16_t* v, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * fp16_to_f32(v[i]));
-  }
-  // The KV cache rows of a new position from floats (f32: a copy; f16: round to nearest even).
-  static void store_kv(float* dst, const float* src, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
-  }
-  static void store_kv(std::uint16_t* dst, const float* src, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
-  }
-
-  // o = weight * x / sqrt(mean(x^2) + eps)
-  static void rmsnorm(float* o, const float* x, const float* weight, std::size_t n, float eps) noexcept {
-    float ss = 0.0f;
-    for (std::size_t j = 0; j < n; ++j) ss += detail::no_contract(x[j] * x[j]);
-    ss /= static_cast<float>(n);
-    ss += eps;
-    ss = 1.0f / std::sqrt(ss);
-    for (std::size_t j = 0; j < n; ++j) o[j] = weight[j] * (ss * x[j]);
-  }
-
-  // In-place softmax; subtract the max for numerical stability.
-  static void softmax(float* x, std::size_t n) noexcept {
-    float max_val = x[0];
-    for (std::size_t i = 1; i < n; ++i)
-      if (x[i] > max_val) max_val = x[i];
-    float sum = 0.0f;
-    for (std::size_t i = 0; i < n; ++i) {
-      x[i] = std::exp(x[i] - max_val);
-      sum += x[i];
-    }
-    for (std::size_t i = 0; i < n; ++i) x[i] /= sum;
-  }
-
-  // The rotation angles of position pos: cos/sin[i] for the pair (2i, 2i+1) of every head, head_dim/2
-  // entries, computed once per position (not per layer) with run.c's expressions.
-  static void rope_table(float* cos_out, float* sin_out, std::size_t head_dim, std::size_t pos, float theta) noexcept {
-    for (std::size_t i = 0; i < head_dim; i += 2) {
-      const float freq = 1.0f / std::pow(theta, static_cast<float>(i) / static_cast<float>(head_dim));
-      const float val = static_cast<float>(pos) * freq;
-      cos_out[i / 2] = std::cos(val);
-      sin_out[i / 2] = std::sin(val);
-    }
-  }
-
-  // Rotary embedding on adjacent pairs (x[2i], x[2i+1]) of each head, as llama2.c and GGUF 'llama'.
-  // q has n_q dims, k has n_k dims (<= n_q, GQA); both are split in heads of head_dim.
-  static void rope(float* q, float* k, std::size_t n_q, std::size_t n_k, std::size_t head_dim, const float* fcos, const float* fsin) noexcept {
-    for (std::size_t i = 0; i < n_q; i += 2) {
-      const std::size_t hd = (i % head_dim) / 2;
-      const float fcr = fcos[hd], fci = fsin[hd];
-      const int rotn = i < n_k ? 2 : 1;
-      for (int v = 0; v < rotn; ++v) {
-        float* vec = v == 0 ? q : k;
-        const float v0 = vec[i], v1 = vec[i + 1];
-        vec[i] = detail::no_contract(v0 * fcr) - detail::no_contract(v1 * fci);
-        vec[i + 1] = detail::no_contract(v0 * fci) + detail::no_contract(v1 * fcr);
-      }
-    }
-  }
-
-  // SwiGLU: a = silu(a) * b
-  static void silu_mul(float* a, const float* b, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) {
-      float v = a[i];
-      v *= 1.0f / (1.0f + std::exp(-v));
-      a[i] = v * b[i];
-    }
-  }
-
-  static void add(float* x, const float* y, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) x[i] += y[i];
-  }
-
-  // out[i] += a * v[i]
-  static void axpy(float* out, float a, const float* v, std::size_t n) noexcept {
-    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * v[i]);
-  }
-};
-
-// The reference backend.
-struct scalar : basic_kernels<scalar> {
-  static constexpr const char* name = "scalar";
-
-  using basic_kernels<scalar>::matmul;
-  // f32 matmul, four rows at a time per token. Each row is still summed left to right (run.c's order, so
-  // the results are bit-identical to one dot per row); interleaving four independent sums only hides the
-  // latency of the add chain (about 3x faster than one row at a time).
-  static void matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
-                     std::uint32_t r1) noexcept {
-    const std::size_t k = w.cols;
-    for (std::size_t t = 0; t < n; ++t) {
-      const float* xt = x + t * ldx;
-      float* out = y + t * ldy;
-      std::uint32_t r = r0;
-      for (; r + 4 <= r1; r += 4) {
-        const float *w0 = w.row(r), *w1 = w.row(r + 1), *w2 = w.row(r + 2), *w3 = w.row(r + 3);
-        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
-        for (std::size_t j = 0; j < k; ++j) {
-          s0 += detail::no_contract(w0[j] * xt[j]);
-          s1 += detail::no_contract(w1[j] * xt[j]);
-          s2 += detail::no_contract(w2[j] * xt[j]);
-          s3 += detail::no_contract(w3[j] * xt[j]);
-        }
-        out[r] = s0;
-        out[r + 1] = s1;
-        out[r + 2] = s2;
-        out[r + 3] = s3;
-      }
-      for (; r < r1; ++r) out[r] = dot(w.row(r), xt, k);
-    }
-  }
-};
-
-}  // namespace kernels
-}  // namespace edgelm
-// ---- end edgelm/kernels/scalar.hpp ----
-// ---- begin edgelm/load.hpp ----
-// edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
-#include <cstring>
-#include <memory>
-#include <optional>
-#include <span>
-
-// ---- begin edgelm/model/transformer.hpp ----
-// edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
-// in precision P with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
-// products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <initializer_list>
-#include <span>
-#include <type_traits>
-#include <utility>
-
-// ---- begin edgelm/model/weights.hpp ----
-// edgelm/model/weights.hpp - the weights of a Llama-family model in precision P: views into the file
-// where its tensor type already is P (zero copy, mmap natively), else converted once at load.
-#include <array>
-#include <cstdint>
-#include <memory>
-#include <string>
-#include <vector>
-
-// ---- begin edgelm/precision/dequantize.hpp ----
-// edgelm/precision/dequantize.hpp - any supported ggml tensor row -> float32, used once at load time
-// to convert tensors whose file type differs from the model's precision.
-//
-// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K. Every
-// conversion reproduces ggml's dequantize_row_* bit for bit (tests/test_quant.cpp checks it against
-// fixtures written by ggml itself, tests/data/quant). The block structs are GGUF's on-disk layouts.
-#include <array>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-
 
 namespace edgelm {
 
@@ -3027,37 +2752,633 @@ inline bool dequantize_row(ggml_type t, const std::byte* src, float* dst, std::s
 
 namespace edgelm {
 
-template <precision P>
-struct layer_weights {
-  const float* attn_norm = nullptr;  // (dim)
-  matrix<P> wq;                      // (dim, dim)
-  matrix<P> wk;                      // (kv_dim, dim)
-  matrix<P> wv;                      // (kv_dim, dim)
-  matrix<P> wo;                      // (dim, dim)
-  const float* ffn_norm = nullptr;   // (dim)
-  matrix<P> w1;                      // (hidden_dim, dim)  gate
-  matrix<P> w2;                      // (dim, hidden_dim)  down
-  matrix<P> w3;                      // (hidden_dim, dim)  up
+// Which activation buffer a weight type's dot product reads.
+enum class act_kind : std::uint8_t { f32, q8_0, q8_sum, q8_k };
+
+// q8_0 with a float scale and s = d * sum(qs): the activations of Q4_1 / Q5_1 (value*m terms).
+struct block_q8_sum {
+  float d;
+  float s;
+  std::int8_t qs[32];
+};
+// ggml's block_q8_K: the activations of the K-quants.
+struct block_q8_k {
+  float d;
+  std::int8_t qs[256];
+  std::int16_t bsums[16];  // sum of each 16 consecutive qs
+};
+static_assert(sizeof(block_q8_k) == 292, "block_q8_k must match ggml's block_q8_K");
+
+struct q8_sum {
+  using block_type = block_q8_sum;
+  static constexpr std::size_t block_size = 32;
+  // n floats -> ceil(n / 32) blocks (the last zero-padded); the int8 levels as q8_0's (max|x| / 127).
+  static void quantize_row(const float* x, block_q8_sum* y, std::size_t n) noexcept {
+    detail::for_each_padded_block<block_size>(x, n, [&](std::size_t b, const float* xb) {
+      float amax = 0.0f;
+      for (std::size_t j = 0; j < block_size; ++j) amax = amax > std::fabs(xb[j]) ? amax : std::fabs(xb[j]);
+      const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+      int sum = 0;
+      for (std::size_t j = 0; j < block_size; ++j) {
+        y[b].qs[j] = static_cast<std::int8_t>(detail::round_clamp(xb[j] * id, -127, 127));
+        sum += y[b].qs[j];
+      }
+      y[b].d = d;
+      y[b].s = d * static_cast<float>(sum);
+    });
+  }
 };
 
-template <precision P>
-struct weights {
-  matrix<P> token_embd;                  // (vocab, dim)
-  std::vector<layer_weights<P>> layers;  // (n_layers)
+struct q8_k {
+  using block_type = block_q8_k;
+  static constexpr std::size_t block_size = 256;
+  // n floats -> ceil(n / 256) blocks (the last zero-padded), as ggml's quantize_row_q8_K_ref: the element
+  // of largest magnitude maps to -127 (iscale = -127 / max), others round to nearest, clamped to 127.
+  static void quantize_row(const float* x, block_q8_k* y, std::size_t n) noexcept {
+    detail::for_each_padded_block<block_size>(x, n, [&](std::size_t b, const float* xb) {
+      float amax = 0.0f, max = 0.0f;
+      for (std::size_t j = 0; j < block_size; ++j)
+        if (std::fabs(xb[j]) > amax) {
+          amax = std::fabs(xb[j]);
+          max = xb[j];
+        }
+      block_q8_k& o = y[b];
+      if (!(amax > 0.0f) || !std::isfinite(amax)) {  // all zero (or not finite: zeros rather than UB)
+        std::memset(&o, 0, sizeof o);
+        return;
+      }
+      const float iscale = -127.0f / max;
+      for (std::size_t j = 0; j < block_size; ++j) o.qs[j] = static_cast<std::int8_t>(detail::round_clamp(iscale * xb[j], -128, 127));
+      for (std::size_t g = 0; g < 16; ++g) {
+        int s = 0;
+        for (std::size_t j = 0; j < 16; ++j) s += o.qs[g * 16 + j];
+        o.bsums[g] = static_cast<std::int16_t>(s);
+      }
+      o.d = 1.0f / iscale;
+    });
+  }
+};
+
+namespace detail {
+// The first n elements (a whole number of blocks, as every in-place matrix has) of a row of DQ blocks.
+template <class DQ>
+inline void dequantize_whole(const typename DQ::block* b, float* y, std::size_t n) noexcept {
+  constexpr std::size_t qk = ggml_type_table[static_cast<std::uint32_t>(DQ::type)].block_size;
+  for (std::size_t i = 0; i < n / qk; ++i) (void)DQ::run(b[i], y + i * qk);
+}
+}  // namespace detail
+
+#define EDGELM_WEIGHT_TYPE(NAME, BLOCK, ACT, KIND, QK, STR)                                        \
+  struct NAME {                                                                                    \
+    using block_type = BLOCK;                                                                      \
+    using activation = ACT;                                                                        \
+    static constexpr act_kind act = act_kind::KIND;                                                \
+    static constexpr std::size_t block_size = QK;                                                  \
+    static constexpr ggml_type type = ggml_type::NAME;                                             \
+    static constexpr std::string_view name = STR;                                                  \
+    static void dequantize_row(const BLOCK* b, float* y, std::size_t n) noexcept {                 \
+      detail::dequantize_whole<detail::dq_##NAME>(b, y, n);                                        \
+    }                                                                                              \
+  };                                                                                               \
+  static_assert(sizeof(BLOCK) == ggml_type_table[static_cast<std::uint32_t>(ggml_type::NAME)].type_size)
+
+EDGELM_WEIGHT_TYPE(q4_1, block_q4_1, q8_sum, q8_sum, 32, "q4_1");
+EDGELM_WEIGHT_TYPE(q5_0, block_q5_0, q8_0, q8_0, 32, "q5_0");
+EDGELM_WEIGHT_TYPE(q5_1, block_q5_1, q8_sum, q8_sum, 32, "q5_1");
+EDGELM_WEIGHT_TYPE(q4_k, block_q4_k, q8_k, q8_k, 256, "q4_k");
+EDGELM_WEIGHT_TYPE(q5_k, block_q5_k, q8_k, q8_k, 256, "q5_k");
+EDGELM_WEIGHT_TYPE(q6_k, block_q6_k, q8_k, q8_k, 256, "q6_k");
+#undef EDGELM_WEIGHT_TYPE
+
+// The activation kind of a weight type (f32 / q8_0 / q4_0 name theirs by their activation policy).
+template <class T>
+constexpr act_kind activation_kind() noexcept {
+  if constexpr (requires { T::act; }) return T::act;
+  else if constexpr (std::is_same_v<typename T::activation, f32>) return act_kind::f32;
+  else return act_kind::q8_0;
+}
+
+// A compile-time list of weight types.
+template <class... Ts>
+struct type_list {};
+
+// A weight policy names the weight types a model runs in place (`types`) and what any other tensor is
+// converted to at load (`convert_to(file type)`). A precision P (f32, q8_0, q4_0) is the uniform policy: its
+// own type in place, everything else converted to it (one instantiation of every kernel: the smallest build).
+template <class P>
+struct policy_traits {
+  using types = type_list<P>;
+  static constexpr std::string_view name = P::name;
+  static constexpr ggml_type convert_to(ggml_type) noexcept { return P::type; }
+};
+
+// Every matrix in its own file type when a kernel exists for it (the K-quant and legacy files of
+// llama-quantize run with nothing converted); float tensors of another type (F16, BF16) become f32, other
+// quantized ones (Q2_K, Q3_K, IQ*) q8_0.
+struct mixed {
+  static constexpr std::string_view name = "mixed";
+};
+template <>
+struct policy_traits<mixed> {
+  using types = type_list<f32, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k>;
+  static constexpr std::string_view name = "mixed";
+  static constexpr ggml_type convert_to(ggml_type t) noexcept {
+    return t == ggml_type::f16 || t == ggml_type::bf16 || t == ggml_type::f64 ? ggml_type::f32 : ggml_type::q8_0;
+  }
+};
+
+// What transformer<P, K> accepts: a uniform precision or `mixed`.
+template <class P>
+concept weight_policy = precision<P> || std::is_same_v<P, mixed>;
+
+// Is T one of the list's types?
+template <class T, class L>
+struct in_list;
+template <class T, class... Ts>
+struct in_list<T, type_list<Ts...>> : std::bool_constant<(std::is_same_v<T, Ts> || ...)> {};
+
+// Calls f(T{}) (a default-constructed tag of the policy type) for the type of `types` whose GGUF id is t;
+// false if none is.
+template <class... Ts, class F>
+constexpr bool visit_type(type_list<Ts...>, ggml_type t, F&& f) {
+  if constexpr (sizeof...(Ts) == 1) {  // a uniform policy: nothing to choose
+    if (((Ts::type == t) && ...)) {
+      (f(Ts{}), ...);
+      return true;
+    }
+    return false;
+  } else {
+    return ((Ts::type == t ? (f(Ts{}), true) : false) || ...);
+  }
+}
+
+// Does the list contain a type whose dot product takes activations of kind k?
+template <class... Ts>
+constexpr bool needs_activation(type_list<Ts...>, act_kind k) noexcept {
+  return ((activation_kind<Ts>() == k) || ...);
+}
+
+}  // namespace edgelm
+// ---- end edgelm/precision/ggml_quants.hpp ----
+
+namespace edgelm {
+
+// A row-major weight matrix (rows x cols) in precision P. Each row takes blocks_per_row() =
+// ceil(cols / block_size) blocks; when cols is not a whole number of blocks (a converted copy, e.g. Q8_0
+// rows of 172 elements) the last block of each row is zero-padded, and the activations it is multiplied
+// with are zero-padded the same way, so padding adds nothing to a dot product. Tensors bound in place from
+// a file always have whole blocks (GGUF requires it), so the stride is then the file's row length.
+template <class P>
+struct matrix {
+  const typename P::block_type* data = nullptr;
+  std::uint32_t rows = 0;
+  std::uint32_t cols = 0;
+  // Optional second copy of the same weights in a kernel policy's own layout (K::pack, made at load
+  // when it makes that policy faster); `packing` names the layout (0: none). `data` stays valid either
+  // way, so a kernel that does not know the layout uses the rows.
+  const std::byte* packed = nullptr;
+  std::uint32_t packing = 0;
+  static constexpr std::size_t blocks_per_row(std::size_t cols) noexcept { return (cols + P::block_size - 1) / P::block_size; }
+  std::size_t blocks_per_row() const noexcept { return blocks_per_row(cols); }
+  const typename P::block_type* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * blocks_per_row(); }
+};
+
+// The arguments of the attention op: n queries at positions pos .. pos + n - 1 against one layer's KV
+// cache. KV is float (f32 cache) or std::uint16_t (fp16 bits, an f16 cache).
+template <class KV>
+struct attention_args {
+  float* out = nullptr;           // (n, n_heads * head_dim), row stride ld_out
+  std::size_t ld_out = 0;
+  const float* q = nullptr;       // (n, n_heads * head_dim), already rotated, row stride ld_q
+  std::size_t ld_q = 0;
+  const KV* k = nullptr;          // (context, kv_dim): this layer's keys, rows 0 .. pos + n - 1 written
+  const KV* v = nullptr;          // (context, kv_dim)
+  std::uint32_t kv_dim = 0;       // n_kv_heads * head_dim
+  std::uint32_t head_dim = 0;
+  std::uint32_t n_heads = 0;
+  std::uint32_t kv_mul = 1;       // query heads per KV head (GQA)
+  std::uint32_t pos = 0;          // position of query 0; query t sees keys 0 .. pos + t (causal)
+  std::uint32_t n = 0;            // queries
+};
+
+namespace kernels {
+
+// Ops shared by every backend. `Derived` supplies `dot` overloads; a SIMD backend derives from
+// basic_kernels<itself> and overrides what it speeds up, inheriting the rest.
+template <class Derived>
+struct basic_kernels {
+  // Weight repacking at load (see matrix::packed): the bytes of this policy's own layout of w on this
+  // CPU, 0 when it has none (the default: products read the rows in place); pack writes it to dst
+  // (packed_bytes(w) long) and returns the layout id to store in w.packing. The layout must pack rows in
+  // groups of packed_row_group, a matrix's copy being its row slices' copies (slices at multiples of
+  // the group) one after the other, so that a loader can pack a large matrix slice by slice.
+  static constexpr std::uint32_t packed_row_group = 0;
+  template <class P>
+  static std::size_t packed_bytes(const matrix<P>&) noexcept {
+    return 0;
+  }
+  template <class P>
+  static std::uint32_t pack(const matrix<P>&, std::byte*) noexcept {
+    return 0;
+  }
+
+  // f32 . f32, summed left to right (run.c's order).
+  static float dot(const float* w, const float* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(w[j] * x[j]);
+    return s;
+  }
+
+  // q8_0 weights . q8_0 activations over n elements (n a multiple of 32), as ggml's
+  // ggml_vec_dot_q8_0_q8_0: an exact int32 sum per block, scaled by d_w * d_x in float, summed in order.
+  static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 32; ++j) acc += std::int32_t{w[b].qs[j]} * std::int32_t{x[b].qs[j]};
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
+    }
+    return s;
+  }
+
+  // q4_0 weights . q8_0 activations over n elements (n a multiple of 32), as ggml's
+  // ggml_vec_dot_q4_0_q8_0: weight element j is the low nibble of qs[j], j + 16 the high one, minus 8.
+  static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) {
+        acc += ((w[b].qs[j] & 0x0F) - 8) * std::int32_t{x[b].qs[j]};
+        acc += ((w[b].qs[j] >> 4) - 8) * std::int32_t{x[b].qs[j + 16]};
+      }
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
+    }
+    return s;
+  }
+
+  // The other ggml formats (ggml_quants.hpp), each as an exact int32 sum per (sub-)block scaled in float.
+  // q5_0 . q8_0: 5-bit levels (nibble | bit j of qh << 4) - 16.
+  static float dot(const block_q5_0* w, const block_q8_0* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::uint32_t qh;
+      std::memcpy(&qh, w[b].qh, 4);
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) {
+        acc += (((w[b].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) - 16) * std::int32_t{x[b].qs[j]};
+        acc += (((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - 16) * std::int32_t{x[b].qs[j + 16]};
+      }
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
+    }
+    return s;
+  }
+  // q4_1 . q8_sum: (d_w * d_x) * sum(level * q) + m_w * s_x per block.
+  static float dot(const block_q4_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) acc += (w[b].qs[j] & 0x0F) * std::int32_t{x[b].qs[j]} + (w[b].qs[j] >> 4) * std::int32_t{x[b].qs[j + 16]};
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * x[b].d)) + detail::no_contract(fp16_to_f32(w[b].m) * x[b].s);
+    }
+    return s;
+  }
+  // q5_1 . q8_sum.
+  static float dot(const block_q5_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::uint32_t qh;
+      std::memcpy(&qh, w[b].qh, 4);
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) {
+        acc += ((w[b].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) * std::int32_t{x[b].qs[j]};
+        acc += ((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) * std::int32_t{x[b].qs[j + 16]};
+      }
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * x[b].d)) + detail::no_contract(fp16_to_f32(w[b].m) * x[b].s);
+    }
+    return s;
+  }
+  // q4_k . q8_k: per super-block d * sum_j scale_j * sum(level * q) - dmin * sum_j min_j * sum(q of j), the 8
+  // sub-blocks j of 32 elements being the low (even j) and high (odd j) nibbles of qs[32 * (j / 2) ..].
+  static float dot(const block_q4_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 256; ++b) {
+      std::int32_t sum_sc = 0, sum_min = 0;
+      for (int j = 0; j < 8; ++j) {
+        std::uint8_t sc, m;
+        detail::scale_min_k4(j, w[b].scales, sc, m);
+        const std::uint8_t* q = w[b].qs + 32 * (j / 2);
+        const std::int8_t* a = x[b].qs + 32 * j;
+        std::int32_t acc = 0;
+        for (int l = 0; l < 32; ++l) acc += ((j & 1) ? (q[l] >> 4) : (q[l] & 0x0F)) * std::int32_t{a[l]};
+        sum_sc += sc * acc;
+        sum_min += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+      }
+      s += detail::no_contract(fp16_to_f32(w[b].d) * x[b].d * static_cast<float>(sum_sc)) - detail::no_contract(fp16_to_f32(w[b].dmin) * x[b].d * static_cast<float>(sum_min));
+    }
+    return s;
+  }
+  // q5_k . q8_k: as q4_k with bit j of qh[l] as the fifth bit of element l of sub-block j.
+  static float dot(const block_q5_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 256; ++b) {
+      std::int32_t sum_sc = 0, sum_min = 0;
+      for (int j = 0; j < 8; ++j) {
+        std::uint8_t sc, m;
+        detail::scale_min_k4(j, w[b].scales, sc, m);
+        const std::uint8_t* q = w[b].qs + 32 * (j / 2);
+        const std::int8_t* a = x[b].qs + 32 * j;
+        std::int32_t acc = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int lv = ((j & 1) ? (q[l] >> 4) : (q[l] & 0x0F)) | (((w[b].qh[l] >> j) & 1) << 4);
+          acc += lv * std::int32_t{a[l]};
+        }
+        sum_sc += sc * acc;
+        sum_min += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+      }
+      s += detail::no_contract(fp16_to_f32(w[b].d) * x[b].d * static_cast<float>(sum_sc)) - detail::no_contract(fp16_to_f32(w[b].dmin) * x[b].d * static_cast<float>(sum_min));
+    }
+    return s;
+  }
+  // q6_k . q8_k: d * sum over the 16 sub-blocks of 16 of scale * sum(level * q), levels in -32..31. Element
+  // e = 128 h + 32 g + l (h half, g group 0..3, l 0..31): low 4 bits from ql[64 h + l + 32 (g & 1)] (low nibble for
+  // g < 2), high 2 bits from qh[32 h + l] >> 2 g; its scale is scales[e / 16].
+  static float dot(const block_q6_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 256; ++b) {
+      std::int32_t sums[16] = {};
+      for (int h = 0; h < 2; ++h)
+        for (int g = 0; g < 4; ++g)
+          for (int l = 0; l < 32; ++l) {
+            const std::uint8_t lo = w[b].ql[64 * h + l + 32 * (g & 1)];
+            const int q = (((g < 2) ? (lo & 0x0F) : (lo >> 4)) | (((w[b].qh[32 * h + l] >> (2 * g)) & 3) << 4)) - 32;
+            const int e = 128 * h + 32 * g + l;
+            sums[e / 16] += q * std::int32_t{x[b].qs[e]};
+          }
+      std::int32_t acc = 0;
+      for (int j = 0; j < 16; ++j) acc += std::int32_t{w[b].scales[j]} * sums[j];
+      s += detail::no_contract(fp16_to_f32(w[b].d) * x[b].d * static_cast<float>(acc));
+    }
+    return s;
+  }
+
+  // Batched product, the core of every forward: for each of n tokens t and each row r in [r0, r1),
+  //   y[t * ldy + r] = W.row(r) . x_t,   x_t = x + t * ldx
+  // x holds n rows of activations in P's dot-product precision (ldx in activation blocks, or floats for
+  // f32), each with blocks_per_row() * block_size elements (zero-padded past cols).
+  // The contract every backend keeps: the value of y[t, r] depends only on W.row(r) and x_t, never on n,
+  // r0, r1 or where the element falls in a tile. That makes the result bit-identical for any thread
+  // count (threads split [0, rows)) and a batch identical to the same tokens run one by one.
+  template <class P>
+  static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const typename P::activation::block_type* x, std::size_t ldx,
+                     std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
+    const std::size_t k = w.blocks_per_row() * P::block_size;
+    for (std::size_t t = 0; t < n; ++t)
+      for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = Derived::dot(w.row(r), x + t * ldx, k);
+  }
+
+  // out[rows] = W (rows x cols) . x: the n = 1 case of matmul.
+  template <class P>
+  static void matvec(float* out, const matrix<P>& w, const typename P::activation::block_type* x) noexcept {
+    Derived::matmul(out, 0, w, x, 0, 1, 0, w.rows);
+  }
+
+  // Causal multi-head attention over a block of n queries (see attention_args). Work items are
+  // i = t * n_heads + h (query t, head h); this call does items [i0, i1). scratch holds >= pos + n floats
+  // (one worker's). For each item, exactly run.c's order: scores q.k_j / sqrt(head_dim) for j <= pos + t,
+  // softmax, then the weighted sum of v_j accumulated in j order.
+  template <class KV>
+  static void attention(const attention_args<KV>& a, std::size_t i0, std::size_t i1, float* scratch) noexcept {
+    const float scale = std::sqrt(static_cast<float>(a.head_dim));
+    for (std::size_t i = i0; i < i1; ++i) {
+      const std::size_t t = i / a.n_heads, h = i % a.n_heads;
+      const std::size_t len = a.pos + t + 1;
+      const float* q = a.q + t * a.ld_q + h * a.head_dim;
+      const std::size_t kv_off = (h / a.kv_mul) * a.head_dim;
+      for (std::size_t j = 0; j < len; ++j) scratch[j] = Derived::dot(q, a.k + j * a.kv_dim + kv_off, a.head_dim) / scale;
+      Derived::softmax(scratch, len);
+      float* o = a.out + t * a.ld_out + h * a.head_dim;
+      for (std::size_t d = 0; d < a.head_dim; ++d) o[d] = 0.0f;
+      for (std::size_t j = 0; j < len; ++j) Derived::axpy(o, scratch[j], a.v + j * a.kv_dim + kv_off, a.head_dim);
+    }
+  }
+
+  // Activations of a quantized product: n floats -> q8_0 blocks (the last zero-padded), exactly
+  // q8_0::quantize_row (a backend may vectorise it, but must produce the same bytes).
+  static void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept { q8_0::quantize_row(x, y, n); }
+  // The activations of Q4_1 / Q5_1 and of the K-quants (ggml_quants.hpp).
+  static void quantize_q8_sum(const float* x, block_q8_sum* y, std::size_t n) noexcept { q8_sum::quantize_row(x, y, n); }
+  static void quantize_q8_k(const float* x, block_q8_k* y, std::size_t n) noexcept { q8_k::quantize_row(x, y, n); }
+
+  // f32 query . fp16 key (an f16 KV cache), summed left to right.
+  static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) s += detail::no_contract(q[j] * fp16_to_f32(k[j]));
+    return s;
+  }
+  // out[i] += a * v[i] with v in fp16.
+  static void axpy(float* out, float a, const std::uint16_t* v, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * fp16_to_f32(v[i]));
+  }
+  // The KV cache rows of a new position from floats (f32: a copy; f16: round to nearest even).
+  static void store_kv(float* dst, const float* src, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = src[i];
+  }
+  static void store_kv(std::uint16_t* dst, const float* src, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = f32_to_fp16(src[i]);
+  }
+
+  // o = weight * x / sqrt(mean(x^2) + eps)
+  static void rmsnorm(float* o, const float* x, const float* weight, std::size_t n, float eps) noexcept {
+    float ss = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) ss += detail::no_contract(x[j] * x[j]);
+    ss /= static_cast<float>(n);
+    ss += eps;
+    ss = 1.0f / std::sqrt(ss);
+    for (std::size_t j = 0; j < n; ++j) o[j] = weight[j] * (ss * x[j]);
+  }
+
+  // In-place softmax; subtract the max for numerical stability.
+  static void softmax(float* x, std::size_t n) noexcept {
+    float max_val = x[0];
+    for (std::size_t i = 1; i < n; ++i)
+      if (x[i] > max_val) max_val = x[i];
+    float sum = 0.0f;
+    for (std::size_t i = 0; i < n; ++i) {
+      x[i] = std::exp(x[i] - max_val);
+      sum += x[i];
+    }
+    for (std::size_t i = 0; i < n; ++i) x[i] /= sum;
+  }
+
+  // The rotation angles of position pos: cos/sin[i] for the pair (2i, 2i+1) of every head, head_dim/2
+  // entries, computed once per position (not per layer) with run.c's expressions.
+  static void rope_table(float* cos_out, float* sin_out, std::size_t head_dim, std::size_t pos, float theta) noexcept {
+    for (std::size_t i = 0; i < head_dim; i += 2) {
+      const float freq = 1.0f / std::pow(theta, static_cast<float>(i) / static_cast<float>(head_dim));
+      const float val = static_cast<float>(pos) * freq;
+      cos_out[i / 2] = std::cos(val);
+      sin_out[i / 2] = std::sin(val);
+    }
+  }
+
+  // Rotary embedding on adjacent pairs (x[2i], x[2i+1]) of each head, as llama2.c and GGUF 'llama'.
+  // q has n_q dims, k has n_k dims (<= n_q, GQA); both are split in heads of head_dim.
+  static void rope(float* q, float* k, std::size_t n_q, std::size_t n_k, std::size_t head_dim, const float* fcos, const float* fsin) noexcept {
+    for (std::size_t i = 0; i < n_q; i += 2) {
+      const std::size_t hd = (i % head_dim) / 2;
+      const float fcr = fcos[hd], fci = fsin[hd];
+      const int rotn = i < n_k ? 2 : 1;
+      for (int v = 0; v < rotn; ++v) {
+        float* vec = v == 0 ? q : k;
+        const float v0 = vec[i], v1 = vec[i + 1];
+        vec[i] = detail::no_contract(v0 * fcr) - detail::no_contract(v1 * fci);
+        vec[i + 1] = detail::no_contract(v0 * fci) + detail::no_contract(v1 * fcr);
+      }
+    }
+  }
+
+  // SwiGLU: a = silu(a) * b
+  static void silu_mul(float* a, const float* b, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+      float v = a[i];
+      v *= 1.0f / (1.0f + std::exp(-v));
+      a[i] = v * b[i];
+    }
+  }
+
+  static void add(float* x, const float* y, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) x[i] += y[i];
+  }
+
+  // out[i] += a * v[i]
+  static void axpy(float* out, float a, const float* v, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * v[i]);
+  }
+};
+
+// The reference backend.
+struct scalar : basic_kernels<scalar> {
+  static constexpr const char* name = "scalar";
+
+  using basic_kernels<scalar>::matmul;
+  // f32 matmul, four rows at a time per token. Each row is still summed left to right (run.c's order, so
+  // the results are bit-identical to one dot per row); interleaving four independent sums only hides the
+  // latency of the add chain (about 3x faster than one row at a time).
+  static void matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+    const std::size_t k = w.cols;
+    for (std::size_t t = 0; t < n; ++t) {
+      const float* xt = x + t * ldx;
+      float* out = y + t * ldy;
+      std::uint32_t r = r0;
+      for (; r + 4 <= r1; r += 4) {
+        const float *w0 = w.row(r), *w1 = w.row(r + 1), *w2 = w.row(r + 2), *w3 = w.row(r + 3);
+        float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+        for (std::size_t j = 0; j < k; ++j) {
+          s0 += detail::no_contract(w0[j] * xt[j]);
+          s1 += detail::no_contract(w1[j] * xt[j]);
+          s2 += detail::no_contract(w2[j] * xt[j]);
+          s3 += detail::no_contract(w3[j] * xt[j]);
+        }
+        out[r] = s0;
+        out[r + 1] = s1;
+        out[r + 2] = s2;
+        out[r + 3] = s3;
+      }
+      for (; r < r1; ++r) out[r] = dot(w.row(r), xt, k);
+    }
+  }
+};
+
+}  // namespace kernels
+}  // namespace edgelm
+// ---- end edgelm/kernels/scalar.hpp ----
+// ---- begin edgelm/load.hpp ----
+// edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+
+// ---- begin edgelm/model/transformer.hpp ----
+// edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
+// under weight policy P (a uniform precision, or `mixed`: every matrix in its file type) with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
+// products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+// ---- begin edgelm/model/weights.hpp ----
+// edgelm/model/weights.hpp - the weights of a Llama-family model under weight policy P: each matrix a view
+// into the file where P runs its tensor type in place (zero copy, mmap natively; a uniform precision runs
+// its own type, `mixed` every type it has kernels for), else converted once at load.
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+
+namespace edgelm {
+
+// A weight matrix of any weight type: rows x cols elements of `type`, each row ceil(cols / block size)
+// blocks (the file's stride in place; a converted copy's last block zero-padded). as<T>() is the typed
+// view the kernels take (T::type == type).
+struct wmatrix {
+  ggml_type type = ggml_type::f32;
+  const std::byte* data = nullptr;
+  std::uint32_t rows = 0;
+  std::uint32_t cols = 0;
+  const std::byte* packed = nullptr;  // the kernels' own layout (see matrix::packed), or null
+  std::uint32_t packing = 0;
+
+  std::size_t row_bytes() const noexcept {
+    const auto& i = ggml_info(type);
+    return (std::size_t{cols} + i.block_size - 1) / i.block_size * i.type_size;
+  }
+  const std::byte* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * row_bytes(); }
+  template <class T>
+  matrix<T> as() const noexcept {
+    return {reinterpret_cast<const typename T::block_type*>(data), rows, cols, packed, packing};
+  }
+};
+
+struct layer_weights {
+  const float* attn_norm = nullptr;  // (dim)
+  wmatrix wq;                        // (dim, dim)
+  wmatrix wk;                        // (kv_dim, dim)
+  wmatrix wv;                        // (kv_dim, dim)
+  wmatrix wo;                        // (dim, dim)
+  const float* ffn_norm = nullptr;   // (dim)
+  wmatrix w1;                        // (hidden_dim, dim)  gate
+  wmatrix w2;                        // (dim, hidden_dim)  down
+  wmatrix w3;                        // (hidden_dim, dim)  up
+};
+
+struct model_weights {
+  wmatrix token_embd;                    // (vocab, dim)
+  std::vector<layer_weights> layers;     // (n_layers)
   const float* output_norm = nullptr;    // (dim)
-  matrix<P> output;                      // (vocab, dim); == token_embd when shared
+  wmatrix output;                        // (vocab, dim); == token_embd when shared
   std::vector<aligned_buffer<std::byte>> owned;  // converted tensors
   std::size_t converted = 0;             // how many tensors were converted at load
   std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
+  std::array<std::uint32_t, ggml_type_count> in_place_as{};     // in-place matrices by type
   std::size_t in_place = 0;              // how many are views into the file
   std::size_t packed = 0;                // how many in-place matrices also have the kernels' packed copy
 };
+template <class P>
+using weights = model_weights;
 
 // How make_weights gives matrices a kernel policy's packed copy (K::packed_bytes / K::pack; null: none).
-template <precision P>
 struct weight_packer {
-  std::size_t (*bytes)(const matrix<P>&) noexcept = nullptr;
-  std::uint32_t (*pack)(const matrix<P>&, std::byte*) noexcept = nullptr;
+  std::size_t (*bytes)(const wmatrix&) noexcept = nullptr;
+  std::uint32_t (*pack)(const wmatrix&, std::byte*) noexcept = nullptr;
   std::uint32_t row_group = 0;  // K::packed_row_group: the layout packs rows in groups of this many (0: no packing)
 };
 
@@ -3065,16 +3386,14 @@ namespace detail {
 
 // A layer's weight matrices: GGUF name suffix, shape (rows, cols) and where it is bound. The one list
 // both the sizing of the packed arena and the binding walk.
-template <precision P>
 struct layer_matrix {
   const char* name;
   std::uint64_t rows, cols;
-  matrix<P> layer_weights<P>::*member;
+  wmatrix layer_weights::*member;
 };
-template <precision P>
-inline std::array<layer_matrix<P>, 7> layer_matrices(const model_config& c) {
+inline std::array<layer_matrix, 7> layer_matrices(const model_config& c) {
   const std::uint64_t D = c.dim, H = c.hidden_dim, KVD = c.kv_dim();
-  using L = layer_weights<P>;
+  using L = layer_weights;
   return {{{"attn_q.weight", D, D, &L::wq},
            {"attn_k.weight", KVD, D, &L::wk},
            {"attn_v.weight", KVD, D, &L::wv},
@@ -3084,12 +3403,13 @@ inline std::array<layer_matrix<P>, 7> layer_matrices(const model_config& c) {
            {"ffn_up.weight", H, D, &L::w3}}};
 }
 
-template <precision P>
+template <class P>
 struct weight_builder {
+  using types = typename policy_traits<P>::types;
   const model_file& mf;
-  weights<P>& w;
+  model_weights& w;
   const logger& log;
-  weight_packer<P> packer{};
+  weight_packer packer{};
   std::byte* arena = nullptr;  // one huge-page allocation for every packed copy (see make_weights)
   std::size_t arena_size = 0, arena_used = 0;
 
@@ -3138,18 +3458,28 @@ struct weight_builder {
     return dst;
   }
 
-  // A block scale that is fp16 Inf/NaN poisons every output: rejected at load. Reading one 16-bit scale
-  // per block is cheap next to the first forward pass, which touches every byte anyway.
-  bool check_scales(const matrix<P>& m, std::uint64_t first_row, const tensor_info& t, error& err) {
-    if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
-      const std::uint64_t n_blocks = std::uint64_t{m.rows} * m.blocks_per_row(), base = first_row * m.blocks_per_row();
-      for (std::uint64_t i = 0; i < n_blocks; ++i)
-        if ((m.data[i].d & 0x7C00u) == 0x7C00u) {
-          err = make_error(errc::bad_value, "block " + std::to_string(base + i) + " has a NaN/Inf scale", t.offset + (base + i) * sizeof(typename P::block_type), t.name);
-          return false;
+  // A block scale that is fp16 Inf/NaN poisons every output: rejected at load. Reading the 16-bit scales
+  // of each block is cheap next to the first forward pass, which touches every byte anyway.
+  bool check_scales(const wmatrix& m, std::uint64_t first_row, const tensor_info& t, error& err) {
+    bool ok = true;
+    visit_type(types{}, m.type, [&](auto tag) {
+      using T = decltype(tag);
+      using B = typename T::block_type;
+      if constexpr (requires(const B& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
+        const matrix<T> mt = m.as<T>();
+        const std::uint64_t n_blocks = std::uint64_t{m.rows} * mt.blocks_per_row(), base = first_row * mt.blocks_per_row();
+        for (std::uint64_t i = 0; i < n_blocks && ok; ++i) {
+          bool bad = (mt.data[i].d & 0x7C00u) == 0x7C00u;
+          if constexpr (requires(const B& b) { b.dmin; }) bad = bad || (mt.data[i].dmin & 0x7C00u) == 0x7C00u;
+          if constexpr (requires(const B& b) { b.m; }) bad = bad || (mt.data[i].m & 0x7C00u) == 0x7C00u;
+          if (bad) {
+            err = make_error(errc::bad_value, "block " + std::to_string(base + i) + " has a NaN/Inf scale", t.offset + (base + i) * sizeof(B), t.name);
+            ok = false;
+          }
         }
-    }
-    return true;
+      }
+    });
+    return ok;
   }
 
   // The packed copy of an in-place matrix when the kernels have a layout of their own (never for the
@@ -3157,7 +3487,7 @@ struct weight_builder {
   // concatenation of its slices' layouts), each checked, packed, then its file pages given back (they
   // stay readable): memory holds one copy of the weights plus at most one slice, not two copies.
   // Returns false with err set on a bad scale or a failed allocation; `packed` tells whether it ran.
-  bool repack(const tensor_info& t, matrix<P>& out, bool& packed, error& err) {
+  bool repack(const tensor_info& t, wmatrix& out, bool& packed, error& err) {
     packed = false;
     if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
     const std::size_t n = packer.bytes(out);
@@ -3176,7 +3506,7 @@ struct weight_builder {
     const std::uint32_t step = packer.row_group * 64;
     std::uint32_t id = 0;
     for (std::uint32_t r = 0; r < out.rows; r += step) {
-      matrix<P> part = out, before = out;
+      wmatrix part = out, before = out;
       part.data = out.row(r);
       part.rows = std::min(step, out.rows - r);
       before.rows = r;
@@ -3184,7 +3514,7 @@ struct weight_builder {
       const std::size_t at = r ? packer.bytes(before) : 0;
       id = packer.pack(part, dst + at);
       if (id == 0) return false;  // cannot happen once bytes() > 0; the caller then binds the rows as they are
-      if (mf.bytes) mf.bytes->release({reinterpret_cast<const std::byte*>(part.data), std::size_t{part.rows} * part.blocks_per_row() * sizeof(typename P::block_type)});
+      if (mf.bytes) mf.bytes->release({part.data, std::size_t{part.rows} * part.row_bytes()});
     }
     out.packed = dst;
     out.packing = id;
@@ -3193,27 +3523,47 @@ struct weight_builder {
     return true;
   }
 
-  // 2-D weight (rows x cols) in precision P.
-  bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, matrix<P>& out, error& err) {
+  // Can P run a tensor of this type in place?
+  static bool runs(ggml_type t) noexcept {
+    return visit_type(types{}, t, [](auto) {});
+  }
+
+  // 2-D weight (rows x cols): in place when P runs its type, else converted to P's conversion type.
+  bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, wmatrix& out, error& err) {
     const tensor_info* t = need(name, cols, rows, err);
     if (!t) return false;
     out.rows = static_cast<std::uint32_t>(rows);
     out.cols = static_cast<std::uint32_t>(cols);
-    // In place: the file's rows are whole P blocks already (GGUF requires ne0 % block_size == 0), so the
-    // file's row stride is matrix<P>'s.
-    if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
-      out.data = reinterpret_cast<const typename P::block_type*>(t->data);
+    // In place: the file's rows are whole blocks already (GGUF requires ne0 % block_size == 0), so the
+    // file's row stride is the matrix's. The blocks need their struct's alignment (2, or 4 for f32).
+    if (runs(t->type) && reinterpret_cast<std::uintptr_t>(t->data) % (t->type == ggml_type::f32 ? 4 : 2) == 0) {
+      out.type = t->type;
+      out.data = t->data;
       bool packed = false;
       if (!repack(*t, out, packed, err)) return false;
       if (!packed && !check_scales(out, 0, *t, err)) return false;
       ++w.in_place;
+      ++w.in_place_as[static_cast<std::uint32_t>(t->type)];
       return true;
     }
-    // Converted: each row becomes blocks_per_row = ceil(cols / block_size) blocks, the last one
-    // zero-padded when cols is not a multiple of the block size (P::quantize_row pads).
-    const std::uint64_t row_blocks = matrix<P>::blocks_per_row(static_cast<std::size_t>(cols));
+    bool ok = false;
+    const ggml_type to = policy_traits<P>::convert_to(t->type);
+    const bool known = visit_type(types{}, to, [&](auto tag) {
+      using C = decltype(tag);
+      if constexpr (requires(const float* x, typename C::block_type* y, std::size_t n) { C::quantize_row(x, y, n); }) ok = convert<C>(*t, name, rows, cols, out, err);
+    });
+    if (!known && !ok) err = make_error(errc::unsupported_tensor_type, "no conversion for tensor type " + std::string(ggml_type_name(t->type)), t->offset, name);
+    return ok;
+  }
+
+  // Converted: each row becomes blocks_per_row = ceil(cols / block_size) blocks of C, the last one
+  // zero-padded when cols is not a multiple of the block size (C::quantize_row pads).
+  template <class C>
+  bool convert(const tensor_info& tin, const std::string& name, std::uint64_t rows, std::uint64_t cols, wmatrix& out, error& err) {
+    const tensor_info* t = &tin;
+    const std::uint64_t row_blocks = matrix<C>::blocks_per_row(static_cast<std::size_t>(cols));
     std::uint64_t n_blocks = 0, bytes = 0;
-    if (!mul_ok(rows, row_blocks, n_blocks) || !mul_ok(n_blocks, sizeof(typename P::block_type), bytes) || !fits_size_t(bytes)) {
+    if (!mul_ok(rows, row_blocks, n_blocks) || !mul_ok(n_blocks, sizeof(typename C::block_type), bytes) || !fits_size_t(bytes)) {
       err = make_error(errc::overflow, "converted tensor size overflows", t->offset, name);
       return false;
     }
@@ -3221,23 +3571,24 @@ struct weight_builder {
     if (!buf) { err = buf.error(); return false; }
     auto row = aligned_buffer<float>::make(static_cast<std::size_t>(cols));
     if (!row) { err = row.error(); return false; }
-    auto* dst = reinterpret_cast<typename P::block_type*>(buf->data());
+    auto* dst = reinterpret_cast<typename C::block_type*>(buf->data());
     const std::uint64_t src_row_bytes = cols / ggml_info(t->type).block_size * ggml_info(t->type).type_size;
     for (std::uint64_t r = 0; r < rows; ++r) {
       tensor_info rt = *t;
       rt.data = t->data + r * src_row_bytes;
       if (!to_float(rt, row->data(), static_cast<std::size_t>(cols), err)) return false;
       // The fast reference quantizer (q4_0's scale search is ~10x slower: it is for `edgelm quantize`).
-      if constexpr (requires { P::quantize_row_reference(row->data(), dst, std::size_t{0}); })
-        P::quantize_row_reference(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
+      if constexpr (requires { C::quantize_row_reference(row->data(), dst, std::size_t{0}); })
+        C::quantize_row_reference(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
       else
-        P::quantize_row(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
+        C::quantize_row(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
     }
-    out.data = dst;
+    out.type = C::type;
+    out.data = buf->data();
     w.owned.push_back(std::move(*buf));
     ++w.converted;
     ++w.converted_from[static_cast<std::uint32_t>(t->type)];
-    log(log_level::debug, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(P::name));
+    log(log_level::debug, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(C::name));
     return true;
   }
 };
@@ -3245,9 +3596,9 @@ struct weight_builder {
 }  // namespace detail
 
 // Bind (or convert) every tensor the Llama forward pass needs, validating shapes against the config.
-template <precision P>
-result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, weight_packer<P> packer = {}) {
-  weights<P> w;
+template <class P>
+result<model_weights> make_weights(const model_file& mf, const logger& log = {}, weight_packer packer = {}) {
+  model_weights w;
   const model_config& c = mf.config;
   detail::weight_builder<P> b{mf, w, log, packer};
   error err;
@@ -3259,14 +3610,14 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
     bool fits = true;
     auto add = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols) {
       const tensor_info* t = mf.find(name);
-      if (!t || t->type != P::type || t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows || rows > UINT32_MAX || cols > UINT32_MAX) return;
-      const matrix<P> m{nullptr, static_cast<std::uint32_t>(rows), static_cast<std::uint32_t>(cols)};
+      if (!t || !detail::weight_builder<P>::runs(t->type) || t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows || rows > UINT32_MAX || cols > UINT32_MAX) return;
+      const wmatrix m{t->type, nullptr, static_cast<std::uint32_t>(rows), static_cast<std::uint32_t>(cols)};
       const std::size_t n = (packer.bytes(m) + 63) / 64 * 64;
       if (n > SIZE_MAX - total) fits = false;
       else total += n;
     };
     for (std::uint32_t l = 0; l < c.n_layers; ++l)
-      for (const auto& lm : detail::layer_matrices<P>(c)) add("blk." + std::to_string(l) + "." + lm.name, lm.rows, lm.cols);
+      for (const auto& lm : detail::layer_matrices(c)) add("blk." + std::to_string(l) + "." + lm.name, lm.rows, lm.cols);
     if (!c.shared_classifier) add("output.weight", V, D);
     if (fits && total > 0) {
       if (auto arena = aligned_buffer<std::byte>::make_pages(total)) {
@@ -3283,7 +3634,7 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
     auto& L = w.layers[l];
     if (!(L.attn_norm = b.vec(p + "attn_norm.weight", D, err))) return err;
     if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
-    for (const auto& lm : detail::layer_matrices<P>(c))
+    for (const auto& lm : detail::layer_matrices(c))
       if (!b.mat(p + lm.name, lm.rows, lm.cols, L.*lm.member, err)) return err;
   }
   if (!(w.output_norm = b.vec("output_norm.weight", D, err))) return err;
@@ -3334,7 +3685,9 @@ struct state_plan {
   std::uint64_t act = 0;       // (max_batch, dim) each of x, xb, xb2, q
   std::uint64_t hidden = 0;    // (max_batch, hidden_dim) each of hb, hb2
   std::uint64_t kv_rows = 0;   // (max_batch, kv_dim) each of k, v staging
-  std::uint64_t xq = 0;        // activation blocks: (max_batch, blocks(max(dim, hidden)))
+  std::uint64_t xq = 0;        // q8_0 activation blocks: (max_batch, blocks of 32 of max(dim, hidden)), if needed
+  std::uint64_t xqs = 0;       // q8_sum blocks (Q4_1 / Q5_1 weights), the same count, if needed
+  std::uint64_t xqk = 0;       // q8_k blocks (K-quant weights): (max_batch, blocks of 256), if needed
   std::uint64_t att = 0;       // (workers, context) attention scores
   std::uint64_t logits = 0;    // (all_logits ? max_batch : 1, vocab)
   std::uint64_t rope = 0;      // (max_batch, head_dim / 2) each of cos, sin
@@ -3342,8 +3695,12 @@ struct state_plan {
   std::uint64_t bytes = 0;     // all of it
 };
 
-template <std::size_t act_block_bytes, std::size_t act_block_elems>
-result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, std::uint64_t size_max = SIZE_MAX) {
+// Which activation buffers a state needs (its policy's weight types decide).
+struct act_needs {
+  bool q8_0 = false, q8_sum = false, q8_k = false;
+};
+
+inline result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, act_needs needs, std::uint64_t size_max = SIZE_MAX) {
   using detail::mul_ok;
   state_plan p;
   p.context = o.context ? o.context : std::min<std::uint32_t>(c.seq_len, EDGELM_DEFAULT_CONTEXT);
@@ -3354,9 +3711,11 @@ result<state_plan> plan_state(const model_config& c, const state_options& o, uns
   p.max_batch = std::min(o.max_batch, p.context);
   p.workers = workers;
   const std::uint64_t B = p.max_batch;
-  const std::uint64_t act_blocks = (std::max(c.dim, c.hidden_dim) + act_block_elems - 1) / act_block_elems;
+  const std::uint64_t widest = std::max(c.dim, c.hidden_dim);
+  const std::uint64_t blocks32 = (widest + 31) / 32, blocks256 = (widest + 255) / 256;
   std::uint64_t kv_each = 0, lc = 0;
-  bool ok = mul_ok(B, c.dim, p.act) && mul_ok(B, c.hidden_dim, p.hidden) && mul_ok(B, c.kv_dim(), p.kv_rows) && mul_ok(B, act_blocks, p.xq) &&
+  bool ok = mul_ok(B, c.dim, p.act) && mul_ok(B, c.hidden_dim, p.hidden) && mul_ok(B, c.kv_dim(), p.kv_rows) && mul_ok(B, needs.q8_0 ? blocks32 : 0, p.xq) && mul_ok(B, needs.q8_sum ? blocks32 : 0, p.xqs) &&
+            mul_ok(B, needs.q8_k ? blocks256 : 0, p.xqk) &&
             mul_ok(std::uint64_t{workers}, p.context, p.att) && mul_ok(o.all_logits ? B : 1, c.vocab_size, p.logits) &&
             mul_ok(B, c.head_dim / 2, p.rope) && mul_ok(std::uint64_t{c.n_layers}, p.context, lc) && mul_ok(lc, c.kv_dim(), kv_each);
   p.kv = kv_each;
@@ -3365,7 +3724,15 @@ result<state_plan> plan_state(const model_config& c, const state_options& o, uns
   std::uint64_t floats = 0, kvb = 0, xqb = 0, total = 0;
   const std::uint64_t parts[] = {p.act, p.act, p.act, p.act, p.hidden, p.hidden, p.kv_rows, p.kv_rows, p.att, p.logits, p.rope, p.rope};
   for (auto n : parts) ok = ok && n <= size_max / 4 && (floats += n, floats <= size_max / 4);
-  ok = ok && mul_ok(p.kv, 2 * kv_elem, kvb) && mul_ok(p.xq, act_block_bytes, xqb);
+  std::uint64_t xqb0 = 0, xqb1 = 0, xqb2 = 0;
+  ok = ok && mul_ok(p.kv, 2 * kv_elem, kvb) && mul_ok(p.xq, sizeof(block_q8_0), xqb0) && mul_ok(p.xqs, sizeof(block_q8_sum), xqb1) &&
+       mul_ok(p.xqk, sizeof(block_q8_k), xqb2);
+  const auto add_to = [&](std::uint64_t& acc, std::uint64_t v) {
+    if (v > size_max || acc > size_max - v) return false;
+    acc += v;
+    return true;
+  };
+  ok = ok && add_to(xqb, xqb0) && add_to(xqb, xqb1) && add_to(xqb, xqb2);
   ok = ok && mul_ok(floats, 4, total) && total <= size_max - kvb && (total += kvb, total <= size_max - xqb);
   if (!ok || p.kv > size_max / kv_elem) return make_error(errc::out_of_memory, "the state for a context of " + std::to_string(p.context) + " overflows the address space");
   p.bytes = total + xqb;
@@ -3375,10 +3742,28 @@ result<state_plan> plan_state(const model_config& c, const state_options& o, uns
   return p;
 }
 
+// The plan of a uniform policy whose activations are blocks of act_block_bytes for act_block_elems elements
+// (q8_0: <34, 32>; f32: <4, 1>).
+template <std::size_t act_block_bytes, std::size_t act_block_elems>
+result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, std::uint64_t size_max = SIZE_MAX) {
+  act_needs n;
+  n.q8_0 = act_block_elems == 32 && act_block_bytes == sizeof(block_q8_0);
+  return plan_state(c, o, workers, n, size_max);
+}
+
+// The activation buffers a weight policy's types need.
+template <class... Ts>
+constexpr act_needs needs_of(type_list<Ts...> l) noexcept {
+  act_needs n;
+  n.q8_0 = needs_activation(l, act_kind::q8_0);
+  n.q8_sum = needs_activation(l, act_kind::q8_sum);
+  n.q8_k = needs_activation(l, act_kind::q8_k);
+  return n;
+}
+
 // Activations and the KV cache of one sequence, allocated once (nothing allocates inside forward).
-template <precision P>
+template <class P>
 struct run_state {
-  using act_block = typename P::activation::block_type;
   std::uint32_t context = 0;       // positions the KV cache holds
   std::uint32_t max_batch = 1;     // tokens one forward takes
   bool all_logits = false;
@@ -3400,8 +3785,11 @@ struct run_state {
   aligned_buffer<float> value_cache;  // (layer, context, kv_dim)
   aligned_buffer<std::uint16_t> key_cache16;    // the same in fp16 bits, kv == f16
   aligned_buffer<std::uint16_t> value_cache16;
-  aligned_buffer<act_block> xq;    // activations in P's dot-product precision: (max_batch, blocks of max(dim,
-                                   // hidden)) blocks, each row's last block zero-padded (as matrix<P>'s rows)
+  // Activations quantized for the dot products of the quantized weight types P runs, (max_batch, blocks of
+  // max(dim, hidden)) each, a row's last block zero-padded (as a converted matrix's rows); empty if unused.
+  aligned_buffer<block_q8_0> xq;
+  aligned_buffer<block_q8_sum> xqs;
+  aligned_buffer<block_q8_k> xqk;
   std::uint64_t planned_bytes = 0;
 
   // Bytes held by this state (the KV cache dominates).
@@ -3411,12 +3799,12 @@ struct run_state {
   }
 };
 
-template <precision P, class K = kernels::scalar>
+template <weight_policy P, class K = kernels::scalar>
 class transformer {
  public:
   using precision_type = P;
   using kernels_type = K;
-  using act_block = typename P::activation::block_type;
+  using types = typename policy_traits<P>::types;  // the weight types run in place
 
   transformer() = default;
 
@@ -3425,10 +3813,18 @@ class transformer {
   // (K::packed_bytes > 0 on this CPU); false keeps every matrix a zero-copy view of the file.
   static result<transformer> from_file(model_file mf, const logger& log = {}, bool repack = true) {
     transformer t;
-    weight_packer<P> packer;
+    weight_packer packer;
     if (repack) {
-      packer.bytes = [](const matrix<P>& m) noexcept { return K::template packed_bytes<P>(m); };
-      packer.pack = [](const matrix<P>& m, std::byte* d) noexcept { return K::template pack<P>(m, d); };
+      packer.bytes = [](const wmatrix& m) noexcept {
+        std::size_t r = 0;
+        visit_type(types{}, m.type, [&](auto tag) { r = K::packed_bytes(m.template as<decltype(tag)>()); });
+        return r;
+      };
+      packer.pack = [](const wmatrix& m, std::byte* d) noexcept {
+        std::uint32_t r = 0;
+        visit_type(types{}, m.type, [&](auto tag) { r = K::pack(m.template as<decltype(tag)>(), d); });
+        return r;
+      };
       packer.row_group = K::packed_row_group;
     }
     auto w = make_weights<P>(mf, log, packer);
@@ -3441,11 +3837,11 @@ class transformer {
 
   const model_config& config() const noexcept { return cfg_; }
   const model_file& file() const noexcept { return file_; }
-  const weights<P>& w() const noexcept { return w_; }
+  const model_weights& w() const noexcept { return w_; }
 
   // The sizes a state with these options would have (errors as make_state's).
   result<state_plan> plan(const state_options& o) const {
-    return plan_state<sizeof(act_block), P::activation::block_size>(cfg_, o, o.exec.workers());
+    return plan_state(cfg_, o, o.exec.workers(), needs_of(types{}));
   }
 
   // A fresh state. Errors: invalid_argument (context 0 or above EDGELM_MAX_CONTEXT, batch outside
@@ -3485,9 +3881,15 @@ class transformer {
         *b = std::move(*kb);
       }
     }
-    auto xq = aligned_buffer<act_block>::make(n(p->xq));
+    auto xq = aligned_buffer<block_q8_0>::make(n(p->xq));
     if (!xq) return xq.error();
     s.xq = std::move(*xq);
+    auto xqs = aligned_buffer<block_q8_sum>::make(n(p->xqs));
+    if (!xqs) return xqs.error();
+    s.xqs = std::move(*xqs);
+    auto xqk = aligned_buffer<block_q8_k>::make(n(p->xqk));
+    if (!xqk) return xqk.error();
+    s.xqk = std::move(*xqk);
     return s;
   }
 
@@ -3526,7 +3928,7 @@ class transformer {
 
     // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
     for (std::uint32_t t = 0; t < n; ++t) {
-      P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(tokens[t])), x + std::size_t{t} * dim, dim);
+      embed(tokens[t], x + std::size_t{t} * dim);
       K::rope_table(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t, c.rope_theta);
     }
 
@@ -3534,9 +3936,7 @@ class transformer {
       const auto& L = w_.layers[l];
       // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
       rmsnorm_rows(s, s.xb.data(), x, L.attn_norm, n);
-      const act_block* xa = activations(s, s.xb.data(), n, dim);
-      const std::size_t lda = act_stride(dim);
-      matmul_rows(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+      matmul_rows(s, s.xb.data(), dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
       per_token(s, n, [&](std::size_t t) noexcept {
         K::rope(s.q.data() + t * dim, s.k.data() + t * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + t * (hs / 2), s.rope_sin.data() + t * (hs / 2));
       });
@@ -3545,14 +3945,14 @@ class transformer {
       if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
       else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
 
-      matmul_rows(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
+      matmul_rows(s, s.xb.data(), dim, n, {{L.wo, s.xb2.data(), dim}});
       per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });  // residual
 
       // feed-forward: w2(silu(w1 x) * w3 x)
       rmsnorm_rows(s, s.xb.data(), x, L.ffn_norm, n);
-      matmul_rows(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+      matmul_rows(s, s.xb.data(), dim, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
       per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
-      matmul_rows(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
+      matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.xb.data(), dim}});
       per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb.data() + t * dim, dim); });  // residual
     }
 
@@ -3561,7 +3961,7 @@ class transformer {
     const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
     float* xl = x + std::size_t{first} * dim;
     rmsnorm_rows(s, xl, xl, w_.output_norm, m);
-    matmul_rows(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
+    matmul_rows(s, xl, dim, m, {{w_.output, s.logits.data(), c.vocab_size}});
     return {s.logits.data(), std::size_t{m} * c.vocab_size};
   }
 
@@ -3571,10 +3971,30 @@ class transformer {
   }
 
  private:
-  // Rows of activations for a matrix of `cols` columns: floats for f32, else whole blocks.
+  // Row stride of the activations a weight type T dots against, for `cols` columns: floats for f32, else
+  // whole blocks.
+  template <class T>
   static std::size_t act_stride(std::size_t cols) noexcept {
-    if constexpr (std::is_same_v<act_block, float>) return cols;
-    else return (cols + P::activation::block_size - 1) / P::activation::block_size;
+    using A = typename T::activation;
+    if constexpr (std::is_same_v<typename A::block_type, float>) return cols;
+    else return (cols + A::block_size - 1) / A::block_size;
+  }
+  // Where those activations are: x itself for f32, else the state's buffer of T's activation format.
+  template <class T>
+  static const typename T::activation::block_type* act_data(const run_state<P>& s, const float* xin) noexcept {
+    constexpr act_kind k = activation_kind<T>();
+    if constexpr (k == act_kind::f32) return xin;
+    else if constexpr (k == act_kind::q8_0) return s.xq.data();
+    else if constexpr (k == act_kind::q8_sum) return s.xqs.data();
+    else return s.xqk.data();
+  }
+
+  // The token embedding row of `token` as floats.
+  void embed(std::int32_t token, float* out) const noexcept {
+    visit_type(types{}, w_.token_embd.type, [&](auto tag) {
+      using T = decltype(tag);
+      T::dequantize_row(w_.token_embd.template as<T>().row(static_cast<std::uint32_t>(token)), out, cfg_.dim);
+    });
   }
 
   // f(t) for every token of the batch, spread over the workers (tokens are independent; one token runs
@@ -3591,31 +4011,32 @@ class transformer {
     per_token(s, n, [&](std::size_t t) noexcept { K::rmsnorm(o + t * dim, xin + t * dim, weight, dim, cfg_.norm_eps); });
   }
 
-  // x (n rows of `cols` floats, row stride cols) in the precision the weights' dot product wants: f32
-  // uses x itself, quantized precisions quantize each row into s.xq (shared by the q, k, v / gate, up
-  // products). When cols is not a whole number of blocks (hidden_dim 172) each row's last block is
-  // zero-padded, as the converted weight rows are.
-  static const act_block* activations(run_state<P>& s, const float* xin, std::uint32_t n, std::size_t cols) noexcept {
-    if constexpr (std::is_same_v<act_block, float>) {
-      (void)s, (void)n, (void)cols;
-      return xin;
-    } else {
-      const std::size_t stride = act_stride(cols);
-      static_assert(std::is_same_v<act_block, block_q8_0>, "quantized precisions take q8_0 activations");
-      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_0(xin + t * cols, s.xq.data() + t * stride, cols); });
-      return s.xq.data();
-    }
-  }
-
   struct product {
-    const matrix<P>& w;
+    const wmatrix& w;
     float* y;           // (n, ldy)
     std::uint32_t ldy;  // output row stride (= the matrix's rows)
   };
 
-  // y_i = x . W_i^T for one or more matrices that share x, as one parallel region over their rows
-  // (threads get row ranges in multiples of 16; the split cannot change a value: matmul's contract).
-  void matmul_rows(run_state<P>& s, const act_block* xa, std::size_t ldx, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
+  // y_i = x . W_i^T for one or more matrices that share x (n rows of `cols` floats), as one parallel region
+  // over their rows (threads get row ranges in multiples of 16; the split cannot change a value: matmul's
+  // contract). First x is quantized, once per activation format the matrices' types take (q8_0 for Q8_0 /
+  // Q4_0 / Q5_0, q8_sum for Q4_1 / Q5_1, q8_k for the K-quants; f32 reads x), each row's last block
+  // zero-padded when cols is not a whole number of blocks (hidden_dim 172), as the converted weight rows are.
+  void matmul_rows(run_state<P>& s, const float* xin, std::size_t cols, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
+    bool need[4] = {};
+    for (const product& p : ps) visit_type(types{}, p.w.type, [&](auto tag) { need[static_cast<int>(activation_kind<decltype(tag)>())] = true; });
+    if (need[static_cast<int>(act_kind::q8_0)]) {
+      const std::size_t st = (cols + 31) / 32;
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_0(xin + t * cols, s.xq.data() + t * st, cols); });
+    }
+    if (need[static_cast<int>(act_kind::q8_sum)]) {
+      const std::size_t st = (cols + 31) / 32;
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_sum(xin + t * cols, s.xqs.data() + t * st, cols); });
+    }
+    if (need[static_cast<int>(act_kind::q8_k)]) {
+      const std::size_t st = (cols + 255) / 256;
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_k(xin + t * cols, s.xqk.data() + t * st, cols); });
+    }
     const product* list = ps.begin();
     const std::size_t count = ps.size();
     std::size_t total = 0;
@@ -3629,7 +4050,10 @@ class transformer {
         if (ub < ue) {
           const auto r0 = static_cast<std::uint32_t>((ub - base) * 16);
           const auto r1 = static_cast<std::uint32_t>(std::min<std::size_t>((ue - base) * 16, p.w.rows));
-          K::matmul(p.y, p.ldy, p.w, xa, ldx, n, r0, r1);
+          visit_type(types{}, p.w.type, [&](auto tag) {
+            using T = decltype(tag);
+            K::matmul(p.y, p.ldy, p.w.template as<T>(), act_data<T>(s, xin), act_stride<T>(cols), n, r0, r1);
+          });
         }
         base += units;
       }
@@ -3666,7 +4090,7 @@ class transformer {
 
   model_config cfg_;
   model_file file_;  // keeps the bytes (and thus in-place weights) alive
-  weights<P> w_;
+  model_weights w_;
 };
 
 }  // namespace edgelm
@@ -6767,7 +7191,7 @@ struct load_options {
 };
 
 // A transformer together with its tokenizer (SentencePiece-style or byte-level BPE, text_tokenizer.hpp).
-template <precision P, class K = kernels::scalar>
+template <weight_policy P, class K = kernels::scalar>
 struct model {
   transformer<P, K> net;
   edgelm::text_tokenizer tok;
@@ -6796,7 +7220,7 @@ inline result<tokenizer> load_tokenizer(std::span<const std::byte> bytes, std::u
 }
 
 namespace detail {
-template <precision P, class K>
+template <weight_policy P, class K>
 result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
   if (!tok) return tok.error();
   if (tok->vocab_size() != mf.config.vocab_size)
@@ -6810,7 +7234,11 @@ result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const
   for (std::uint32_t t = 0; t < ggml_type_count; ++t)
     if (const auto n = m.net.w().converted_from[t])
       from += (from.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
-  o.log(log_level::info, "weights as " + std::string(P::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place, " +
+  std::string as;
+  for (std::uint32_t t = 0; t < ggml_type_count; ++t)
+    if (const auto n = m.net.w().in_place_as[t]) as += (as.empty() ? "" : ", ") + std::string(ggml_type_name(static_cast<ggml_type>(t))) + " x" + std::to_string(n);
+  o.log(log_level::info, "weights as " + std::string(policy_traits<P>::name) + ": " + std::to_string(m.net.w().in_place) + " tensors used in place" +
+                             (as.empty() ? "" : " (matrices: " + as + ")") + ", " +
                              std::to_string(m.net.w().converted) + " converted at load" + (from.empty() ? "" : " (from " + from + ")") +
                              (m.net.w().packed ? ", " + std::to_string(m.net.w().packed) + " repacked for the " + K::name + " kernels" : ""));
   return m;
@@ -6830,7 +7258,7 @@ inline std::optional<ggml_type> uniform_matrix_type(const model_file& mf) noexce
 }
 
 // Load from an already parsed file whose tokenizer is embedded (GGUF).
-template <precision P, class K = kernels::scalar>
+template <weight_policy P, class K = kernels::scalar>
 result<model<P, K>> load(model_file mf, const load_options& o = {}) {
   if (mf.tokenizer.pieces.empty())
     return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
@@ -6840,7 +7268,7 @@ result<model<P, K>> load(model_file mf, const load_options& o = {}) {
 
 // Load from an already parsed file with a separate tokenizer file (llama2.c .bin + tokenizer.bin, or any
 // model + a GGUF vocabulary or a tokenizer.json).
-template <precision P, class K = kernels::scalar, storage T>
+template <weight_policy P, class K = kernels::scalar, storage T>
 result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_options& o = {}) {
   const auto bytes = tokenizer_storage.bytes();
   auto tok = is_gguf(bytes) || detail::starts_json_object(bytes)
@@ -6854,7 +7282,7 @@ result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_o
 }
 
 // Load a model whose file carries its tokenizer (GGUF).
-template <precision P, class K = kernels::scalar, storage S>
+template <weight_policy P, class K = kernels::scalar, storage S>
 result<model<P, K>> load(S s, const load_options& o = {}) {
   auto mf = read_model_file(std::move(s));
   if (!mf) return mf.error();
@@ -6862,7 +7290,7 @@ result<model<P, K>> load(S s, const load_options& o = {}) {
 }
 
 // Load a model with a separate tokenizer file.
-template <precision P, class K = kernels::scalar, storage S, storage T>
+template <weight_policy P, class K = kernels::scalar, storage S, storage T>
 result<model<P, K>> load(S s, const T& tokenizer_storage, const load_options& o = {}) {
   auto mf = read_model_file(std::move(s));
   if (!mf) return mf.error();

@@ -7,11 +7,13 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 
 #include "../core/half.hpp"
 #include "../precision/block_util.hpp"
 #include "../precision/f32.hpp"
+#include "../precision/ggml_quants.hpp"
 #include "../precision/q4_0.hpp"
 #include "../precision/q8_0.hpp"
 
@@ -110,6 +112,111 @@ struct basic_kernels {
     return s;
   }
 
+  // The other ggml formats (ggml_quants.hpp), each as an exact int32 sum per (sub-)block scaled in float.
+  // q5_0 . q8_0: 5-bit levels (nibble | bit j of qh << 4) - 16.
+  static float dot(const block_q5_0* w, const block_q8_0* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::uint32_t qh;
+      std::memcpy(&qh, w[b].qh, 4);
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) {
+        acc += (((w[b].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) - 16) * std::int32_t{x[b].qs[j]};
+        acc += (((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) - 16) * std::int32_t{x[b].qs[j + 16]};
+      }
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * fp16_to_f32(x[b].d)));
+    }
+    return s;
+  }
+  // q4_1 . q8_sum: (d_w * d_x) * sum(level * q) + m_w * s_x per block.
+  static float dot(const block_q4_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) acc += (w[b].qs[j] & 0x0F) * std::int32_t{x[b].qs[j]} + (w[b].qs[j] >> 4) * std::int32_t{x[b].qs[j + 16]};
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * x[b].d)) + detail::no_contract(fp16_to_f32(w[b].m) * x[b].s);
+    }
+    return s;
+  }
+  // q5_1 . q8_sum.
+  static float dot(const block_q5_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 32; ++b) {
+      std::uint32_t qh;
+      std::memcpy(&qh, w[b].qh, 4);
+      std::int32_t acc = 0;
+      for (std::size_t j = 0; j < 16; ++j) {
+        acc += ((w[b].qs[j] & 0x0F) | (((qh >> j) & 1u) << 4)) * std::int32_t{x[b].qs[j]};
+        acc += ((w[b].qs[j] >> 4) | (((qh >> (j + 16)) & 1u) << 4)) * std::int32_t{x[b].qs[j + 16]};
+      }
+      s += detail::no_contract(static_cast<float>(acc) * (fp16_to_f32(w[b].d) * x[b].d)) + detail::no_contract(fp16_to_f32(w[b].m) * x[b].s);
+    }
+    return s;
+  }
+  // q4_k . q8_k: per super-block d * sum_j scale_j * sum(level * q) - dmin * sum_j min_j * sum(q of j), the 8
+  // sub-blocks j of 32 elements being the low (even j) and high (odd j) nibbles of qs[32 * (j / 2) ..].
+  static float dot(const block_q4_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 256; ++b) {
+      std::int32_t sum_sc = 0, sum_min = 0;
+      for (int j = 0; j < 8; ++j) {
+        std::uint8_t sc, m;
+        detail::scale_min_k4(j, w[b].scales, sc, m);
+        const std::uint8_t* q = w[b].qs + 32 * (j / 2);
+        const std::int8_t* a = x[b].qs + 32 * j;
+        std::int32_t acc = 0;
+        for (int l = 0; l < 32; ++l) acc += ((j & 1) ? (q[l] >> 4) : (q[l] & 0x0F)) * std::int32_t{a[l]};
+        sum_sc += sc * acc;
+        sum_min += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+      }
+      s += detail::no_contract(fp16_to_f32(w[b].d) * x[b].d * static_cast<float>(sum_sc)) - detail::no_contract(fp16_to_f32(w[b].dmin) * x[b].d * static_cast<float>(sum_min));
+    }
+    return s;
+  }
+  // q5_k . q8_k: as q4_k with bit j of qh[l] as the fifth bit of element l of sub-block j.
+  static float dot(const block_q5_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 256; ++b) {
+      std::int32_t sum_sc = 0, sum_min = 0;
+      for (int j = 0; j < 8; ++j) {
+        std::uint8_t sc, m;
+        detail::scale_min_k4(j, w[b].scales, sc, m);
+        const std::uint8_t* q = w[b].qs + 32 * (j / 2);
+        const std::int8_t* a = x[b].qs + 32 * j;
+        std::int32_t acc = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int lv = ((j & 1) ? (q[l] >> 4) : (q[l] & 0x0F)) | (((w[b].qh[l] >> j) & 1) << 4);
+          acc += lv * std::int32_t{a[l]};
+        }
+        sum_sc += sc * acc;
+        sum_min += m * (x[b].bsums[2 * j] + x[b].bsums[2 * j + 1]);
+      }
+      s += detail::no_contract(fp16_to_f32(w[b].d) * x[b].d * static_cast<float>(sum_sc)) - detail::no_contract(fp16_to_f32(w[b].dmin) * x[b].d * static_cast<float>(sum_min));
+    }
+    return s;
+  }
+  // q6_k . q8_k: d * sum over the 16 sub-blocks of 16 of scale * sum(level * q), levels in -32..31. Element
+  // e = 128 h + 32 g + l (h half, g group 0..3, l 0..31): low 4 bits from ql[64 h + l + 32 (g & 1)] (low nibble for
+  // g < 2), high 2 bits from qh[32 h + l] >> 2 g; its scale is scales[e / 16].
+  static float dot(const block_q6_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    float s = 0.0f;
+    for (std::size_t b = 0; b < n / 256; ++b) {
+      std::int32_t sums[16] = {};
+      for (int h = 0; h < 2; ++h)
+        for (int g = 0; g < 4; ++g)
+          for (int l = 0; l < 32; ++l) {
+            const std::uint8_t lo = w[b].ql[64 * h + l + 32 * (g & 1)];
+            const int q = (((g < 2) ? (lo & 0x0F) : (lo >> 4)) | (((w[b].qh[32 * h + l] >> (2 * g)) & 3) << 4)) - 32;
+            const int e = 128 * h + 32 * g + l;
+            sums[e / 16] += q * std::int32_t{x[b].qs[e]};
+          }
+      std::int32_t acc = 0;
+      for (int j = 0; j < 16; ++j) acc += std::int32_t{w[b].scales[j]} * sums[j];
+      s += detail::no_contract(fp16_to_f32(w[b].d) * x[b].d * static_cast<float>(acc));
+    }
+    return s;
+  }
+
   // Batched product, the core of every forward: for each of n tokens t and each row r in [r0, r1),
   //   y[t * ldy + r] = W.row(r) . x_t,   x_t = x + t * ldx
   // x holds n rows of activations in P's dot-product precision (ldx in activation blocks, or floats for
@@ -154,6 +261,9 @@ struct basic_kernels {
   // Activations of a quantized product: n floats -> q8_0 blocks (the last zero-padded), exactly
   // q8_0::quantize_row (a backend may vectorise it, but must produce the same bytes).
   static void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept { q8_0::quantize_row(x, y, n); }
+  // The activations of Q4_1 / Q5_1 and of the K-quants (ggml_quants.hpp).
+  static void quantize_q8_sum(const float* x, block_q8_sum* y, std::size_t n) noexcept { q8_sum::quantize_row(x, y, n); }
+  static void quantize_q8_k(const float* x, block_q8_k* y, std::size_t n) noexcept { q8_k::quantize_row(x, y, n); }
 
   // f32 query . fp16 key (an f16 KV cache), summed left to right.
   static float dot(const float* q, const std::uint16_t* k, std::size_t n) noexcept {

@@ -1,5 +1,5 @@
 // edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
-// in precision P with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
+// under weight policy P (a uniform precision, or `mixed`: every matrix in its file type) with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
 // products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
 #pragma once
 #include <algorithm>
@@ -56,7 +56,9 @@ struct state_plan {
   std::uint64_t act = 0;       // (max_batch, dim) each of x, xb, xb2, q
   std::uint64_t hidden = 0;    // (max_batch, hidden_dim) each of hb, hb2
   std::uint64_t kv_rows = 0;   // (max_batch, kv_dim) each of k, v staging
-  std::uint64_t xq = 0;        // activation blocks: (max_batch, blocks(max(dim, hidden)))
+  std::uint64_t xq = 0;        // q8_0 activation blocks: (max_batch, blocks of 32 of max(dim, hidden)), if needed
+  std::uint64_t xqs = 0;       // q8_sum blocks (Q4_1 / Q5_1 weights), the same count, if needed
+  std::uint64_t xqk = 0;       // q8_k blocks (K-quant weights): (max_batch, blocks of 256), if needed
   std::uint64_t att = 0;       // (workers, context) attention scores
   std::uint64_t logits = 0;    // (all_logits ? max_batch : 1, vocab)
   std::uint64_t rope = 0;      // (max_batch, head_dim / 2) each of cos, sin
@@ -64,8 +66,12 @@ struct state_plan {
   std::uint64_t bytes = 0;     // all of it
 };
 
-template <std::size_t act_block_bytes, std::size_t act_block_elems>
-result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, std::uint64_t size_max = SIZE_MAX) {
+// Which activation buffers a state needs (its policy's weight types decide).
+struct act_needs {
+  bool q8_0 = false, q8_sum = false, q8_k = false;
+};
+
+inline result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, act_needs needs, std::uint64_t size_max = SIZE_MAX) {
   using detail::mul_ok;
   state_plan p;
   p.context = o.context ? o.context : std::min<std::uint32_t>(c.seq_len, EDGELM_DEFAULT_CONTEXT);
@@ -76,9 +82,11 @@ result<state_plan> plan_state(const model_config& c, const state_options& o, uns
   p.max_batch = std::min(o.max_batch, p.context);
   p.workers = workers;
   const std::uint64_t B = p.max_batch;
-  const std::uint64_t act_blocks = (std::max(c.dim, c.hidden_dim) + act_block_elems - 1) / act_block_elems;
+  const std::uint64_t widest = std::max(c.dim, c.hidden_dim);
+  const std::uint64_t blocks32 = (widest + 31) / 32, blocks256 = (widest + 255) / 256;
   std::uint64_t kv_each = 0, lc = 0;
-  bool ok = mul_ok(B, c.dim, p.act) && mul_ok(B, c.hidden_dim, p.hidden) && mul_ok(B, c.kv_dim(), p.kv_rows) && mul_ok(B, act_blocks, p.xq) &&
+  bool ok = mul_ok(B, c.dim, p.act) && mul_ok(B, c.hidden_dim, p.hidden) && mul_ok(B, c.kv_dim(), p.kv_rows) && mul_ok(B, needs.q8_0 ? blocks32 : 0, p.xq) && mul_ok(B, needs.q8_sum ? blocks32 : 0, p.xqs) &&
+            mul_ok(B, needs.q8_k ? blocks256 : 0, p.xqk) &&
             mul_ok(std::uint64_t{workers}, p.context, p.att) && mul_ok(o.all_logits ? B : 1, c.vocab_size, p.logits) &&
             mul_ok(B, c.head_dim / 2, p.rope) && mul_ok(std::uint64_t{c.n_layers}, p.context, lc) && mul_ok(lc, c.kv_dim(), kv_each);
   p.kv = kv_each;
@@ -87,7 +95,15 @@ result<state_plan> plan_state(const model_config& c, const state_options& o, uns
   std::uint64_t floats = 0, kvb = 0, xqb = 0, total = 0;
   const std::uint64_t parts[] = {p.act, p.act, p.act, p.act, p.hidden, p.hidden, p.kv_rows, p.kv_rows, p.att, p.logits, p.rope, p.rope};
   for (auto n : parts) ok = ok && n <= size_max / 4 && (floats += n, floats <= size_max / 4);
-  ok = ok && mul_ok(p.kv, 2 * kv_elem, kvb) && mul_ok(p.xq, act_block_bytes, xqb);
+  std::uint64_t xqb0 = 0, xqb1 = 0, xqb2 = 0;
+  ok = ok && mul_ok(p.kv, 2 * kv_elem, kvb) && mul_ok(p.xq, sizeof(block_q8_0), xqb0) && mul_ok(p.xqs, sizeof(block_q8_sum), xqb1) &&
+       mul_ok(p.xqk, sizeof(block_q8_k), xqb2);
+  const auto add_to = [&](std::uint64_t& acc, std::uint64_t v) {
+    if (v > size_max || acc > size_max - v) return false;
+    acc += v;
+    return true;
+  };
+  ok = ok && add_to(xqb, xqb0) && add_to(xqb, xqb1) && add_to(xqb, xqb2);
   ok = ok && mul_ok(floats, 4, total) && total <= size_max - kvb && (total += kvb, total <= size_max - xqb);
   if (!ok || p.kv > size_max / kv_elem) return make_error(errc::out_of_memory, "the state for a context of " + std::to_string(p.context) + " overflows the address space");
   p.bytes = total + xqb;
@@ -97,10 +113,28 @@ result<state_plan> plan_state(const model_config& c, const state_options& o, uns
   return p;
 }
 
+// The plan of a uniform policy whose activations are blocks of act_block_bytes for act_block_elems elements
+// (q8_0: <34, 32>; f32: <4, 1>).
+template <std::size_t act_block_bytes, std::size_t act_block_elems>
+result<state_plan> plan_state(const model_config& c, const state_options& o, unsigned workers, std::uint64_t size_max = SIZE_MAX) {
+  act_needs n;
+  n.q8_0 = act_block_elems == 32 && act_block_bytes == sizeof(block_q8_0);
+  return plan_state(c, o, workers, n, size_max);
+}
+
+// The activation buffers a weight policy's types need.
+template <class... Ts>
+constexpr act_needs needs_of(type_list<Ts...> l) noexcept {
+  act_needs n;
+  n.q8_0 = needs_activation(l, act_kind::q8_0);
+  n.q8_sum = needs_activation(l, act_kind::q8_sum);
+  n.q8_k = needs_activation(l, act_kind::q8_k);
+  return n;
+}
+
 // Activations and the KV cache of one sequence, allocated once (nothing allocates inside forward).
-template <precision P>
+template <class P>
 struct run_state {
-  using act_block = typename P::activation::block_type;
   std::uint32_t context = 0;       // positions the KV cache holds
   std::uint32_t max_batch = 1;     // tokens one forward takes
   bool all_logits = false;
@@ -122,8 +156,11 @@ struct run_state {
   aligned_buffer<float> value_cache;  // (layer, context, kv_dim)
   aligned_buffer<std::uint16_t> key_cache16;    // the same in fp16 bits, kv == f16
   aligned_buffer<std::uint16_t> value_cache16;
-  aligned_buffer<act_block> xq;    // activations in P's dot-product precision: (max_batch, blocks of max(dim,
-                                   // hidden)) blocks, each row's last block zero-padded (as matrix<P>'s rows)
+  // Activations quantized for the dot products of the quantized weight types P runs, (max_batch, blocks of
+  // max(dim, hidden)) each, a row's last block zero-padded (as a converted matrix's rows); empty if unused.
+  aligned_buffer<block_q8_0> xq;
+  aligned_buffer<block_q8_sum> xqs;
+  aligned_buffer<block_q8_k> xqk;
   std::uint64_t planned_bytes = 0;
 
   // Bytes held by this state (the KV cache dominates).
@@ -133,12 +170,12 @@ struct run_state {
   }
 };
 
-template <precision P, class K = kernels::scalar>
+template <weight_policy P, class K = kernels::scalar>
 class transformer {
  public:
   using precision_type = P;
   using kernels_type = K;
-  using act_block = typename P::activation::block_type;
+  using types = typename policy_traits<P>::types;  // the weight types run in place
 
   transformer() = default;
 
@@ -147,10 +184,18 @@ class transformer {
   // (K::packed_bytes > 0 on this CPU); false keeps every matrix a zero-copy view of the file.
   static result<transformer> from_file(model_file mf, const logger& log = {}, bool repack = true) {
     transformer t;
-    weight_packer<P> packer;
+    weight_packer packer;
     if (repack) {
-      packer.bytes = [](const matrix<P>& m) noexcept { return K::template packed_bytes<P>(m); };
-      packer.pack = [](const matrix<P>& m, std::byte* d) noexcept { return K::template pack<P>(m, d); };
+      packer.bytes = [](const wmatrix& m) noexcept {
+        std::size_t r = 0;
+        visit_type(types{}, m.type, [&](auto tag) { r = K::packed_bytes(m.template as<decltype(tag)>()); });
+        return r;
+      };
+      packer.pack = [](const wmatrix& m, std::byte* d) noexcept {
+        std::uint32_t r = 0;
+        visit_type(types{}, m.type, [&](auto tag) { r = K::pack(m.template as<decltype(tag)>(), d); });
+        return r;
+      };
       packer.row_group = K::packed_row_group;
     }
     auto w = make_weights<P>(mf, log, packer);
@@ -163,11 +208,11 @@ class transformer {
 
   const model_config& config() const noexcept { return cfg_; }
   const model_file& file() const noexcept { return file_; }
-  const weights<P>& w() const noexcept { return w_; }
+  const model_weights& w() const noexcept { return w_; }
 
   // The sizes a state with these options would have (errors as make_state's).
   result<state_plan> plan(const state_options& o) const {
-    return plan_state<sizeof(act_block), P::activation::block_size>(cfg_, o, o.exec.workers());
+    return plan_state(cfg_, o, o.exec.workers(), needs_of(types{}));
   }
 
   // A fresh state. Errors: invalid_argument (context 0 or above EDGELM_MAX_CONTEXT, batch outside
@@ -207,9 +252,15 @@ class transformer {
         *b = std::move(*kb);
       }
     }
-    auto xq = aligned_buffer<act_block>::make(n(p->xq));
+    auto xq = aligned_buffer<block_q8_0>::make(n(p->xq));
     if (!xq) return xq.error();
     s.xq = std::move(*xq);
+    auto xqs = aligned_buffer<block_q8_sum>::make(n(p->xqs));
+    if (!xqs) return xqs.error();
+    s.xqs = std::move(*xqs);
+    auto xqk = aligned_buffer<block_q8_k>::make(n(p->xqk));
+    if (!xqk) return xqk.error();
+    s.xqk = std::move(*xqk);
     return s;
   }
 
@@ -248,7 +299,7 @@ class transformer {
 
     // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
     for (std::uint32_t t = 0; t < n; ++t) {
-      P::dequantize_row(w_.token_embd.row(static_cast<std::uint32_t>(tokens[t])), x + std::size_t{t} * dim, dim);
+      embed(tokens[t], x + std::size_t{t} * dim);
       K::rope_table(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t, c.rope_theta);
     }
 
@@ -256,9 +307,7 @@ class transformer {
       const auto& L = w_.layers[l];
       // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
       rmsnorm_rows(s, s.xb.data(), x, L.attn_norm, n);
-      const act_block* xa = activations(s, s.xb.data(), n, dim);
-      const std::size_t lda = act_stride(dim);
-      matmul_rows(s, xa, lda, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+      matmul_rows(s, s.xb.data(), dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
       per_token(s, n, [&](std::size_t t) noexcept {
         K::rope(s.q.data() + t * dim, s.k.data() + t * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + t * (hs / 2), s.rope_sin.data() + t * (hs / 2));
       });
@@ -267,14 +316,14 @@ class transformer {
       if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
       else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
 
-      matmul_rows(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.wo, s.xb2.data(), dim}});
+      matmul_rows(s, s.xb.data(), dim, n, {{L.wo, s.xb2.data(), dim}});
       per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });  // residual
 
       // feed-forward: w2(silu(w1 x) * w3 x)
       rmsnorm_rows(s, s.xb.data(), x, L.ffn_norm, n);
-      matmul_rows(s, activations(s, s.xb.data(), n, dim), lda, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+      matmul_rows(s, s.xb.data(), dim, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
       per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
-      matmul_rows(s, activations(s, s.hb.data(), n, hidden), act_stride(hidden), n, {{L.w2, s.xb.data(), dim}});
+      matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.xb.data(), dim}});
       per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb.data() + t * dim, dim); });  // residual
     }
 
@@ -283,7 +332,7 @@ class transformer {
     const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
     float* xl = x + std::size_t{first} * dim;
     rmsnorm_rows(s, xl, xl, w_.output_norm, m);
-    matmul_rows(s, activations(s, xl, m, dim), act_stride(dim), m, {{w_.output, s.logits.data(), c.vocab_size}});
+    matmul_rows(s, xl, dim, m, {{w_.output, s.logits.data(), c.vocab_size}});
     return {s.logits.data(), std::size_t{m} * c.vocab_size};
   }
 
@@ -293,10 +342,30 @@ class transformer {
   }
 
  private:
-  // Rows of activations for a matrix of `cols` columns: floats for f32, else whole blocks.
+  // Row stride of the activations a weight type T dots against, for `cols` columns: floats for f32, else
+  // whole blocks.
+  template <class T>
   static std::size_t act_stride(std::size_t cols) noexcept {
-    if constexpr (std::is_same_v<act_block, float>) return cols;
-    else return (cols + P::activation::block_size - 1) / P::activation::block_size;
+    using A = typename T::activation;
+    if constexpr (std::is_same_v<typename A::block_type, float>) return cols;
+    else return (cols + A::block_size - 1) / A::block_size;
+  }
+  // Where those activations are: x itself for f32, else the state's buffer of T's activation format.
+  template <class T>
+  static const typename T::activation::block_type* act_data(const run_state<P>& s, const float* xin) noexcept {
+    constexpr act_kind k = activation_kind<T>();
+    if constexpr (k == act_kind::f32) return xin;
+    else if constexpr (k == act_kind::q8_0) return s.xq.data();
+    else if constexpr (k == act_kind::q8_sum) return s.xqs.data();
+    else return s.xqk.data();
+  }
+
+  // The token embedding row of `token` as floats.
+  void embed(std::int32_t token, float* out) const noexcept {
+    visit_type(types{}, w_.token_embd.type, [&](auto tag) {
+      using T = decltype(tag);
+      T::dequantize_row(w_.token_embd.template as<T>().row(static_cast<std::uint32_t>(token)), out, cfg_.dim);
+    });
   }
 
   // f(t) for every token of the batch, spread over the workers (tokens are independent; one token runs
@@ -313,31 +382,32 @@ class transformer {
     per_token(s, n, [&](std::size_t t) noexcept { K::rmsnorm(o + t * dim, xin + t * dim, weight, dim, cfg_.norm_eps); });
   }
 
-  // x (n rows of `cols` floats, row stride cols) in the precision the weights' dot product wants: f32
-  // uses x itself, quantized precisions quantize each row into s.xq (shared by the q, k, v / gate, up
-  // products). When cols is not a whole number of blocks (hidden_dim 172) each row's last block is
-  // zero-padded, as the converted weight rows are.
-  static const act_block* activations(run_state<P>& s, const float* xin, std::uint32_t n, std::size_t cols) noexcept {
-    if constexpr (std::is_same_v<act_block, float>) {
-      (void)s, (void)n, (void)cols;
-      return xin;
-    } else {
-      const std::size_t stride = act_stride(cols);
-      static_assert(std::is_same_v<act_block, block_q8_0>, "quantized precisions take q8_0 activations");
-      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_0(xin + t * cols, s.xq.data() + t * stride, cols); });
-      return s.xq.data();
-    }
-  }
-
   struct product {
-    const matrix<P>& w;
+    const wmatrix& w;
     float* y;           // (n, ldy)
     std::uint32_t ldy;  // output row stride (= the matrix's rows)
   };
 
-  // y_i = x . W_i^T for one or more matrices that share x, as one parallel region over their rows
-  // (threads get row ranges in multiples of 16; the split cannot change a value: matmul's contract).
-  void matmul_rows(run_state<P>& s, const act_block* xa, std::size_t ldx, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
+  // y_i = x . W_i^T for one or more matrices that share x (n rows of `cols` floats), as one parallel region
+  // over their rows (threads get row ranges in multiples of 16; the split cannot change a value: matmul's
+  // contract). First x is quantized, once per activation format the matrices' types take (q8_0 for Q8_0 /
+  // Q4_0 / Q5_0, q8_sum for Q4_1 / Q5_1, q8_k for the K-quants; f32 reads x), each row's last block
+  // zero-padded when cols is not a whole number of blocks (hidden_dim 172), as the converted weight rows are.
+  void matmul_rows(run_state<P>& s, const float* xin, std::size_t cols, std::uint32_t n, std::initializer_list<product> ps) const noexcept {
+    bool need[4] = {};
+    for (const product& p : ps) visit_type(types{}, p.w.type, [&](auto tag) { need[static_cast<int>(activation_kind<decltype(tag)>())] = true; });
+    if (need[static_cast<int>(act_kind::q8_0)]) {
+      const std::size_t st = (cols + 31) / 32;
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_0(xin + t * cols, s.xq.data() + t * st, cols); });
+    }
+    if (need[static_cast<int>(act_kind::q8_sum)]) {
+      const std::size_t st = (cols + 31) / 32;
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_sum(xin + t * cols, s.xqs.data() + t * st, cols); });
+    }
+    if (need[static_cast<int>(act_kind::q8_k)]) {
+      const std::size_t st = (cols + 255) / 256;
+      per_token(s, n, [&](std::size_t t) noexcept { K::quantize_q8_k(xin + t * cols, s.xqk.data() + t * st, cols); });
+    }
     const product* list = ps.begin();
     const std::size_t count = ps.size();
     std::size_t total = 0;
@@ -351,7 +421,10 @@ class transformer {
         if (ub < ue) {
           const auto r0 = static_cast<std::uint32_t>((ub - base) * 16);
           const auto r1 = static_cast<std::uint32_t>(std::min<std::size_t>((ue - base) * 16, p.w.rows));
-          K::matmul(p.y, p.ldy, p.w, xa, ldx, n, r0, r1);
+          visit_type(types{}, p.w.type, [&](auto tag) {
+            using T = decltype(tag);
+            K::matmul(p.y, p.ldy, p.w.template as<T>(), act_data<T>(s, xin), act_stride<T>(cols), n, r0, r1);
+          });
         }
         base += units;
       }
@@ -388,7 +461,7 @@ class transformer {
 
   model_config cfg_;
   model_file file_;  // keeps the bytes (and thus in-place weights) alive
-  weights<P> w_;
+  model_weights w_;
 };
 
 }  // namespace edgelm

@@ -1,5 +1,6 @@
-// edgelm/model/weights.hpp - the weights of a Llama-family model in precision P: views into the file
-// where its tensor type already is P (zero copy, mmap natively), else converted once at load.
+// edgelm/model/weights.hpp - the weights of a Llama-family model under weight policy P: each matrix a view
+// into the file where P runs its tensor type in place (zero copy, mmap natively; a uniform precision runs
+// its own type, `mixed` every type it has kernels for), else converted once at load.
 #pragma once
 #include <array>
 #include <cstdint>
@@ -15,40 +16,63 @@
 #include "../kernels/scalar.hpp"
 #include "../precision/dequantize.hpp"
 #include "../precision/f32.hpp"
+#include "../precision/ggml_quants.hpp"
 
 namespace edgelm {
 
-template <precision P>
-struct layer_weights {
-  const float* attn_norm = nullptr;  // (dim)
-  matrix<P> wq;                      // (dim, dim)
-  matrix<P> wk;                      // (kv_dim, dim)
-  matrix<P> wv;                      // (kv_dim, dim)
-  matrix<P> wo;                      // (dim, dim)
-  const float* ffn_norm = nullptr;   // (dim)
-  matrix<P> w1;                      // (hidden_dim, dim)  gate
-  matrix<P> w2;                      // (dim, hidden_dim)  down
-  matrix<P> w3;                      // (hidden_dim, dim)  up
+// A weight matrix of any weight type: rows x cols elements of `type`, each row ceil(cols / block size)
+// blocks (the file's stride in place; a converted copy's last block zero-padded). as<T>() is the typed
+// view the kernels take (T::type == type).
+struct wmatrix {
+  ggml_type type = ggml_type::f32;
+  const std::byte* data = nullptr;
+  std::uint32_t rows = 0;
+  std::uint32_t cols = 0;
+  const std::byte* packed = nullptr;  // the kernels' own layout (see matrix::packed), or null
+  std::uint32_t packing = 0;
+
+  std::size_t row_bytes() const noexcept {
+    const auto& i = ggml_info(type);
+    return (std::size_t{cols} + i.block_size - 1) / i.block_size * i.type_size;
+  }
+  const std::byte* row(std::uint32_t r) const noexcept { return data + std::size_t{r} * row_bytes(); }
+  template <class T>
+  matrix<T> as() const noexcept {
+    return {reinterpret_cast<const typename T::block_type*>(data), rows, cols, packed, packing};
+  }
 };
 
-template <precision P>
-struct weights {
-  matrix<P> token_embd;                  // (vocab, dim)
-  std::vector<layer_weights<P>> layers;  // (n_layers)
+struct layer_weights {
+  const float* attn_norm = nullptr;  // (dim)
+  wmatrix wq;                        // (dim, dim)
+  wmatrix wk;                        // (kv_dim, dim)
+  wmatrix wv;                        // (kv_dim, dim)
+  wmatrix wo;                        // (dim, dim)
+  const float* ffn_norm = nullptr;   // (dim)
+  wmatrix w1;                        // (hidden_dim, dim)  gate
+  wmatrix w2;                        // (dim, hidden_dim)  down
+  wmatrix w3;                        // (hidden_dim, dim)  up
+};
+
+struct model_weights {
+  wmatrix token_embd;                    // (vocab, dim)
+  std::vector<layer_weights> layers;     // (n_layers)
   const float* output_norm = nullptr;    // (dim)
-  matrix<P> output;                      // (vocab, dim); == token_embd when shared
+  wmatrix output;                        // (vocab, dim); == token_embd when shared
   std::vector<aligned_buffer<std::byte>> owned;  // converted tensors
   std::size_t converted = 0;             // how many tensors were converted at load
   std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
+  std::array<std::uint32_t, ggml_type_count> in_place_as{};     // in-place matrices by type
   std::size_t in_place = 0;              // how many are views into the file
   std::size_t packed = 0;                // how many in-place matrices also have the kernels' packed copy
 };
+template <class P>
+using weights = model_weights;
 
 // How make_weights gives matrices a kernel policy's packed copy (K::packed_bytes / K::pack; null: none).
-template <precision P>
 struct weight_packer {
-  std::size_t (*bytes)(const matrix<P>&) noexcept = nullptr;
-  std::uint32_t (*pack)(const matrix<P>&, std::byte*) noexcept = nullptr;
+  std::size_t (*bytes)(const wmatrix&) noexcept = nullptr;
+  std::uint32_t (*pack)(const wmatrix&, std::byte*) noexcept = nullptr;
   std::uint32_t row_group = 0;  // K::packed_row_group: the layout packs rows in groups of this many (0: no packing)
 };
 
@@ -56,16 +80,14 @@ namespace detail {
 
 // A layer's weight matrices: GGUF name suffix, shape (rows, cols) and where it is bound. The one list
 // both the sizing of the packed arena and the binding walk.
-template <precision P>
 struct layer_matrix {
   const char* name;
   std::uint64_t rows, cols;
-  matrix<P> layer_weights<P>::*member;
+  wmatrix layer_weights::*member;
 };
-template <precision P>
-inline std::array<layer_matrix<P>, 7> layer_matrices(const model_config& c) {
+inline std::array<layer_matrix, 7> layer_matrices(const model_config& c) {
   const std::uint64_t D = c.dim, H = c.hidden_dim, KVD = c.kv_dim();
-  using L = layer_weights<P>;
+  using L = layer_weights;
   return {{{"attn_q.weight", D, D, &L::wq},
            {"attn_k.weight", KVD, D, &L::wk},
            {"attn_v.weight", KVD, D, &L::wv},
@@ -75,12 +97,13 @@ inline std::array<layer_matrix<P>, 7> layer_matrices(const model_config& c) {
            {"ffn_up.weight", H, D, &L::w3}}};
 }
 
-template <precision P>
+template <class P>
 struct weight_builder {
+  using types = typename policy_traits<P>::types;
   const model_file& mf;
-  weights<P>& w;
+  model_weights& w;
   const logger& log;
-  weight_packer<P> packer{};
+  weight_packer packer{};
   std::byte* arena = nullptr;  // one huge-page allocation for every packed copy (see make_weights)
   std::size_t arena_size = 0, arena_used = 0;
 
@@ -129,18 +152,28 @@ struct weight_builder {
     return dst;
   }
 
-  // A block scale that is fp16 Inf/NaN poisons every output: rejected at load. Reading one 16-bit scale
-  // per block is cheap next to the first forward pass, which touches every byte anyway.
-  bool check_scales(const matrix<P>& m, std::uint64_t first_row, const tensor_info& t, error& err) {
-    if constexpr (requires(const typename P::block_type& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
-      const std::uint64_t n_blocks = std::uint64_t{m.rows} * m.blocks_per_row(), base = first_row * m.blocks_per_row();
-      for (std::uint64_t i = 0; i < n_blocks; ++i)
-        if ((m.data[i].d & 0x7C00u) == 0x7C00u) {
-          err = make_error(errc::bad_value, "block " + std::to_string(base + i) + " has a NaN/Inf scale", t.offset + (base + i) * sizeof(typename P::block_type), t.name);
-          return false;
+  // A block scale that is fp16 Inf/NaN poisons every output: rejected at load. Reading the 16-bit scales
+  // of each block is cheap next to the first forward pass, which touches every byte anyway.
+  bool check_scales(const wmatrix& m, std::uint64_t first_row, const tensor_info& t, error& err) {
+    bool ok = true;
+    visit_type(types{}, m.type, [&](auto tag) {
+      using T = decltype(tag);
+      using B = typename T::block_type;
+      if constexpr (requires(const B& b) { { b.d } -> std::convertible_to<std::uint16_t>; }) {
+        const matrix<T> mt = m.as<T>();
+        const std::uint64_t n_blocks = std::uint64_t{m.rows} * mt.blocks_per_row(), base = first_row * mt.blocks_per_row();
+        for (std::uint64_t i = 0; i < n_blocks && ok; ++i) {
+          bool bad = (mt.data[i].d & 0x7C00u) == 0x7C00u;
+          if constexpr (requires(const B& b) { b.dmin; }) bad = bad || (mt.data[i].dmin & 0x7C00u) == 0x7C00u;
+          if constexpr (requires(const B& b) { b.m; }) bad = bad || (mt.data[i].m & 0x7C00u) == 0x7C00u;
+          if (bad) {
+            err = make_error(errc::bad_value, "block " + std::to_string(base + i) + " has a NaN/Inf scale", t.offset + (base + i) * sizeof(B), t.name);
+            ok = false;
+          }
         }
-    }
-    return true;
+      }
+    });
+    return ok;
   }
 
   // The packed copy of an in-place matrix when the kernels have a layout of their own (never for the
@@ -148,7 +181,7 @@ struct weight_builder {
   // concatenation of its slices' layouts), each checked, packed, then its file pages given back (they
   // stay readable): memory holds one copy of the weights plus at most one slice, not two copies.
   // Returns false with err set on a bad scale or a failed allocation; `packed` tells whether it ran.
-  bool repack(const tensor_info& t, matrix<P>& out, bool& packed, error& err) {
+  bool repack(const tensor_info& t, wmatrix& out, bool& packed, error& err) {
     packed = false;
     if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
     const std::size_t n = packer.bytes(out);
@@ -167,7 +200,7 @@ struct weight_builder {
     const std::uint32_t step = packer.row_group * 64;
     std::uint32_t id = 0;
     for (std::uint32_t r = 0; r < out.rows; r += step) {
-      matrix<P> part = out, before = out;
+      wmatrix part = out, before = out;
       part.data = out.row(r);
       part.rows = std::min(step, out.rows - r);
       before.rows = r;
@@ -175,7 +208,7 @@ struct weight_builder {
       const std::size_t at = r ? packer.bytes(before) : 0;
       id = packer.pack(part, dst + at);
       if (id == 0) return false;  // cannot happen once bytes() > 0; the caller then binds the rows as they are
-      if (mf.bytes) mf.bytes->release({reinterpret_cast<const std::byte*>(part.data), std::size_t{part.rows} * part.blocks_per_row() * sizeof(typename P::block_type)});
+      if (mf.bytes) mf.bytes->release({part.data, std::size_t{part.rows} * part.row_bytes()});
     }
     out.packed = dst;
     out.packing = id;
@@ -184,27 +217,47 @@ struct weight_builder {
     return true;
   }
 
-  // 2-D weight (rows x cols) in precision P.
-  bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, matrix<P>& out, error& err) {
+  // Can P run a tensor of this type in place?
+  static bool runs(ggml_type t) noexcept {
+    return visit_type(types{}, t, [](auto) {});
+  }
+
+  // 2-D weight (rows x cols): in place when P runs its type, else converted to P's conversion type.
+  bool mat(const std::string& name, std::uint64_t rows, std::uint64_t cols, wmatrix& out, error& err) {
     const tensor_info* t = need(name, cols, rows, err);
     if (!t) return false;
     out.rows = static_cast<std::uint32_t>(rows);
     out.cols = static_cast<std::uint32_t>(cols);
-    // In place: the file's rows are whole P blocks already (GGUF requires ne0 % block_size == 0), so the
-    // file's row stride is matrix<P>'s.
-    if (t->type == P::type && reinterpret_cast<std::uintptr_t>(t->data) % alignof(typename P::block_type) == 0) {
-      out.data = reinterpret_cast<const typename P::block_type*>(t->data);
+    // In place: the file's rows are whole blocks already (GGUF requires ne0 % block_size == 0), so the
+    // file's row stride is the matrix's. The blocks need their struct's alignment (2, or 4 for f32).
+    if (runs(t->type) && reinterpret_cast<std::uintptr_t>(t->data) % (t->type == ggml_type::f32 ? 4 : 2) == 0) {
+      out.type = t->type;
+      out.data = t->data;
       bool packed = false;
       if (!repack(*t, out, packed, err)) return false;
       if (!packed && !check_scales(out, 0, *t, err)) return false;
       ++w.in_place;
+      ++w.in_place_as[static_cast<std::uint32_t>(t->type)];
       return true;
     }
-    // Converted: each row becomes blocks_per_row = ceil(cols / block_size) blocks, the last one
-    // zero-padded when cols is not a multiple of the block size (P::quantize_row pads).
-    const std::uint64_t row_blocks = matrix<P>::blocks_per_row(static_cast<std::size_t>(cols));
+    bool ok = false;
+    const ggml_type to = policy_traits<P>::convert_to(t->type);
+    const bool known = visit_type(types{}, to, [&](auto tag) {
+      using C = decltype(tag);
+      if constexpr (requires(const float* x, typename C::block_type* y, std::size_t n) { C::quantize_row(x, y, n); }) ok = convert<C>(*t, name, rows, cols, out, err);
+    });
+    if (!known && !ok) err = make_error(errc::unsupported_tensor_type, "no conversion for tensor type " + std::string(ggml_type_name(t->type)), t->offset, name);
+    return ok;
+  }
+
+  // Converted: each row becomes blocks_per_row = ceil(cols / block_size) blocks of C, the last one
+  // zero-padded when cols is not a multiple of the block size (C::quantize_row pads).
+  template <class C>
+  bool convert(const tensor_info& tin, const std::string& name, std::uint64_t rows, std::uint64_t cols, wmatrix& out, error& err) {
+    const tensor_info* t = &tin;
+    const std::uint64_t row_blocks = matrix<C>::blocks_per_row(static_cast<std::size_t>(cols));
     std::uint64_t n_blocks = 0, bytes = 0;
-    if (!mul_ok(rows, row_blocks, n_blocks) || !mul_ok(n_blocks, sizeof(typename P::block_type), bytes) || !fits_size_t(bytes)) {
+    if (!mul_ok(rows, row_blocks, n_blocks) || !mul_ok(n_blocks, sizeof(typename C::block_type), bytes) || !fits_size_t(bytes)) {
       err = make_error(errc::overflow, "converted tensor size overflows", t->offset, name);
       return false;
     }
@@ -212,23 +265,24 @@ struct weight_builder {
     if (!buf) { err = buf.error(); return false; }
     auto row = aligned_buffer<float>::make(static_cast<std::size_t>(cols));
     if (!row) { err = row.error(); return false; }
-    auto* dst = reinterpret_cast<typename P::block_type*>(buf->data());
+    auto* dst = reinterpret_cast<typename C::block_type*>(buf->data());
     const std::uint64_t src_row_bytes = cols / ggml_info(t->type).block_size * ggml_info(t->type).type_size;
     for (std::uint64_t r = 0; r < rows; ++r) {
       tensor_info rt = *t;
       rt.data = t->data + r * src_row_bytes;
       if (!to_float(rt, row->data(), static_cast<std::size_t>(cols), err)) return false;
       // The fast reference quantizer (q4_0's scale search is ~10x slower: it is for `edgelm quantize`).
-      if constexpr (requires { P::quantize_row_reference(row->data(), dst, std::size_t{0}); })
-        P::quantize_row_reference(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
+      if constexpr (requires { C::quantize_row_reference(row->data(), dst, std::size_t{0}); })
+        C::quantize_row_reference(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
       else
-        P::quantize_row(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
+        C::quantize_row(row->data(), dst + r * row_blocks, static_cast<std::size_t>(cols));
     }
-    out.data = dst;
+    out.type = C::type;
+    out.data = buf->data();
     w.owned.push_back(std::move(*buf));
     ++w.converted;
     ++w.converted_from[static_cast<std::uint32_t>(t->type)];
-    log(log_level::debug, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(P::name));
+    log(log_level::debug, "converted " + name + " from " + std::string(ggml_type_name(t->type)) + " to " + std::string(C::name));
     return true;
   }
 };
@@ -236,9 +290,9 @@ struct weight_builder {
 }  // namespace detail
 
 // Bind (or convert) every tensor the Llama forward pass needs, validating shapes against the config.
-template <precision P>
-result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, weight_packer<P> packer = {}) {
-  weights<P> w;
+template <class P>
+result<model_weights> make_weights(const model_file& mf, const logger& log = {}, weight_packer packer = {}) {
+  model_weights w;
   const model_config& c = mf.config;
   detail::weight_builder<P> b{mf, w, log, packer};
   error err;
@@ -250,14 +304,14 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
     bool fits = true;
     auto add = [&](const std::string& name, std::uint64_t rows, std::uint64_t cols) {
       const tensor_info* t = mf.find(name);
-      if (!t || t->type != P::type || t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows || rows > UINT32_MAX || cols > UINT32_MAX) return;
-      const matrix<P> m{nullptr, static_cast<std::uint32_t>(rows), static_cast<std::uint32_t>(cols)};
+      if (!t || !detail::weight_builder<P>::runs(t->type) || t->n_dims != 2 || t->ne[0] != cols || t->ne[1] != rows || rows > UINT32_MAX || cols > UINT32_MAX) return;
+      const wmatrix m{t->type, nullptr, static_cast<std::uint32_t>(rows), static_cast<std::uint32_t>(cols)};
       const std::size_t n = (packer.bytes(m) + 63) / 64 * 64;
       if (n > SIZE_MAX - total) fits = false;
       else total += n;
     };
     for (std::uint32_t l = 0; l < c.n_layers; ++l)
-      for (const auto& lm : detail::layer_matrices<P>(c)) add("blk." + std::to_string(l) + "." + lm.name, lm.rows, lm.cols);
+      for (const auto& lm : detail::layer_matrices(c)) add("blk." + std::to_string(l) + "." + lm.name, lm.rows, lm.cols);
     if (!c.shared_classifier) add("output.weight", V, D);
     if (fits && total > 0) {
       if (auto arena = aligned_buffer<std::byte>::make_pages(total)) {
@@ -274,7 +328,7 @@ result<weights<P>> make_weights(const model_file& mf, const logger& log = {}, we
     auto& L = w.layers[l];
     if (!(L.attn_norm = b.vec(p + "attn_norm.weight", D, err))) return err;
     if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
-    for (const auto& lm : detail::layer_matrices<P>(c))
+    for (const auto& lm : detail::layer_matrices(c))
       if (!b.mat(p + lm.name, lm.rows, lm.cols, L.*lm.member, err)) return err;
   }
   if (!(w.output_norm = b.vec("output_norm.weight", D, err))) return err;
