@@ -107,6 +107,8 @@ void check_dot(const char* file) {
     float y = 0;
     K::matmul(&y, 1, m, a.data(), 0, 1, 0, 1);
     CHECK(f32_to_bits(y) == f32_to_bits(static_cast<float>(got)));
+    // The K-quant paths keep the scalar reference's integer sums and float expression: the same bits.
+    if constexpr (T::block_size == 256) CHECK(f32_to_bits(static_cast<float>(got)) == f32_to_bits(kernels::scalar::dot(w, a.data(), f.n)));
   }
 }
 

@@ -19,6 +19,7 @@
 
 #if defined(__x86_64__) && !defined(EDGELM_NO_X86_KERNELS)
 #include <edgelm/backends/highway/x86.hpp>
+#include <edgelm/backends/highway/x86_kquants.hpp>
 #define EDGELM_HWY_X86 1
 #endif
 #if defined(__wasm_simd128__) && !defined(EDGELM_NO_WASM_KERNELS)
@@ -359,6 +360,28 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   // Quantized weights . q8_0 activations, n elements (a multiple of 32).
   static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
   static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
+  // The other in-place types of llama-quantize's mixes (x86_kquants.hpp: AVX2 where the CPU has it; the
+  // scalar reference elsewhere).
+#if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
+  static float dot(const block_q5_0* w, const block_q8_0* x, std::size_t n) noexcept {
+    return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q5_0(w, x, n) : basic_kernels::dot(w, x, n);
+  }
+  static float dot(const block_q4_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q41_q51<false>(w, x, n) : basic_kernels::dot(w, x, n);
+  }
+  static float dot(const block_q5_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q41_q51<true>(w, x, n) : basic_kernels::dot(w, x, n);
+  }
+  static float dot(const block_q4_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q45k<false>(w, x, n) : basic_kernels::dot(w, x, n);
+  }
+  static float dot(const block_q5_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q45k<true>(w, x, n) : basic_kernels::dot(w, x, n);
+  }
+  static float dot(const block_q6_k* w, const block_q8_k* x, std::size_t n) noexcept {
+    return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q6k(w, x, n) : basic_kernels::dot(w, x, n);
+  }
+#endif
 
   // Causal attention (basic_kernels::attention's contract): scores, a softmax with a vectorised exp and
   // 1/sum folded into the probabilities, then the weighted sum of values in register blocks.
