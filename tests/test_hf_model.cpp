@@ -275,6 +275,32 @@ TEST_CASE("hf model: loading (tokenizer from the bundle, or none for id-level us
   CHECK(edgelm::load<edgelm::q8_0>(std::move(*mq), edgelm::text_tokenizer{}));
 }
 
+TEST_CASE("hf model: load(bundle) takes the folder's tokenizer.json + tokenizer_config.json") {
+  const tiny_hf p{.vocab = 7720, .tied = true};  // tests/data/tokenizers/llama2-mini has 7720 tokens
+  auto b = tiny_bundle(p);
+  const std::string t = source_dir() + "/tests/data/tokenizers/llama2-mini/";
+  b.add("tokenizer.json", edgelm::memory_storage(file_bytes(t + "tokenizer.json")));
+  b.add("tokenizer_config.json", edgelm::memory_storage(file_bytes(t + "tokenizer_config.json")));
+  auto m = edgelm::load<edgelm::f32>(b);
+  REQUIRE_MESSAGE(m, outcome(m));
+  CHECK(m->tok.vocab_size() == 7720);
+  const auto ids = m->tok.encode("Hello world", true);
+  REQUIRE(ids.size() >= 2);
+  CHECK(ids[0] == m->tok.bos_id());
+  auto st = m->net.make_state(16);
+  REQUIRE(st);
+  for (std::uint32_t i = 0; i < ids.size(); ++i) {
+    auto l = m->net.forward(*st, ids[i], i);
+    REQUIRE(l.size() == 7720);
+    CHECK(std::isfinite(l[100]));
+  }
+  // a tokenizer of another size than the model's vocabulary is refused
+  const tiny_hf q{.vocab = 7000};
+  auto b2 = tiny_bundle(q);
+  b2.add("tokenizer.json", edgelm::memory_storage(file_bytes(t + "tokenizer.json")));
+  CHECK(err(edgelm::load<edgelm::f32>(b2)).first == "bad_tokenizer");
+}
+
 TEST_CASE("hf model rejects: missing files, foreign architectures, missing / extra / misshapen tensors") {
   const tiny_hf p{};
   auto base = tiny_hf_tensors(p);

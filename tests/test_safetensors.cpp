@@ -87,10 +87,6 @@ TEST_CASE("read_model_file: unknown bytes are bad_magic, a lone safetensors file
   auto r = edgelm::read_model_file(edgelm::memory_storage(st));
   CHECK_CODE(r, errc::missing_key);
   CHECK(r.error().where == "config.json");
-  // a broken safetensors file says what is broken rather than asking for the config
-  bytes bad = st;
-  bad[8 + 1] = std::byte{'!'};  // {!__metadata__": ...
-  CHECK(code(edgelm::read_model_file(edgelm::memory_storage(bad))) != errc::missing_key);
   // GGUF and llama2.c still go to their readers (their own errors, not bad_magic)
   CHECK(edgelm::read_model_file(edgelm::memory_storage(tiny_llama_gguf().build())));
   CHECK(edgelm::read_model_file(edgelm::memory_storage(llama2c_checkpoint(llama2c_header{}))));

@@ -1,4 +1,5 @@
 // edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
+// A Hugging Face folder (a bundle of named storages, or a path) loads the same way: read_model_path, load(bundle).
 #pragma once
 #include <cstring>
 #include <memory>
@@ -12,15 +13,17 @@
 #include "formats/llama2c.hpp"
 #include "formats/model_file.hpp"
 #include "model/transformer.hpp"
+#include "storage/bundle.hpp"
+#include "storage/file_storage.hpp"
 #include "storage/storage.hpp"
 #include "tokenizer/sentencepiece.hpp"
 #include "tokenizer/text_tokenizer.hpp"
 // Hugging Face folders (safetensors + config.json) need nlohmann/json, as tokenizer.json does.
 #if defined(EDGELM_HAVE_TOKENIZER_JSON)
+#include "formats/hf_config.hpp"
 #include "formats/hf_folder.hpp"
 #include "formats/hf_model.hpp"
 #include "formats/safetensors.hpp"
-#include "storage/bundle.hpp"
 #endif
 
 namespace edgelm {
@@ -55,12 +58,9 @@ result<model_file> read_model_file(S s) {
     case file_format::llama2c: return read_llama2c(std::move(owner));
     case file_format::safetensors: break;
   }
-#if defined(EDGELM_HAVE_TOKENIZER_JSON)
-  if (auto st = parse_safetensors(owner->bytes()); !st) return st.error();
-  return make_error(errc::missing_key, "a safetensors file holds no hyper-parameters: load the folder with its config.json", error::no_offset, "config.json");
-#else
-  return make_error(errc::unsupported_version, "safetensors needs nlohmann/json (built with EDGELM_NO_TOKENIZER_JSON or without the header)");
-#endif
+  // (not parsed here: the safetensors reader stays out of builds that only read GGUF, e.g. the web engine)
+  return make_error(errc::missing_key, "a safetensors file holds no hyper-parameters: load its folder (config.json + model.safetensors)", error::no_offset,
+                    "config.json");
 }
 
 // A tokenizer file: llama2.c tokenizer.bin, or the vocabulary embedded in a GGUF.
