@@ -264,6 +264,7 @@ TEST_CASE("hf_config rejects: missing keys, wrong types, absurd sizes, inconsist
   CHECK(err(with("rms_norm_eps", "\"small\"")) == want(errc::bad_key_type, "rms_norm_eps"));
   CHECK(err(with("rms_norm_eps", "-1e-5")) == want(errc::bad_value, "rms_norm_eps"));
   CHECK(err(with("rms_norm_eps", "2")) == want(errc::bad_value, "rms_norm_eps"));
+  CHECK(err(with("rms_norm_eps", "1e-50")) == want(errc::bad_value, "rms_norm_eps"));  // 0 as a float (found by fuzz_hf_config)
   CHECK(err(with("rope_theta", "0")) == want(errc::bad_value, "rope_theta"));
   CHECK(err(with("rope_theta", "1e39")) == want(errc::bad_value, "rope_theta"));
   CHECK(err(with("tie_word_embeddings", "1")) == want(errc::bad_key_type, "tie_word_embeddings"));

@@ -118,9 +118,11 @@ inline result<float> hf_float(const hf_json& j, std::initializer_list<const char
   if (!v) return dflt;
   auto d = json_number(*v, k);
   if (!d) return d.error();
-  if (positive && !(*d > 0)) return make_error(errc::bad_value, "must be positive", error::no_offset, k);
   if (std::fabs(*d) > 3.0e38) return make_error(errc::bad_value, "out of float range", error::no_offset, k);
-  return static_cast<float>(*d);
+  const float f = static_cast<float>(*d);
+  // checked as the float it becomes: 1e-50 is positive as a double and 0 as a float
+  if (positive && !(f > 0)) return make_error(errc::bad_value, "must be positive (as a 32-bit float)", error::no_offset, k);
+  return f;
 }
 inline result<bool> hf_bool(const hf_json& j, const char* key, bool dflt) {
   const hf_json* v = member(j, key);
