@@ -353,6 +353,12 @@ TEST_CASE("hf model rejects: missing files, foreign architectures, missing / ext
     for (auto& t : ts)
       if (t.name == "model.layers.0.self_attn.q_proj.weight") { t.shape = {7, 8}; t.data.resize(7 * 8 * 4); }
     CHECK(err(edgelm::read_hf_model(tiny_bundle(p, ts))) == want(errc::shape_mismatch, "model.layers.0.self_attn.q_proj.weight"));
+    for (auto shape : {std::vector<std::uint64_t>{0, 8}, std::vector<std::uint64_t>{8, 0}, std::vector<std::uint64_t>{64}}) {
+      auto tz = base;
+      for (auto& t : tz)
+        if (t.name == "model.layers.0.self_attn.k_proj.weight") { t.shape = shape; t.data.resize(shape.size() == 1 ? 64 * 4 : 0); }
+      CHECK(err(edgelm::read_hf_model(tiny_bundle(p, tz))) == want(errc::shape_mismatch, "model.layers.0.self_attn.k_proj.weight"));
+    }
     auto ts2 = base;
     for (auto& t : ts2)
       if (t.name == "model.embed_tokens.weight") { t.shape = {9, 8}; t.data.resize(9 * 8 * 4); }

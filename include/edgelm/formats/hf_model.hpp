@@ -175,7 +175,7 @@ inline bool hf_layer_of(std::string_view name, std::uint32_t n_layers, std::uint
 // Undo HF's half-split row order of a q/k projection (rows = n_heads * head_dim, each row `row_bytes`).
 inline result<void> hf_unpermute_rows(tensor_info& t, std::uint32_t n_heads, hf_bytes& owner) {
   const std::uint64_t rows = t.ne[1];
-  if (t.n_dims != 2 || n_heads == 0 || rows % n_heads != 0 || (rows / n_heads) % 2 != 0)
+  if (t.n_dims != 2 || rows == 0 || t.ne[0] == 0 || n_heads == 0 || rows % n_heads != 0 || (rows / n_heads) % 2 != 0)
     return make_error(errc::shape_mismatch, std::to_string(rows) + " rows do not split into " + std::to_string(n_heads) + " heads of an even size", t.offset, t.name);
   if (!fits_size_t(t.n_bytes)) return make_error(errc::out_of_memory, "tensor larger than the address space", t.offset, t.name);
   auto buf = aligned_buffer<std::byte>::make_uninitialized(static_cast<std::size_t>(t.n_bytes));
