@@ -165,7 +165,9 @@ std::string usage_text(const std::string& cmd) {
          "  bench     measure prefill and decode speed\n"
          "  perplexity  perplexity on a text file (llama-perplexity's method)\n"
          "  quantize  convert a model to a GGUF of F32, F16, Q8_0 or Q4_0 weights\n"
-         "  template  print the prompt a model's chat template renders for a conversation\n";
+         "  template  print the prompt a model's chat template renders for a conversation\n"
+         "MODEL (-m): a GGUF, a llama2.c .bin, or a Hugging Face folder (config.json + model.safetensors or its\n"
+         "index and shards; its tokenizer.json; llama / mistral architectures for now)\n";
 }
 
 bool parse_long(const char* s, long lo, long hi, long& out) {
@@ -394,9 +396,7 @@ edgelm::result<edgelm::model<P, K>> load_model(const options& o) {
     mf = std::move(*o.parsed);
     o.parsed.reset();
   } else {
-    auto fs = edgelm::file_storage::open(o.model);
-    if (!fs) return fs.error();
-    auto r = edgelm::read_model_file(std::move(*fs));
+    auto r = edgelm::read_model_path(o.model);  // a model file or a Hugging Face folder
     if (!r) return r.error();
     mf = std::move(*r);
   }
@@ -404,6 +404,14 @@ edgelm::result<edgelm::model<P, K>> load_model(const options& o) {
     auto ts = edgelm::file_storage::open(o.tokenizer);
     if (!ts) return ts.error();
     return edgelm::load<P, K>(std::move(mf), *ts, lo);
+  }
+  if (edgelm::is_directory(o.model)) {  // the folder's tokenizer.json; `logits` runs on ids without one
+    auto b = edgelm::open_hf_folder(o.model);
+    if (!b) return b.error();
+    if (!b->contains("tokenizer.json") && o.command == "logits") return edgelm::load<P, K>(std::move(mf), edgelm::text_tokenizer{}, lo);
+    auto tok = edgelm::load_bundle_tokenizer(*b);
+    if (!tok) return tok.error();
+    return edgelm::load<P, K>(std::move(mf), std::move(*tok), lo);
   }
   return edgelm::load<P, K>(std::move(mf), lo);
 }
@@ -599,7 +607,7 @@ edgelm::result<edgelm::text_tokenizer> cli_tokenizer(const options& o) {
   }
   auto ts = edgelm::file_storage::open(path);
   if (!ts) return ts.error();
-  if (o.tokenizer.empty() && !edgelm::is_gguf(ts->bytes()))
+  if (o.tokenizer.empty() && !edgelm::is_gguf(ts->bytes()) && !edgelm::is_directory(o.model))
     return edgelm::make_error(edgelm::errc::bad_tokenizer, "the model file carries no tokenizer: pass -z TOKENIZER", edgelm::error::no_offset, path);
   std::optional<edgelm::file_storage> cs;
   if (!config.empty() && std::filesystem::is_regular_file(config, ec)) {
@@ -708,12 +716,12 @@ int cmd_logits(const options& o) {
 }
 
 int cmd_inspect(const options& o) {
-  auto fs = edgelm::file_storage::open(o.model);
-  if (!fs) return fail(err_text(fs.error()));
-  auto mf = edgelm::read_model_file(std::move(*fs));
+  auto mf = edgelm::read_model_path(o.model);
   if (!mf) return fail(err_text(mf.error()));
   const auto& c = mf->config;
-  std::printf("format: %s\n", mf->format == edgelm::file_format::gguf ? "GGUF" : "llama2.c");
+  std::printf("format: %s\n", mf->format == edgelm::file_format::gguf          ? "GGUF"
+                               : mf->format == edgelm::file_format::safetensors ? "Hugging Face (safetensors)"
+                                                                                : "llama2.c");
   std::printf("architecture: %s\ndim: %u\nhidden_dim: %u\nn_layers: %u\nn_heads: %u\nn_kv_heads: %u\nhead_dim: %u\nvocab_size: %u\n"
               "context_length: %u\nrope_theta: %g\nnorm_eps: %g\nshared_classifier: %s\n",
               c.arch.c_str(), c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab_size, c.seq_len, c.rope_theta, c.norm_eps,
@@ -970,9 +978,7 @@ int main(int argc, char** argv) {
   if (o.command == "quantize") return cmd_quantize(o);
   std::string precision = o.precision;
   if (precision == "auto") {
-    auto fs = edgelm::file_storage::open(o.model);
-    if (!fs) return fail(err_text(fs.error()));
-    auto mf = edgelm::read_model_file(std::move(*fs));
+    auto mf = edgelm::read_model_path(o.model);
     if (!mf) return fail(err_text(mf.error()));
     precision = auto_precision(*mf);
     o.parsed = std::move(*mf);

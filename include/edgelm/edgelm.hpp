@@ -19,6 +19,12 @@
 //   std::string text = tok->decode(ids);   // or tok->decode_piece(id, first) per token; is_special, bos, eos
 //   tokenizer.json needs nlohmann/json.hpp on the include path (define EDGELM_NO_TOKENIZER_JSON to leave it out).
 //
+// HUGGING FACE FOLDERS (config.json + model.safetensors or its index and shards; needs nlohmann/json)
+//   auto mf = edgelm::read_model_path("SmolLM2-135M/");    // a folder, or any model file (format found by content)
+//   auto model = edgelm::load<edgelm::f32>(*edgelm::open_hf_folder("SmolLM2-135M/"));  // + its tokenizer.json
+//   In the browser, fetch the files into an edgelm::bundle by name and call load(bundle). Architectures with a
+//   forward in this build: llama, mistral (SmolLM/SmolLM2, TinyLlama, Llama 2); F32, F16 and BF16 tensors.
+//
 // THREADS
 //   auto pool = edgelm::thread_pool::create(2);          // or bring your own job system: edgelm::executor
 //   session_options{.exec = (*pool)->get_executor()}     // a parallel_for function pointer + user pointer
@@ -59,6 +65,7 @@
 #include "core/reader.hpp"
 #include "core/result.hpp"
 #include "core/thread_pool.hpp"
+#include "formats/detect.hpp"
 #include "formats/ggml_types.hpp"
 #include "formats/gguf.hpp"
 #include "formats/gguf_writer.hpp"
@@ -76,6 +83,7 @@
 #include "precision/q8_0.hpp"
 #include "sampling/sampler.hpp"
 #include "session.hpp"
+#include "storage/bundle.hpp"
 #include "storage/file_storage.hpp"
 #include "storage/storage.hpp"
 #include "text/chat_template.hpp"

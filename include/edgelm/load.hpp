@@ -1,4 +1,5 @@
 // edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
+// A Hugging Face folder (a bundle of named storages, or a path) loads the same way: read_model_path, load(bundle).
 #pragma once
 #include <cstring>
 #include <memory>
@@ -7,13 +8,23 @@
 
 #include "core/log.hpp"
 #include "core/result.hpp"
+#include "formats/detect.hpp"
 #include "formats/gguf.hpp"
 #include "formats/llama2c.hpp"
 #include "formats/model_file.hpp"
 #include "model/transformer.hpp"
+#include "storage/bundle.hpp"
+#include "storage/file_storage.hpp"
 #include "storage/storage.hpp"
 #include "tokenizer/sentencepiece.hpp"
 #include "tokenizer/text_tokenizer.hpp"
+// Hugging Face folders (safetensors + config.json) need nlohmann/json, as tokenizer.json does.
+#if defined(EDGELM_HAVE_TOKENIZER_JSON)
+#include "formats/hf_config.hpp"
+#include "formats/hf_folder.hpp"
+#include "formats/hf_model.hpp"
+#include "formats/safetensors.hpp"
+#endif
 
 namespace edgelm {
 
@@ -34,14 +45,22 @@ struct model {
   const model_config& config() const noexcept { return net.config(); }
 };
 
-inline bool is_gguf(std::span<const std::byte> b) noexcept { return b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0; }
-
-// Parse a model file of either supported format (GGUF, llama2.c .bin) without binding weights.
+// Parse a model file (GGUF, llama2.c .bin), found by its content (formats/detect.hpp), without binding weights.
+// Bytes of no known format are errc::bad_magic. A safetensors file alone has no hyper-parameters: read its folder
+// (read_model_path, read_hf_model) instead.
 template <storage S>
 result<model_file> read_model_file(S s) {
   auto owner = detail::own_bytes(std::move(s));
-  if (is_gguf(owner->bytes())) return read_gguf(std::move(owner));
-  return read_llama2c(std::move(owner));
+  auto f = detect_format(owner->bytes());
+  if (!f) return f.error();
+  switch (*f) {
+    case file_format::gguf: return read_gguf(std::move(owner));
+    case file_format::llama2c: return read_llama2c(std::move(owner));
+    case file_format::safetensors: break;
+  }
+  // (not parsed here: the safetensors reader stays out of builds that only read GGUF, e.g. the web engine)
+  return make_error(errc::missing_key, "a safetensors file holds no hyper-parameters: load its folder (config.json + model.safetensors)", error::no_offset,
+                    "config.json");
 }
 
 // A tokenizer file: llama2.c tokenizer.bin, or the vocabulary embedded in a GGUF.
@@ -58,7 +77,7 @@ namespace detail {
 template <weight_policy P, class K>
 result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
   if (!tok) return tok.error();
-  if (tok->vocab_size() != mf.config.vocab_size)
+  if (tok->vocab_size() != 0 && tok->vocab_size() != mf.config.vocab_size)
     return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " + std::to_string(mf.config.vocab_size));
   auto net = transformer<P, K>::from_file(std::move(mf), o.log, o.repack);
   if (!net) return net.error();
@@ -115,6 +134,40 @@ result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_o
                    }();
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
+
+// Load from an already parsed file with a tokenizer already built. An empty text_tokenizer{} loads the model
+// for id-level use only (forward over ids: logits, perplexity of ids); encode/decode then give nothing.
+template <weight_policy P, class K = kernels::scalar>
+result<model<P, K>> load(model_file mf, text_tokenizer tok, const load_options& o = {}) {
+  return detail::finish_load<P, K>(std::move(mf), result<text_tokenizer>(std::move(tok)), o);
+}
+
+#if defined(EDGELM_HAVE_TOKENIZER_JSON)
+// The tokenizer of a Hugging Face folder: tokenizer.json (+ tokenizer_config.json when present);
+// errc::bad_tokenizer when the bundle has no tokenizer.json.
+inline result<text_tokenizer> load_bundle_tokenizer(const bundle& b) {
+  auto tj = b.find("tokenizer.json");
+  if (!tj) return make_error(errc::bad_tokenizer, "the folder has no tokenizer.json", error::no_offset, "tokenizer.json");
+  auto cfg = b.find("tokenizer_config.json");
+  return load_text_tokenizer(tj->bytes(), cfg ? cfg->bytes() : std::span<const std::byte>{});
+}
+
+// Load a Hugging Face model (config.json + safetensors) with its tokenizer.json, all from one bundle.
+template <weight_policy P, class K = kernels::scalar>
+result<model<P, K>> load(const bundle& b, const load_options& o = {}) {
+  auto mf = read_hf_model(b);
+  if (!mf) return mf.error();
+  return detail::finish_load<P, K>(std::move(*mf), load_bundle_tokenizer(b), o);
+}
+
+// A model file or a Hugging Face model folder, by path (a folder: read_hf_folder).
+inline result<model_file> read_model_path(const std::string& path) {
+  if (is_directory(path)) return read_hf_folder(path);
+  auto fs = file_storage::open(path);
+  if (!fs) return fs.error();
+  return read_model_file(std::move(*fs));
+}
+#endif
 
 // Load a model whose file carries its tokenizer (GGUF).
 template <weight_policy P, class K = kernels::scalar, storage S>

@@ -21,6 +21,12 @@
 //   std::string text = tok->decode(ids);   // or tok->decode_piece(id, first) per token; is_special, bos, eos
 //   tokenizer.json needs nlohmann/json.hpp on the include path (define EDGELM_NO_TOKENIZER_JSON to leave it out).
 //
+// HUGGING FACE FOLDERS (config.json + model.safetensors or its index and shards; needs nlohmann/json)
+//   auto mf = edgelm::read_model_path("SmolLM2-135M/");    // a folder, or any model file (format found by content)
+//   auto model = edgelm::load<edgelm::f32>(*edgelm::open_hf_folder("SmolLM2-135M/"));  // + its tokenizer.json
+//   In the browser, fetch the files into an edgelm::bundle by name and call load(bundle). Architectures with a
+//   forward in this build: llama, mistral (SmolLM/SmolLM2, TinyLlama, Llama 2); F32, F16 and BF16 tensors.
+//
 // THREADS
 //   auto pool = edgelm::thread_pool::create(2);          // or bring your own job system: edgelm::executor
 //   session_options{.exec = (*pool)->get_executor()}     // a parallel_for function pointer + user pointer
@@ -771,67 +777,18 @@ class thread_pool {
 
 }  // namespace edgelm
 // ---- end edgelm/core/thread_pool.hpp ----
-// ---- begin edgelm/formats/ggml_types.hpp ----
-// edgelm/formats/ggml_types.hpp - every ggml tensor type id ever defined, with block geometry.
-// Per-type behaviour lives in this one table (as ggml's type_traits), not in switch soup.
-#include <array>
-#include <cstdint>
-#include <string_view>
-
-namespace edgelm {
-
-enum class ggml_type : std::uint32_t {
-  f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, /* 4, 5: removed Q4_2/Q4_3 */ q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9,
-  q2_k = 10, q3_k = 11, q4_k = 12, q5_k = 13, q6_k = 14, q8_k = 15, iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18,
-  iq1_s = 19, iq4_nl = 20, iq3_s = 21, iq2_s = 22, iq4_xs = 23, i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28,
-  iq1_m = 29, bf16 = 30, /* 31-33: removed Q4_0_4_4/4_8/8_8 */ tq1_0 = 34, tq2_0 = 35,
-  /* 36-38: removed IQ4_NL_4_4/4_8/8_8 */ mxfp4 = 39,
-};
-
-struct ggml_type_info {
-  std::string_view name;      // empty: id was never defined or was removed
-  std::uint32_t block_size;   // elements per block
-  std::uint32_t type_size;    // bytes per block
-};
-
-inline constexpr std::uint32_t ggml_type_count = 40;
-
-inline constexpr std::array<ggml_type_info, ggml_type_count> ggml_type_table = {{
-    {"F32", 1, 4},        {"F16", 1, 2},       {"Q4_0", 32, 18},     {"Q4_1", 32, 20},    {"", 0, 0},
-    {"", 0, 0},           {"Q5_0", 32, 22},    {"Q5_1", 32, 24},     {"Q8_0", 32, 34},    {"Q8_1", 32, 36},
-    {"Q2_K", 256, 84},    {"Q3_K", 256, 110},  {"Q4_K", 256, 144},   {"Q5_K", 256, 176},  {"Q6_K", 256, 210},
-    {"Q8_K", 256, 292},   {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98}, {"IQ1_S", 256, 50},
-    {"IQ4_NL", 32, 18},   {"IQ3_S", 256, 110}, {"IQ2_S", 256, 82},   {"IQ4_XS", 256, 136}, {"I8", 1, 1},
-    {"I16", 1, 2},        {"I32", 1, 4},       {"I64", 1, 8},        {"F64", 1, 8},       {"IQ1_M", 256, 56},
-    {"BF16", 1, 2},       {"", 0, 0},          {"", 0, 0},           {"", 0, 0},          {"TQ1_0", 256, 54},
-    {"TQ2_0", 256, 66},   {"", 0, 0},          {"", 0, 0},           {"", 0, 0},          {"MXFP4", 32, 17},
-}};
-
-// Is this a type id some ggml version defined (and did not remove)?
-constexpr bool ggml_type_known(std::uint32_t id) noexcept {
-  return id < ggml_type_count && ggml_type_table[id].block_size != 0;
-}
-constexpr const ggml_type_info& ggml_info(ggml_type t) noexcept { return ggml_type_table[static_cast<std::uint32_t>(t)]; }
-constexpr std::string_view ggml_type_name(ggml_type t) noexcept {
-  auto id = static_cast<std::uint32_t>(t);
-  return id < ggml_type_count && !ggml_type_table[id].name.empty() ? ggml_type_table[id].name : std::string_view{"?"};
-}
-
-}  // namespace edgelm
-// ---- end edgelm/formats/ggml_types.hpp ----
-// ---- begin edgelm/formats/gguf.hpp ----
-// edgelm/formats/gguf.hpp - GGUF v2/v3 reader: the whole metadata grammar, tensor infos, alignment.
-// Written as a model of distrust (after llama.cpp's gguf.cpp): every count is checked against the bytes
-// left and against overflow before anything is allocated; type ids are range-checked; names must be
-// unique valid UTF-8; tensor data must lie inside the file at the declared alignment.
-#include <algorithm>
+// ---- begin edgelm/formats/detect.hpp ----
+// edgelm/formats/detect.hpp - which model format a file is, from its first bytes, through one small table
+// (like `file`'s magic list): GGUF by its magic; safetensors by its u64 little-endian header length that fits
+// the file followed by '{'; llama2.c (a headerless legacy format) only when its 7-int32 header is plausible.
+// Anything else (an HTML error page, random bytes, a JSON file) is errc::bad_magic, so a reader never runs on
+// bytes that are not its format.
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_set>
-#include <vector>
 
 // ---- begin edgelm/formats/model_file.hpp ----
 // edgelm/formats/model_file.hpp - the format-neutral result of reading a model file:
@@ -916,6 +873,54 @@ std::shared_ptr<byte_owner> own_bytes(S s) {
 
 }  // namespace edgelm
 // ---- end edgelm/storage/storage.hpp ----
+// ---- begin edgelm/formats/ggml_types.hpp ----
+// edgelm/formats/ggml_types.hpp - every ggml tensor type id ever defined, with block geometry.
+// Per-type behaviour lives in this one table (as ggml's type_traits), not in switch soup.
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+namespace edgelm {
+
+enum class ggml_type : std::uint32_t {
+  f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, /* 4, 5: removed Q4_2/Q4_3 */ q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9,
+  q2_k = 10, q3_k = 11, q4_k = 12, q5_k = 13, q6_k = 14, q8_k = 15, iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18,
+  iq1_s = 19, iq4_nl = 20, iq3_s = 21, iq2_s = 22, iq4_xs = 23, i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28,
+  iq1_m = 29, bf16 = 30, /* 31-33: removed Q4_0_4_4/4_8/8_8 */ tq1_0 = 34, tq2_0 = 35,
+  /* 36-38: removed IQ4_NL_4_4/4_8/8_8 */ mxfp4 = 39,
+};
+
+struct ggml_type_info {
+  std::string_view name;      // empty: id was never defined or was removed
+  std::uint32_t block_size;   // elements per block
+  std::uint32_t type_size;    // bytes per block
+};
+
+inline constexpr std::uint32_t ggml_type_count = 40;
+
+inline constexpr std::array<ggml_type_info, ggml_type_count> ggml_type_table = {{
+    {"F32", 1, 4},        {"F16", 1, 2},       {"Q4_0", 32, 18},     {"Q4_1", 32, 20},    {"", 0, 0},
+    {"", 0, 0},           {"Q5_0", 32, 22},    {"Q5_1", 32, 24},     {"Q8_0", 32, 34},    {"Q8_1", 32, 36},
+    {"Q2_K", 256, 84},    {"Q3_K", 256, 110},  {"Q4_K", 256, 144},   {"Q5_K", 256, 176},  {"Q6_K", 256, 210},
+    {"Q8_K", 256, 292},   {"IQ2_XXS", 256, 66}, {"IQ2_XS", 256, 74}, {"IQ3_XXS", 256, 98}, {"IQ1_S", 256, 50},
+    {"IQ4_NL", 32, 18},   {"IQ3_S", 256, 110}, {"IQ2_S", 256, 82},   {"IQ4_XS", 256, 136}, {"I8", 1, 1},
+    {"I16", 1, 2},        {"I32", 1, 4},       {"I64", 1, 8},        {"F64", 1, 8},       {"IQ1_M", 256, 56},
+    {"BF16", 1, 2},       {"", 0, 0},          {"", 0, 0},           {"", 0, 0},          {"TQ1_0", 256, 54},
+    {"TQ2_0", 256, 66},   {"", 0, 0},          {"", 0, 0},           {"", 0, 0},          {"MXFP4", 32, 17},
+}};
+
+// Is this a type id some ggml version defined (and did not remove)?
+constexpr bool ggml_type_known(std::uint32_t id) noexcept {
+  return id < ggml_type_count && ggml_type_table[id].block_size != 0;
+}
+constexpr const ggml_type_info& ggml_info(ggml_type t) noexcept { return ggml_type_table[static_cast<std::uint32_t>(t)]; }
+constexpr std::string_view ggml_type_name(ggml_type t) noexcept {
+  auto id = static_cast<std::uint32_t>(t);
+  return id < ggml_type_count && !ggml_type_table[id].name.empty() ? ggml_type_table[id].name : std::string_view{"?"};
+}
+
+}  // namespace edgelm
+// ---- end edgelm/formats/ggml_types.hpp ----
 
 namespace edgelm {
 
@@ -1017,7 +1022,7 @@ struct tokenizer_data {
   std::uint32_t max_token_length = 0;
 };
 
-enum class file_format : std::uint8_t { gguf, llama2c };
+enum class file_format : std::uint8_t { gguf, llama2c, safetensors /* a Hugging Face folder: config.json + model*.safetensors */ };
 
 // Everything a loader needs. Owns a reference to the bytes so the tensor views stay valid.
 struct model_file {
@@ -1036,6 +1041,78 @@ struct model_file {
 
 }  // namespace edgelm
 // ---- end edgelm/formats/model_file.hpp ----
+
+namespace edgelm {
+
+inline bool is_gguf(std::span<const std::byte> b) noexcept { return b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0; }
+
+// safetensors: u64 header length n (little-endian), 2 <= n <= size - 8, then a JSON object.
+inline bool is_safetensors(std::span<const std::byte> b) noexcept {
+  if (b.size() < 10) return false;
+  std::uint64_t n = 0;
+  std::memcpy(&n, b.data(), 8);
+  return n >= 2 && n <= b.size() - 8 && b[8] == std::byte{'{'};
+}
+
+// llama2.c: every header field inside the limits read_llama2c enforces (a negative vocabulary size means an
+// unshared classifier). Whether the sizes divide and the file is long enough is read_llama2c's to say.
+inline bool is_llama2c(std::span<const std::byte> b) noexcept {
+  if (b.size() < 28) return false;
+  std::int32_t h[7];
+  std::memcpy(h, b.data(), sizeof h);
+  const std::int64_t max[7] = {limits::max_dim,  4 * limits::max_dim, limits::max_layers, limits::max_dim,
+                               limits::max_dim,  limits::max_vocab,   limits::max_context};
+  for (int k = 0; k < 7; ++k) {
+    const std::int64_t v = k == 5 && h[k] < 0 ? -std::int64_t{h[k]} : h[k];
+    if (v < (k == 5 ? 3 : 1) || v > max[k]) return false;
+  }
+  return true;
+}
+
+struct format_signature {
+  file_format format;
+  std::string_view name;
+  bool (*matches)(std::span<const std::byte>) noexcept;
+};
+
+// In the order they are tried: the formats with a magic first, the headerless one last.
+inline constexpr format_signature format_signatures[] = {
+    {file_format::gguf, "GGUF", is_gguf},
+    {file_format::safetensors, "safetensors", is_safetensors},
+    {file_format::llama2c, "llama2.c", is_llama2c},
+};
+
+// The format of a model file's bytes, or errc::bad_magic naming what the first bytes look like.
+inline result<file_format> detect_format(std::span<const std::byte> b) {
+  for (const auto& f : format_signatures)
+    if (f.matches(b)) return f.format;
+  std::string seen;  // the first bytes, printable ASCII only, for the message
+  for (std::size_t i = 0; i < b.size() && i < 16; ++i) {
+    const auto c = static_cast<unsigned char>(b[i]);
+    seen += c >= 0x20 && c < 0x7F ? static_cast<char>(c) : '.';
+  }
+  return make_error(errc::bad_magic,
+                    b.empty() ? std::string("the file is empty")
+                              : "not a model file (GGUF, safetensors or llama2.c); it starts with \"" + seen + "\"",
+                    0);
+}
+
+}  // namespace edgelm
+// ---- end edgelm/formats/detect.hpp ----
+// ---- begin edgelm/formats/gguf.hpp ----
+// edgelm/formats/gguf.hpp - GGUF v2/v3 reader: the whole metadata grammar, tensor infos, alignment.
+// Written as a model of distrust (after llama.cpp's gguf.cpp): every count is checked against the bytes
+// left and against overflow before anything is allocated; type ids are range-checked; names must be
+// unique valid UTF-8; tensor data must lie inside the file at the declared alignment.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <vector>
+
 
 namespace edgelm {
 
@@ -3295,6 +3372,7 @@ struct scalar : basic_kernels<scalar> {
 // ---- end edgelm/kernels/scalar.hpp ----
 // ---- begin edgelm/load.hpp ----
 // edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
+// A Hugging Face folder (a bundle of named storages, or a path) loads the same way: read_model_path, load(bundle).
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -4095,6 +4173,201 @@ class transformer {
 
 }  // namespace edgelm
 // ---- end edgelm/model/transformer.hpp ----
+// ---- begin edgelm/storage/bundle.hpp ----
+// edgelm/storage/bundle.hpp - a bundle: named storages that together are one model, e.g. a Hugging Face folder
+// (config.json, generation_config.json, model.safetensors or model.safetensors.index.json + its shards,
+// tokenizer.json, tokenizer_config.json). Natively formats/hf_folder.hpp fills one from a folder; in the browser
+// the page fetches the files and adds them by name (what an HF repository calls them). Each storage is kept
+// alive by shared ownership, so tensor views into any of them stay valid while a model holds the bundle.
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace edgelm {
+
+class bundle {
+ public:
+  // Add (or replace) the file `name` (a bare file name, as in the folder).
+  template <storage S>
+  bundle& add(std::string name, S s) {
+    auto owner = detail::own_bytes(std::move(s));
+    for (auto& f : files_)
+      if (f.first == name) {
+        f.second = std::move(owner);
+        return *this;
+      }
+    files_.emplace_back(std::move(name), std::move(owner));
+    return *this;
+  }
+  // The file `name`, or null.
+  std::shared_ptr<detail::byte_owner> find(std::string_view name) const noexcept {
+    for (const auto& f : files_)
+      if (f.first == name) return f.second;
+    return nullptr;
+  }
+  bool contains(std::string_view name) const noexcept { return find(name) != nullptr; }
+  // Its bytes as text ("" when absent).
+  std::string_view text(std::string_view name) const noexcept {
+    auto f = find(name);
+    if (!f) return {};
+    const auto b = f->bytes();
+    return {reinterpret_cast<const char*>(b.data()), b.size()};
+  }
+  const std::vector<std::pair<std::string, std::shared_ptr<detail::byte_owner>>>& files() const noexcept { return files_; }
+
+ private:
+  std::vector<std::pair<std::string, std::shared_ptr<detail::byte_owner>>> files_;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/storage/bundle.hpp ----
+// ---- begin edgelm/storage/file_storage.hpp ----
+// edgelm/storage/file_storage.hpp - a file's bytes: memory-mapped read-only on POSIX
+// (so a model whose tensors are used in place costs page cache, not heap), read into memory elsewhere
+// (Emscripten).
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <memory>
+#include <new>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+
+#if !defined(__EMSCRIPTEN__) && (defined(__unix__) || defined(__APPLE__))
+#define EDGELM_HAS_MMAP 1
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#else
+#define EDGELM_HAS_MMAP 0
+#endif
+
+namespace edgelm {
+
+class file_storage {
+ public:
+  file_storage() = default;
+  file_storage(const file_storage&) = delete;
+  file_storage& operator=(const file_storage&) = delete;
+  file_storage(file_storage&& o) noexcept { *this = std::move(o); }
+  file_storage& operator=(file_storage&& o) noexcept {
+    if (this != &o) {
+      close();
+      map_ = std::exchange(o.map_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+      data_ = std::move(o.data_);
+      mapped_ = std::exchange(o.mapped_, false);
+    }
+    return *this;
+  }
+  ~file_storage() { close(); }
+
+  // Open and map (or read) `path`. io_error with the path and the OS reason on failure.
+  static result<file_storage> open(const std::string& path) {
+    file_storage fs;
+#if EDGELM_HAS_MMAP
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return make_error(errc::io_error, "cannot open file", error::no_offset, path);
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return make_error(errc::io_error, "not a regular file", error::no_offset, path);
+    }
+    fs.size_ = static_cast<std::size_t>(st.st_size);
+    if (fs.size_ > 0) {
+      void* p = ::mmap(nullptr, fs.size_, PROT_READ, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) {
+        ::close(fd);
+        return make_error(errc::io_error, "cannot map file", error::no_offset, path);
+      }
+      fs.map_ = p;
+      fs.mapped_ = true;
+    }
+    ::close(fd);
+    return fs;
+#else
+    // No mmap (WebAssembly, non-POSIX): find the size, allocate it once on the heap (never the stack:
+    // wasm has no guard page) and read straight into it, so the peak is the file size, not twice it.
+    std::FILE* f = std::fopen(path.c_str(), "rb");
+    if (!f) return make_error(errc::io_error, "cannot open file", error::no_offset, path);
+    long end = -1;
+    if (std::fseek(f, 0, SEEK_END) == 0) end = std::ftell(f);
+    if (end < 0 || std::fseek(f, 0, SEEK_SET) != 0) {
+      std::fclose(f);
+      return make_error(errc::io_error, "cannot determine the file size", error::no_offset, path);
+    }
+    const std::size_t size = static_cast<std::size_t>(end);
+    std::unique_ptr<std::byte[]> buf(size ? new (std::nothrow) std::byte[size] : nullptr);
+    if (size && !buf) {
+      std::fclose(f);
+      return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(size) + " bytes for the file", error::no_offset, path);
+    }
+    std::size_t got = 0;
+    while (got < size) {
+      const std::size_t n = std::fread(buf.get() + got, 1, std::min<std::size_t>(size - got, std::size_t{1} << 24), f);
+      if (n == 0) break;
+      got += n;
+    }
+    const bool bad = std::ferror(f) != 0 || got != size;
+    std::fclose(f);
+    if (bad) return make_error(errc::io_error, "read error", error::no_offset, path);
+    fs.data_ = std::move(buf);
+    fs.size_ = size;
+    return fs;
+#endif
+  }
+
+  std::span<const std::byte> bytes() const noexcept {
+    if (mapped_) return {static_cast<const std::byte*>(map_), size_};
+    return {data_.get(), size_};
+  }
+  bool is_mapped() const noexcept { return mapped_; }
+
+  // The pages wholly inside `part` (a range of bytes()) leave this process's resident memory; they stay
+  // mapped and read back from the file when touched again. No effect without mmap.
+  void release(std::span<const std::byte> part) const noexcept {
+#if EDGELM_HAS_MMAP
+    if (!mapped_ || part.empty()) return;
+    const auto base = reinterpret_cast<std::uintptr_t>(map_);
+    auto b = reinterpret_cast<std::uintptr_t>(part.data()), e = b + part.size();
+    if (b < base || e > base + size_) return;
+    const long ps = ::sysconf(_SC_PAGESIZE);
+    if (ps <= 0) return;
+    const auto page = static_cast<std::uintptr_t>(ps);
+    b = (b + page - 1) / page * page;
+    e = e / page * page;
+    if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
+#else
+    (void)part;
+#endif
+  }
+
+ private:
+  void close() noexcept {
+#if EDGELM_HAS_MMAP
+    if (mapped_ && map_) ::munmap(map_, size_);
+#endif
+    map_ = nullptr;
+    mapped_ = false;
+    size_ = 0;
+    data_.reset();
+  }
+  void* map_ = nullptr;
+  std::size_t size_ = 0;
+  std::unique_ptr<std::byte[]> data_;  // the file's bytes when not mapped
+  bool mapped_ = false;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/storage/file_storage.hpp ----
 // ---- begin edgelm/tokenizer/sentencepiece.hpp ----
 // edgelm/tokenizer/sentencepiece.hpp - SentencePiece-style BPE over a scored vocabulary
 // (Llama / TinyStories / llama2.c tokenizers): dummy-prefix space, greedy merges by score,
@@ -6299,6 +6572,117 @@ inline void bpe_tokenizer::merge_symbols(std::vector<token>& sy, std::vector<tok
 
 #include <nlohmann/json.hpp>
 
+// ---- begin edgelm/detail/json.hpp ----
+// edgelm/detail/json.hpp - reading untrusted JSON with nlohmann::json and no exceptions: a nesting-depth
+// check before parsing (so hostile input cannot exhaust the stack), json::parse(..., nullptr, false), and
+// type-checked accessors that return result<> (nlohmann's at() / get<>() abort on a type error when exceptions
+// are off: never call them on a value whose type was not checked). Used by the chat JSON inputs, tokenizer.json
+// and the Hugging Face config / index readers.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <initializer_list>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+
+namespace edgelm {
+
+inline constexpr int max_json_depth = 64;
+
+namespace detail {
+
+// Deepest [ / { nesting of a JSON text (strings skipped); stops counting past `cap`.
+inline int json_depth(std::string_view s, int cap) noexcept {
+  int depth = 0, deepest = 0;
+  bool in_str = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (in_str) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_str = false;
+    } else if (c == '"') in_str = true;
+    else if (c == '[' || c == '{') { deepest = std::max(deepest, ++depth); if (deepest > cap) return deepest; }
+    else if (c == ']' || c == '}') --depth;
+  }
+  return deepest;
+}
+
+// Parse a small JSON document into a DOM (keys in file order). Errors: count_too_large (nested deeper than
+// max_json_depth), invalid_argument (not JSON); `what` names the input in the error.
+inline result<nlohmann::ordered_json> parse_json(std::string_view text, const std::string& what) {
+  if (json_depth(text, max_json_depth) > max_json_depth)
+    return make_error(errc::count_too_large, "JSON nested deeper than " + std::to_string(max_json_depth) + " levels", error::no_offset, what);
+  auto j = nlohmann::ordered_json::parse(text.begin(), text.end(), nullptr, false);
+  if (j.is_discarded()) return make_error(errc::invalid_argument, "not valid JSON", error::no_offset, what);
+  return j;
+}
+
+// The member `k` of an object, or null when j is not an object, lacks k, or k is JSON null.
+template <class J>
+const J* member(const J& j, const char* k) {
+  if (!j.is_object()) return nullptr;
+  auto it = j.find(k);
+  return it == j.end() || it->is_null() ? nullptr : &*it;
+}
+
+// The first of `keys` that is present (not null) in j, and its name; {nullptr, ""} when none is.
+template <class J>
+std::pair<const J*, const char*> first_member(const J& j, std::initializer_list<const char*> keys) {
+  for (const char* k : keys)
+    if (const J* v = member(j, k)) return {v, k};
+  return {nullptr, ""};
+}
+
+// Typed reads of one value, for readers of configuration files. `key` names it in the error
+// (errc::bad_key_type for a wrong type, negative_size / absurd_dimension / bad_value for a value out of range).
+template <class J>
+result<std::uint64_t> json_uint(const J& v, const std::string& key, std::uint64_t max) {
+  std::uint64_t u = 0;
+  if (v.is_number_unsigned()) u = v.template get<std::uint64_t>();
+  else if (v.is_number_integer()) {
+    const auto i = v.template get<std::int64_t>();
+    if (i < 0) return make_error(errc::negative_size, "must not be negative (is " + std::to_string(i) + ")", error::no_offset, key);
+    u = static_cast<std::uint64_t>(i);
+  } else if (v.is_number_float()) {
+    // 4096.0 is accepted (some tools write integers as floats); 0.5 is not
+    const double d = v.template get<double>();
+    if (!(d >= 0) || d != std::floor(d) || d > 9.0e15) return make_error(errc::bad_key_type, "must be a whole number", error::no_offset, key);
+    u = static_cast<std::uint64_t>(d);
+  } else {
+    return make_error(errc::bad_key_type, "must be a number", error::no_offset, key);
+  }
+  if (u > max) return make_error(errc::absurd_dimension, std::to_string(u) + " is larger than the limit " + std::to_string(max), error::no_offset, key);
+  return u;
+}
+template <class J>
+result<double> json_number(const J& v, const std::string& key) {
+  if (!v.is_number()) return make_error(errc::bad_key_type, "must be a number", error::no_offset, key);
+  const double d = v.template get<double>();
+  if (!std::isfinite(d)) return make_error(errc::bad_value, "must be finite", error::no_offset, key);
+  return d;
+}
+template <class J>
+result<bool> json_bool(const J& v, const std::string& key) {
+  if (!v.is_boolean()) return make_error(errc::bad_key_type, "must be true or false", error::no_offset, key);
+  return v.template get<bool>();
+}
+template <class J>
+result<std::string> json_string(const J& v, const std::string& key, std::size_t max_bytes = 4096) {
+  if (!v.is_string()) return make_error(errc::bad_key_type, "must be a string", error::no_offset, key);
+  const auto& s = v.template get_ref<const typename J::string_t&>();
+  if (s.size() > max_bytes) return make_error(errc::count_too_large, "string longer than " + std::to_string(max_bytes) + " bytes", error::no_offset, key);
+  return s;
+}
+
+}  // namespace detail
+}  // namespace edgelm
+// ---- end edgelm/detail/json.hpp ----
 
 namespace edgelm {
 
@@ -6472,12 +6856,8 @@ class tokenizer_json_sax {
 
 using json = nlohmann::json;
 
-// Type-checked accessors: a missing key is the default; a present key of the wrong type is an error.
-inline const json* member(const json& j, const char* k) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(k);
-  return it == j.end() || it->is_null() ? nullptr : &*it;
-}
+// Type-checked accessors (member(): detail/json.hpp): a missing key is the default; a present key of the
+// wrong type is an error.
 inline result<bool> get_bool(const json& j, const char* k, bool dflt, const std::string& where) {
   const json* v = member(j, k);
   if (!v) return dflt;
@@ -7179,6 +7559,1069 @@ inline result<text_tokenizer> load_text_tokenizer(std::span<const std::byte> byt
 
 }  // namespace edgelm
 // ---- end edgelm/tokenizer/text_tokenizer.hpp ----
+// Hugging Face folders (safetensors + config.json) need nlohmann/json, as tokenizer.json does.
+#if defined(EDGELM_HAVE_TOKENIZER_JSON)
+// ---- begin edgelm/formats/hf_config.hpp ----
+// edgelm/formats/hf_config.hpp - a Hugging Face config.json (+ generation_config.json) -> hf_config: every
+// hyper-parameter the architecture families need, under one name whatever each family calls it (hidden_size /
+// n_embd, num_hidden_layers / n_layer / num_layers, ...), with each family's transformers default where a key
+// is optional. Read through checked accessors (detail/json.hpp): a required key that is missing is
+// errc::missing_key, a wrong JSON type errc::bad_key_type, a size beyond edgelm's limits errc::absurd_dimension,
+// inconsistent values errc::bad_config; every error names the key. Both spellings of RoPE settings are read:
+// transformers 5's "rope_parameters" {rope_theta, rope_type, factor, ...} and the older top-level rope_theta /
+// rope_scaling {type | rope_type, ...} / rotary_pct / rotary_emb_base / partial_rotary_factor / rotary_dim.
+#include <cmath>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+
+namespace edgelm {
+
+// The config files are small (kilobytes); a larger one is refused before parsing.
+inline constexpr std::size_t hf_config_max_bytes = 16u << 20;
+
+enum class hf_family : std::uint8_t { llama, mistral, qwen2, gpt2, gpt_neo, gpt_neox, phi };
+
+inline constexpr std::string_view hf_family_name(hf_family f) noexcept {
+  constexpr std::string_view names[] = {"llama", "mistral", "qwen2", "gpt2", "gpt_neo", "gpt_neox", "phi"};
+  return names[static_cast<std::size_t>(f)];
+}
+
+struct hf_rope_scaling {
+  std::string type;                 // "linear", "dynamic", "llama3", "yarn", "longrope", ... (never "default")
+  float factor = 1.0f;
+  float low_freq_factor = 1.0f;     // llama3
+  float high_freq_factor = 4.0f;    // llama3
+  std::uint32_t original_max_position_embeddings = 0;  // llama3, yarn (0: not given)
+};
+
+struct hf_config {
+  hf_family family = hf_family::llama;
+  std::string model_type;                  // as written ("llama", "gpt_neox", ...)
+  std::vector<std::string> architectures;  // ["LlamaForCausalLM"]
+  std::uint32_t hidden_size = 0;           // hidden_size | n_embd
+  std::uint32_t intermediate_size = 0;     // intermediate_size | n_inner (gpt2, gpt_neo: default 4 * hidden)
+  std::uint32_t num_hidden_layers = 0;     // num_hidden_layers | n_layer | num_layers
+  std::uint32_t num_attention_heads = 0;   // num_attention_heads | n_head | num_heads
+  std::uint32_t num_key_value_heads = 0;   // default num_attention_heads
+  std::uint32_t head_dim = 0;              // default hidden_size / num_attention_heads
+  std::uint32_t vocab_size = 0;
+  std::uint32_t max_position_embeddings = 0;  // max_position_embeddings | n_positions
+  float norm_eps = 1e-5f;                  // rms_norm_eps | layer_norm_eps | layer_norm_epsilon
+  bool rms_norm = true;                    // llama, mistral, qwen2: RMSNorm; the others LayerNorm with bias
+  bool learned_positions = false;          // gpt2, gpt_neo: position embedding table, no rotary
+  float rope_theta = 10000.0f;             // rope_theta | rotary_emb_base (gpt_neox)
+  std::optional<hf_rope_scaling> rope_scaling;
+  float partial_rotary_factor = 1.0f;      // partial_rotary_factor | rotary_pct
+  std::uint32_t rotary_dim = 0;            // dimensions of each head rotated (even); 0 with learned positions
+  std::string hidden_act;                  // hidden_act | activation_function: "silu", "gelu", "gelu_new", ...
+  bool tie_word_embeddings = false;
+  bool use_parallel_residual = false;      // gpt_neox (default true), phi (always)
+  bool attention_bias = false;             // q/k/v (and o) biases: qwen2 q/k/v always; gpt2, gpt_neox, phi dense
+  bool mlp_bias = false;
+  std::vector<std::string> attention_layers;  // gpt_neo: "global" / "local" per layer
+  std::uint32_t window_size = 0;           // gpt_neo local attention window
+  std::uint32_t sliding_window = 0;        // mistral / qwen2 (use_sliding_window): 0 = none
+  std::optional<std::int32_t> bos_token_id;
+  std::vector<std::int32_t> eos_token_ids;  // int or list in the file
+  std::string torch_dtype;                 // torch_dtype | dtype ("float32", "bfloat16", ...; "" when absent)
+
+  // generation_config.json (when given): its ids win, as in transformers' generate()
+  std::optional<std::int32_t> gen_bos_token_id;
+  std::vector<std::int32_t> gen_eos_token_ids;
+  std::optional<float> temperature, top_p;
+  std::optional<std::uint32_t> top_k;
+  std::optional<float> repetition_penalty;
+
+  std::optional<std::int32_t> bos() const { return gen_bos_token_id ? gen_bos_token_id : bos_token_id; }
+  const std::vector<std::int32_t>& eos() const { return gen_eos_token_ids.empty() ? eos_token_ids : gen_eos_token_ids; }
+};
+
+namespace detail {
+
+using hf_json = nlohmann::ordered_json;
+
+inline result<hf_json> hf_parse(std::string_view text, const std::string& what) {
+  if (text.size() > hf_config_max_bytes) return make_error(errc::count_too_large, "larger than 16 MiB", error::no_offset, what);
+  auto j = parse_json(text, what);
+  if (!j) {
+    auto e = j.error();
+    if (e.code == errc::invalid_argument) e.code = errc::bad_config;
+    return e;
+  }
+  if (!j->is_object()) return make_error(errc::bad_config, "must be a JSON object", error::no_offset, what);
+  return j;
+}
+
+// A size under any of `keys` (the first present wins). Missing: `dflt`, or missing_key when required.
+inline result<std::optional<std::uint64_t>> hf_size(const hf_json& j, std::initializer_list<const char*> keys, std::uint64_t max) {
+  auto [v, k] = first_member(j, keys);
+  if (!v) return std::optional<std::uint64_t>{};
+  auto u = json_uint(*v, k, max);
+  if (!u) return u.error();
+  return std::optional<std::uint64_t>{*u};
+}
+inline result<std::uint32_t> hf_required(const hf_json& j, std::initializer_list<const char*> keys, std::uint64_t max) {
+  auto v = hf_size(j, keys, max);
+  if (!v) return v.error();
+  if (!*v) return make_error(errc::missing_key, "required key missing", error::no_offset, *keys.begin());
+  if (**v == 0) return make_error(errc::absurd_dimension, "must not be 0", error::no_offset, *keys.begin());
+  return static_cast<std::uint32_t>(**v);
+}
+inline result<float> hf_float(const hf_json& j, std::initializer_list<const char*> keys, float dflt, bool positive = true) {
+  auto [v, k] = first_member(j, keys);
+  if (!v) return dflt;
+  auto d = json_number(*v, k);
+  if (!d) return d.error();
+  if (std::fabs(*d) > 3.0e38) return make_error(errc::bad_value, "out of float range", error::no_offset, k);
+  const float f = static_cast<float>(*d);
+  // checked as the float it becomes: 1e-50 is positive as a double and 0 as a float
+  if (positive && !(f > 0)) return make_error(errc::bad_value, "must be positive (as a 32-bit float)", error::no_offset, k);
+  return f;
+}
+inline result<bool> hf_bool(const hf_json& j, const char* key, bool dflt) {
+  const hf_json* v = member(j, key);
+  if (!v) return dflt;
+  return json_bool(*v, key);
+}
+inline result<std::string> hf_string(const hf_json& j, std::initializer_list<const char*> keys, std::string dflt = {}) {
+  auto [v, k] = first_member(j, keys);
+  if (!v) return dflt;
+  return json_string(*v, k);
+}
+// A token id or a list of them (bos_token_id / eos_token_id).
+inline result<std::vector<std::int32_t>> hf_ids(const hf_json& j, const char* key) {
+  std::vector<std::int32_t> out;
+  const hf_json* v = member(j, key);
+  if (!v) return out;
+  auto one = [&](const hf_json& x) -> result<void> {
+    auto u = json_uint(x, key, limits::max_vocab - 1);
+    if (!u) return u.error();
+    out.push_back(static_cast<std::int32_t>(*u));
+    return {};
+  };
+  if (v->is_array()) {
+    if (v->size() > 64) return make_error(errc::count_too_large, "more than 64 ids", error::no_offset, key);
+    for (const auto& x : *v) EDGELM_TRY(one(x));
+  } else {
+    EDGELM_TRY(one(*v));
+  }
+  return out;
+}
+
+// rope_scaling (older files) or rope_parameters (transformers 5): the type and its numbers; "default" / null:
+// no scaling.
+inline result<std::optional<hf_rope_scaling>> hf_rope(const hf_json& j, const char* key) {
+  const hf_json* r = member(j, key);
+  if (!r) return std::optional<hf_rope_scaling>{};
+  if (!r->is_object()) return make_error(errc::bad_key_type, "must be an object", error::no_offset, key);
+  auto type = hf_string(*r, {"rope_type", "type"});
+  if (!type) return type.error();
+  if (type->empty() || *type == "default") return std::optional<hf_rope_scaling>{};
+  hf_rope_scaling s;
+  s.type = *type;
+  auto f = [&](const char* k, float& dst) -> result<void> {
+    auto v = hf_float(*r, {k}, dst);
+    if (!v) { auto e = v.error(); e.where = std::string(key) + "." + k; return e; }
+    dst = *v;
+    return {};
+  };
+  if (member(*r, "factor") || s.type == "linear" || s.type == "dynamic" || s.type == "llama3") {
+    if (!member(*r, "factor")) return make_error(errc::missing_key, "rope scaling '" + s.type + "' needs a factor", error::no_offset, std::string(key) + ".factor");
+    EDGELM_TRY(f("factor", s.factor));
+  }
+  EDGELM_TRY(f("low_freq_factor", s.low_freq_factor));
+  EDGELM_TRY(f("high_freq_factor", s.high_freq_factor));
+  auto orig = hf_size(*r, {"original_max_position_embeddings"}, limits::max_context);
+  if (!orig) return orig.error();
+  if (*orig) s.original_max_position_embeddings = static_cast<std::uint32_t>(**orig);
+  if (s.type == "llama3" && (s.original_max_position_embeddings == 0 || !(s.high_freq_factor > s.low_freq_factor)))
+    return make_error(errc::bad_config, "llama3 rope scaling needs original_max_position_embeddings and high_freq_factor > low_freq_factor", error::no_offset, key);
+  return std::optional<hf_rope_scaling>{s};
+}
+
+inline std::optional<hf_family> hf_family_of(std::string_view model_type) {
+  for (std::uint8_t f = 0; f <= static_cast<std::uint8_t>(hf_family::phi); ++f)
+    if (hf_family_name(static_cast<hf_family>(f)) == model_type) return static_cast<hf_family>(f);
+  return std::nullopt;
+}
+
+// gpt_neo: attention_types [[["global", "local"], 12]] -> one entry per layer.
+inline result<std::vector<std::string>> hf_neo_layers(const hf_json& j) {
+  std::vector<std::string> out;
+  if (const hf_json* a = member(j, "attention_layers")) {
+    if (!a->is_array() || a->size() > limits::max_layers) return make_error(errc::bad_key_type, "must be a list of \"global\" / \"local\"", error::no_offset, "attention_layers");
+    for (const auto& x : *a) {
+      if (!x.is_string() || (x.get_ref<const std::string&>() != "global" && x.get_ref<const std::string&>() != "local"))
+        return make_error(errc::bad_key_type, "must be a list of \"global\" / \"local\"", error::no_offset, "attention_layers");
+      out.push_back(x.get_ref<const std::string&>());
+    }
+    return out;
+  }
+  const hf_json* t = member(j, "attention_types");
+  if (!t) return out;
+  const auto bad = make_error(errc::bad_key_type, "must be [[[\"global\", \"local\"], repeats], ...]", error::no_offset, "attention_types");
+  if (!t->is_array() || t->size() > limits::max_layers) return bad;
+  for (const auto& item : *t) {
+    if (!item.is_array() || item.size() != 2 || !item[0].is_array() || item[0].size() > limits::max_layers) return bad;
+    auto reps = json_uint(item[1], "attention_types", limits::max_layers);
+    if (!reps) return reps.error();
+    for (std::uint64_t r = 0; r < *reps; ++r)
+      for (const auto& kind : item[0]) {
+        if (!kind.is_string() || (kind.get_ref<const std::string&>() != "global" && kind.get_ref<const std::string&>() != "local")) return bad;
+        if (out.size() >= limits::max_layers) return make_error(errc::absurd_dimension, "more layers than EDGELM_MAX_LAYERS", error::no_offset, "attention_types");
+        out.push_back(kind.get_ref<const std::string&>());
+      }
+  }
+  return out;
+}
+
+}  // namespace detail
+
+// Read config.json (and generation_config.json when not empty). Unknown model types are
+// errc::unsupported_architecture naming the type.
+inline result<hf_config> read_hf_config(std::string_view config_json, std::string_view generation_config_json = {}) {
+  using namespace detail;
+  auto jr = hf_parse(config_json, "config.json");
+  if (!jr) return jr.error();
+  const hf_json& j = *jr;
+  hf_config c;
+  auto mt = hf_string(j, {"model_type"});
+  if (!mt) return mt.error();
+  if (mt->empty()) return make_error(errc::missing_key, "required key missing", error::no_offset, "model_type");
+  c.model_type = *mt;
+  const auto fam = hf_family_of(c.model_type);
+  if (!fam)
+    return make_error(errc::unsupported_architecture, "model_type '" + c.model_type.substr(0, 64) + "' is not supported (supported: llama, mistral, qwen2, gpt2, gpt_neo, gpt_neox, phi)",
+                      error::no_offset, "model_type");
+  c.family = *fam;
+  const hf_family F = c.family;
+  if (const hf_json* a = member(j, "architectures")) {
+    if (!a->is_array() || a->size() > 16) return make_error(errc::bad_key_type, "must be a list of class names", error::no_offset, "architectures");
+    for (const auto& x : *a) {
+      auto s = json_string(x, "architectures", 256);
+      if (!s) return s.error();
+      c.architectures.push_back(*s);
+    }
+  }
+
+  // sizes
+  auto hidden = hf_required(j, {"hidden_size", "n_embd"}, limits::max_dim);
+  if (!hidden) return hidden.error();
+  auto layers = hf_required(j, {"num_hidden_layers", "n_layer", "num_layers"}, limits::max_layers);
+  if (!layers) return layers.error();
+  auto heads = hf_required(j, {"num_attention_heads", "n_head", "num_heads"}, limits::max_dim);
+  if (!heads) return heads.error();
+  auto vocab = hf_required(j, {"vocab_size"}, limits::max_vocab);
+  if (!vocab) return vocab.error();
+  c.hidden_size = *hidden;
+  c.num_hidden_layers = *layers;
+  c.num_attention_heads = *heads;
+  c.vocab_size = *vocab;
+  const bool default_4x = F == hf_family::gpt2 || F == hf_family::gpt_neo;
+  auto inter = hf_size(j, {"intermediate_size", "n_inner"}, 4 * limits::max_dim);
+  if (!inter) return inter.error();
+  if (!*inter && !default_4x) return make_error(errc::missing_key, "required key missing", error::no_offset, "intermediate_size");
+  c.intermediate_size = static_cast<std::uint32_t>(*inter ? **inter : 4 * std::uint64_t{c.hidden_size});
+  if (c.intermediate_size == 0 || c.intermediate_size > 4 * limits::max_dim)
+    return make_error(errc::absurd_dimension, "the feed-forward width is 0 or over the limit", error::no_offset, "intermediate_size");
+  auto kv = hf_size(j, {"num_key_value_heads"}, limits::max_dim);
+  if (!kv) return kv.error();
+  c.num_key_value_heads = static_cast<std::uint32_t>(*kv ? **kv : c.num_attention_heads);
+  if (c.num_key_value_heads == 0 || c.num_attention_heads % c.num_key_value_heads != 0)
+    return make_error(errc::bad_config, "num_attention_heads (" + std::to_string(c.num_attention_heads) + ") must be a multiple of num_key_value_heads (" +
+                                            std::to_string(c.num_key_value_heads) + ")", error::no_offset, "num_key_value_heads");
+  auto hd = hf_size(j, {"head_dim"}, limits::max_dim);
+  if (!hd) return hd.error();
+  if (!*hd && c.hidden_size % c.num_attention_heads != 0)
+    return make_error(errc::bad_config, "hidden_size must be a multiple of num_attention_heads", error::no_offset, "num_attention_heads");
+  c.head_dim = static_cast<std::uint32_t>(*hd ? **hd : c.hidden_size / c.num_attention_heads);
+  if (c.head_dim == 0) return make_error(errc::absurd_dimension, "must not be 0", error::no_offset, "head_dim");
+  std::uint64_t q_dim = 0;
+  if (!mul_ok(c.head_dim, c.num_attention_heads, q_dim) || q_dim > limits::max_dim)
+    return make_error(errc::absurd_dimension, "head_dim x num_attention_heads is over EDGELM_MAX_DIM", error::no_offset, "head_dim");
+  auto ctx = hf_size(j, {"max_position_embeddings", "n_positions"}, limits::max_context);
+  if (!ctx) return ctx.error();
+  c.max_position_embeddings = static_cast<std::uint32_t>(*ctx ? **ctx : (F == hf_family::gpt2 ? 1024 : 2048));
+  if (c.max_position_embeddings == 0) return make_error(errc::absurd_dimension, "must not be 0", error::no_offset, "max_position_embeddings");
+
+  // norms, activation, biases, residual, tying: each family's transformers defaults
+  c.rms_norm = F == hf_family::llama || F == hf_family::mistral || F == hf_family::qwen2;
+  c.learned_positions = F == hf_family::gpt2 || F == hf_family::gpt_neo;
+  auto eps = hf_float(j, {"rms_norm_eps", "layer_norm_eps", "layer_norm_epsilon"}, c.rms_norm ? 1e-6f : 1e-5f);
+  if (!eps) return eps.error();
+  if (!(*eps < 1.0f)) return make_error(errc::bad_value, "the norm epsilon must be below 1", error::no_offset, "rms_norm_eps");
+  c.norm_eps = *eps;
+  const char* act_dflt = c.rms_norm ? "silu" : F == hf_family::gpt_neox ? "gelu" : "gelu_new";
+  auto act = hf_string(j, {"hidden_act", "activation_function"}, act_dflt);
+  if (!act) return act.error();
+  c.hidden_act = *act;
+  auto tie = hf_bool(j, "tie_word_embeddings", F == hf_family::gpt2 || F == hf_family::gpt_neo);
+  if (!tie) return tie.error();
+  c.tie_word_embeddings = *tie;
+  auto par = hf_bool(j, "use_parallel_residual", F == hf_family::gpt_neox);
+  if (!par) return par.error();
+  c.use_parallel_residual = F == hf_family::phi || *par;
+  const bool bias_dflt = F == hf_family::gpt2 || F == hf_family::gpt_neox || F == hf_family::phi;
+  auto ab = hf_bool(j, "attention_bias", bias_dflt);
+  if (!ab) return ab.error();
+  c.attention_bias = F == hf_family::qwen2 || *ab;
+  auto mb = hf_bool(j, "mlp_bias", bias_dflt);
+  if (!mb) return mb.error();
+  c.mlp_bias = *mb;
+
+  // positions: learned tables, or rotary (theta, partial dims, scaling) from either spelling
+  if (!c.learned_positions) {
+    const hf_json* rp = member(j, "rope_parameters");
+    if (rp && !rp->is_object()) return make_error(errc::bad_key_type, "must be an object", error::no_offset, "rope_parameters");
+    const hf_json& src = rp ? *rp : j;
+    auto theta = hf_float(src, {"rope_theta", "rotary_emb_base"}, 10000.0f);
+    if (!theta) return theta.error();
+    c.rope_theta = *theta;
+    auto scaling = hf_rope(j, rp ? "rope_parameters" : "rope_scaling");
+    if (!scaling) return scaling.error();
+    c.rope_scaling = *scaling;
+    auto prf = hf_float(src, {"partial_rotary_factor", "rotary_pct"}, F == hf_family::gpt_neox ? 0.25f : F == hf_family::phi ? 0.5f : 1.0f);
+    if (!prf) return prf.error();
+    if (!(*prf <= 1.0f)) return make_error(errc::bad_value, "must be in (0, 1]", error::no_offset, "partial_rotary_factor");
+    c.partial_rotary_factor = *prf;
+    auto rd = hf_size(j, {"rotary_dim"}, limits::max_dim);
+    if (!rd) return rd.error();
+    // transformers: int(head_dim * partial_rotary_factor)
+    c.rotary_dim = static_cast<std::uint32_t>(*rd ? **rd : static_cast<std::uint64_t>(static_cast<double>(c.head_dim) * c.partial_rotary_factor));
+    if (c.rotary_dim == 0 || c.rotary_dim > c.head_dim || c.rotary_dim % 2 != 0)
+      return make_error(errc::bad_config, "rotary dimensions " + std::to_string(c.rotary_dim) + " must be even and within head_dim " + std::to_string(c.head_dim),
+                        error::no_offset, "partial_rotary_factor");
+  } else if (c.head_dim * c.num_attention_heads != c.hidden_size) {
+    return make_error(errc::bad_config, "hidden_size must be head_dim x num_attention_heads", error::no_offset, "head_dim");
+  }
+
+  // local attention
+  if (F == hf_family::gpt_neo) {
+    auto al = hf_neo_layers(j);
+    if (!al) return al.error();
+    c.attention_layers = std::move(*al);
+    if (!c.attention_layers.empty() && c.attention_layers.size() != c.num_hidden_layers)
+      return make_error(errc::bad_config, "attention_types give " + std::to_string(c.attention_layers.size()) + " layers, num_layers is " +
+                                              std::to_string(c.num_hidden_layers), error::no_offset, "attention_types");
+    auto w = hf_size(j, {"window_size"}, limits::max_context);
+    if (!w) return w.error();
+    c.window_size = static_cast<std::uint32_t>(*w ? **w : 256);
+    if (c.window_size == 0) return make_error(errc::absurd_dimension, "must not be 0", error::no_offset, "window_size");
+  }
+  if (F == hf_family::mistral || F == hf_family::qwen2) {
+    auto use = hf_bool(j, "use_sliding_window", F == hf_family::mistral);
+    if (!use) return use.error();
+    auto sw = hf_size(j, {"sliding_window"}, limits::max_context);
+    if (!sw) return sw.error();
+    if (*use && *sw) c.sliding_window = static_cast<std::uint32_t>(**sw);
+  }
+
+  // ids and dtype
+  auto bos = hf_ids(j, "bos_token_id");
+  if (!bos) return bos.error();
+  if (bos->size() > 1) return make_error(errc::bad_key_type, "must be one id", error::no_offset, "bos_token_id");
+  if (!bos->empty()) c.bos_token_id = (*bos)[0];
+  auto eos = hf_ids(j, "eos_token_id");
+  if (!eos) return eos.error();
+  c.eos_token_ids = std::move(*eos);
+  auto dt = hf_string(j, {"torch_dtype", "dtype"});
+  if (!dt) return dt.error();
+  c.torch_dtype = *dt;
+
+  if (!generation_config_json.empty()) {
+    auto gr = hf_parse(generation_config_json, "generation_config.json");
+    if (!gr) return gr.error();
+    const hf_json& g = *gr;
+    auto gb = hf_ids(g, "bos_token_id");
+    if (!gb) return gb.error();
+    if (gb->size() > 1) return make_error(errc::bad_key_type, "must be one id", error::no_offset, "bos_token_id");
+    if (!gb->empty()) c.gen_bos_token_id = (*gb)[0];
+    auto ge = hf_ids(g, "eos_token_id");
+    if (!ge) return ge.error();
+    c.gen_eos_token_ids = std::move(*ge);
+    for (auto [key, dst] : {std::pair{"temperature", &c.temperature}, std::pair{"top_p", &c.top_p}, std::pair{"repetition_penalty", &c.repetition_penalty}}) {
+      if (!member(g, key)) continue;
+      auto v = hf_float(g, {key}, 1.0f, false);
+      if (!v) return v.error();
+      if (*v < 0) return make_error(errc::bad_value, "must not be negative", error::no_offset, key);
+      *dst = *v;
+    }
+    auto tk = hf_size(g, {"top_k"}, limits::max_vocab);
+    if (!tk) return tk.error();
+    if (*tk) c.top_k = static_cast<std::uint32_t>(**tk);
+  }
+  return c;
+}
+
+}  // namespace edgelm
+// ---- end edgelm/formats/hf_config.hpp ----
+// ---- begin edgelm/formats/hf_folder.hpp ----
+// edgelm/formats/hf_folder.hpp - a Hugging Face model folder on disk -> a bundle of its files (mapped, as
+// file_storage does): config.json (required), generation_config.json, model.safetensors or
+// model.safetensors.index.json and every shard it names, tokenizer.json, tokenizer_config.json. Files the folder
+// lacks are simply not in the bundle (a folder without tokenizer files is a model for id-level use).
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#if __has_include(<filesystem>)
+#include <filesystem>
+#endif
+
+// ---- begin edgelm/formats/hf_model.hpp ----
+// edgelm/formats/hf_model.hpp - a Hugging Face model (a bundle of config.json [+ generation_config.json] and
+// model.safetensors, or model.safetensors.index.json + the shards it names) -> edgelm model_file, for the
+// architectures whose forward this build has: the llama family (model_type llama and mistral; SmolLM/SmolLM2,
+// TinyLlama, Llama 2 run the same forward).
+//
+// The tensors are renamed to the GGUF names the binder uses (model.layers.N.self_attn.q_proj.weight ->
+// blk.N.attn_q.weight, ...), and HF's q/k row order is undone. HF stores q_proj / k_proj for half-split (NeoX)
+// rotary: within each head, the first head_dim/2 rows are the real parts and the next head_dim/2 the imaginary
+// ones. edgelm's llama forward (like GGUF llama and llama2.c) rotates adjacent pairs, so each head's rows are
+// interleaved back, row h*hd + 2i + j <- row h*hd + j*hd/2 + i (the inverse of transformers'
+// convert_llama_weights_to_hf permute; llama.cpp's convert_hf_to_gguf.py does the same with n_head for q and
+// n_head_kv for k). This is a row permutation, so it is done in the file's own dtype (f32/f16/bf16 bytes): a copy
+// of q and k owned by the model_file, the pages of the originals handed back (their views are no longer used);
+// every other tensor stays a zero-copy view into its shard. (When the family forwards gain half-split rotary,
+// the copy can go: bind HF order as is with rope_style::half_split.)
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+// ---- begin edgelm/formats/safetensors.hpp ----
+// edgelm/formats/safetensors.hpp - the safetensors format (Hugging Face): a u64 little-endian header length N,
+// N bytes of JSON {"name": {"dtype": "F32", "shape": [rows, cols], "data_offsets": [begin, end]}, ...,
+// "__metadata__": {"k": "v"}}, then the data (offsets relative to its start). The header is parsed with
+// nlohmann's SAX interface straight into the tensor table (no DOM: a hostile 100 MB header costs the table, not
+// ten times its size), then checked as the reference implementation does: the byte ranges, sorted, tile the data
+// exactly (no gap, no overlap, nothing after the last), and each one is shape x dtype bytes.
+//
+// Tensors become edgelm tensor_info views into the bytes (zero copy). safetensors shapes are row-major,
+// [rows, cols]; tensor_info.ne[0] is the contiguous dimension (GGUF order), so the shape is reversed:
+// [rows, cols] -> ne = {cols, rows}. F32, F16 and BF16 map to ggml f32 / f16 / bf16; the other dtypes of the
+// format are errc::unsupported_tensor_type naming the dtype and the tensor.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+
+namespace edgelm {
+
+// The reference implementation's limit on the header (safetensors MAX_HEADER_SIZE).
+inline constexpr std::uint64_t safetensors_max_header = 100'000'000;
+inline constexpr std::size_t safetensors_max_name = 1024;  // bytes of a tensor name
+inline constexpr std::size_t safetensors_max_dims = 4;     // edgelm's tensor_info holds 4
+
+struct safetensors_file {
+  std::vector<tensor_info> tensors;                             // in header order; offset absolute in the file
+  std::vector<std::pair<std::string, std::string>> metadata;    // __metadata__, in header order
+  std::uint64_t data_offset = 0;                                // 8 + header length
+};
+
+namespace detail {
+
+struct st_dtype {
+  std::string_view name;
+  std::uint32_t size;          // bytes per element
+  std::optional<ggml_type> type;  // nullopt: a real safetensors dtype edgelm does not run
+};
+inline constexpr st_dtype st_dtypes[] = {
+    {"F32", 4, ggml_type::f32},  {"F16", 2, ggml_type::f16},  {"BF16", 2, ggml_type::bf16}, {"F64", 8, std::nullopt},
+    {"I64", 8, std::nullopt},    {"I32", 4, std::nullopt},    {"I16", 2, std::nullopt},     {"I8", 1, std::nullopt},
+    {"U64", 8, std::nullopt},    {"U32", 4, std::nullopt},    {"U16", 2, std::nullopt},     {"U8", 1, std::nullopt},
+    {"BOOL", 1, std::nullopt},   {"F8_E4M3", 1, std::nullopt}, {"F8_E5M2", 1, std::nullopt}, {"F8_E8M0", 1, std::nullopt},
+};
+
+// One header entry as the SAX handler collects it.
+struct st_entry {
+  std::string name;
+  std::string dtype;
+  std::vector<std::uint64_t> shape;
+  std::uint64_t begin = 0, end = 0;
+  bool has_dtype = false, has_shape = false, has_offsets = false;
+};
+
+// SAX handler for the header. Depth 1: the top object (tensor names, __metadata__); depth 2: a tensor entry or
+// the metadata object; depth 3: the shape / data_offsets arrays. Unknown keys of an entry are skipped (any value).
+class safetensors_sax {
+ public:
+  using json = nlohmann::json;
+
+  std::vector<st_entry> entries;
+  std::vector<std::pair<std::string, std::string>> metadata;
+  std::optional<error> err;
+
+  bool null() { return scalar("null"); }
+  bool boolean(bool) { return scalar("a boolean"); }
+  bool number_integer(json::number_integer_t v) {
+    if (v < 0 && in_array()) return fail(errc::negative_size, std::string(field_) + " holds a negative number");
+    return number(static_cast<std::uint64_t>(v < 0 ? 0 : v));
+  }
+  bool number_unsigned(json::number_unsigned_t v) { return number(v); }
+  bool number_float(json::number_float_t, const json::string_t&) {
+    if (in_array()) return fail(errc::bad_key_type, std::string(field_) + " must hold whole numbers");
+    return scalar("a number");
+  }
+  bool binary(json::binary_t&) { return fail(errc::bad_key_type, "binary value"); }
+  bool string(json::string_t& s) {
+    if (skip_) return true;
+    if (depth_ == 2 && in_meta_) {
+      if (s.size() > limits::max_string) return fail(errc::count_too_large, "a metadata value is longer than EDGELM_MAX_STRING", key_);
+      metadata.emplace_back(std::move(key_), std::move(s));
+      return true;
+    }
+    if (depth_ == 2 && field_ == std::string_view("dtype")) {
+      entries.back().dtype = s.substr(0, 32);
+      entries.back().has_dtype = true;
+      return true;
+    }
+    return scalar("a string");
+  }
+  bool key(json::string_t& k) {
+    if (skip_) return true;
+    if (depth_ == 1) {
+      if (k.empty()) return fail(errc::bad_key_type, "a tensor name is empty");
+      if (k.size() > safetensors_max_name) return fail(errc::count_too_large, "a tensor name is longer than " + std::to_string(safetensors_max_name) + " bytes", k.substr(0, 64));
+      if (!names_.insert(k).second) return fail(errc::duplicate_name, "two header entries have this name", k);
+      in_meta_ = k == "__metadata__";
+      if (!in_meta_) {
+        if (entries.size() >= limits::max_tensors) return fail(errc::count_too_large, "more tensors than EDGELM_MAX_TENSORS");
+        entries.emplace_back();
+        entries.back().name = std::move(k);
+      }
+      return true;
+    }
+    if (depth_ == 2) {
+      if (in_meta_) {
+        if (metadata.size() >= limits::max_metadata) return fail(errc::count_too_large, "more metadata entries than EDGELM_MAX_METADATA", "__metadata__");
+        key_ = std::move(k);
+        return true;
+      }
+      st_entry& e = entries.back();
+      field_ = k == "dtype" ? "dtype" : k == "shape" ? "shape" : k == "data_offsets" ? "data_offsets" : "";
+      const bool seen = (field_ == std::string_view("dtype") && e.has_dtype) || (field_ == std::string_view("shape") && e.has_shape) ||
+                        (field_ == std::string_view("data_offsets") && e.has_offsets);
+      if (seen) return fail(errc::duplicate_name, "'" + k + "' given twice", e.name);
+      if (!*field_) skip_next_ = true;  // an unknown field: its value, whatever it is, is skipped
+      return true;
+    }
+    return fail(errc::bad_key_type, "unexpected object");
+  }
+  bool start_object(std::size_t) {
+    if (begin_skip()) return skip_ <= 64 || fail(errc::count_too_large, "JSON nested too deeply");
+    if (depth_ == 0) { depth_ = 1; return true; }
+    if (depth_ == 1) { depth_ = 2; return true; }
+    return fail(errc::bad_key_type, depth_ == 2 && in_meta_ ? "metadata values must be strings" : std::string(field_) + " must be " + expected());
+  }
+  bool end_object() {
+    if (end_skip()) return true;
+    if (depth_ == 2 && !in_meta_) {
+      const st_entry& e = entries.back();
+      for (auto [has, name] : {std::pair{e.has_dtype, "dtype"}, std::pair{e.has_shape, "shape"}, std::pair{e.has_offsets, "data_offsets"}})
+        if (!has) return fail(errc::missing_key, std::string("the entry has no '") + name + "'", e.name);
+    }
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) {
+    if (begin_skip()) return skip_ <= 64 || fail(errc::count_too_large, "JSON nested too deeply");
+    if (depth_ == 2 && !in_meta_ && (field_ == std::string_view("shape") || field_ == std::string_view("data_offsets"))) {
+      depth_ = 3;
+      count_ = 0;
+      return true;
+    }
+    if (depth_ == 0) return fail(errc::bad_key_type, "the header must be a JSON object");
+    if (depth_ == 1) return fail(errc::bad_key_type, "a tensor entry must be an object", current());
+    return fail(errc::bad_key_type, in_meta_ ? "metadata values must be strings" : std::string(field_) + " must be " + expected(), current());
+  }
+  bool end_array() {
+    if (end_skip()) return true;
+    st_entry& e = entries.back();
+    if (field_ == std::string_view("shape")) e.has_shape = true;
+    else {
+      if (count_ != 2) return fail(errc::bad_key_type, "data_offsets must be [begin, end]", e.name);
+      e.has_offsets = true;
+    }
+    depth_ = 2;
+    return true;
+  }
+  bool parse_error(std::size_t pos, const std::string&, const nlohmann::detail::exception& ex) {
+    if (err) return false;
+    const std::string_view what = ex.what();
+    if (what.find("unexpected end of input") != std::string_view::npos) err = make_error(errc::truncated, "the JSON header ends early", 8 + pos);
+    else if (what.find("UTF-8") != std::string_view::npos) err = make_error(errc::invalid_utf8, "the JSON header holds a string that is not valid UTF-8", 8 + pos);
+    else err = make_error(errc::bad_magic, "the header is not valid JSON", 8 + pos);
+    return false;
+  }
+
+ private:
+  bool in_array() const { return depth_ == 3 && !skip_; }
+  std::string current() const { return in_meta_ ? std::string("__metadata__") : entries.empty() ? std::string() : entries.back().name; }
+  const char* expected() const {
+    return field_ == std::string_view("dtype") ? "a string" : field_ == std::string_view("shape") ? "an array of sizes" : "[begin, end]";
+  }
+  bool fail(errc c, std::string msg, std::string where = {}) {
+    if (!err) err = make_error(c, std::move(msg), error::no_offset, where.empty() ? current() : std::move(where));
+    return false;
+  }
+  // Skipping an unknown field's value: a scalar is skipped where it stands, an object or array until it closes.
+  bool begin_skip() {
+    if (skip_) { ++skip_; return true; }
+    if (skip_next_) { skip_next_ = false; skip_ = 1; return true; }
+    return false;
+  }
+  bool end_skip() {
+    if (!skip_) return false;
+    --skip_;
+    return true;
+  }
+  bool scalar(const char* what) {
+    if (skip_) return true;
+    if (skip_next_) { skip_next_ = false; return true; }
+    if (depth_ == 0) return fail(errc::bad_key_type, "the header must be a JSON object");
+    if (depth_ == 1) return fail(errc::bad_key_type, std::string(in_meta_ ? "__metadata__" : "a tensor entry") + " must be an object, not " + what, current());
+    if (depth_ == 2 && in_meta_) return fail(errc::bad_key_type, "metadata values must be strings", key_.substr(0, 64));
+    if (depth_ == 3) return fail(errc::bad_key_type, std::string(field_) + " must hold whole numbers, not " + what, current());
+    return fail(errc::bad_key_type, std::string(field_) + " must be " + expected() + ", not " + what, current());
+  }
+  bool number(std::uint64_t v) {
+    if (skip_) return true;
+    if (skip_next_) { skip_next_ = false; return true; }
+    if (depth_ != 3) return scalar("a number");
+    st_entry& e = entries.back();
+    if (field_ == std::string_view("shape")) {
+      if (e.shape.size() >= safetensors_max_dims) return fail(errc::absurd_dimension, "more than " + std::to_string(safetensors_max_dims) + " dimensions", e.name);
+      e.shape.push_back(v);
+    } else {
+      if (count_ == 0) e.begin = v;
+      else if (count_ == 1) e.end = v;
+      else return fail(errc::bad_key_type, "data_offsets must be [begin, end]", e.name);
+    }
+    ++count_;
+    return true;
+  }
+
+  int depth_ = 0;
+  std::uint32_t skip_ = 0;  // > 0: inside a skipped value (its nesting depth)
+  bool skip_next_ = false;  // the next value belongs to an unknown field
+  bool in_meta_ = false;
+  const char* field_ = "";
+  std::string key_;
+  std::uint32_t count_ = 0;
+  std::unordered_set<std::string> names_;
+};
+
+}  // namespace detail
+
+// Parse a safetensors file. Every failure is an edgelm error naming the tensor: truncated (shorter than its
+// header), count_too_large (header over 100 MB, too many tensors / metadata), bad_magic (the header is not JSON),
+// invalid_utf8, bad_key_type (a wrong JSON type), missing_key, duplicate_name, unknown_tensor_type /
+// unsupported_tensor_type (dtype), absurd_dimension (more than 4 dimensions), overflow (shape product),
+// shape_mismatch (shape x dtype != the byte range), negative_size (end before begin), offset_out_of_bounds
+// (past the data, overlapping, a gap, or bytes after the last tensor).
+inline result<safetensors_file> parse_safetensors(std::span<const std::byte> bytes) {
+  using namespace detail;
+  if (bytes.size() < 8) return make_error(errc::truncated, "file shorter than the 8-byte header length", 0);
+  std::uint64_t n = 0;
+  std::memcpy(&n, bytes.data(), 8);
+  if (n > safetensors_max_header) return make_error(errc::count_too_large, "header length " + std::to_string(n) + " is over the 100 MB limit", 0);
+  if (n > bytes.size() - 8)
+    return make_error(errc::truncated, "header length " + std::to_string(n) + " runs past the end of the " + std::to_string(bytes.size()) + "-byte file", 0);
+  if (n < 2 || bytes[8] != std::byte{'{'}) return make_error(errc::bad_magic, "the header does not start with a JSON object", 8);
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()) + 8, static_cast<std::size_t>(n));
+  safetensors_sax h;
+  const bool ok = nlohmann::json::sax_parse(text.begin(), text.end(), &h, nlohmann::json::input_format_t::json, true);
+  if (!ok || h.err) return h.err ? *h.err : make_error(errc::bad_magic, "the header is not valid JSON", 8);
+
+  safetensors_file f;
+  f.data_offset = 8 + n;
+  f.metadata = std::move(h.metadata);
+  const std::uint64_t data_size = bytes.size() - f.data_offset;
+  f.tensors.reserve(h.entries.size());
+  for (auto& e : h.entries) {
+    const st_dtype* dt = nullptr;
+    for (const auto& d : st_dtypes)
+      if (d.name == e.dtype) dt = &d;
+    if (!dt) return make_error(errc::unknown_tensor_type, "dtype '" + e.dtype + "' is not a safetensors dtype", error::no_offset, e.name);
+    if (!dt->type)
+      return make_error(errc::unsupported_tensor_type, "dtype " + e.dtype + " is not supported (edgelm reads F32, F16 and BF16 tensors)", error::no_offset, e.name);
+    if (e.end < e.begin)
+      return make_error(errc::negative_size, "data_offsets end " + std::to_string(e.end) + " is before begin " + std::to_string(e.begin), error::no_offset, e.name);
+    if (e.end > data_size)
+      return make_error(errc::offset_out_of_bounds, "data ends at " + std::to_string(e.end) + ", past the " + std::to_string(data_size) + " data bytes",
+                        error::no_offset, e.name);
+    std::uint64_t count = 1, n_bytes = 0;
+    for (auto d : e.shape)
+      if (!mul_ok(count, d, count)) return make_error(errc::overflow, "the shape's element count overflows", error::no_offset, e.name);
+    if (!mul_ok(count, dt->size, n_bytes)) return make_error(errc::overflow, "the shape's byte size overflows", error::no_offset, e.name);
+    if (n_bytes != e.end - e.begin)
+      return make_error(errc::shape_mismatch,
+                        "shape x " + e.dtype + " is " + std::to_string(n_bytes) + " bytes but data_offsets span " + std::to_string(e.end - e.begin),
+                        error::no_offset, e.name);
+    tensor_info t;
+    t.name = std::move(e.name);
+    t.type = *dt->type;
+    t.n_dims = static_cast<std::uint32_t>(e.shape.size());
+    for (std::size_t d = 0; d < e.shape.size(); ++d) t.ne[d] = e.shape[e.shape.size() - 1 - d];  // row-major -> ne[0] contiguous
+    t.offset = f.data_offset + e.begin;
+    t.n_bytes = n_bytes;
+    t.data = bytes.data() + t.offset;
+    f.tensors.push_back(std::move(t));
+  }
+  // The byte ranges, in order, tile the data section exactly (as the reference implementation requires).
+  std::vector<std::uint32_t> order(f.tensors.size());
+  for (std::uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+    const auto& x = f.tensors[a];
+    const auto& y = f.tensors[b];
+    return x.offset != y.offset ? x.offset < y.offset : x.n_bytes < y.n_bytes;
+  });
+  std::uint64_t at = f.data_offset;
+  for (std::uint32_t i : order) {
+    const tensor_info& t = f.tensors[i];
+    if (t.offset < at) return make_error(errc::offset_out_of_bounds, "its bytes overlap the tensor before it", t.offset, t.name);
+    if (t.offset > at)
+      return make_error(errc::offset_out_of_bounds, "a gap of " + std::to_string(t.offset - at) + " bytes before it: the tensors do not cover the data", t.offset, t.name);
+    at += t.n_bytes;
+  }
+  if (at != bytes.size())
+    return make_error(errc::offset_out_of_bounds, std::to_string(bytes.size() - at) + " bytes after the last tensor: the tensors do not cover the data", at);
+  return f;
+}
+
+}  // namespace edgelm
+// ---- end edgelm/formats/safetensors.hpp ----
+
+namespace edgelm {
+
+inline constexpr std::size_t hf_max_shards = 4096;
+
+namespace detail {
+
+// Keeps every storage of a multi-file model alive (and the tensors converted at read time).
+struct hf_bytes final : byte_owner {
+  std::vector<std::shared_ptr<byte_owner>> parts;  // the safetensors files
+  std::vector<aligned_buffer<std::byte>> owned;    // q/k tensors with their rows permuted
+  // The bytes of the single weights file (views of tensor_info::offset refer to it); empty when sharded.
+  std::span<const std::byte> bytes() const noexcept override { return parts.size() == 1 ? parts[0]->bytes() : std::span<const std::byte>{}; }
+  void release(std::span<const std::byte> part) const noexcept override {
+    for (const auto& p : parts) {
+      const auto b = p->bytes();
+      if (!b.empty() && part.data() >= b.data() && part.data() + part.size() <= b.data() + b.size()) p->release(part);
+    }
+  }
+};
+
+// A shard file name from an index: a bare file name, nothing that could leave the folder.
+inline bool safe_file_name(std::string_view n) noexcept {
+  if (n.empty() || n.size() > 255 || n == "." || n == "..") return false;
+  for (char c : n)
+    if (c == '/' || c == '\\' || c == '\0' || c == ':') return false;
+  return true;
+}
+
+}  // namespace detail
+
+// model.safetensors.index.json -> the shard file names it uses (sorted, unique) and, for each tensor, its file.
+struct hf_index {
+  std::vector<std::string> shards;
+  std::vector<std::pair<std::string, std::string>> weight_map;  // tensor -> shard
+};
+inline result<hf_index> read_hf_index(std::string_view text) {
+  using namespace detail;
+  const std::string what = "model.safetensors.index.json";
+  if (text.size() > hf_config_max_bytes) return make_error(errc::count_too_large, "larger than 16 MiB", error::no_offset, what);
+  auto j = parse_json(text, what);
+  if (!j) {
+    auto e = j.error();
+    if (e.code == errc::invalid_argument) e.code = errc::bad_config;
+    return e;
+  }
+  const auto* wm = member(*j, "weight_map");
+  if (!wm) return make_error(errc::missing_key, "required key missing", error::no_offset, "weight_map");
+  if (!wm->is_object()) return make_error(errc::bad_key_type, "must be an object {tensor: file}", error::no_offset, "weight_map");
+  if (wm->size() > limits::max_tensors) return make_error(errc::count_too_large, "more tensors than EDGELM_MAX_TENSORS", error::no_offset, "weight_map");
+  hf_index ix;
+  for (auto it = wm->begin(); it != wm->end(); ++it) {
+    if (!it.value().is_string()) return make_error(errc::bad_key_type, "must be a file name", error::no_offset, "weight_map." + it.key().substr(0, 64));
+    const std::string& file = it.value().get_ref<const std::string&>();
+    if (!safe_file_name(file)) return make_error(errc::bad_config, "'" + file.substr(0, 64) + "' is not a plain file name", error::no_offset, "weight_map." + it.key().substr(0, 64));
+    ix.weight_map.emplace_back(it.key(), file);
+    ix.shards.push_back(file);
+  }
+  std::sort(ix.shards.begin(), ix.shards.end());
+  ix.shards.erase(std::unique(ix.shards.begin(), ix.shards.end()), ix.shards.end());
+  if (ix.shards.size() > hf_max_shards) return make_error(errc::count_too_large, "more than 4096 shard files", error::no_offset, "weight_map");
+  return ix;
+}
+
+// The tensors of the model's weights files, as one table: model.safetensors, or every shard the index names
+// (each must be in the bundle, and hold the tensors the index says it does; a name in two files is
+// duplicate_name). Views point into the bundle's storages, which `owner` collects.
+inline result<std::vector<tensor_info>> read_hf_tensors(const bundle& b, detail::hf_bytes& owner) {
+  std::vector<tensor_info> all;
+  auto add_file = [&](const std::string& name) -> result<safetensors_file> {
+    auto s = b.find(name);
+    if (!s) return make_error(errc::io_error, "the model's file is missing", error::no_offset, name);
+    auto f = parse_safetensors(s->bytes());
+    if (!f) {
+      auto e = f.error();
+      e.msg += " (in " + name + ")";
+      return e;
+    }
+    owner.parts.push_back(std::move(s));
+    return f;
+  };
+  if (!b.contains("model.safetensors.index.json")) {
+    auto f = add_file("model.safetensors");
+    if (!f) return f.error();
+    return std::move(f->tensors);
+  }
+  auto ix = read_hf_index(b.text("model.safetensors.index.json"));
+  if (!ix) return ix.error();
+  std::unordered_map<std::string, std::string> in_file;  // tensor -> the shard it was read from
+  for (const auto& shard : ix->shards) {
+    auto f = add_file(shard);
+    if (!f) return f.error();
+    if (all.size() + f->tensors.size() > limits::max_tensors) return make_error(errc::count_too_large, "more tensors than EDGELM_MAX_TENSORS", error::no_offset, shard);
+    for (auto& t : f->tensors) {
+      if (!in_file.emplace(t.name, shard).second) return make_error(errc::duplicate_name, "the tensor is in two shards (" + in_file[t.name] + ", " + shard + ")", error::no_offset, t.name);
+      all.push_back(std::move(t));
+    }
+  }
+  for (const auto& [tensor, shard] : ix->weight_map) {
+    auto it = in_file.find(tensor);
+    if (it == in_file.end() || it->second != shard)
+      return make_error(errc::missing_tensor, "the index puts it in " + shard + ", which does not hold it", error::no_offset, tensor);
+  }
+  return all;
+}
+
+namespace detail {
+
+// HF llama-family tensor names -> GGUF names. Per layer: model.layers.N.<hf> -> blk.N.<gguf>.
+struct hf_name_map {
+  std::string_view hf, gguf;
+  std::uint8_t permute;  // 0: as is; 1: q rows (n_heads); 2: k rows (n_kv_heads)
+};
+inline constexpr hf_name_map hf_llama_layer_names[] = {
+    {"input_layernorm.weight", "attn_norm.weight", 0},   {"self_attn.q_proj.weight", "attn_q.weight", 1},
+    {"self_attn.k_proj.weight", "attn_k.weight", 2},     {"self_attn.v_proj.weight", "attn_v.weight", 0},
+    {"self_attn.o_proj.weight", "attn_output.weight", 0}, {"post_attention_layernorm.weight", "ffn_norm.weight", 0},
+    {"mlp.gate_proj.weight", "ffn_gate.weight", 0},      {"mlp.up_proj.weight", "ffn_up.weight", 0},
+    {"mlp.down_proj.weight", "ffn_down.weight", 0},
+};
+inline constexpr hf_name_map hf_llama_names[] = {
+    {"model.embed_tokens.weight", "token_embd.weight", 0}, {"model.norm.weight", "output_norm.weight", 0}, {"lm_head.weight", "output.weight", 0}};
+
+// Parse "model.layers.<N>.<rest>" (N without leading zeros, < n_layers).
+inline bool hf_layer_of(std::string_view name, std::uint32_t n_layers, std::uint32_t& layer, std::string_view& rest) {
+  constexpr std::string_view p = "model.layers.";
+  if (name.substr(0, p.size()) != p) return false;
+  name.remove_prefix(p.size());
+  std::size_t i = 0;
+  std::uint64_t v = 0;
+  while (i < name.size() && name[i] >= '0' && name[i] <= '9' && i < 6) v = v * 10 + static_cast<unsigned>(name[i++] - '0');
+  if (i == 0 || i >= name.size() || name[i] != '.' || (i > 1 && name[0] == '0') || v >= n_layers) return false;
+  layer = static_cast<std::uint32_t>(v);
+  rest = name.substr(i + 1);
+  return true;
+}
+
+// Undo HF's half-split row order of a q/k projection (rows = n_heads * head_dim, each row `row_bytes`).
+inline result<void> hf_unpermute_rows(tensor_info& t, std::uint32_t n_heads, hf_bytes& owner) {
+  const std::uint64_t rows = t.ne[1];
+  if (t.n_dims != 2 || rows == 0 || t.ne[0] == 0 || n_heads == 0 || rows % n_heads != 0 || (rows / n_heads) % 2 != 0)
+    return make_error(errc::shape_mismatch, std::to_string(rows) + " rows do not split into " + std::to_string(n_heads) + " heads of an even size", t.offset, t.name);
+  if (!fits_size_t(t.n_bytes)) return make_error(errc::out_of_memory, "tensor larger than the address space", t.offset, t.name);
+  auto buf = aligned_buffer<std::byte>::make_uninitialized(static_cast<std::size_t>(t.n_bytes));
+  if (!buf) return buf.error();
+  const std::uint64_t hd = rows / n_heads, half = hd / 2, row_bytes = t.n_bytes / rows;
+  for (std::uint64_t h = 0; h < n_heads; ++h)
+    for (std::uint64_t i = 0; i < half; ++i)
+      for (std::uint64_t j = 0; j < 2; ++j)
+        std::memcpy(buf->data() + (h * hd + 2 * i + j) * row_bytes, t.data + (h * hd + j * half + i) * row_bytes, static_cast<std::size_t>(row_bytes));
+  owner.release({t.data, static_cast<std::size_t>(t.n_bytes)});  // the original rows are not read again
+  t.data = buf->data();
+  owner.owned.push_back(std::move(*buf));
+  return {};
+}
+
+// hf_config -> model_config for the llama forward, refusing what that forward would compute differently.
+inline result<model_config> hf_llama_config(const hf_config& h) {
+  auto unsupported = [](std::string what, const char* key) {
+    return make_error(errc::unsupported_architecture, what + " is not supported by this build's llama forward yet", error::no_offset, key);
+  };
+  if (h.hidden_act != "silu") return unsupported("hidden_act '" + h.hidden_act + "'", "hidden_act");
+  if (h.attention_bias) return unsupported("attention_bias", "attention_bias");
+  if (h.mlp_bias) return unsupported("mlp_bias", "mlp_bias");
+  if (h.rope_scaling) return unsupported("rope scaling '" + h.rope_scaling->type + "'", "rope_scaling");
+  if (h.rotary_dim != h.head_dim) return unsupported("partial rotary", "partial_rotary_factor");
+  if (std::uint64_t{h.head_dim} * h.num_attention_heads != h.hidden_size)
+    return unsupported("head_dim x num_attention_heads != hidden_size", "head_dim");
+  model_config c;
+  c.arch = "llama";
+  c.dim = h.hidden_size;
+  c.hidden_dim = h.intermediate_size;
+  c.n_layers = h.num_hidden_layers;
+  c.n_heads = h.num_attention_heads;
+  c.n_kv_heads = h.num_key_value_heads;
+  c.vocab_size = h.vocab_size;
+  c.head_dim = h.head_dim;
+  // A sliding window (Mistral v0.1) equals full attention for contexts up to the window: the trained context
+  // edgelm offers is capped there, rather than silently attending further than the model did.
+  c.seq_len = h.sliding_window ? std::min(h.max_position_embeddings, h.sliding_window) : h.max_position_embeddings;
+  c.rope_theta = h.rope_theta;
+  c.norm_eps = h.norm_eps;
+  c.rope = rope_style::adjacent_pairs;  // after hf_unpermute_rows
+  c.shared_classifier = h.tie_word_embeddings;
+  return c;
+}
+
+}  // namespace detail
+
+// A Hugging Face model from a bundle (config.json, generation_config.json optional, weights). The tokenizer is
+// not read here (see load.hpp: tokenizer.json + tokenizer_config.json); mf.tokenizer stays empty.
+inline result<model_file> read_hf_model(const bundle& b, hf_config* config_out = nullptr) {
+  using namespace detail;
+  if (!b.contains("config.json")) return make_error(errc::missing_key, "a Hugging Face model needs its config.json", error::no_offset, "config.json");
+  auto h = read_hf_config(b.text("config.json"), b.text("generation_config.json"));
+  if (!h) return h.error();
+  if (config_out) *config_out = *h;
+  if (h->family != hf_family::llama && h->family != hf_family::mistral)
+    return make_error(errc::unsupported_architecture,
+                      "model_type '" + h->model_type + "' is read, but its forward is not in this build yet (supported: llama, mistral)", error::no_offset,
+                      "model_type");
+  auto cfg = hf_llama_config(*h);
+  if (!cfg) return cfg.error();
+  auto owner = std::make_shared<hf_bytes>();
+  auto tensors = read_hf_tensors(b, *owner);
+  if (!tensors) return tensors.error();
+
+  model_file mf;
+  mf.format = file_format::safetensors;
+  mf.config = *cfg;
+  const model_config& c = mf.config;
+  std::unordered_set<std::string> have;  // the GGUF names mapped
+  for (auto& t : *tensors) {
+    std::string gguf;
+    std::uint8_t permute = 0;
+    std::uint32_t layer = 0;
+    std::string_view rest;
+    if (hf_layer_of(t.name, c.n_layers, layer, rest)) {
+      for (const auto& m : hf_llama_layer_names)
+        if (m.hf == rest) {
+          gguf = "blk." + std::to_string(layer) + "." + std::string(m.gguf);
+          permute = m.permute;
+        }
+      if (rest == "self_attn.rotary_emb.inv_freq") continue;  // a buffer older checkpoints saved: recomputed
+    } else {
+      for (const auto& m : hf_llama_names)
+        if (m.hf == t.name) gguf = m.gguf;
+    }
+    if (gguf.empty())
+      return make_error(errc::unsupported_architecture, "the tensor has no place in the " + h->model_type + " forward", t.offset, t.name);
+    if (gguf == "output.weight" && c.shared_classifier) continue;  // tied: transformers ignores a stored lm_head
+    if (permute) EDGELM_TRY(hf_unpermute_rows(t, permute == 1 ? c.n_heads : c.n_kv_heads, *owner));
+    have.insert(gguf);
+    t.name = std::move(gguf);
+    mf.tensors.push_back(std::move(t));
+  }
+  // Every tensor the forward needs, named as the folder names it (the binder would give the GGUF name).
+  auto need = [&](const std::string& gguf, const std::string& hf) -> result<void> {
+    if (!have.count(gguf)) return make_error(errc::missing_tensor, "required tensor missing", error::no_offset, hf);
+    return {};
+  };
+  EDGELM_TRY(need("token_embd.weight", "model.embed_tokens.weight"));
+  EDGELM_TRY(need("output_norm.weight", "model.norm.weight"));
+  if (!c.shared_classifier) EDGELM_TRY(need("output.weight", "lm_head.weight"));
+  for (std::uint32_t l = 0; l < c.n_layers; ++l)
+    for (const auto& m : hf_llama_layer_names)
+      EDGELM_TRY(need("blk." + std::to_string(l) + "." + std::string(m.gguf), "model.layers." + std::to_string(l) + "." + std::string(m.hf)));
+  if (const tensor_info* emb = mf.find("token_embd.weight"); emb && (emb->n_dims != 2 || emb->ne[1] != c.vocab_size))
+    return make_error(errc::shape_mismatch, "the embedding has " + std::to_string(emb->ne[1]) + " rows, vocab_size is " + std::to_string(c.vocab_size), emb->offset,
+                      "model.embed_tokens.weight");
+  mf.bytes = std::move(owner);
+  return mf;
+}
+
+}  // namespace edgelm
+// ---- end edgelm/formats/hf_model.hpp ----
+
+namespace edgelm {
+
+// Is `path` a directory? (false when it does not exist; never throws)
+inline bool is_directory(const std::string& path) noexcept {
+  std::error_code ec;
+  return std::filesystem::is_directory(path, ec) && !ec;
+}
+
+inline result<bundle> open_hf_folder(const std::string& dir) {
+  if (!is_directory(dir)) return make_error(errc::io_error, "not a folder", error::no_offset, dir);
+  const std::string base = dir.empty() || dir.back() == '/' ? dir : dir + "/";
+  auto exists = [&](const std::string& name) {
+    std::error_code ec;
+    return std::filesystem::is_regular_file(base + name, ec) && !ec;
+  };
+  bundle b;
+  auto add = [&](const std::string& name) -> result<void> {
+    auto fs = file_storage::open(base + name);
+    if (!fs) return fs.error();
+    b.add(name, std::move(*fs));
+    return {};
+  };
+  if (!exists("config.json")) return make_error(errc::missing_key, "the folder has no config.json (not a Hugging Face model folder?)", error::no_offset, base + "config.json");
+  for (const char* name : {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json"})
+    if (exists(name)) EDGELM_TRY(add(name));
+  if (exists("model.safetensors.index.json")) {
+    EDGELM_TRY(add("model.safetensors.index.json"));
+    auto ix = read_hf_index(b.text("model.safetensors.index.json"));
+    if (!ix) return ix.error();
+    for (const auto& shard : ix->shards) {
+      if (!exists(shard)) return make_error(errc::io_error, "the index names this shard, which the folder lacks", error::no_offset, base + shard);
+      EDGELM_TRY(add(shard));
+    }
+  } else if (exists("model.safetensors")) {
+    EDGELM_TRY(add("model.safetensors"));
+  } else {
+    return make_error(errc::io_error, "the folder has neither model.safetensors nor model.safetensors.index.json", error::no_offset, base + "model.safetensors");
+  }
+  return b;
+}
+
+// A folder -> model_file (read_hf_model over open_hf_folder). The bundle's storages live on in mf.bytes.
+inline result<model_file> read_hf_folder(const std::string& dir) {
+  auto b = open_hf_folder(dir);
+  if (!b) return b.error();
+  return read_hf_model(*b);
+}
+
+}  // namespace edgelm
+// ---- end edgelm/formats/hf_folder.hpp ----
+#endif
 
 namespace edgelm {
 
@@ -7199,14 +8642,22 @@ struct model {
   const model_config& config() const noexcept { return net.config(); }
 };
 
-inline bool is_gguf(std::span<const std::byte> b) noexcept { return b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0; }
-
-// Parse a model file of either supported format (GGUF, llama2.c .bin) without binding weights.
+// Parse a model file (GGUF, llama2.c .bin), found by its content (formats/detect.hpp), without binding weights.
+// Bytes of no known format are errc::bad_magic. A safetensors file alone has no hyper-parameters: read its folder
+// (read_model_path, read_hf_model) instead.
 template <storage S>
 result<model_file> read_model_file(S s) {
   auto owner = detail::own_bytes(std::move(s));
-  if (is_gguf(owner->bytes())) return read_gguf(std::move(owner));
-  return read_llama2c(std::move(owner));
+  auto f = detect_format(owner->bytes());
+  if (!f) return f.error();
+  switch (*f) {
+    case file_format::gguf: return read_gguf(std::move(owner));
+    case file_format::llama2c: return read_llama2c(std::move(owner));
+    case file_format::safetensors: break;
+  }
+  // (not parsed here: the safetensors reader stays out of builds that only read GGUF, e.g. the web engine)
+  return make_error(errc::missing_key, "a safetensors file holds no hyper-parameters: load its folder (config.json + model.safetensors)", error::no_offset,
+                    "config.json");
 }
 
 // A tokenizer file: llama2.c tokenizer.bin, or the vocabulary embedded in a GGUF.
@@ -7223,7 +8674,7 @@ namespace detail {
 template <weight_policy P, class K>
 result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
   if (!tok) return tok.error();
-  if (tok->vocab_size() != mf.config.vocab_size)
+  if (tok->vocab_size() != 0 && tok->vocab_size() != mf.config.vocab_size)
     return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " + std::to_string(mf.config.vocab_size));
   auto net = transformer<P, K>::from_file(std::move(mf), o.log, o.repack);
   if (!net) return net.error();
@@ -7280,6 +8731,40 @@ result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_o
                    }();
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
+
+// Load from an already parsed file with a tokenizer already built. An empty text_tokenizer{} loads the model
+// for id-level use only (forward over ids: logits, perplexity of ids); encode/decode then give nothing.
+template <weight_policy P, class K = kernels::scalar>
+result<model<P, K>> load(model_file mf, text_tokenizer tok, const load_options& o = {}) {
+  return detail::finish_load<P, K>(std::move(mf), result<text_tokenizer>(std::move(tok)), o);
+}
+
+#if defined(EDGELM_HAVE_TOKENIZER_JSON)
+// The tokenizer of a Hugging Face folder: tokenizer.json (+ tokenizer_config.json when present);
+// errc::bad_tokenizer when the bundle has no tokenizer.json.
+inline result<text_tokenizer> load_bundle_tokenizer(const bundle& b) {
+  auto tj = b.find("tokenizer.json");
+  if (!tj) return make_error(errc::bad_tokenizer, "the folder has no tokenizer.json", error::no_offset, "tokenizer.json");
+  auto cfg = b.find("tokenizer_config.json");
+  return load_text_tokenizer(tj->bytes(), cfg ? cfg->bytes() : std::span<const std::byte>{});
+}
+
+// Load a Hugging Face model (config.json + safetensors) with its tokenizer.json, all from one bundle.
+template <weight_policy P, class K = kernels::scalar>
+result<model<P, K>> load(const bundle& b, const load_options& o = {}) {
+  auto mf = read_hf_model(b);
+  if (!mf) return mf.error();
+  return detail::finish_load<P, K>(std::move(*mf), load_bundle_tokenizer(b), o);
+}
+
+// A model file or a Hugging Face model folder, by path (a folder: read_hf_folder).
+inline result<model_file> read_model_path(const std::string& path) {
+  if (is_directory(path)) return read_hf_folder(path);
+  auto fs = file_storage::open(path);
+  if (!fs) return fs.error();
+  return read_model_file(std::move(*fs));
+}
+#endif
 
 // Load a model whose file carries its tokenizer (GGUF).
 template <weight_policy P, class K = kernels::scalar, storage S>
@@ -8362,149 +9847,6 @@ class session {
 
 }  // namespace edgelm
 // ---- end edgelm/session.hpp ----
-// ---- begin edgelm/storage/file_storage.hpp ----
-// edgelm/storage/file_storage.hpp - a file's bytes: memory-mapped read-only on POSIX
-// (so a model whose tensors are used in place costs page cache, not heap), read into memory elsewhere
-// (Emscripten).
-#include <algorithm>
-#include <cstdint>
-#include <cstdio>
-#include <memory>
-#include <new>
-#include <span>
-#include <string>
-#include <utility>
-#include <vector>
-
-
-#if !defined(__EMSCRIPTEN__) && (defined(__unix__) || defined(__APPLE__))
-#define EDGELM_HAS_MMAP 1
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-#else
-#define EDGELM_HAS_MMAP 0
-#endif
-
-namespace edgelm {
-
-class file_storage {
- public:
-  file_storage() = default;
-  file_storage(const file_storage&) = delete;
-  file_storage& operator=(const file_storage&) = delete;
-  file_storage(file_storage&& o) noexcept { *this = std::move(o); }
-  file_storage& operator=(file_storage&& o) noexcept {
-    if (this != &o) {
-      close();
-      map_ = std::exchange(o.map_, nullptr);
-      size_ = std::exchange(o.size_, 0);
-      data_ = std::move(o.data_);
-      mapped_ = std::exchange(o.mapped_, false);
-    }
-    return *this;
-  }
-  ~file_storage() { close(); }
-
-  // Open and map (or read) `path`. io_error with the path and the OS reason on failure.
-  static result<file_storage> open(const std::string& path) {
-    file_storage fs;
-#if EDGELM_HAS_MMAP
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return make_error(errc::io_error, "cannot open file", error::no_offset, path);
-    struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-      ::close(fd);
-      return make_error(errc::io_error, "not a regular file", error::no_offset, path);
-    }
-    fs.size_ = static_cast<std::size_t>(st.st_size);
-    if (fs.size_ > 0) {
-      void* p = ::mmap(nullptr, fs.size_, PROT_READ, MAP_PRIVATE, fd, 0);
-      if (p == MAP_FAILED) {
-        ::close(fd);
-        return make_error(errc::io_error, "cannot map file", error::no_offset, path);
-      }
-      fs.map_ = p;
-      fs.mapped_ = true;
-    }
-    ::close(fd);
-    return fs;
-#else
-    // No mmap (WebAssembly, non-POSIX): find the size, allocate it once on the heap (never the stack:
-    // wasm has no guard page) and read straight into it, so the peak is the file size, not twice it.
-    std::FILE* f = std::fopen(path.c_str(), "rb");
-    if (!f) return make_error(errc::io_error, "cannot open file", error::no_offset, path);
-    long end = -1;
-    if (std::fseek(f, 0, SEEK_END) == 0) end = std::ftell(f);
-    if (end < 0 || std::fseek(f, 0, SEEK_SET) != 0) {
-      std::fclose(f);
-      return make_error(errc::io_error, "cannot determine the file size", error::no_offset, path);
-    }
-    const std::size_t size = static_cast<std::size_t>(end);
-    std::unique_ptr<std::byte[]> buf(size ? new (std::nothrow) std::byte[size] : nullptr);
-    if (size && !buf) {
-      std::fclose(f);
-      return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(size) + " bytes for the file", error::no_offset, path);
-    }
-    std::size_t got = 0;
-    while (got < size) {
-      const std::size_t n = std::fread(buf.get() + got, 1, std::min<std::size_t>(size - got, std::size_t{1} << 24), f);
-      if (n == 0) break;
-      got += n;
-    }
-    const bool bad = std::ferror(f) != 0 || got != size;
-    std::fclose(f);
-    if (bad) return make_error(errc::io_error, "read error", error::no_offset, path);
-    fs.data_ = std::move(buf);
-    fs.size_ = size;
-    return fs;
-#endif
-  }
-
-  std::span<const std::byte> bytes() const noexcept {
-    if (mapped_) return {static_cast<const std::byte*>(map_), size_};
-    return {data_.get(), size_};
-  }
-  bool is_mapped() const noexcept { return mapped_; }
-
-  // The pages wholly inside `part` (a range of bytes()) leave this process's resident memory; they stay
-  // mapped and read back from the file when touched again. No effect without mmap.
-  void release(std::span<const std::byte> part) const noexcept {
-#if EDGELM_HAS_MMAP
-    if (!mapped_ || part.empty()) return;
-    const auto base = reinterpret_cast<std::uintptr_t>(map_);
-    auto b = reinterpret_cast<std::uintptr_t>(part.data()), e = b + part.size();
-    if (b < base || e > base + size_) return;
-    const long ps = ::sysconf(_SC_PAGESIZE);
-    if (ps <= 0) return;
-    const auto page = static_cast<std::uintptr_t>(ps);
-    b = (b + page - 1) / page * page;
-    e = e / page * page;
-    if (b < e) ::madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-#else
-    (void)part;
-#endif
-  }
-
- private:
-  void close() noexcept {
-#if EDGELM_HAS_MMAP
-    if (mapped_ && map_) ::munmap(map_, size_);
-#endif
-    map_ = nullptr;
-    mapped_ = false;
-    size_ = 0;
-    data_.reset();
-  }
-  void* map_ = nullptr;
-  std::size_t size_ = 0;
-  std::unique_ptr<std::byte[]> data_;  // the file's bytes when not mapped
-  bool mapped_ = false;
-};
-
-}  // namespace edgelm
-// ---- end edgelm/storage/file_storage.hpp ----
 // ---- begin edgelm/text/chat_template.hpp ----
 // edgelm/text/chat_template.hpp - a conversation -> the prompt text, rendered by the model's own
 // chat_template (GGUF `tokenizer.chat_template` or tokenizer_config.json) exactly as Hugging Face's

@@ -16,6 +16,7 @@
 #   logits    logits --ids "1 403 407 261" within 1e-4 of golden/once_upon_a_time_logits_pos0-3.txt
 #   tokenize  tokenize -z tokenizer.bin -p PROMPT == ids, for golden/llama2_32k_runc_encodings.tsv
 #   errors    a missing file, garbage and truncated models: exit status 1, exactly one stderr line
+#   families  logits -m tests/data/families/{llama,llama_tied} (HF folders) within 1e-4 of transformers' logits
 #   student   models/edgelm-student-f32.gguf (when in the repo) reproduces models/student_greedy.tsv
 set -uo pipefail
 
@@ -276,6 +277,34 @@ expect_error "error/threads-list-run" run -m "$M/stories260K.gguf" -p "Once" -n 
 expect_error "error/batch-0" run -m "$M/stories260K.gguf" -p "Once" -n 4 --batch 0
 expect_error "error/kv-type" run -m "$M/stories260K.gguf" -p "Once" -n 4 --kv-type q4
 expect_error "error/context-0" run -m "$M/stories260K.gguf" -p "Once" -n 4 --ctx 0
+
+# ---- Hugging Face folders: tests/data/families (transformers 5.17 float32 logits, committed) ----------
+# logits -m FOLDER --ids: within 1e-4 of the largest |logit| at every position (a folder without tokenizer
+# files loads for id-level commands); run -m FOLDER without a tokenizer is one clear error.
+F=$repo/tests/data/families
+for fam in llama llama_tied; do
+  ids=$("$PY" -c 'import json,sys; print(" ".join(map(str, json.load(open(sys.argv[1]))["ids"])))' "$F/$fam/reference.json")
+  run_cli logits -m "$F/$fam" --ids "$ids"
+  if [[ $rc -ne 0 ]]; then bad "families/$fam/logits" "exit status $rc"; show_stderr; continue; fi
+  if msg=$("$PY" - "$tmp/out" "$F/$fam/logits.f32" <<'PYEOF'
+import struct, sys
+got = [[float(x) for x in line.split()] for line in open(sys.argv[1])]
+raw = open(sys.argv[2], "rb").read()
+ref = struct.unpack("<%df" % (len(raw) // 4), raw)
+vocab = len(ref) // len(got) if got else 0
+if not got or any(len(r) != vocab for r in got):
+    print("shape: %d rows" % len(got)); sys.exit(1)
+scale = max(abs(v) for v in ref)
+d = max(abs(got[i // vocab][i % vocab] - ref[i]) for i in range(len(ref))) / scale
+if d > 1e-4:
+    print("max |edgelm - transformers| / max |logit| = %.3g" % d); sys.exit(1)
+PYEOF
+  ); then ok "families/$fam/logits"; else bad "families/$fam/logits" "$msg"; fi
+done
+expect_error "error/hf-folder-without-tokenizer" run -m "$F/llama" -p "Once" -n 4
+expect_error "error/hf-folder-gpt2-not-yet" logits -m "$F/gpt2" --ids "1 2"
+expect_error "error/lone-safetensors" logits -m "$F/llama/model.safetensors" --ids "1 2"
+expect_error "error/config-json-as-model" logits -m "$F/llama/config.json" --ids "1 2"
 
 # ---- student: the project's own trained model (models/, when present) ---------------------------
 student=$repo/models/edgelm-student-f32.gguf

@@ -89,5 +89,32 @@ int main(int argc, char** argv) {
   write(e, "utf8.txt", to_bytes("caf\xC3\xA9 \xF0\x9F\x98\x80 \xE2\x96\x81x  \n\n<s></s>"));
   write(e, "invalid_utf8.txt", to_bytes("\xFF\xFE\xC0\x80\xED\xA0\x80\xF4\x90\x80\x80\x80\x80\x80\x80 a"));
   write(e, "repeats.txt", to_bytes(std::string(300, 's') + std::string(200, 'o') + std::string(64, ' ')));
+
+  // safetensors: the fixed tiny llama fuzz_safetensors pairs with its config.json, in each dtype, plus small
+  // headers with the optional parts (metadata, unknown fields, a scalar, an empty tensor)
+  const std::string st = root + "/fuzz_safetensors";
+  for (const char* dt : {"F32", "F16", "BF16"}) {
+    tiny_hf p;
+    p.dtype = dt;
+    write(st, std::string("tiny_llama_") + dt + ".safetensors", safetensors_file(tiny_hf_tensors(p)));
+  }
+  write(st, "no_metadata.safetensors", safetensors_file({{"a", "F32", {2, 2}, st_values("F32", 4, [](auto i) { return float(i); })}}, ""));
+  write(st, "extras.safetensors",
+        safetensors_raw(R"({"__metadata__": {"format": "pt", "k": "v"}, "s": {"dtype": "BF16", "shape": [], "data_offsets": [0, 2], "x": [1, {"y": null}]},)"
+                        R"( "z": {"shape": [0, 3], "dtype": "F16", "data_offsets": [2, 2]}})",
+                        bytes(2, std::byte{0x3f})));
+
+  // config.json seeds: the tiny llama in each model type the reader knows (the committed fixtures' configs are
+  // copied in as well: see README.md), one with a generation_config.json after the separator, and an index
+  const std::string hc = root + "/fuzz_hf_config";
+  for (const char* mt : {"llama", "mistral", "qwen2", "gpt2", "gpt_neo", "gpt_neox", "phi"}) {
+    tiny_hf p;
+    p.model_type = mt;
+    write(hc, std::string("tiny_") + mt + ".json", to_bytes(tiny_hf_config(p)));
+  }
+  write(hc, "with_generation_config", to_bytes(tiny_hf_config({}) + "\n\x01\n" +
+                                                   R"({"bos_token_id": 1, "eos_token_id": [2, 3], "temperature": 0.7, "top_k": 40, "top_p": 0.9})"));
+  write(hc, "index.json", to_bytes(R"({"metadata": {"total_size": 64}, "weight_map": {"model.embed_tokens.weight": "model-00001-of-00002.safetensors",)"
+                                   R"( "lm_head.weight": "model-00002-of-00002.safetensors"}})"));
   return failures ? 1 : 0;
 }

@@ -356,4 +356,114 @@ inline std::vector<llama2c_piece> tiny_llama2c_pieces() {
           {-1.0f, " a"},   {-2.0f, "b"},      {-3.0f, "c"},        {-4.0f, " ab"}};
 }
 
+// ---------------------------------------------------------------------------------------------
+// safetensors and Hugging Face config.json
+
+// u64 header length + the header text as given + the data (nothing checked: for hostile files).
+inline bytes safetensors_raw(std::string_view header, const bytes& data) {
+  bytes b;
+  put<std::uint64_t>(b, header.size());
+  put_raw(b, header.data(), header.size());
+  b.insert(b.end(), data.begin(), data.end());
+  return b;
+}
+
+struct st_tensor {
+  std::string name;
+  std::string dtype = "F32";  // F32 / F16 / BF16 (or anything, for hostile files)
+  std::vector<std::uint64_t> shape;
+  bytes data;
+};
+// A well-formed file: tensors in the given order, back to back; the header padded with spaces to a multiple
+// of 8 (as the Python writer does). `metadata`: the __metadata__ object's text ("" for none).
+inline bytes safetensors_file(const std::vector<st_tensor>& ts, std::string_view metadata = R"({"format":"pt"})") {
+  std::string h = "{";
+  if (!metadata.empty()) h += "\"__metadata__\":" + std::string(metadata);
+  std::uint64_t off = 0;
+  bytes data;
+  for (const auto& t : ts) {
+    if (h.size() > 1) h += ",";
+    h += "\"" + t.name + "\":{\"dtype\":\"" + t.dtype + "\",\"shape\":[";
+    for (std::size_t d = 0; d < t.shape.size(); ++d) h += (d ? "," : "") + std::to_string(t.shape[d]);
+    h += "],\"data_offsets\":[" + std::to_string(off) + "," + std::to_string(off + t.data.size()) + "]}";
+    off += t.data.size();
+    data.insert(data.end(), t.data.begin(), t.data.end());
+  }
+  h += "}";
+  while (h.size() % 8) h += ' ';
+  return safetensors_raw(h, data);
+}
+
+// n values of a dtype from f(i): F32, F16 or BF16 bytes (bf16 truncates, f16 via a plain conversion).
+template <class F>
+bytes st_values(std::string_view dtype, std::uint64_t n, F f) {
+  bytes b;
+  for (std::uint64_t i = 0; i < n; ++i) {
+    const float v = f(i);
+    std::uint32_t u;
+    std::memcpy(&u, &v, 4);
+    if (dtype == "BF16") put<std::uint16_t>(b, static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16));
+    else if (dtype == "F16") {
+      // normal numbers only (the builders use |v| in [2^-14, 65504]), round to nearest even
+      const std::uint32_t sign = (u >> 16) & 0x8000u;
+      const std::int32_t e = static_cast<std::int32_t>((u >> 23) & 0xFF) - 127 + 15;
+      std::uint32_t m = u & 0x7FFFFFu;
+      std::uint16_t h = static_cast<std::uint16_t>(sign);
+      if (v != 0 && e > 0 && e < 31) {
+        std::uint32_t r = (static_cast<std::uint32_t>(e) << 10) | (m >> 13);
+        const std::uint32_t rest = m & 0x1FFFu;
+        if (rest > 0x1000u || (rest == 0x1000u && (r & 1u))) ++r;
+        h = static_cast<std::uint16_t>(sign | r);
+      }
+      put<std::uint16_t>(b, h);
+    } else put<float>(b, v);
+  }
+  return b;
+}
+
+// A tiny Hugging Face llama: config.json and the tensors of model.safetensors (HF names and order).
+struct tiny_hf {
+  std::uint32_t dim = 8, hidden = 12, layers = 2, heads = 2, kv_heads = 1, vocab = 10;
+  bool tied = false;
+  std::string dtype = "F32";
+  std::string model_type = "llama";
+};
+inline std::string tiny_hf_config(const tiny_hf& p) {
+  return "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"" + p.model_type + "\", \"hidden_size\": " + std::to_string(p.dim) +
+         ", \"intermediate_size\": " + std::to_string(p.hidden) + ", \"num_hidden_layers\": " + std::to_string(p.layers) +
+         ", \"num_attention_heads\": " + std::to_string(p.heads) + ", \"num_key_value_heads\": " + std::to_string(p.kv_heads) +
+         ", \"vocab_size\": " + std::to_string(p.vocab) + ", \"max_position_embeddings\": 32, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0" +
+         ", \"hidden_act\": \"silu\", \"tie_word_embeddings\": " + (p.tied ? "true" : "false") + ", \"bos_token_id\": 1, \"eos_token_id\": 2, \"torch_dtype\": \"float32\"}";
+}
+inline std::vector<st_tensor> tiny_hf_tensors(const tiny_hf& p) {
+  std::vector<st_tensor> ts;
+  std::uint64_t seed = 1;
+  auto add = [&](std::string name, std::vector<std::uint64_t> shape, bool norm) {
+    std::uint64_t n = 1;
+    for (auto d : shape) n *= d;
+    const std::uint64_t s = seed++;
+    ts.push_back({std::move(name), p.dtype, shape, st_values(p.dtype, n, [&](std::uint64_t i) {
+                    const float x = static_cast<float>(((i * 2654435761u + s * 40503u) % 1000)) / 1000.0f - 0.5f;  // [-0.5, 0.5)
+                    return norm ? 1.0f + 0.25f * x : (x == 0 ? 0.125f : x);
+                  })});
+  };
+  const std::uint64_t D = p.dim, H = p.hidden, KV = p.dim / p.heads * p.kv_heads;
+  add("model.embed_tokens.weight", {p.vocab, D}, false);
+  for (std::uint32_t l = 0; l < p.layers; ++l) {
+    const std::string b = "model.layers." + std::to_string(l) + ".";
+    add(b + "input_layernorm.weight", {D}, true);
+    add(b + "self_attn.q_proj.weight", {D, D}, false);
+    add(b + "self_attn.k_proj.weight", {KV, D}, false);
+    add(b + "self_attn.v_proj.weight", {KV, D}, false);
+    add(b + "self_attn.o_proj.weight", {D, D}, false);
+    add(b + "post_attention_layernorm.weight", {D}, true);
+    add(b + "mlp.gate_proj.weight", {H, D}, false);
+    add(b + "mlp.up_proj.weight", {H, D}, false);
+    add(b + "mlp.down_proj.weight", {D, H}, false);
+  }
+  add("model.norm.weight", {D}, true);
+  if (!p.tied) add("lm_head.weight", {p.vocab, D}, false);
+  return ts;
+}
+
 }  // namespace edgelm_test

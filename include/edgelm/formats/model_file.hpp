@@ -113,7 +113,7 @@ struct tokenizer_data {
   std::uint32_t max_token_length = 0;
 };
 
-enum class file_format : std::uint8_t { gguf, llama2c };
+enum class file_format : std::uint8_t { gguf, llama2c, safetensors /* a Hugging Face folder: config.json + model*.safetensors */ };
 
 // Everything a loader needs. Owns a reference to the bytes so the tensor views stay valid.
 struct model_file {

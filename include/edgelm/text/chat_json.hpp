@@ -15,39 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../detail/json.hpp"
 #include "chat_template.hpp"
 
 namespace edgelm {
-
-inline constexpr int max_json_depth = 64;
-
-namespace detail {
-
-// Deepest [ / { nesting of a JSON text (strings skipped); stops counting past `cap`.
-inline int json_depth(std::string_view s, int cap) noexcept {
-  int depth = 0, deepest = 0;
-  bool in_str = false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (in_str) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_str = false;
-    } else if (c == '"') in_str = true;
-    else if (c == '[' || c == '{') { deepest = std::max(deepest, ++depth); if (deepest > cap) return deepest; }
-    else if (c == ']' || c == '}') --depth;
-  }
-  return deepest;
-}
-
-inline result<nlohmann::ordered_json> parse_json(std::string_view text, const std::string& what) {
-  if (json_depth(text, max_json_depth) > max_json_depth)
-    return make_error(errc::count_too_large, "JSON nested deeper than " + std::to_string(max_json_depth) + " levels", error::no_offset, what);
-  auto j = nlohmann::ordered_json::parse(text.begin(), text.end(), nullptr, false);
-  if (j.is_discarded()) return make_error(errc::invalid_argument, "not valid JSON", error::no_offset, what);
-  return j;
-}
-
-}  // namespace detail
 
 // Any JSON value -> a template value (objects keep their key order, as Python's json module).
 inline jinja::value json_to_value(const nlohmann::ordered_json& j, int depth = 0) {

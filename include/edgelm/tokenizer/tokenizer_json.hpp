@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../core/result.hpp"
+#include "../detail/json.hpp"
 #include "bpe.hpp"
 
 namespace edgelm {
@@ -191,12 +192,8 @@ class tokenizer_json_sax {
 
 using json = nlohmann::json;
 
-// Type-checked accessors: a missing key is the default; a present key of the wrong type is an error.
-inline const json* member(const json& j, const char* k) {
-  if (!j.is_object()) return nullptr;
-  auto it = j.find(k);
-  return it == j.end() || it->is_null() ? nullptr : &*it;
-}
+// Type-checked accessors (member(): detail/json.hpp): a missing key is the default; a present key of the
+// wrong type is an error.
 inline result<bool> get_bool(const json& j, const char* k, bool dflt, const std::string& where) {
   const json* v = member(j, k);
   if (!v) return dflt;

@@ -1,0 +1,395 @@
+// tests/test_hf_model.cpp - Hugging Face folders -> model_file (formats/hf_model.hpp, hf_folder.hpp, load.hpp):
+// the llama-family fixtures of tests/data/families against transformers' float32 logits (made by
+// tools/fixtures/make_family_fixtures.py with transformers 5.17 / torch 2.11 on the CPU), the same weights as BF16
+// and as shards, the q/k row permutation, and hostile bundles (missing files and tensors, a lying index).
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <edgelm/formats/hf_folder.hpp>
+#include <edgelm/formats/hf_model.hpp>
+#include <edgelm/load.hpp>
+#include <edgelm/model/transformer.hpp>
+
+#include "fuzz/model_builders.hpp"
+#include "test_util.hpp"
+
+namespace {
+
+using edgelm::errc;
+using namespace edgelm_test;
+
+std::string families() { return source_dir() + "/tests/data/families/"; }
+
+template <class T>
+std::string outcome(const edgelm::result<T>& r) {
+  return r ? std::string("ok") : r.error().message();
+}
+template <class T>
+std::pair<std::string, std::string> err(const edgelm::result<T>& r) {
+  if (r) return {"ok", ""};
+  return {std::string(edgelm::to_string(r.error().code)), r.error().where};
+}
+std::pair<std::string, std::string> want(errc c, std::string where) { return {std::string(edgelm::to_string(c)), std::move(where)}; }
+
+bytes file_bytes(const std::string& path) {
+  const auto raw = read_all(path);
+  return bytes(reinterpret_cast<const std::byte*>(raw.data()), reinterpret_cast<const std::byte*>(raw.data()) + raw.size());
+}
+
+struct reference {
+  std::vector<std::int32_t> ids;
+  std::vector<float> logits;  // (positions, vocab)
+  std::size_t vocab = 0;
+};
+reference read_reference(const std::string& dir) {
+  reference r;
+  const auto js = read_all(dir + "/reference.json");
+  auto j = nlohmann::json::parse(js.begin(), js.end(), nullptr, false);
+  REQUIRE(j.is_object());
+  for (const auto& id : j["ids"]) r.ids.push_back(id.get<std::int32_t>());
+  r.vocab = j["vocab_size"].get<std::size_t>();
+  const auto lb = read_all(dir + "/logits.f32");
+  REQUIRE(lb.size() == r.ids.size() * r.vocab * 4);
+  r.logits.resize(r.ids.size() * r.vocab);
+  std::memcpy(r.logits.data(), lb.data(), lb.size());
+  return r;
+}
+
+// edgelm's logits for every position: the ids as one batch, or one at a time.
+std::vector<float> run(const edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>& net, const std::vector<std::int32_t>& ids, bool batched) {
+  edgelm::state_options so;
+  so.context = 32;
+  so.max_batch = batched ? static_cast<std::uint32_t>(ids.size()) : 1;
+  so.all_logits = batched;
+  auto st = net.make_state(so);
+  REQUIRE(st);
+  std::vector<float> out;
+  if (batched) {
+    auto l = net.forward(*st, std::span<const std::int32_t>(ids), 0, edgelm::logits_for::all);
+    out.assign(l.begin(), l.end());
+  } else {
+    for (std::uint32_t p = 0; p < ids.size(); ++p) {
+      auto l = net.forward(*st, ids[p], p);
+      out.insert(out.end(), l.begin(), l.end());
+    }
+  }
+  return out;
+}
+
+// max |a - b| / max |b|
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double d = 0, m = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    d = std::max(d, std::fabs(static_cast<double>(a[i]) - b[i]));
+    m = std::max(m, std::fabs(static_cast<double>(b[i])));
+  }
+  return d / m;
+}
+
+// A fixture folder as an in-memory bundle, its weights rewritten by `rewrite` (dtype change, sharding).
+edgelm::bundle fixture_bundle(const std::string& fam) {
+  edgelm::bundle b;
+  for (const char* f : {"config.json", "generation_config.json", "model.safetensors"}) b.add(f, edgelm::memory_storage(file_bytes(families() + fam + "/" + f)));
+  return b;
+}
+// The fixture's tensors as builder tensors (values converted to `dtype`).
+std::vector<st_tensor> fixture_tensors(const std::string& fam, const std::string& dtype) {
+  const bytes f = file_bytes(families() + fam + "/model.safetensors");
+  auto st = edgelm::parse_safetensors({f.data(), f.size()});
+  REQUIRE(st);
+  std::vector<st_tensor> out;
+  for (const auto& t : st->tensors) {
+    std::vector<std::uint64_t> shape;
+    for (std::uint32_t d = t.n_dims; d-- > 0;) shape.push_back(t.ne[d]);
+    const float* v = reinterpret_cast<const float*>(t.data);
+    out.push_back({t.name, dtype, shape, st_values(dtype, t.n_elements(), [&](std::uint64_t i) { return v[i]; })});
+  }
+  return out;
+}
+
+edgelm::bundle tiny_bundle(const tiny_hf& p, std::vector<st_tensor> ts = {}) {
+  if (ts.empty()) ts = tiny_hf_tensors(p);
+  edgelm::bundle b;
+  b.add("config.json", edgelm::memory_storage(to_bytes(tiny_hf_config(p))));
+  b.add("model.safetensors", edgelm::memory_storage(safetensors_file(ts)));
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("hf folder: llama fixtures match transformers' float32 logits (within 1e-4 of the largest)") {
+  for (const std::string fam : {"llama", "llama_tied"}) {
+    INFO(fam);
+    const std::string dir = families() + fam;
+    const reference ref = read_reference(dir);
+    auto mf = edgelm::read_model_path(dir);
+    REQUIRE_MESSAGE(mf, outcome(mf));
+    CHECK(mf->format == edgelm::file_format::safetensors);
+    CHECK(mf->config.vocab_size == ref.vocab);
+    CHECK(mf->config.shared_classifier == (fam == "llama_tied"));
+    auto net = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*mf));
+    REQUIRE_MESSAGE(net, outcome(net));
+    CHECK(net->w().converted == 0);  // f32 in place, the permuted q/k included (a copy owned by the model_file)
+    for (bool batched : {true, false}) {
+      const double d = rel_diff(run(*net, ref.ids, batched), ref.logits);
+      MESSAGE(fam << (batched ? " batched" : " one by one") << ": max |edgelm - transformers| / max |logit| = " << d);
+      CHECK(d < 1e-4);
+    }
+    // without the q/k permutation the logits are far off: the test can see a wrong rotary order
+    auto b = fixture_bundle(fam);
+    auto plain = edgelm::read_hf_model(b);
+    REQUIRE(plain);
+    for (auto& t : plain->tensors)
+      if (t.name.find("attn_q") != std::string::npos || t.name.find("attn_k") != std::string::npos) {
+        auto orig = edgelm::parse_safetensors(b.find("model.safetensors")->bytes());
+        const std::string layer = t.name.substr(4, t.name.find('.', 4) - 4);
+        const std::string hf = "model.layers." + layer + ".self_attn." + (t.name.find("attn_q") != std::string::npos ? "q_proj" : "k_proj") + ".weight";
+        for (const auto& o : orig->tensors)
+          if (o.name == hf) t.data = o.data;
+      }
+    auto wrong = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*plain));
+    REQUIRE(wrong);
+    CHECK(rel_diff(run(*wrong, ref.ids, true), ref.logits) > 1e-2);
+  }
+}
+
+TEST_CASE("hf folder: BF16 and F16 weights, and shards, give the same model") {
+  const std::string fam = "llama";
+  const reference ref = read_reference(families() + fam);
+  auto load_bundle = [](const edgelm::bundle& b) {
+    auto mf = edgelm::read_hf_model(b);
+    REQUIRE_MESSAGE(mf, outcome(mf));
+    auto net = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*mf));
+    REQUIRE_MESSAGE(net, outcome(net));
+    return std::move(*net);
+  };
+  const auto f32 = run(load_bundle(fixture_bundle(fam)), ref.ids, true);
+  for (const std::string dt : {"BF16", "F16"}) {
+    edgelm::bundle b = fixture_bundle(fam);
+    b.add("model.safetensors", edgelm::memory_storage(safetensors_file(fixture_tensors(fam, dt))));
+    auto net = load_bundle(b);
+    CHECK(net.w().converted > 0);
+    const double d = rel_diff(run(net, ref.ids, true), ref.logits);
+    MESSAGE(dt << ": max |edgelm - transformers f32| / max |logit| = " << d);
+    CHECK(d < (dt == "BF16" ? 5e-2 : 5e-3));
+    CHECK(d > 0);
+  }
+  // two shards + index: bit-identical to the single file
+  auto ts = fixture_tensors(fam, "F32");
+  std::vector<st_tensor> a(ts.begin(), ts.begin() + static_cast<std::ptrdiff_t>(ts.size() / 2)), c(ts.begin() + static_cast<std::ptrdiff_t>(ts.size() / 2), ts.end());
+  std::string index = R"({"metadata": {"total_size": 1}, "weight_map": {)";
+  for (std::size_t i = 0; i < ts.size(); ++i)
+    index += (i ? "," : "") + ("\"" + ts[i].name + "\": \"model-0000" + (i < a.size() ? "1" : "2") + "-of-00002.safetensors\"");
+  index += "}}";
+  edgelm::bundle sh;
+  sh.add("config.json", edgelm::memory_storage(file_bytes(families() + fam + "/config.json")));
+  sh.add("model.safetensors.index.json", edgelm::memory_storage(to_bytes(index)));
+  sh.add("model-00001-of-00002.safetensors", edgelm::memory_storage(safetensors_file(a)));
+  sh.add("model-00002-of-00002.safetensors", edgelm::memory_storage(safetensors_file(c)));
+  CHECK(run(load_bundle(sh), ref.ids, true) == f32);
+  // the index lies: a tensor it puts in the wrong shard, a shard the bundle lacks, a duplicate across shards
+  auto lie = [&](std::string idx, bool drop2, bool dup) {
+    edgelm::bundle x;
+    x.add("config.json", edgelm::memory_storage(file_bytes(families() + fam + "/config.json")));
+    x.add("model.safetensors.index.json", edgelm::memory_storage(to_bytes(idx)));
+    x.add("model-00001-of-00002.safetensors", edgelm::memory_storage(safetensors_file(dup ? ts : a)));
+    if (!drop2) x.add("model-00002-of-00002.safetensors", edgelm::memory_storage(safetensors_file(c)));
+    return err(edgelm::read_hf_model(x));
+  };
+  std::string swapped = index;
+  const auto at = swapped.find("00001-of");
+  swapped.replace(at, 5, "00002");
+  CHECK(lie(swapped, false, false).first == "missing_tensor");
+  CHECK(lie(index, true, false) == want(errc::io_error, "model-00002-of-00002.safetensors"));
+  CHECK(lie(index, false, true).first == "duplicate_name");
+  CHECK(lie(R"({"weight_map": {"a": "../../etc/passwd"}})", false, false).first == "bad_config");
+  CHECK(lie(R"({"weight_map": {"a": 5}})", false, false).first == "bad_key_type");
+  CHECK(lie(R"({"weight_map": []})", false, false).first == "bad_key_type");
+  CHECK(lie(R"({"metadata": {}})", false, false) == want(errc::missing_key, "weight_map"));
+  CHECK(lie("{not json", false, false).first == "bad_config");
+}
+
+TEST_CASE("hf model: q/k rows are interleaved back per head (llama.cpp's permute), v and the rest untouched") {
+  const tiny_hf p{.dim = 8, .hidden = 12, .layers = 1, .heads = 2, .kv_heads = 1, .vocab = 10};
+  const auto ts = tiny_hf_tensors(p);
+  const edgelm::bundle b = tiny_bundle(p, ts);
+  auto mf = edgelm::read_hf_model(b);
+  REQUIRE_MESSAGE(mf, outcome(mf));
+  auto rows_of = [&](const std::string& hf) -> const st_tensor& {
+    for (const auto& t : ts)
+      if (t.name == hf) return t;
+    FAIL("no " << hf);
+    return ts[0];
+  };
+  const std::uint32_t hd = 4, row_bytes = 8 * 4;
+  for (auto [gguf, hf, heads] : {std::tuple{"blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight", 2u},
+                                 std::tuple{"blk.0.attn_k.weight", "model.layers.0.self_attn.k_proj.weight", 1u}}) {
+    const auto* t = mf->find(gguf);
+    REQUIRE(t);
+    const st_tensor& src = rows_of(hf);
+    for (std::uint32_t h = 0; h < heads; ++h)
+      for (std::uint32_t i = 0; i < hd / 2; ++i)
+        for (std::uint32_t j = 0; j < 2; ++j)
+          CHECK(std::memcmp(t->data + (h * hd + 2 * i + j) * row_bytes, src.data.data() + (h * hd + j * hd / 2 + i) * row_bytes, row_bytes) == 0);
+  }
+  const auto* v = mf->find("blk.0.attn_v.weight");
+  REQUIRE(v);
+  CHECK(std::memcmp(v->data, rows_of("model.layers.0.self_attn.v_proj.weight").data.data(), v->n_bytes) == 0);
+  CHECK(b.find("model.safetensors")->bytes().data() <= v->data);  // a view, not a copy
+  CHECK(mf->config.n_kv_heads == 1);
+  CHECK(mf->config.head_dim == 4);
+  CHECK(mf->tensors.size() == ts.size());
+  // the model_file keeps the bundle's storage alive
+  edgelm::model_file keep = std::move(*mf);
+  CHECK(keep.bytes->bytes().size() == b.find("model.safetensors")->bytes().size());
+}
+
+TEST_CASE("hf model: loading (tokenizer from the bundle, or none for id-level use)") {
+  const tiny_hf p{.vocab = 10, .tied = true};
+  auto b = tiny_bundle(p);
+  auto m = edgelm::load<edgelm::f32>(b);
+  CHECK(err(m) == want(errc::bad_tokenizer, "tokenizer.json"));
+  auto mf = edgelm::read_hf_model(b);
+  REQUIRE(mf);
+  CHECK(mf->config.shared_classifier);
+  CHECK(!mf->find("output.weight"));
+  auto m2 = edgelm::load<edgelm::f32>(std::move(*mf), edgelm::text_tokenizer{});
+  REQUIRE_MESSAGE(m2, outcome(m2));
+  CHECK(m2->tok.vocab_size() == 0);
+  auto st = m2->net.make_state(8);
+  REQUIRE(st);
+  auto l = m2->net.forward(*st, 3, 0);
+  CHECK(l.size() == 10);
+  for (float x : l) CHECK(std::isfinite(x));
+  // q8_0 converts the f32 rows (dim 8: one zero-padded block a row) and runs
+  auto mq = edgelm::read_hf_model(b);
+  REQUIRE(mq);
+  CHECK(edgelm::load<edgelm::q8_0>(std::move(*mq), edgelm::text_tokenizer{}));
+}
+
+TEST_CASE("hf model: load(bundle) takes the folder's tokenizer.json + tokenizer_config.json") {
+  const tiny_hf p{.vocab = 7720, .tied = true};  // tests/data/tokenizers/llama2-mini has 7720 tokens
+  auto b = tiny_bundle(p);
+  const std::string t = source_dir() + "/tests/data/tokenizers/llama2-mini/";
+  b.add("tokenizer.json", edgelm::memory_storage(file_bytes(t + "tokenizer.json")));
+  b.add("tokenizer_config.json", edgelm::memory_storage(file_bytes(t + "tokenizer_config.json")));
+  auto m = edgelm::load<edgelm::f32>(b);
+  REQUIRE_MESSAGE(m, outcome(m));
+  CHECK(m->tok.vocab_size() == 7720);
+  const auto ids = m->tok.encode("Hello world", true);
+  REQUIRE(ids.size() >= 2);
+  CHECK(ids[0] == m->tok.bos_id());
+  auto st = m->net.make_state(16);
+  REQUIRE(st);
+  for (std::uint32_t i = 0; i < ids.size(); ++i) {
+    auto l = m->net.forward(*st, ids[i], i);
+    REQUIRE(l.size() == 7720);
+    CHECK(std::isfinite(l[100]));
+  }
+  // a tokenizer of another size than the model's vocabulary is refused
+  const tiny_hf q{.vocab = 7000};
+  auto b2 = tiny_bundle(q);
+  b2.add("tokenizer.json", edgelm::memory_storage(file_bytes(t + "tokenizer.json")));
+  CHECK(err(edgelm::load<edgelm::f32>(b2)).first == "bad_tokenizer");
+}
+
+TEST_CASE("hf model rejects: missing files, foreign architectures, missing / extra / misshapen tensors") {
+  const tiny_hf p{};
+  auto base = tiny_hf_tensors(p);
+  CHECK(err(edgelm::read_hf_model(edgelm::bundle{})) == want(errc::missing_key, "config.json"));
+  {
+    edgelm::bundle b;
+    b.add("config.json", edgelm::memory_storage(to_bytes(tiny_hf_config(p))));
+    CHECK(err(edgelm::read_hf_model(b)) == want(errc::io_error, "model.safetensors"));
+  }
+  for (const std::string mt : {"qwen2", "phi"}) {  // (gpt_neox: 0.25 of head_dim 4 is no rotary pair, a bad_config)
+    tiny_hf q = p;
+    q.model_type = mt;
+    auto r = edgelm::read_hf_model(tiny_bundle(q));
+    INFO(mt << ": " << outcome(r));
+    CHECK(err(r) == want(errc::unsupported_architecture, "model_type"));
+  }
+  // a configuration the llama forward would run differently
+  for (auto [key, value, where] : {std::tuple{"\"hidden_act\": \"silu\"", "\"hidden_act\": \"gelu\"", "hidden_act"},
+                                   std::tuple{"\"rope_theta\": 10000.0", "\"rope_theta\": 10000.0, \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling"},
+                                   std::tuple{"\"rope_theta\": 10000.0", "\"rope_theta\": 10000.0, \"attention_bias\": true", "attention_bias"},
+                                   std::tuple{"\"rope_theta\": 10000.0", "\"rope_theta\": 10000.0, \"head_dim\": 2", "head_dim"}}) {
+    std::string cfg = tiny_hf_config(p);
+    cfg.replace(cfg.find(key), std::strlen(key), value);
+    edgelm::bundle b = tiny_bundle(p);
+    b.add("config.json", edgelm::memory_storage(to_bytes(cfg)));
+    CHECK(err(edgelm::read_hf_model(b)) == want(errc::unsupported_architecture, where));
+  }
+  auto without = [&](const std::string& name) {
+    auto ts = base;
+    ts.erase(std::remove_if(ts.begin(), ts.end(), [&](const st_tensor& t) { return t.name == name; }), ts.end());
+    return err(edgelm::read_hf_model(tiny_bundle(p, ts)));
+  };
+  for (const char* n : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "model.layers.1.mlp.down_proj.weight",
+                        "model.layers.0.self_attn.k_proj.weight"})
+    CHECK(without(n) == want(errc::missing_tensor, n));
+  auto with_extra = [&](st_tensor t) {
+    auto ts = base;
+    ts.push_back(std::move(t));
+    return err(edgelm::read_hf_model(tiny_bundle(p, ts)));
+  };
+  CHECK(with_extra({"model.layers.0.self_attn.q_proj.bias", "F32", {8}, st_values("F32", 8, [](auto) { return 0.0f; })}) ==
+        want(errc::unsupported_architecture, "model.layers.0.self_attn.q_proj.bias"));
+  CHECK(with_extra({"model.layers.2.mlp.up_proj.weight", "F32", {1}, st_values("F32", 1, [](auto) { return 0.0f; })}).first == "unsupported_architecture");
+  CHECK(with_extra({"model.layers.00.mlp.up_proj.weight", "F32", {1}, st_values("F32", 1, [](auto) { return 0.0f; })}).first == "unsupported_architecture");
+  // an old checkpoint's rotary buffer is ignored
+  CHECK(with_extra({"model.layers.0.self_attn.rotary_emb.inv_freq", "F32", {2}, st_values("F32", 2, [](auto) { return 1.0f; })}).first == "ok");
+  // misshapen: q rows that do not split into heads, an embedding of the wrong vocabulary
+  {
+    auto ts = base;
+    for (auto& t : ts)
+      if (t.name == "model.layers.0.self_attn.q_proj.weight") { t.shape = {7, 8}; t.data.resize(7 * 8 * 4); }
+    CHECK(err(edgelm::read_hf_model(tiny_bundle(p, ts))) == want(errc::shape_mismatch, "model.layers.0.self_attn.q_proj.weight"));
+    for (auto shape : {std::vector<std::uint64_t>{0, 8}, std::vector<std::uint64_t>{8, 0}, std::vector<std::uint64_t>{64}}) {
+      auto tz = base;
+      for (auto& t : tz)
+        if (t.name == "model.layers.0.self_attn.k_proj.weight") { t.shape = shape; t.data.resize(shape.size() == 1 ? 64 * 4 : 0); }
+      CHECK(err(edgelm::read_hf_model(tiny_bundle(p, tz))) == want(errc::shape_mismatch, "model.layers.0.self_attn.k_proj.weight"));
+    }
+    auto ts2 = base;
+    for (auto& t : ts2)
+      if (t.name == "model.embed_tokens.weight") { t.shape = {9, 8}; t.data.resize(9 * 8 * 4); }
+    CHECK(err(edgelm::read_hf_model(tiny_bundle(p, ts2))) == want(errc::shape_mismatch, "model.embed_tokens.weight"));
+    // a wrong matrix shape the binder finds (GGUF name: the binder's message)
+    auto ts3 = base;
+    for (auto& t : ts3)
+      if (t.name == "model.layers.0.mlp.up_proj.weight") { t.shape = {12, 4}; t.data.resize(12 * 4 * 4); }
+    auto mf = edgelm::read_hf_model(tiny_bundle(p, ts3));
+    REQUIRE(mf);
+    CHECK(err(edgelm::transformer<edgelm::f32>::from_file(std::move(*mf))).first == "shape_mismatch");
+  }
+  // an unsupported dtype names the tensor
+  {
+    auto ts = base;
+    ts[3].dtype = "I8";
+    ts[3].data.resize(ts[3].data.size() / 4);
+    CHECK(err(edgelm::read_hf_model(tiny_bundle(p, ts))) == want(errc::unsupported_tensor_type, ts[3].name));
+  }
+}
+
+TEST_CASE("hf folder: from disk (the fixtures), and what a folder lacks") {
+  auto b = edgelm::open_hf_folder(families() + "gpt2");
+  REQUIRE_MESSAGE(b, outcome(b));
+  CHECK(b->contains("config.json"));
+  CHECK(b->contains("generation_config.json"));
+  CHECK(b->contains("model.safetensors"));
+  CHECK(!b->contains("tokenizer.json"));
+  CHECK(err(edgelm::read_hf_model(*b)) == want(errc::unsupported_architecture, "model_type"));
+  CHECK(err(edgelm::open_hf_folder(families() + "does-not-exist")).first == "io_error");
+  CHECK(err(edgelm::open_hf_folder(source_dir() + "/tests/data")) == want(errc::missing_key, source_dir() + "/tests/data/config.json"));
+  CHECK(err(edgelm::read_model_path(families() + "llama/config.json")).first == "bad_magic");  // a JSON file is no model file
+  CHECK(edgelm::read_model_path(families() + "llama/"));
+}
