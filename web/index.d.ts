@@ -48,6 +48,18 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+export interface ChatMessage {
+  /** 'system' | 'user' | 'assistant' | ... (1..64 ASCII letters, digits, '_' or '-') */
+  role: string;
+  content: string;
+}
+
+export interface ChatOptions extends GenerateOptions {
+  /** a built-in chat template by name ('chatml', 'smollm2', 'llama3', ...) instead of the model's own; needed for a
+   *  model whose file has no tokenizer.chat_template */
+  chatTemplate?: string;
+}
+
 export interface ModelInfo {
   arch: string;
   params: number;
@@ -65,12 +77,18 @@ export interface ModelInfo {
   heads: number;
   kvHeads: number;
   fileBytes: number;
+  /** the file carries a chat template (GGUF tokenizer.chat_template): chat() works without the chatTemplate option */
+  hasChatTemplate: boolean;
   /** the bytes came from the verified IndexedDB cache */
   fromCache: boolean;
 }
 
 export interface Stats {
+  /** tokens of the prompt (the whole conversation for chat), BOS included */
   promptTokens: number;
+  /** of those, already in the KV cache from the previous call (its common prefix): not prefilled again */
+  reusedTokens: number;
+  /** the prefilled tokens (promptTokens - reusedTokens) per second */
   promptTokPerS: number;
   genTokens: number;
   genTokPerS: number;
@@ -87,7 +105,12 @@ export interface LM {
   readonly lastTokens: Int32Array;
   /** the HTTP requests the load made */
   readonly requests: { url: string; range: string; status: number }[];
+  /** the text the chat template rendered for the last chat() call */
+  readonly lastPrompt: string | undefined;
   generate(prompt: string, opts?: GenerateOptions): AsyncIterableIterator<string>;
+  /** the conversation rendered by the model's chat template (or opts.chatTemplate), then generated as generate()
+   *  does; turns that extend the previous conversation reuse its KV cache (stats.reusedTokens) */
+  chat(messages: ChatMessage[], opts?: ChatOptions): AsyncIterableIterator<string>;
   complete(prompt: string, opts?: GenerateOptions): Promise<string>;
   tokenize(text: string, opts?: { addSpecial?: boolean }): Promise<Int32Array>;
   detokenize(ids: ArrayLike<number>): Promise<string>;
