@@ -27,6 +27,9 @@ export interface LoadOptions {
   timeoutMs?: number;
   /** aborts the load */
   signal?: AbortSignal;
+  /** one short forward pass at load (counted in loadMs) so that the first prompt runs optimised wasm code
+   *  (browsers optimise hot functions lazily); default true */
+  warmUp?: boolean;
   /** where worker.js is (default: next to this module) */
   workerUrl?: string | URL;
 }

@@ -202,6 +202,8 @@ async function doLoad(id, src, opt) {
     throw new LoadError(/^(invalid_argument|out_of_memory):/.test(msg) ? msg : `bad model file: ${msg}`);
   }
   await f.finish(true);
+  // one short forward pass now (counted in loadMs), so that the first prompt runs optimised wasm (warmUp: false skips it)
+  if (opt.warmUp !== false && M._edgelm_warm_up(E, 16) !== 0) console.warn('edgelm: warm-up failed: ' + engineError());
   const info = JSON.parse(cstr(M._edgelm_info(E)));
   info.build = build;
   info.fromCache = f.fromCache;

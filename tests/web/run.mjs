@@ -150,6 +150,8 @@ test('greedy-st', async () => {
   eq(r.info.simd, 'wasm-simd128', 'simd');
   eq(r.info.vocabSize, 512, 'vocab');
   eq(r.stats.genTokens, N, 'generated tokens');
+  eq(r.stats.reusedTokens, 0, 'the first prompt reuses nothing (the warm-up at load is forgotten)');
+  eq(r.stats.promptTokens, ref.promptIds.length, 'prompt tokens');
   const last = r.events[r.events.length - 1];
   const dl = r.events.filter((e) => e.phase === 'download');
   assert(dl.length >= 2, 'download progress events arrive');

@@ -110,6 +110,8 @@ EDGELM_EXPORT edgelm_engine* edgelm_open(void* buffer, size_t size, uint32_t con
 
 EDGELM_EXPORT void edgelm_close(edgelm_engine* e) { delete e; }
 
+EDGELM_EXPORT int edgelm_warm_up(edgelm_engine* e, uint32_t n) { return ok(e->e->warm_up(n)) ? 0 : -1; }
+
 EDGELM_EXPORT const char* edgelm_info(edgelm_engine* e) {
   e->out = e->e->info_json();
   return e->out.c_str();

@@ -26,6 +26,9 @@ int edgelm_max_threads(void);              /* 1 in the single-thread build */
 /* precision: 0 auto, 1 f32, 2 q8_0, 3 q4_0. context 0: min(trained context, 4096). */
 edgelm_engine* edgelm_open(void* buffer, size_t size, uint32_t context, uint32_t threads, int precision);
 void edgelm_close(edgelm_engine* e);
+/* One forward pass over n placeholder tokens and two single-token steps, then forgotten (the next prompt reuses
+ * nothing): gets the browser's optimising compiler to the hot functions before the first prompt. 0, or -1. */
+int edgelm_warm_up(edgelm_engine* e, uint32_t n);
 const char* edgelm_info(edgelm_engine* e);   /* JSON object */
 const char* edgelm_stats(edgelm_engine* e);  /* JSON object of the last generation (promptTokens, reusedTokens, ...) */
 /* JSON {"template": the file's chat template or null, "bos": bos_token's text or null, "eos": ...}: what a chat

@@ -104,6 +104,11 @@ class engine {
   // turn by turn prefills only its new tokens (stats().reused_tokens).
   virtual result<void> begin(std::string_view prompt, const generate_options& o, bool rendered = false) = 0;
   virtual result<step_output> step() = 0;
+  // Run the forward pass once on a batch of n placeholder tokens and twice on single tokens, then forget them
+  // (session::clear): browsers compile wasm with a baseline compiler first and optimise the functions that turn out
+  // hot, so without this the first prompt after a load runs partly unoptimised code (seen: about half the speed of
+  // later prompts in Chromium). Costs that forward work once per load.
+  virtual result<void> warm_up(std::uint32_t n) = 0;
   // Abandon the generation in progress (the next begin() starts afresh).
   void cancel() noexcept { active_ = false; }
   bool active() const noexcept { return active_; }
@@ -229,6 +234,17 @@ class engine_of final : public engine {
     count_ = 0;
     active_ = max_tokens_ > 0;
     return {};
+  }
+
+  result<void> warm_up(std::uint32_t n) override {
+    active_ = false;
+    const std::int32_t t = m_->tok.bos() ? *m_->tok.bos() : 0;
+    n = std::max<std::uint32_t>(1, std::min<std::uint32_t>(n, s_->context() > 2 ? s_->context() - 2 : 1));
+    const std::vector<std::int32_t> ids(n, t);
+    auto r = s_->set_tokens(ids);
+    for (int i = 0; r && i < 2 && s_->tokens().size() < s_->context(); ++i) r = s_->feed(t);
+    s_->clear();
+    return r;
   }
 
   result<step_output> step() override {
