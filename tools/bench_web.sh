@@ -255,6 +255,7 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
   echo
   echo "browser: tok/s, means of $REPS page loads each (headless Chromium, one server with COOP/COEP); ratio = edgelm / wllama;"
   echo "$(date -u '+%F %H:%M UTC'), $cpu, $(nproc) CPUs, node $(node --version), $("$CHROMIUM" --version 2>/dev/null | head -1);"
-  echo "load average before $load_before, after $load_after; edgelm: $EDGELM_PKG ($(cat "$repo/build/web/sizes.txt" 2>/dev/null | tr '\n' ';')); raw: $OUT_DIR"
+  sizes=$(for w in "$EDGELM_PKG"/edgelm-*.wasm; do printf '%s %d B gzipped; ' "$(basename "$w")" "$(gzip -9c "$w" | wc -c)"; done)
+  echo "load average before $load_before, after $load_after; edgelm: $EDGELM_PKG ($sizes); raw: $OUT_DIR"
 } >>"$OUT_DIR/table.md"
 cat "$OUT_DIR/table.md"

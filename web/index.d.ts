@@ -27,6 +27,9 @@ export interface LoadOptions {
   timeoutMs?: number;
   /** aborts the load */
   signal?: AbortSignal;
+  /** 'auto' (default): the relaxed-SIMD build when the browser validates i16x8.relaxed_dot_i8x16_i7x16_s (its
+   *  q4_0 products use it; results are bit-identical), else the SIMD128 one; 'simd128': always the SIMD128 build */
+  simd?: 'auto' | 'simd128';
   /** one short forward pass at load (counted in loadMs) so that the first prompt runs optimised wasm code
    *  (browsers optimise hot functions lazily); default true */
   warmUp?: boolean;
@@ -74,6 +77,8 @@ export interface ModelInfo {
   simd: string;
   /** 'st' (single thread) or 'mt' (pthreads) */
   build: 'st' | 'mt';
+  /** the relaxed-SIMD variant of that build runs (kernels ends in 'relaxed-simd') */
+  relaxedSimd: boolean;
   kernels: string;
   dim: number;
   layers: number;

@@ -45,12 +45,27 @@ function putString(s) {
   return [p, b.length];
 }
 
-async function startModule(threads) {
+// Relaxed SIMD (i16x8.relaxed_dot_i8x16_i7x16_s, which the q4_0 products of the *-relaxed builds use): a module
+// whose one function uses it validates.
+function relaxedSimd() {
+  const z = new Array(16).fill(0);
+  const body = [0x00, 0xfd, 0x0c, ...z, 0xfd, 0x0c, ...z, 0xfd, 0x92, 0x02, 0x0b];
+  const bytes = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
+                 0x0a, body.length + 2, 0x01, body.length, ...body];
+  try { return WebAssembly.validate(new Uint8Array(bytes)); } catch (_) { return false; }
+}
+
+let relaxed = false;
+async function startModule(threads, simd) {
   const mt = threads > 1;
   build = mt ? 'mt' : 'st';
-  const name = 'edgelm-' + build + '.js';
-  importScripts(BASE + name);
-  const factory = mt ? self.EdgelmMT : self.EdgelmST;
+  let name = 'edgelm-' + build + '.js';
+  relaxed = false;
+  if (simd !== 'simd128' && relaxedSimd()) {
+    try { importScripts(BASE + 'edgelm-' + build + '-relaxed.js'); relaxed = true; name = 'edgelm-' + build + '-relaxed.js'; } catch (_) { /* not built: the plain one */ }
+  }
+  if (!relaxed) importScripts(BASE + name);
+  const factory = relaxed ? (mt ? self.EdgelmMTR : self.EdgelmSTR) : (mt ? self.EdgelmMT : self.EdgelmST);
   const cfg = {
     locateFile: (f) => BASE + f,
     print: () => {}, printErr: (m) => console.warn('edgelm: ' + m),
@@ -192,7 +207,8 @@ async function doLoad(id, src, opt) {
   if (!Number.isInteger(context) || context < 0 || context > 1 << 24) throw new LoadError(`context must be a non-negative integer, not ${opt.context}`);
   const prec = PRECISION[opt.precision === undefined ? 'auto' : opt.precision];
   if (prec === undefined) throw new LoadError(`precision must be auto, f32, q8_0 or q4_0, not ${opt.precision}`);
-  await startModule(threads);
+  if (opt.simd !== undefined && opt.simd !== 'auto' && opt.simd !== 'simd128') throw new LoadError(`simd must be 'auto' or 'simd128', not ${opt.simd}`);
+  await startModule(threads, opt.simd);
   const f = await fill(src, opt, id);
   post({ id, type: 'progress', progress: { loaded: f.size, total: f.size, phase: 'load' } });
   E = M._edgelm_open(f.ptr, f.size, context, threads, prec);  // owns f.ptr from here (freed on failure)
@@ -206,6 +222,7 @@ async function doLoad(id, src, opt) {
   if (opt.warmUp !== false && M._edgelm_warm_up(E, 16) !== 0) console.warn('edgelm: warm-up failed: ' + engineError());
   const info = JSON.parse(cstr(M._edgelm_info(E)));
   info.build = build;
+  info.relaxedSimd = relaxed;
   info.fromCache = f.fromCache;
   const loadMs = performance.now() - t0;
   return { info, loadMs, requests: f.log };

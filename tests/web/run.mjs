@@ -204,6 +204,41 @@ test('shipped-model', async () => {
   return notes.length ? notes.join('; ') : 'f32 ids = student_greedy.tsv; f32/q8_0/q4_0 text = native CLI, 1 and 2 threads';
 });
 
+// The relaxed-SIMD builds (Chromium 156 has relaxed SIMD): picked by default, the SIMD128 ones with simd: 'simd128';
+// q4_0 greedy text (whose products differ between the two) = the native CLI's in both, 1 and 2 threads.
+test('relaxed-simd', async () => {
+  const file = path.join(repo, 'models/edgelm-student-q4_0.gguf');
+  if (!fs.existsSync(file)) return 'SKIP: models/edgelm-student-q4_0.gguf not in this checkout';
+  const prompt = 'The king said', n = 48;
+  const nat = nativeRun(file, prompt, n);
+  const notes = [];
+  for (const [server, threads] of [[plain, 1], [iso, 2]]) {
+    const { p } = await page(server);
+    const r = await p.evaluate(async ({ url, prompt, n, threads }) => {
+      const out = [];
+      for (const simd of ['auto', 'simd128']) {
+        const lm = await window.edgelm.load(url, { cache: 'none', threads, simd });
+        out.push({ text: prompt + await lm.complete(prompt, { maxTokens: n, temperature: 0 }), info: lm.info });
+        await lm.unload();
+      }
+      let bad = '';
+      try { await window.edgelm.load(url, { cache: 'none', simd: 'avx' }); } catch (e) { bad = e.message; }
+      return { out, bad };
+    }, { url: '/repo-models/edgelm-student-q4_0.gguf', prompt, n, threads });
+    const [a, b] = r.out;
+    eq(a.info.relaxedSimd, true, `threads ${threads}: the relaxed build by default`);
+    eq(a.info.kernels, 'highway/relaxed-simd', 'its kernels');
+    eq(b.info.relaxedSimd, false, "simd: 'simd128': the plain build");
+    eq(b.info.kernels, 'highway/simd128', 'its kernels');
+    eq(a.info.build, threads > 1 ? 'mt' : 'st', 'build');
+    eq(a.text, b.text, `threads ${threads}: relaxed and SIMD128 greedy text`);
+    if (nat !== null) eq(a.text, nat, `threads ${threads}: relaxed greedy text vs the native CLI`);
+    else notes.push('no native CLI');
+    assert(/simd must be/.test(r.bad), 'a bad simd option rejects: ' + r.bad);
+  }
+  return notes.length ? notes.join('; ') : 'q4_0 greedy text: relaxed = SIMD128 = native CLI, 1 and 2 threads';
+});
+
 test('tokenize', async () => {
   const { p } = await page(plain);
   const r = await p.evaluate(async ({ ids }) => {
