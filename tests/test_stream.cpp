@@ -249,3 +249,33 @@ TEST_CASE("stream: a chat rendered turn by turn reuses the KV cache and replies 
     msgs.push_back({"assistant", a});
   }
 }
+
+TEST_CASE("stream: session clear() forgets the conversation: the next prompt reuses nothing and runs as in a fresh session") {
+  EDGELM_SHARED_FILE(path, "stories260K.gguf");
+  auto fs = file_storage::open(path);
+  REQUIRE(fs);
+  auto m = load<f32, backends::highway::kernels>(std::move(*fs));
+  REQUIRE(m);
+  using S = session<model<f32, backends::highway::kernels>>;
+  generate_options g;
+  g.temperature = 0;
+  g.max_tokens = 24;
+  auto s = S::create(*m, {.context = 256});
+  REQUIRE(s);
+  std::string warm;
+  REQUIRE(s->generate("Once upon a time", g, [&](std::string_view p) { warm += p; return true; }));
+  s->clear();
+  CHECK(s->tokens().empty());
+  CHECK(s->logits().empty());
+  CHECK_FALSE(s->step());  // no prompt any more
+  std::string a;
+  REQUIRE(s->generate("Once upon a time", g, [&](std::string_view p) { a += p; return true; }));
+  CHECK(s->reused_tokens() == 0);
+  auto fresh = S::create(*m, {.context = 256});
+  REQUIRE(fresh);
+  std::string b;
+  REQUIRE(fresh->generate("Once upon a time", g, [&](std::string_view p) { b += p; return true; }));
+  CHECK(a == b);
+  CHECK(a == warm);
+  CHECK(s->tokens() == fresh->tokens());
+}

@@ -11,7 +11,7 @@ packages=(
   # header-only dependencies
   libhwy-dev libxsimd-dev xtl-dev nlohmann-json3-dev doctest-dev
   # WebAssembly
-  emscripten binaryen nodejs
+  emscripten binaryen nodejs wabt              # wabt: wasm-objdump (build_web.sh's relaxed-SIMD builds)
   chromium                                     # the browser tests (tests/web) drive /usr/bin/chromium
   # python tools (tools/train uses /usr/bin/python3 with these)
   python3 python3-numpy python3-torch python3-sentencepiece

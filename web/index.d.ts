@@ -27,6 +27,12 @@ export interface LoadOptions {
   timeoutMs?: number;
   /** aborts the load */
   signal?: AbortSignal;
+  /** 'auto' (default): the relaxed-SIMD build when the browser validates i16x8.relaxed_dot_i8x16_i7x16_s (its
+   *  q4_0 products use it; results are bit-identical), else the SIMD128 one; 'simd128': always the SIMD128 build */
+  simd?: 'auto' | 'simd128';
+  /** one short forward pass at load (counted in loadMs) so that the first prompt runs optimised wasm code
+   *  (browsers optimise hot functions lazily); default true */
+  warmUp?: boolean;
   /** where worker.js is (default: next to this module) */
   workerUrl?: string | URL;
 }
@@ -48,6 +54,18 @@ export interface GenerateOptions {
   signal?: AbortSignal;
 }
 
+export interface ChatMessage {
+  /** 'system' | 'user' | 'assistant' | ... (1..64 ASCII letters, digits, '_' or '-') */
+  role: string;
+  content: string;
+}
+
+export interface ChatOptions extends GenerateOptions {
+  /** a built-in chat template by name ('chatml', 'smollm2', 'llama3', ...) instead of the model's own; needed for a
+   *  model whose file has no tokenizer.chat_template */
+  chatTemplate?: string;
+}
+
 export interface ModelInfo {
   arch: string;
   params: number;
@@ -59,18 +77,26 @@ export interface ModelInfo {
   simd: string;
   /** 'st' (single thread) or 'mt' (pthreads) */
   build: 'st' | 'mt';
+  /** the relaxed-SIMD variant of that build runs (kernels ends in 'relaxed-simd') */
+  relaxedSimd: boolean;
   kernels: string;
   dim: number;
   layers: number;
   heads: number;
   kvHeads: number;
   fileBytes: number;
+  /** the file carries a chat template (GGUF tokenizer.chat_template): chat() works without the chatTemplate option */
+  hasChatTemplate: boolean;
   /** the bytes came from the verified IndexedDB cache */
   fromCache: boolean;
 }
 
 export interface Stats {
+  /** tokens of the prompt (the whole conversation for chat), BOS included */
   promptTokens: number;
+  /** of those, already in the KV cache from the previous call (its common prefix): not prefilled again */
+  reusedTokens: number;
+  /** the prefilled tokens (promptTokens - reusedTokens) per second */
   promptTokPerS: number;
   genTokens: number;
   genTokPerS: number;
@@ -87,7 +113,12 @@ export interface LM {
   readonly lastTokens: Int32Array;
   /** the HTTP requests the load made */
   readonly requests: { url: string; range: string; status: number }[];
+  /** the text the chat template rendered for the last chat() call */
+  readonly lastPrompt: string | undefined;
   generate(prompt: string, opts?: GenerateOptions): AsyncIterableIterator<string>;
+  /** the conversation rendered by the model's chat template (or opts.chatTemplate), then generated as generate()
+   *  does; turns that extend the previous conversation reuse its KV cache (stats.reusedTokens) */
+  chat(messages: ChatMessage[], opts?: ChatOptions): AsyncIterableIterator<string>;
   complete(prompt: string, opts?: GenerateOptions): Promise<string>;
   tokenize(text: string, opts?: { addSpecial?: boolean }): Promise<Int32Array>;
   detokenize(ids: ArrayLike<number>): Promise<string>;

@@ -88,10 +88,37 @@ class LM {
     return p;
   }
 
+  // The text the chat template rendered for the last chat() call (what the model was given).
+  get lastPrompt() { return this._lastPrompt; }
+
   // Async iterator of text pieces (whole UTF-8 characters). opts.signal (AbortSignal) ends it at once and stops the
   // worker within one token.
   generate(prompt, opts = {}) {
     this._alive();
+    return this._stream({ type: 'generate', prompt: String(prompt) }, opts);
+  }
+
+  // A conversation [{role, content}, ...] rendered with the model's own chat template (GGUF tokenizer.chat_template)
+  // or the built-in opts.chatTemplate names ('chatml', ...), ready for the assistant's turn; then the same as
+  // generate(). Stops on the model's end-of-turn tokens. Calls that extend the same conversation reuse the KV cache
+  // of the common prefix: only the new tokens are prefilled (stats.reusedTokens). A model without a template and no
+  // chatTemplate option: the iterator rejects with an Error saying so.
+  chat(messages, opts = {}) {
+    this._alive();
+    let msgs;
+    try {
+      if (!Array.isArray(messages)) throw new TypeError('chat: messages must be an array of {role, content}');
+      msgs = messages.map((m, i) => {
+        if (!m || typeof m !== 'object') throw new TypeError(`chat: messages[${i}] is not an object {role, content}`);
+        return { role: m.role, content: m.content };
+      });
+    } catch (e) {
+      return { [Symbol.asyncIterator]() { return this; }, next: () => Promise.reject(e), return: async () => ({ done: true, value: undefined }) };
+    }
+    return this._stream({ type: 'chat', messages: msgs }, opts);
+  }
+
+  _stream(request, opts) {
     const { signal, ...options } = opts || {};
     const self = this;
     const buf = [];
@@ -111,15 +138,21 @@ class LM {
       if (signal) signal.addEventListener('abort', onAbort, { once: true });
       const run = () => {
         if (finished) return Promise.resolve();
-        const p = self._c.call({ type: 'generate', prompt: String(prompt), options }, (m) => {
-          if (m.type === 'piece' && !finished) {
-            if (m.token >= 0) tokens.push(m.token);
-            if (m.text) { buf.push(m.text); notify(); }
-          }
-        });
+        let p;
+        try {
+          p = self._c.call(Object.assign({}, request, { options }), (m) => {
+            if (m.type === 'piece' && !finished) {
+              if (m.token >= 0) tokens.push(m.token);
+              if (m.text) { buf.push(m.text); notify(); }
+            }
+          });
+        } catch (e) {  // options that cannot be sent to the worker (DataCloneError)
+          p = Promise.reject(e);
+        }
         reqId = p.id;
         return p.then((r) => {
           if (r && r.stats) self._stats = Object.assign({}, r.stats, { loadMs: self._stats.loadMs });
+          if (r && typeof r.prompt === 'string') self._lastPrompt = r.prompt;
         }, (e) => { failure = e; }).finally(() => {
           finished = true;
           if (signal) signal.removeEventListener('abort', onAbort);

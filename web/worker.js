@@ -3,6 +3,10 @@
 // thread is asked for, the pthreads build (edgelm-mt); fills the model bytes into the wasm heap (cache.js),
 // and runs the C ABI of backends/emscripten/include/edgelm/backends/emscripten/c_api.h one token at a time,
 // yielding to its event loop between tokens so that a cancel message stops a generation within a token.
+// Chat: the first chat request loads edgelm-text (the chat-template renderer, text_api.h, a module of its own), which
+// renders the conversation with the model's template (or a named built-in); the engine then tokenizes the rendered
+// text with its special tokens parsed and nothing added, and keeps the KV cache of the prefix it shares with the
+// previous request.
 /* eslint-env worker */
 'use strict';
 const BASE = new URL('./', self.location.href).href;
@@ -10,6 +14,7 @@ importScripts(BASE + 'cache.js');
 const { fetchModel, clearCache, LoadError } = self.edgelmFetch;
 
 let M = null;        // the emscripten module
+let T = null;        // edgelm-text (chat templates), loaded on the first chat request
 let E = 0;           // edgelm_engine*
 let build = '';
 let gen = null;      // {id, cancelled}
@@ -40,12 +45,27 @@ function putString(s) {
   return [p, b.length];
 }
 
-async function startModule(threads) {
+// Relaxed SIMD (i16x8.relaxed_dot_i8x16_i7x16_s, which the q4_0 products of the *-relaxed builds use): a module
+// whose one function uses it validates.
+function relaxedSimd() {
+  const z = new Array(16).fill(0);
+  const body = [0x00, 0xfd, 0x0c, ...z, 0xfd, 0x0c, ...z, 0xfd, 0x92, 0x02, 0x0b];
+  const bytes = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, 0x03, 0x02, 0x01, 0x00,
+                 0x0a, body.length + 2, 0x01, body.length, ...body];
+  try { return WebAssembly.validate(new Uint8Array(bytes)); } catch (_) { return false; }
+}
+
+let relaxed = false;
+async function startModule(threads, simd) {
   const mt = threads > 1;
   build = mt ? 'mt' : 'st';
-  const name = 'edgelm-' + build + '.js';
-  importScripts(BASE + name);
-  const factory = mt ? self.EdgelmMT : self.EdgelmST;
+  let name = 'edgelm-' + build + '.js';
+  relaxed = false;
+  if (simd !== 'simd128' && relaxedSimd()) {
+    try { importScripts(BASE + 'edgelm-' + build + '-relaxed.js'); relaxed = true; name = 'edgelm-' + build + '-relaxed.js'; } catch (_) { /* not built: the plain one */ }
+  }
+  if (!relaxed) importScripts(BASE + name);
+  const factory = relaxed ? (mt ? self.EdgelmMTR : self.EdgelmSTR) : (mt ? self.EdgelmMT : self.EdgelmST);
   const cfg = {
     locateFile: (f) => BASE + f,
     print: () => {}, printErr: (m) => console.warn('edgelm: ' + m),
@@ -55,6 +75,72 @@ async function startModule(threads) {
 }
 
 function post(msg, transfer) { self.postMessage(msg, transfer || []); }
+
+async function textModule() {
+  if (!T) {
+    importScripts(BASE + 'edgelm-text.js');
+    T = await self.EdgelmText({ locateFile: (f) => BASE + f, print: () => {}, printErr: (m) => console.warn('edgelm-text: ' + m) });
+  }
+  return T;
+}
+function textCstr(p) {
+  const h = T.HEAPU8;
+  let e = p;
+  while (h[e]) e++;
+  return dec.decode(h.slice(p, e));
+}
+
+// messages [{role, content}] -> the prompt text the chat template renders (add_generation_prompt on).
+async function renderChat(messages, o) {
+  const name = o.chatTemplate;
+  if (name !== undefined && name !== null && (typeof name !== 'string' || !name)) throw new TypeError('chatTemplate must be the name of a built-in chat template');
+  if (!Array.isArray(messages) || messages.length === 0) throw new TypeError('chat: messages must be a non-empty array of {role, content}');
+  const parts = [];
+  messages.forEach((m, i) => {
+    if (!m || typeof m !== 'object') throw new TypeError(`chat: messages[${i}] is not an object {role, content}`);
+    if (typeof m.role !== 'string') throw new TypeError(`chat: messages[${i}].role must be a string`);
+    if (typeof m.content !== 'string') throw new TypeError(`chat: messages[${i}].content must be a string`);
+    parts.push(enc.encode(m.role), enc.encode(m.content));
+  });
+  const info = JSON.parse(cstr(M._edgelm_chat_info(E)));
+  const t = await textModule();
+  if (!name && info.template === null) {
+    throw new Error('chat: the model has no chat template (its file has no tokenizer.chat_template); pass chatTemplate: NAME, ' +
+                    'one of the built-ins: ' + textCstr(t._edgelm_text_builtins()));
+  }
+  const ptrs = [];
+  const put = (bytes) => {
+    const p = t._malloc(bytes.length + 1);
+    if (!p) throw new Error('out_of_memory: no heap for the chat template renderer');
+    ptrs.push(p);
+    t.HEAPU8.set(bytes, p);
+    t.HEAPU8[p + bytes.length] = 0;
+    return p;
+  };
+  try {
+    const tpl = name ? null : enc.encode(info.template);
+    const tp = tpl ? put(tpl) : 0;
+    const np = name ? put(enc.encode(name)) : 0;
+    const total = parts.reduce((a, b) => a + b.length, 0);
+    const sp = t._malloc(total + 1);
+    if (!sp) throw new Error('out_of_memory: no heap for the chat messages');
+    ptrs.push(sp);
+    let at = sp;
+    for (const b of parts) { t.HEAPU8.set(b, at); at += b.length; }
+    const lp = t._malloc(parts.length * 4 + 4);
+    if (!lp) throw new Error('out_of_memory: no heap for the chat messages');
+    ptrs.push(lp);
+    new Uint32Array(t.HEAPU8.buffer, lp, parts.length).set(parts.map((b) => b.length));
+    const bp = info.bos === null ? 0 : put(enc.encode(info.bos));
+    const ep = info.eos === null ? 0 : put(enc.encode(info.eos));
+    const n = t._edgelm_text_render(tp, tpl ? tpl.length : 0, np, sp, lp, messages.length, bp, ep, 1);
+    if (n < 0) throw new Error('chat: ' + textCstr(t._edgelm_text_error()));
+    const op = t._edgelm_text_out();
+    return dec.decode(t.HEAPU8.slice(op, op + n));
+  } finally {
+    for (const p of ptrs) t._free(p);
+  }
+}
 
 // Source -> heap buffer. Returns {ptr, size, fromCache, finish}.
 async function fill(src, opt, id) {
@@ -121,7 +207,8 @@ async function doLoad(id, src, opt) {
   if (!Number.isInteger(context) || context < 0 || context > 1 << 24) throw new LoadError(`context must be a non-negative integer, not ${opt.context}`);
   const prec = PRECISION[opt.precision === undefined ? 'auto' : opt.precision];
   if (prec === undefined) throw new LoadError(`precision must be auto, f32, q8_0 or q4_0, not ${opt.precision}`);
-  await startModule(threads);
+  if (opt.simd !== undefined && opt.simd !== 'auto' && opt.simd !== 'simd128') throw new LoadError(`simd must be 'auto' or 'simd128', not ${opt.simd}`);
+  await startModule(threads, opt.simd);
   const f = await fill(src, opt, id);
   post({ id, type: 'progress', progress: { loaded: f.size, total: f.size, phase: 'load' } });
   E = M._edgelm_open(f.ptr, f.size, context, threads, prec);  // owns f.ptr from here (freed on failure)
@@ -131,8 +218,11 @@ async function doLoad(id, src, opt) {
     throw new LoadError(/^(invalid_argument|out_of_memory):/.test(msg) ? msg : `bad model file: ${msg}`);
   }
   await f.finish(true);
+  // one short forward pass now (counted in loadMs), so that the first prompt runs optimised wasm (warmUp: false skips it)
+  if (opt.warmUp !== false && M._edgelm_warm_up(E, 16) !== 0) console.warn('edgelm: warm-up failed: ' + engineError());
   const info = JSON.parse(cstr(M._edgelm_info(E)));
   info.build = build;
+  info.relaxedSimd = relaxed;
   info.fromCache = f.fromCache;
   const loadMs = performance.now() - t0;
   return { info, loadMs, requests: f.log };
@@ -144,7 +234,7 @@ let wake = null;
 chan.port1.onmessage = () => { const w = wake; wake = null; if (w) w(); };
 function yieldNow() { return new Promise((r) => { wake = r; chan.port2.postMessage(0); }); }
 
-async function doGenerate(id, prompt, o) {
+async function doGenerate(id, prompt, o, rendered) {
   if (!E) throw new Error('no model loaded');
   const num = (v, d, name, lo, hi) => {
     if (v === undefined || v === null) return d;
@@ -165,7 +255,7 @@ async function doGenerate(id, prompt, o) {
   const [sp] = putString(stops.join('\0'));
   let rc;
   try {
-    rc = M._edgelm_begin(E, pp, pl, maxTokens, temperature, topK, topP, minP, repeatPenalty, Math.floor(seed), sp, stops.length);
+    rc = M._edgelm_begin(E, pp, pl, maxTokens, temperature, topK, topP, minP, repeatPenalty, Math.floor(seed), sp, stops.length, rendered ? 1 : 0);
   } finally { M._free(pp); M._free(sp); }
   if (rc !== 0) throw new Error(engineError());
   let ended;
@@ -218,7 +308,14 @@ self.onmessage = async (ev) => {
     let result;
     switch (m.type) {
       case 'load': result = await doLoad(m.id, m.source, m.options || {}); break;
-      case 'generate': result = await doGenerate(m.id, m.prompt, m.options || {}); break;
+      case 'generate': result = await doGenerate(m.id, m.prompt, m.options || {}, false); break;
+      case 'chat': {
+        if (!E) throw new Error('no model loaded');
+        const o = m.options || {};
+        const prompt = await renderChat(m.messages, o);
+        result = Object.assign(await doGenerate(m.id, prompt, o, true), { prompt });
+        break;
+      }
       case 'tokenize': result = doTokenize(m.text, m.addSpecial !== false); break;
       case 'detokenize': result = doDetokenize(m.ids); break;
       case 'stats': result = E ? JSON.parse(cstr(M._edgelm_stats(E))) : null; break;

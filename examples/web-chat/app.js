@@ -7,19 +7,27 @@
 //   maxInput                       characters per message (default 2000)
 //   state()                        {ready, busy, on, info, replies} for tests
 // ?model=URL&sha256=HEX picks another model; default: the repository's edgelm-student-q8_0.gguf.
+// A model whose file carries a chat template (lm.info.hasChatTemplate) is spoken to through lm.chat() (its own
+// template, its end-of-turn tokens, the KV cache of earlier turns reused); ?template=NAME (a built-in such as chatml)
+// does the same for a model without one. Otherwise the conversation is plain "User: / Bot:" text for lm.generate().
 import { load } from '/pkg/edgelm.mjs';
 
 const DEFAULT_MODEL = { url: '/models/edgelm-student-q8_0.gguf', sha256: '60a693adedcba490198307092db69c5dcb5ad061f8bb6308400f13d16fedb7b8' };
 const q = new URLSearchParams(location.search);
 const MODEL = q.get('model') ? { url: q.get('model'), sha256: q.get('sha256') || undefined } : DEFAULT_MODEL;
 const GEN = { maxTokens: 96, temperature: 0.7, topP: 0.9, repeatPenalty: 1.1, stop: ['\nUser:', '\nYou:'] };
+const CHAT_GEN = { maxTokens: 96, temperature: 0.7, topP: 0.9, repeatPenalty: 1.1 };
+const TEMPLATE = q.get('template') || undefined;
 
 const $ = (id) => document.getElementById(id);
 const hooks = window.edgelmChat = Object.assign({ outputFilter: (t) => t, maxInput: 2000 }, window.edgelmChat || {});
 let lm = null, busy = false, abort = null, loading = null, replies = 0;
-const history = [];  // {who: 'User'|'Bot', text}
+const history = [];  // {who: 'User'|'Bot', text}  (plain-text mode)
+let messages = [];   // [{role, content}]          (chat-template mode: what the model said, unfiltered)
+const useChat = () => !!lm && (lm.info.hasChatTemplate || !!TEMPLATE);
 
-hooks.state = () => ({ ready: !!lm && !loading, busy, on: $('power').checked, info: lm ? lm.info : null, replies });
+hooks.state = () => ({ ready: !!lm && !loading, busy, on: $('power').checked, info: lm ? lm.info : null, replies,
+                       mode: lm ? (useChat() ? 'chat' : 'text') : null, stats: lm ? lm.stats : null });
 
 // Service worker for the app shell (offline reloads). Not fatal when unavailable.
 if ('serviceWorker' in navigator) navigator.serviceWorker.register('sw.js').catch((e) => console.warn('web-chat: no service worker:', e.message));
@@ -66,7 +74,9 @@ async function start() {
     if (!$('power').checked) { await m.unload(); return; }  // switched off while loading
     lm = m;
     const i = lm.info;
+    messages = [];
     $('load-status').textContent = `ready: ${i.arch} ${(i.params / 1e6).toFixed(1)}M params, ${i.precision}, ${i.threads} thread${i.threads > 1 ? 's' : ''} (${i.build}), ` +
+      `${useChat() ? 'chat template' + (TEMPLATE ? ' ' + TEMPLATE : '') : 'plain text prompts'}, ` +
       `${i.fromCache ? 'from the cache' : 'downloaded'} in ${((performance.now() - t0) / 1000).toFixed(1)} s`;
     setTimeout(() => { if (lm) $('loading').classList.add('hidden'); }, 1500);
     setBusy(false);
@@ -121,20 +131,34 @@ async function send(ev) {
   setBusy(true);
   abort = new AbortController();
   let reply = '';
+  const show = () => { out.textContent = hooks.outputFilter(reply.trimStart()); $('log').scrollTop = $('log').scrollHeight; };
   try {
-    const prompt = await promptFor(text);
-    for await (const piece of lm.generate(prompt, Object.assign({}, GEN, { signal: abort.signal }))) {
-      reply += piece;
-      out.textContent = hooks.outputFilter(reply.trimStart());
-      $('log').scrollTop = $('log').scrollHeight;
+    if (useChat()) {
+      messages.push({ role: 'user', content: text });
+      for (;;) {  // while the conversation does not fit the context, leave out its oldest turns
+        try {
+          for await (const piece of lm.chat(messages, Object.assign({ chatTemplate: TEMPLATE }, CHAT_GEN, { signal: abort.signal }))) { reply += piece; show(); }
+          break;
+        } catch (e) {
+          if (!/context_overflow/.test(e.message) || reply || messages.length < 3) throw e;
+          messages.splice(messages[0].role === 'system' ? 1 : 0, 2);
+        }
+      }
+      messages.push({ role: 'assistant', content: reply });
+      reply = hooks.outputFilter(reply.trim());
+    } else {
+      const prompt = await promptFor(text);
+      for await (const piece of lm.generate(prompt, Object.assign({}, GEN, { signal: abort.signal }))) { reply += piece; show(); }
+      reply = hooks.outputFilter(reply.trim());
+      history.push({ who: 'Bot', text: reply });
     }
-    reply = hooks.outputFilter(reply.trim());
     out.textContent = reply || '…';
-    history.push({ who: 'Bot', text: reply });
     replies++;
     const s = lm && lm.stats;
-    if (s) $('info').textContent = `last reply: ${s.genTokens} tokens at ${s.genTokPerS.toFixed(0)} tok/s; prompt ${s.promptTokens} tokens at ${s.promptTokPerS.toFixed(0)} tok/s`;
+    if (s) $('info').textContent = `last reply: ${s.genTokens} tokens at ${s.genTokPerS.toFixed(0)} tok/s; prompt ${s.promptTokens} tokens ` +
+      `(${s.reusedTokens} reused from the KV cache, the rest at ${s.promptTokPerS.toFixed(0)} tok/s)`;
   } catch (e) {
+    if (messages.length && messages[messages.length - 1].role === 'user') messages.pop();  // the turn did not happen
     add('error', e.message);
   } finally {
     out.classList.remove('streaming');

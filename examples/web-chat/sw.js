@@ -1,9 +1,11 @@
 // examples/web-chat/sw.js - the app shell offline: cache-first for the page, its script and style and the edgelm
 // package; the model itself is not handled here (edgelm keeps it in its verified IndexedDB cache, and a cached
 // model needs no request at all). A new version of this file (CACHE name) replaces the old shell.
-const CACHE = 'edgelm-web-chat-v1';
+const CACHE = 'edgelm-web-chat-v3';
 const SHELL = ['./', 'index.html', 'app.js', 'style.css', '/pkg/edgelm.mjs', '/pkg/worker.js', '/pkg/cache.js',
-               '/pkg/edgelm-st.js', '/pkg/edgelm-st.wasm', '/pkg/edgelm-mt.js', '/pkg/edgelm-mt.wasm', '/pkg/edgelm-mt.worker.js'];
+               '/pkg/edgelm-st.js', '/pkg/edgelm-st.wasm', '/pkg/edgelm-mt.js', '/pkg/edgelm-mt.wasm', '/pkg/edgelm-mt.worker.js',
+               '/pkg/edgelm-text.js', '/pkg/edgelm-text.wasm', '/pkg/edgelm-st-relaxed.js', '/pkg/edgelm-st-relaxed.wasm',
+               '/pkg/edgelm-mt-relaxed.js', '/pkg/edgelm-mt-relaxed.wasm', '/pkg/edgelm-mt-relaxed.worker.js'];
 
 self.addEventListener('install', (ev) => {
   ev.waitUntil((async () => {

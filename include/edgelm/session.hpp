@@ -209,6 +209,17 @@ class session {
 
   void reset_sampler(const sampling_options& o) { sampler_ = sampler(o); }
 
+  // Forget the conversation: the next prompt reuses nothing from the KV cache (which stays allocated).
+  void clear() noexcept {
+    tokens_.clear();
+    pending_.clear();
+    next_ = 0;
+    reused_ = 0;
+    have_logits_ = false;
+    last_unfed_ = false;
+    stream_.reset();
+  }
+
   // Stop tokens (besides EOS while stop_at_eos) and stop strings for step(); resets the text stream.
   void set_stops(std::vector<std::int32_t> tokens, std::vector<std::string> strings) {
     stop_tokens_ = std::move(tokens);

@@ -5937,6 +5937,10 @@ enum class normalizer_kind : std::uint8_t { nfc, prepend, replace };
 struct normalizer_step {
   normalizer_kind kind;
   std::string a, b;  // prepend: a; replace: a -> b
+  // nfc: the normaliser, reached through this pointer so that only code that makes an NFC step (make_nfc(): the
+  // tokenizer.json reader) links detail::nfc and its ~38 KB of composition tables (GGUF vocabularies never need them)
+  std::string (*fn)(std::string_view) = nullptr;
+  static normalizer_step make_nfc() { return {normalizer_kind::nfc, {}, {}, &detail::nfc}; }
 };
 
 enum class split_behavior : std::uint8_t { isolated, removed, merged_with_previous, merged_with_next, contiguous };
@@ -6349,7 +6353,9 @@ inline void bpe_tokenizer::encode_segment(std::string_view seg, bool at_start, s
   std::string norm(seg);
   for (const auto& n : normalizers_) {
     switch (n.kind) {
-      case normalizer_kind::nfc: norm = detail::nfc(norm); break;
+      case normalizer_kind::nfc:
+        if (n.fn) norm = n.fn(norm);
+        break;
       case normalizer_kind::prepend:
         if (!norm.empty()) norm.insert(0, n.a);
         break;
@@ -6897,7 +6903,7 @@ inline result<void> read_normalizer(const json& n, bpe_source& s, int depth = 0)
     for (const auto& e : *list) EDGELM_TRY(read_normalizer(e, s, depth + 1));
     return {};
   }
-  if (*type == "NFC") { s.normalizers.push_back({normalizer_kind::nfc, {}, {}}); return {}; }
+  if (*type == "NFC") { s.normalizers.push_back(normalizer_step::make_nfc()); return {}; }
   if (*type == "Prepend") {
     auto p = get_string(n, "prepend", "normalizer", true);
     if (!p) return p.error();
@@ -9681,6 +9687,17 @@ class session {
   }
 
   void reset_sampler(const sampling_options& o) { sampler_ = sampler(o); }
+
+  // Forget the conversation: the next prompt reuses nothing from the KV cache (which stays allocated).
+  void clear() noexcept {
+    tokens_.clear();
+    pending_.clear();
+    next_ = 0;
+    reused_ = 0;
+    have_logits_ = false;
+    last_unfed_ = false;
+    stream_.reset();
+  }
 
   // Stop tokens (besides EOS while stop_at_eos) and stop strings for step(); resets the text stream.
   void set_stops(std::vector<std::int32_t> tokens, std::vector<std::string> strings) {

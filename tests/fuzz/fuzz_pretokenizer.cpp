@@ -45,7 +45,7 @@ edgelm::bpe_tokenizer make_tokenizer(std::vector<edgelm::pretokenizer_step> pre,
     a.single_word = k == 3;
     s.added.push_back(a);
   }
-  if (nfc) s.normalizers.push_back({edgelm::normalizer_kind::nfc, {}, {}});
+  if (nfc) s.normalizers.push_back(edgelm::normalizer_step::make_nfc());
   s.pretokenizers = std::move(pre);
   auto t = edgelm::bpe_tokenizer::build(std::move(s));
   EDGELM_FUZZ_ASSERT(t.has_value());

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { startServer, sharedModels } from './server.mjs';
@@ -150,6 +150,8 @@ test('greedy-st', async () => {
   eq(r.info.simd, 'wasm-simd128', 'simd');
   eq(r.info.vocabSize, 512, 'vocab');
   eq(r.stats.genTokens, N, 'generated tokens');
+  eq(r.stats.reusedTokens, 0, 'the first prompt reuses nothing (the warm-up at load is forgotten)');
+  eq(r.stats.promptTokens, ref.promptIds.length, 'prompt tokens');
   const last = r.events[r.events.length - 1];
   const dl = r.events.filter((e) => e.phase === 'download');
   assert(dl.length >= 2, 'download progress events arrive');
@@ -200,6 +202,41 @@ test('shipped-model', async () => {
     }
   }
   return notes.length ? notes.join('; ') : 'f32 ids = student_greedy.tsv; f32/q8_0/q4_0 text = native CLI, 1 and 2 threads';
+});
+
+// The relaxed-SIMD builds (Chromium 156 has relaxed SIMD): picked by default, the SIMD128 ones with simd: 'simd128';
+// q4_0 greedy text (whose products differ between the two) = the native CLI's in both, 1 and 2 threads.
+test('relaxed-simd', async () => {
+  const file = path.join(repo, 'models/edgelm-student-q4_0.gguf');
+  if (!fs.existsSync(file)) return 'SKIP: models/edgelm-student-q4_0.gguf not in this checkout';
+  const prompt = 'The king said', n = 48;
+  const nat = nativeRun(file, prompt, n);
+  const notes = [];
+  for (const [server, threads] of [[plain, 1], [iso, 2]]) {
+    const { p } = await page(server);
+    const r = await p.evaluate(async ({ url, prompt, n, threads }) => {
+      const out = [];
+      for (const simd of ['auto', 'simd128']) {
+        const lm = await window.edgelm.load(url, { cache: 'none', threads, simd });
+        out.push({ text: prompt + await lm.complete(prompt, { maxTokens: n, temperature: 0 }), info: lm.info });
+        await lm.unload();
+      }
+      let bad = '';
+      try { await window.edgelm.load(url, { cache: 'none', simd: 'avx' }); } catch (e) { bad = e.message; }
+      return { out, bad };
+    }, { url: '/repo-models/edgelm-student-q4_0.gguf', prompt, n, threads });
+    const [a, b] = r.out;
+    eq(a.info.relaxedSimd, true, `threads ${threads}: the relaxed build by default`);
+    eq(a.info.kernels, 'highway/relaxed-simd', 'its kernels');
+    eq(b.info.relaxedSimd, false, "simd: 'simd128': the plain build");
+    eq(b.info.kernels, 'highway/simd128', 'its kernels');
+    eq(a.info.build, threads > 1 ? 'mt' : 'st', 'build');
+    eq(a.text, b.text, `threads ${threads}: relaxed and SIMD128 greedy text`);
+    if (nat !== null) eq(a.text, nat, `threads ${threads}: relaxed greedy text vs the native CLI`);
+    else notes.push('no native CLI');
+    assert(/simd must be/.test(r.bad), 'a bad simd option rejects: ' + r.bad);
+  }
+  return notes.length ? notes.join('; ') : 'q4_0 greedy text: relaxed = SIMD128 = native CLI, 1 and 2 threads';
 });
 
 test('tokenize', async () => {
@@ -267,6 +304,147 @@ test('quota-full', async () => {
   const files = await p.evaluate(() => window.idbFiles());
   assert(!files.some((x) => x.key.includes('t=quota')), 'nothing stored');
   return `estimate ${JSON.stringify(est)}; ` + p.warnings.find((w) => /not caching|quota full/.test(w)).slice(0, 100);
+});
+
+// A copy of a GGUF with tokenizer.chat_template = tpl added (a new key/value before the others; the tensor data
+// re-aligned). Written by this script from the GGUF layout (gguf.md), not by edgelm.
+function ggufWithTemplate(bytes, tpl) {
+  let at = 0;
+  const u32 = () => { const v = bytes.readUInt32LE(at); at += 4; return v; };
+  const u64 = () => { const v = Number(bytes.readBigUInt64LE(at)); at += 8; return v; };
+  const str = () => { const n = u64(); const v = bytes.toString('utf8', at, at + n); at += n; return v; };
+  const SIZE = { 0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8 };
+  const skip = (type) => {
+    if (type === 8) { str(); return; }
+    if (type === 9) { const et = u32(); const n = u64(); for (let i = 0; i < n; i++) skip(et); return; }
+    at += SIZE[type];
+  };
+  eq(bytes.toString('latin1', 0, 4), 'GGUF', 'GGUF magic');
+  at = 4;
+  u32();
+  const nTensors = u64(), nKv = u64();
+  const kvStart = at;
+  let alignment = 32;
+  for (let i = 0; i < nKv; i++) {
+    const key = str(); const type = u32();
+    if (key === 'tokenizer.chat_template') throw new Error('the file already has a chat template');
+    if (key === 'general.alignment' && type === 4) { alignment = bytes.readUInt32LE(at); }
+    skip(type);
+  }
+  for (let i = 0; i < nTensors; i++) { str(); const nd = u32(); at += 8 * nd; u32(); u64(); }
+  const infoEnd = at;
+  const dataStart = Math.ceil(infoEnd / alignment) * alignment;
+  const s = (x) => { const b = Buffer.from(x, 'utf8'); const n = Buffer.alloc(8); n.writeBigUInt64LE(BigInt(b.length)); return Buffer.concat([n, b]); };
+  const t8 = Buffer.alloc(4); t8.writeUInt32LE(8);
+  const kv = Buffer.concat([s('tokenizer.chat_template'), t8, s(tpl)]);
+  const head = Buffer.from(bytes.subarray(0, kvStart));
+  head.writeBigUInt64LE(BigInt(nKv + 1), 16);
+  const meta = Buffer.concat([head, kv, bytes.subarray(kvStart, infoEnd)]);
+  const pad = Buffer.alloc(Math.ceil(meta.length / alignment) * alignment - meta.length);
+  return Buffer.concat([meta, pad, bytes.subarray(dataStart)]);
+}
+
+// `edgelm chat` (the native CLI of this tree) on piped turns: the greedy reply of each turn and the reuse line.
+function nativeChat(file, turns, n, extra = []) {
+  const cli = process.env.EDGELM_NATIVE_CLI || path.join(repo, 'build/native/edgelm');
+  if (!fs.existsSync(cli)) return null;
+  const replies = [], reused = [];
+  let before = '';
+  for (let k = 1; k <= turns.length; k++) {  // k turns: stdout = reply 1 \n ... reply k \n (a reply may hold newlines)
+    const r = spawnSync(cli, ['chat', '-m', file, '--temp', '0', '-n', String(n), ...extra], { input: turns.slice(0, k).join('\n') + '\n' });
+    if (r.status !== 0) throw new Error(`native chat failed: ${r.stderr}`);
+    const out = r.stdout.toString('utf8');
+    assert(out.startsWith(before) && out.endsWith('\n'), 'native chat output of the first turns is stable');
+    replies.push(out.slice(before.length, -1));
+    before = out;
+    if (k === turns.length) {
+      for (const m of r.stderr.toString('utf8').matchAll(/\[turn \d+: prompt (\d+) tokens, (\d+) reused, (\d+) prefilled/g)) reused.push({ prompt: +m[1], reused: +m[2] });
+    }
+    before = out.endsWith('\n') ? out : out + '\n';
+  }
+  return { cli, replies, reused };
+}
+
+// lm.chat: the model's own template (a copy of stories260K.gguf given the Llama-2 template, which writes <s> itself)
+// and a built-in (chatml) on the plain file; greedy replies of two turns = `edgelm chat`'s; turn 2 reuses the KV
+// cache of turn 1 (the same count the CLI reports); the rendered prompt = `edgelm template`'s; no template rejects.
+test('chat', async () => {
+  const tplJson = JSON.parse(fs.readFileSync(path.join(repo, 'tests/data/chat_templates/llama-2.json'), 'utf8'));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgelm-chat-'));
+  try {
+    const withTpl = ggufWithTemplate(modelBytes, tplJson.chat_template);
+    const file = path.join(tmp, 'stories260K-llama2-template.gguf');
+    fs.writeFileSync(file, withTpl);
+    const SYSTEM = 'You are a storyteller.';
+    const turns = ['Hello', 'What is your name?'];
+    const NT = 24;
+    const natOwn = nativeChat(file, turns, NT, ['--system', SYSTEM]);
+    const natChatml = nativeChat(path.join(sharedModels, 'stories260K.gguf'), turns, NT, ['--chat-template', 'chatml']);
+    const { p } = await page(plain);
+    const r = await p.evaluate(async ({ b64, SYSTEM, turns, NT }) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const run = async (lm, base, opts) => {
+        const msgs = base.slice(), out = [];
+        for (const t of turns) {
+          msgs.push({ role: 'user', content: t });
+          let reply = '';
+          for await (const piece of lm.chat(msgs, Object.assign({ maxTokens: NT, temperature: 0 }, opts))) reply += piece;
+          out.push({ reply, stats: lm.stats, prompt: lm.lastPrompt });
+          msgs.push({ role: 'assistant', content: reply });
+        }
+        return out;
+      };
+      const a = await window.edgelm.load(bytes.buffer);
+      const own = await run(a, [{ role: 'system', content: SYSTEM }], {});
+      const infoOwn = a.info;
+      let refused = '';
+      try { for await (const x of a.chat([{ role: 'user', content: 'a' }, { role: 'user', content: 'b' }], { maxTokens: 1 })) void x; } catch (e) { refused = e.message; }
+      let badRole = '';
+      try { for await (const x of a.chat([{ role: 'us er', content: 'a' }], { maxTokens: 1 })) void x; } catch (e) { badRole = e.message; }
+      await a.unload();
+      const b = await window.edgelm.load('/models/stories260K.gguf', { cache: 'none' });
+      const infoPlain = b.info;
+      let none = '';
+      try { for await (const x of b.chat([{ role: 'user', content: 'Hi' }])) void x; } catch (e) { none = e.message; }
+      let unknown = '';
+      try { for await (const x of b.chat([{ role: 'user', content: 'Hi' }], { chatTemplate: 'nonesuch' })) void x; } catch (e) { unknown = e.message; }
+      const chatml = await run(b, [], { chatTemplate: 'chatml' });
+      await b.unload();
+      return { own, chatml, infoOwn, infoPlain, none, unknown, refused, badRole };
+    }, { b64: withTpl.toString('base64'), SYSTEM, turns, NT });
+    eq(r.infoOwn.hasChatTemplate, true, 'info.hasChatTemplate of the file with a template');
+    eq(r.infoPlain.hasChatTemplate, false, 'info.hasChatTemplate of stories260K.gguf');
+    assert(/no chat template/.test(r.none) && /chatTemplate/.test(r.none) && /chatml/.test(r.none), 'no template and no chatTemplate option rejects, naming the cause: ' + r.none);
+    assert(/unknown built-in chat template 'nonesuch'/.test(r.unknown), 'an unknown built-in rejects: ' + r.unknown);
+    assert(/must alternate/.test(r.refused), "the template's raise_exception rejects: " + r.refused);
+    assert(/bad message role/.test(r.badRole), 'a bad role rejects: ' + r.badRole);
+    // the rendered prompt of turn 2 = `edgelm template` on the same conversation
+    const cli = process.env.EDGELM_NATIVE_CLI || path.join(repo, 'build/native/edgelm');
+    const notes = [];
+    for (const [name, got, nat] of [['own template', r.own, natOwn], ['chatml', r.chatml, natChatml]]) {
+      for (const [i, t] of got.entries()) {
+        assert(t.reply.length > 0, `${name} turn ${i + 1}: a reply`);
+        eq(t.stats.genTokens, NT, `${name} turn ${i + 1}: tokens generated (no end-of-turn token in this vocabulary)`);
+      }
+      assert(got[1].stats.reusedTokens > 0 && got[1].stats.reusedTokens >= got[0].stats.promptTokens,
+        `${name}: turn 2 reuses turn 1's prompt from the KV cache (${got[1].stats.reusedTokens} reused of ${got[1].stats.promptTokens}; turn 1 prompt ${got[0].stats.promptTokens})`);
+      eq(got[0].stats.reusedTokens, 0, `${name}: turn 1 reuses nothing`);
+      if (nat) {
+        for (let i = 0; i < turns.length; i++) eq(got[i].reply, nat.replies[i], `${name} turn ${i + 1} reply vs the native CLI (${nat.cli} chat)`);
+        eq(JSON.stringify(got.map((t) => ({ prompt: t.stats.promptTokens, reused: t.stats.reusedTokens }))), JSON.stringify(nat.reused), `${name}: prompt/reused tokens per turn vs the native CLI`);
+      } else notes.push(`${name}: no native CLI to compare with`);
+    }
+    if (fs.existsSync(cli)) {
+      const mf = path.join(tmp, 'messages.json');
+      fs.writeFileSync(mf, JSON.stringify([{ role: 'system', content: SYSTEM }, { role: 'user', content: turns[0] }, { role: 'assistant', content: r.own[0].reply }, { role: 'user', content: turns[1] }]));
+      const t = spawnSync(cli, ['template', '-m', file, '--messages', mf]);
+      eq(t.status, 0, 'edgelm template ran: ' + t.stderr);
+      eq(r.own[1].prompt, t.stdout.toString('utf8'), 'turn 2 rendered prompt vs `edgelm template`');
+      assert(r.own[1].prompt.startsWith('<s>[INST] <<SYS>>'), 'the template writes its own <s>');
+    }
+    return (notes.length ? notes.join('; ') + '; ' : 'replies = native CLI; ') +
+      `turn 2: ${r.own[1].stats.reusedTokens} of ${r.own[1].stats.promptTokens} prompt tokens reused (own template), ${r.chatml[1].stats.reusedTokens} of ${r.chatml[1].stats.promptTokens} (chatml)`;
+  } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
 });
 
 test('sha256-mismatch', async () => {
@@ -520,8 +698,29 @@ test('web-chat', async () => {
     if (process.env.VERBOSE) say('    web-chat: const c = await ask(');
     const c = await ask('The end.');
     assert(c.length > 0, 'offline reload still answers');
+    eq(await p.evaluate(() => window.edgelmChat.state().mode), 'text', 'the default model has no chat template: plain-text prompts');
     await ctx.close();
-    return `replies: ${JSON.stringify(a.slice(0, 40))}...; offline reply ${JSON.stringify(c.slice(0, 30))}...`;
+    // ?template=chatml: the page speaks through lm.chat (a built-in template); turn 2 reuses the KV cache of turn 1
+    const ctx2 = await browser.newContext();
+    const p2 = await ctx2.newPage();
+    p2.on('pageerror', (e) => say(`    [pageerror] ${e.message}`));
+    await p2.goto(url + '?template=chatml');
+    await p2.waitForFunction(() => window.edgelmChat && window.edgelmChat.state && window.edgelmChat.state().ready, null, { timeout: 60000 });
+    const chatReply = async (text) => {
+      const n = await p2.evaluate(() => window.edgelmChat.state().replies);
+      await p2.fill('#input', text);
+      await p2.click('#send');
+      await p2.waitForFunction((n) => (window.edgelmChat.state().replies > n || document.querySelector('.msg.error')) && !window.edgelmChat.state().busy, n, { timeout: 60000 });
+      const err = await p2.evaluate(() => { const e = document.querySelector('.msg.error'); return e ? e.textContent : ''; });
+      if (err) throw new Error('the chat (template mode) shows an error: ' + err);
+      return await p2.evaluate(() => window.edgelmChat.state());
+    };
+    const s1 = await chatReply('Hello there.');
+    eq(s1.mode, 'chat', '?template=chatml: lm.chat mode');
+    const s2 = await chatReply('Tell me a story.');
+    assert(s2.stats.reusedTokens > 0 && s2.stats.reusedTokens >= s1.stats.promptTokens, `turn 2 reuses turn 1 from the KV cache: ${JSON.stringify(s2.stats)}`);
+    await ctx2.close();
+    return `replies: ${JSON.stringify(a.slice(0, 40))}...; offline reply ${JSON.stringify(c.slice(0, 30))}...; chatml mode turn 2: ${s2.stats.reusedTokens} of ${s2.stats.promptTokens} tokens reused`;
   } finally { srv.kill(); }
 });
 

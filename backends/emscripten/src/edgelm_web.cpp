@@ -14,7 +14,6 @@
 #pragma clang attribute push(__attribute__((minsize)), apply_to = function)
 #endif
 #include <edgelm/formats/gguf.hpp>
-#include <edgelm/formats/llama2c.hpp>
 #include <edgelm/tokenizer/text_tokenizer.hpp>
 #include <edgelm/load.hpp>
 #include <edgelm/session.hpp>
@@ -111,6 +110,8 @@ EDGELM_EXPORT edgelm_engine* edgelm_open(void* buffer, size_t size, uint32_t con
 
 EDGELM_EXPORT void edgelm_close(edgelm_engine* e) { delete e; }
 
+EDGELM_EXPORT int edgelm_warm_up(edgelm_engine* e, uint32_t n) { return ok(e->e->warm_up(n)) ? 0 : -1; }
+
 EDGELM_EXPORT const char* edgelm_info(edgelm_engine* e) {
   e->out = e->e->info_json();
   return e->out.c_str();
@@ -135,8 +136,16 @@ EDGELM_EXPORT int edgelm_detokenize(edgelm_engine* e, const int32_t* ids, size_t
   return static_cast<int>(e->out.size());
 }
 
+EDGELM_EXPORT const char* edgelm_chat_info(edgelm_engine* e) {
+  auto str = [](const std::optional<std::string>& s) { return s ? "\"" + edgelm::web::detail::json_escape(*s) + "\"" : std::string("null"); };
+  const std::string& t = e->e->chat_template();
+  e->out = "{\"template\":" + (t.empty() ? std::string("null") : "\"" + edgelm::web::detail::json_escape(t) + "\"") +
+           ",\"bos\":" + str(e->e->bos_text()) + ",\"eos\":" + str(e->e->eos_text()) + "}";
+  return e->out.c_str();
+}
+
 EDGELM_EXPORT int edgelm_begin(edgelm_engine* e, const char* prompt, size_t len, uint32_t max_tokens, float temperature, uint32_t top_k, float top_p,
-                               float min_p, float repeat_penalty, double seed, const char* stops, uint32_t n_stops) {
+                               float min_p, float repeat_penalty, double seed, const char* stops, uint32_t n_stops, int rendered) {
   edgelm::generate_options g;
   g.max_tokens = max_tokens;
   g.temperature = temperature;
@@ -156,7 +165,7 @@ EDGELM_EXPORT int edgelm_begin(edgelm_engine* e, const char* prompt, size_t len,
     p += n + 1;
   }
   e->out.clear();
-  auto r = e->e->begin(std::string_view(prompt ? prompt : "", prompt ? len : 0), g);
+  auto r = e->e->begin(std::string_view(prompt ? prompt : "", prompt ? len : 0), g, rendered != 0);
   return ok(r) ? 0 : -1;
 }
 

@@ -176,6 +176,10 @@ enum class normalizer_kind : std::uint8_t { nfc, prepend, replace };
 struct normalizer_step {
   normalizer_kind kind;
   std::string a, b;  // prepend: a; replace: a -> b
+  // nfc: the normaliser, reached through this pointer so that only code that makes an NFC step (make_nfc(): the
+  // tokenizer.json reader) links detail::nfc and its ~38 KB of composition tables (GGUF vocabularies never need them)
+  std::string (*fn)(std::string_view) = nullptr;
+  static normalizer_step make_nfc() { return {normalizer_kind::nfc, {}, {}, &detail::nfc}; }
 };
 
 enum class split_behavior : std::uint8_t { isolated, removed, merged_with_previous, merged_with_next, contiguous };
@@ -588,7 +592,9 @@ inline void bpe_tokenizer::encode_segment(std::string_view seg, bool at_start, s
   std::string norm(seg);
   for (const auto& n : normalizers_) {
     switch (n.kind) {
-      case normalizer_kind::nfc: norm = detail::nfc(norm); break;
+      case normalizer_kind::nfc:
+        if (n.fn) norm = n.fn(norm);
+        break;
       case normalizer_kind::prepend:
         if (!norm.empty()) norm.insert(0, n.a);
         break;

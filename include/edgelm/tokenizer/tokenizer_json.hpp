@@ -233,7 +233,7 @@ inline result<void> read_normalizer(const json& n, bpe_source& s, int depth = 0)
     for (const auto& e : *list) EDGELM_TRY(read_normalizer(e, s, depth + 1));
     return {};
   }
-  if (*type == "NFC") { s.normalizers.push_back({normalizer_kind::nfc, {}, {}}); return {}; }
+  if (*type == "NFC") { s.normalizers.push_back(normalizer_step::make_nfc()); return {}; }
   if (*type == "Prepend") {
     auto p = get_string(n, "prepend", "normalizer", true);
     if (!p) return p.error();

@@ -3,14 +3,17 @@
 //
 //   auto e = edgelm::web::engine::open(std::move(heap), {.context = 512, .threads = 1});
 //   e->begin("Once upon a time", gen_options);                   // prompt (prefilled as the CLI does)
+//   e->begin(rendered_chat, gen_options, /*rendered=*/true);     // a chat template's output (its specials parsed)
 //   while (true) { auto r = e->step(); if (!r) ...; use(r->text); if (r->done) break; }   // one token per call
 //
 // Kernels: the Highway backend (WASM SIMD128 under em++ -msimd128). Precision "auto" is the CLI's rule: q8_0
 // or q4_0 when every weight matrix of the file has that type (used in place, zero copy), else f32.
+// Model files: GGUF only (it carries the tokenizer; a llama2.c checkpoint would need a second file).
 #pragma once
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -43,7 +46,8 @@ struct step_output {
 };
 
 struct engine_stats {
-  std::uint32_t prompt_tokens = 0;
+  std::uint32_t prompt_tokens = 0;   // the whole conversation given to begin() (incl. BOS)
+  std::uint32_t reused_tokens = 0;   // of those, already in the KV cache (the prefix shared with the previous call)
   double prompt_ms = 0;
   std::uint32_t gen_tokens = 0;
   double gen_ms = 0;
@@ -86,12 +90,25 @@ class engine {
   const engine_stats& stats() const noexcept { return stats_; }
 
   virtual std::vector<std::int32_t> tokenize(std::string_view text, bool add_special) const = 0;
+  // The file's chat template (GGUF tokenizer.chat_template; empty: none) and the bos_token / eos_token strings
+  // a template is given (nullopt: the vocabulary has none), as `edgelm chat` passes them.
+  virtual const std::string& chat_template() const noexcept = 0;
+  virtual std::optional<std::string> bos_text() const = 0;
+  virtual std::optional<std::string> eos_text() const = 0;
   virtual result<std::string> detokenize(std::span<const std::int32_t> ids) const = 0;
 
   // Start a generation: the prompt (tokenized with the tokenizer's BOS, prefix reuse) is run now; then
   // step() samples one token per call. o.stop are stop strings (the text ends before the first).
-  virtual result<void> begin(std::string_view prompt, const generate_options& o) = 0;
+  // rendered: the prompt is a chat template's output (session::prompt_rendered: special tokens in it parsed, no
+  // BOS added); the longest prefix already in the KV cache is kept either way, so a conversation that grows
+  // turn by turn prefills only its new tokens (stats().reused_tokens).
+  virtual result<void> begin(std::string_view prompt, const generate_options& o, bool rendered = false) = 0;
   virtual result<step_output> step() = 0;
+  // Run the forward pass once on a batch of n placeholder tokens and twice on single tokens, then forget them
+  // (session::clear): browsers compile wasm with a baseline compiler first and optimise the functions that turn out
+  // hot, so without this the first prompt after a load runs partly unoptimised code (seen: about half the speed of
+  // later prompts in Chromium). Costs that forward work once per load.
+  virtual result<void> warm_up(std::uint32_t n) = 0;
   // Abandon the generation in progress (the next begin() starts afresh).
   void cancel() noexcept { active_ = false; }
   bool active() const noexcept { return active_; }
@@ -109,7 +126,7 @@ class engine {
 #endif
                     "\",\"kernels\":\"" + std::string(web_kernels::name) + "/" + web_kernels::target() + "\",\"dim\":" + std::to_string(c.dim) +
                     ",\"layers\":" + std::to_string(c.n_layers) + ",\"heads\":" + std::to_string(c.n_heads) + ",\"kvHeads\":" + std::to_string(c.n_kv_heads) +
-                    ",\"fileBytes\":" + std::to_string(file_bytes()) + "}";
+                    ",\"fileBytes\":" + std::to_string(file_bytes()) + ",\"hasChatTemplate\":" + (chat_template().empty() ? "false" : "true") + "}";
     return s;
   }
   std::string stats_json() const {
@@ -120,7 +137,9 @@ class engine {
       std::snprintf(b, sizeof b, "%.3f", v);
       return std::string(b);
     };
-    return "{\"promptTokens\":" + std::to_string(t.prompt_tokens) + ",\"promptMs\":" + num(t.prompt_ms) + ",\"promptTokPerS\":" + num(rate(t.prompt_tokens, t.prompt_ms)) +
+    // promptTokPerS: the tokens actually prefilled (not those reused from the KV cache) per second
+    return "{\"promptTokens\":" + std::to_string(t.prompt_tokens) + ",\"reusedTokens\":" + std::to_string(t.reused_tokens) +
+           ",\"promptMs\":" + num(t.prompt_ms) + ",\"promptTokPerS\":" + num(rate(t.prompt_tokens - t.reused_tokens, t.prompt_ms)) +
            ",\"genTokens\":" + std::to_string(t.gen_tokens) + ",\"genMs\":" + num(t.gen_ms) + ",\"genTokPerS\":" + num(rate(t.gen_tokens, t.gen_ms)) +
            ",\"loadMs\":" + num(t.load_ms) + ",\"heapBytes\":" + std::to_string(heap_bytes()) + "}";
   }
@@ -179,6 +198,15 @@ class engine_of final : public engine {
   std::uint32_t context() const noexcept override { return s_->context(); }
 
   std::vector<std::int32_t> tokenize(std::string_view text, bool add_special) const override { return detail::encode(m_->tok, text, add_special); }
+  const std::string& chat_template() const noexcept override { return m_->tok.chat_template(); }
+  std::optional<std::string> bos_text() const override {
+    if (!m_->tok.bos()) return std::nullopt;
+    return m_->tok.token_text(m_->tok.bos());
+  }
+  std::optional<std::string> eos_text() const override {
+    if (!m_->tok.eos()) return std::nullopt;
+    return m_->tok.token_text(m_->tok.eos());
+  }
   result<std::string> detokenize(std::span<const std::int32_t> ids) const override {
     const std::int32_t v = static_cast<std::int32_t>(m_->config().vocab_size);
     for (auto t : ids)
@@ -187,15 +215,16 @@ class engine_of final : public engine {
     return m_->tok.decode(copy);
   }
 
-  result<void> begin(std::string_view prompt, const generate_options& o) override {
+  result<void> begin(std::string_view prompt, const generate_options& o, bool rendered) override {
     active_ = false;
     auto sv = validate(o.sampling(), m_->config().vocab_size);
     if (!sv) return sv.error();
     const auto t0 = clock::now();
-    auto pr = s_->prompt(prompt);
+    auto pr = rendered ? s_->prompt_rendered(prompt) : s_->prompt(prompt);
     if (!pr) return pr.error();
     stats_.prompt_ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
     stats_.prompt_tokens = static_cast<std::uint32_t>(s_->tokens().size());
+    stats_.reused_tokens = s_->reused_tokens();
     stats_.gen_tokens = 0;
     stats_.gen_ms = 0;
     s_->reset_sampler(o.sampling());
@@ -205,6 +234,17 @@ class engine_of final : public engine {
     count_ = 0;
     active_ = max_tokens_ > 0;
     return {};
+  }
+
+  result<void> warm_up(std::uint32_t n) override {
+    active_ = false;
+    const std::int32_t t = m_->tok.bos() ? *m_->tok.bos() : 0;
+    n = std::max<std::uint32_t>(1, std::min<std::uint32_t>(n, s_->context() > 2 ? s_->context() - 2 : 1));
+    const std::vector<std::int32_t> ids(n, t);
+    auto r = s_->set_tokens(ids);
+    for (int i = 0; r && i < 2 && s_->tokens().size() < s_->context(); ++i) r = s_->feed(t);
+    s_->clear();
+    return r;
   }
 
   result<step_output> step() override {
@@ -250,7 +290,9 @@ class engine_of final : public engine {
 inline result<std::unique_ptr<engine>> engine::open(heap_storage bytes, const engine_options& o) {
   const auto t0 = clock::now();
   if (o.threads == 0 || o.threads > thread_pool::max_threads) return make_error(errc::invalid_argument, "threads must be 1.." + std::to_string(thread_pool::max_threads));
-  auto mf = read_model_file(std::move(bytes));
+  if (!is_gguf(bytes.bytes()))  // (read_gguf only: the llama2.c reader is not linked into the browser builds)
+    return make_error(errc::bad_magic, "not a GGUF model file (no GGUF magic at byte 0)");
+  auto mf = read_gguf(::edgelm::detail::own_bytes(std::move(bytes)));
   if (!mf) return mf.error();
   std::string prec = o.precision;
   if (prec == "auto") {
