@@ -31,6 +31,7 @@
 #   EDGELM_PKG    the built package [$repo/build/web/pkg] (this script builds nothing: run tools/build_web.sh)
 #   WEB_THREADS   ["1 2"];  PP [128];  TG [64];  REPS [3];  CONTEXT [512];  PORT [8765 if free, else any free port]
 #   WLLAMA_TIMEOUT / EDGELM_TIMEOUT  seconds for one driver call (REPS pages) [1200 / 600]
+#   EDGELM_SIMD   the load option simd: auto (relaxed SIMD when the browser has it) | simd128 [auto]
 #   OUT_DIR       raw outputs + table.md [$PEERS_DIR/results/web-<UTC time>]
 #   CHROMIUM      [/usr/bin/chromium];  PY [python3]
 set -euo pipefail
@@ -50,6 +51,7 @@ REPS=${REPS:-3}
 CONTEXT=${CONTEXT:-512}
 WLLAMA_TIMEOUT=${WLLAMA_TIMEOUT:-1200}
 EDGELM_TIMEOUT=${EDGELM_TIMEOUT:-600}
+EDGELM_SIMD=${EDGELM_SIMD:-auto}
 CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 PY=${PY:-python3}
 NPM=$PEERS_DIR/npm
@@ -125,7 +127,7 @@ const q = new URLSearchParams(location.search);
 const N = +(q.get('n') || 64), T = +(q.get('t') || 1), PP = +(q.get('pp') || 128), C = +(q.get('c') || 512), M = q.get('m');
 try {
   const t0 = performance.now();
-  const lm = await load(M, { threads: T, context: C, cache: 'none' });
+  const lm = await load(M, { threads: T, context: C, cache: 'none', simd: q.get('simd') || 'auto' });
   const tl = performance.now();
   let k = PP - 1, prompt = '', ids = null;
   for (let tries = 0; tries < 20; tries++) {   // BOS + k words; adjust k until the prompt is PP tokens
@@ -184,9 +186,10 @@ for f in "${models[@]}"; do
     ej=$OUT_DIR/$b.t$t.edgelm-web.jsonl
     wj=$OUT_DIR/$b.t$t.wllama.jsonl
     qs=()
-    for _ in $(seq "$REPS"); do qs+=("m=$u&t=$t&pp=$PP&n=$TG&c=$CONTEXT"); done
+    eqs=()
+    for _ in $(seq "$REPS"); do qs+=("m=$u&t=$t&pp=$PP&n=$TG&c=$CONTEXT"); eqs+=("m=$u&t=$t&pp=$PP&n=$TG&c=$CONTEXT&simd=$EDGELM_SIMD"); done
     log "$b, $t thread(s): edgelm in headless Chromium ($REPS pages)"
-    (cd "$NPM/web" && timeout "$EDGELM_TIMEOUT" env -u NODE_OPTIONS node "$edrive" "${qs[@]}") \
+    (cd "$NPM/web" && timeout "$EDGELM_TIMEOUT" env -u NODE_OPTIONS node "$edrive" "${eqs[@]}") \
       >"$ej" 2>"$ej.stderr" || log "edgelm failed on $b t=$t (see $ej.stderr)"
     if grep -q '"error"' "$ej"; then log "edgelm reported an error on $b t=$t: $(grep -m1 '"error"' "$ej" | cut -c1-300)"; fi
     log "$b, $t thread(s): wllama in headless Chromium ($REPS pages)"
@@ -244,6 +247,7 @@ for line in open(rec):
     runs = '%d%s (%s) / %d%s' % (len(w), ' +%d err' % werr if werr else '', ','.join(sorted({str(j.get('multi')) for j in w})) or '-',
                                  len(e), ' +%d err' % eerr if eerr else '')
     bk = ', '.join(sorted({'%s %s %s' % (j.get('build'), j.get('precision'), j.get('kernels')) for j in e})) or 'n/a'
+    # (the kernels name says relaxed-simd or simd128)
     print('| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %s |' % (
         os.path.basename(f), t, f1(wpp), f1(epp), ratio(epp, wpp), f1(wtg), f1(etg), ratio(etg, wtg), hs,
         'n/a' if wld is None else '%.0f' % wld, 'n/a' if eld is None else '%.0f' % eld, runs, bk))

@@ -16,7 +16,7 @@
 # compiled as i16x8.q15mulr_sat_s (an instruction nothing else in the engine uses: the plain build must contain
 # none, checked) and, after linking, every q15mulr_sat_s that wasm-objdump (wabt) lists as an instruction is
 # rewritten in place to relaxed_dot (both encodings are 3 bytes: fd 82 01 -> fd 92 02). No wasm-objdump: skipped.
-# Environment: WEB_BUILDS ["st mt st-relaxed mt-relaxed text"; empty: only the JS and the consumer]  JOBS [2] (the two builds in parallel when 2)  EMXX [em++]
+# Environment: WEB_BUILDS ["st mt st-relaxed mt-relaxed text"; empty: only the JS and the consumer]  JOBS [2] (builds at a time)  EMXX [em++]
 #   WEB_OPT [-O2]  WEB_ST_MAX_GZ [153600] (fail when the single-thread .wasm is larger gzipped; 0: no check):
 #   issue 8's bar, 150 KB. The build was at ~166 KB until the NFC tables (only tokenizer.json needs them) were
 #   left out of GGUF-only builds; now ~146 KB.
@@ -85,8 +85,13 @@ build_one() {  # st | mt | st-relaxed | mt-relaxed | text
 }
 
 pids=()
-for k in $WEB_BUILDS; do
-  if [[ $JOBS -ge 2 ]]; then build_one "$k" & pids+=($!); else build_one "$k"; fi
+for k in $WEB_BUILDS; do  # at most JOBS builds at a time
+  if [[ $JOBS -ge 2 ]]; then
+    if ((${#pids[@]} >= JOBS)); then wait "${pids[0]}" || die "a wasm build failed"; pids=("${pids[@]:1}"); fi
+    build_one "$k" & pids+=($!)
+  else
+    build_one "$k"
+  fi
 done
 for p in "${pids[@]}"; do wait "$p" || die "a wasm build failed"; done
 
