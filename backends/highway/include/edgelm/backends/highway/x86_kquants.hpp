@@ -51,17 +51,32 @@ EDGELM_KQ_T inline __m256i bits32(const std::uint8_t* qh4) noexcept {
   return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit), _mm256_set1_epi8(0x10));
 }
 EDGELM_KQ_T inline float h2f(std::uint16_t h) noexcept { return _cvtsh_ss(h); }
+// Software prefetch of the weight stream this far ahead (the rows of a matrix are contiguous, so past a
+// row's end it fetches the next rows; a prefetch never faults).
+inline constexpr std::size_t kq_prefetch = 2048;
+EDGELM_KQ_T inline void prefetch_span(const void* p, std::size_t bytes) noexcept {
+  const char* c = static_cast<const char*>(p) + kq_prefetch;
+  for (std::size_t o = 0; o < bytes; o += 64) _mm_prefetch(c + o, _MM_HINT_T0);
+}
+
+// One Q5_0 block . q8_0 block: the 8 int32 partial sums as floats (levels -16..15 as |w| x sign(x, w)).
+EDGELM_KQ_T inline __m256 q5_0_block(const block_q5_0& w, const block_q8_0& x) noexcept {
+  const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(w.qs), bits32(w.qh)), _mm256_set1_epi8(16));
+  const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs));
+  return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)), _mm256_set1_epi16(1)));
+}
 
 EDGELM_KQ_T inline float dot_q5_0(const block_q5_0* w, const block_q8_0* x, std::size_t n) noexcept {
-  const __m256i ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi8(16);
-  __m256 acc = _mm256_setzero_ps();
-  for (std::size_t b = 0; b < n / 32; ++b) {
-    const __m256i q = _mm256_sub_epi8(_mm256_or_si256(nibbles32(w[b].qs), bits32(w[b].qh)), sixteen);  // -16..15
-    const __m256i a = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].qs));
-    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(a, q)), ones);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), acc);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  const std::size_t nb = n / 32;
+  std::size_t b = 0;
+  for (; b + 2 <= nb; b += 2) {  // two independent chains
+    if ((b & 2) == 0) prefetch_span(w + b, 64);
+    acc0 = _mm256_fmadd_ps(q5_0_block(w[b], x[b]), _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), acc0);
+    acc1 = _mm256_fmadd_ps(q5_0_block(w[b + 1], x[b + 1]), _mm256_set1_ps(h2f(w[b + 1].d) * h2f(x[b + 1].d)), acc1);
   }
-  return hsum_f32(acc);
+  if (b < nb) acc0 = _mm256_fmadd_ps(q5_0_block(w[b], x[b]), _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), acc0);
+  return hsum_f32(_mm256_add_ps(acc0, acc1));
 }
 
 template <bool Five, class B>
@@ -87,14 +102,23 @@ EDGELM_KQ_T inline float dot_q45k(const B* w, const block_q8_k* x, std::size_t n
   const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
   float s = 0.0f;
   for (std::size_t b = 0; b < n / 256; ++b) {
+    prefetch_span(w + b, sizeof(B));
     __m256i acc = _mm256_setzero_si256();
     std::int32_t sum_min = 0;
     __m256i hb = _mm256_setzero_si256();
     if constexpr (Five) hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qh));
+    // The 8 6-bit scales and mins (detail::scale_min_k4 for j = 0..7) in two 32-bit words each.
+    std::uint32_t u[4];
+    std::memcpy(u, w[b].scales, 12);
+    u[3] = ((u[2] >> 4) & 0x0F0F0F0Fu) | (((u[1] >> 6) & 0x03030303u) << 4);
+    const std::uint32_t m03 = u[1] & 0x3F3F3F3Fu;
+    u[1] = (u[2] & 0x0F0F0F0Fu) | (((u[0] >> 6) & 0x03030303u) << 4);
+    u[2] = m03;
+    u[0] &= 0x3F3F3F3Fu;
+    std::uint8_t scm[16];  // scales 0..7, then mins 0..7
+    std::memcpy(scm, u, 16);
     for (int p = 0; p < 4; ++p) {
-      std::uint8_t sc0, m0, sc1, m1;
-      edgelm::detail::scale_min_k4(2 * p, w[b].scales, sc0, m0);
-      edgelm::detail::scale_min_k4(2 * p + 1, w[b].scales, sc1, m1);
+      const int sc0 = scm[2 * p], sc1 = scm[2 * p + 1], m0 = scm[8 + 2 * p], m1 = scm[8 + 2 * p + 1];
       const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].qs + 32 * p));
       __m256i lo = _mm256_and_si256(q, m4), hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
       if constexpr (Five) {
@@ -121,6 +145,7 @@ EDGELM_KQ_T inline float dot_q6k(const block_q6_k* w, const block_q8_k* x, std::
   const __m256i m4 = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(3);
   float s = 0.0f;
   for (std::size_t b = 0; b < n / 256; ++b) {
+    prefetch_span(w + b, sizeof(block_q6_k));
     __m256i acc = _mm256_setzero_si256();
     for (int h = 0; h < 2; ++h) {
       const __m256i ql0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w[b].ql + 64 * h));
