@@ -193,6 +193,39 @@ TEST_CASE("hf folder: the other families' fixtures match transformers' float32 l
     auto l = net->forward(*st, std::span<const std::int32_t>(ref.ids), 0, edgelm::logits_for::all);
     CHECK(std::vector<float>(l.begin(), l.end()) == batched);
   }
+  // 16-bit weights: the Conv1D transpose and the fused q/k/v split in the file's dtype (2-byte elements)
+  for (const std::string fam : {"gpt2", "gpt_neox", "phi"})
+    for (const std::string dt : {"BF16", "F16"}) {
+      INFO(fam << " " << dt);
+      edgelm::bundle b = fixture_bundle(fam);
+      b.add("model.safetensors", edgelm::memory_storage(safetensors_file(fixture_tensors(fam, dt))));
+      auto mf16 = edgelm::read_hf_model(b);
+      REQUIRE_MESSAGE(mf16, outcome(mf16));
+      auto net16 = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*mf16));
+      REQUIRE_MESSAGE(net16, outcome(net16));
+      const double d = rel_diff(run(*net16, read_reference(families() + fam).ids, true), read_reference(families() + fam).logits);
+      MESSAGE(fam << " " << dt << ": " << d);
+      CHECK(d < (dt == "BF16" ? 5e-2 : 5e-3));
+    }
+  // an f16 KV cache through the local-attention layers of gpt_neo: close to the f32 cache
+  {
+    const reference ref = read_reference(families() + "gpt_neo");
+    auto mfn = edgelm::read_model_path(families() + "gpt_neo");
+    REQUIRE(mfn);
+    auto neo = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*mfn));
+    REQUIRE(neo);
+    edgelm::state_options so;
+    so.context = 32;
+    so.max_batch = static_cast<std::uint32_t>(ref.ids.size());
+    so.all_logits = true;
+    so.kv = edgelm::kv_type::f16;
+    auto st = neo->make_state(so);
+    REQUIRE(st);
+    auto l = neo->forward(*st, std::span<const std::int32_t>(ref.ids), 0, edgelm::logits_for::all);
+    const double d = rel_diff(std::vector<float>(l.begin(), l.end()), ref.logits);
+    MESSAGE("gpt_neo, f16 KV cache: " << d);
+    CHECK(d < 1e-2);
+  }
   // learned positions bound the context
   auto mf = edgelm::read_model_path(families() + "gpt2");
   REQUIRE(mf);
