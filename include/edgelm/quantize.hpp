@@ -172,6 +172,9 @@ inline result<gguf_writer> plan_quantized_gguf(const model_file& mf, const quant
     if (!g) return g.error();
     for (auto& kv : g->metadata) EDGELM_TRY(w.set(kv.key, std::move(kv.value)));
   } else {
+    // (the GGUF metadata of the other families, and HF's half-split q/k order, are not written yet)
+    if (!mf.config.is_llama())
+      return make_error(errc::unsupported_architecture, "quantize writes llama GGUFs; the " + mf.config.arch + " family's GGUF is not written by this build yet");
     EDGELM_TRY(detail::llama_metadata(w, mf, o));
   }
   EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION

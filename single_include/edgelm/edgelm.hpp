@@ -968,6 +968,17 @@ struct limits {
 };
 
 enum class rope_style : std::uint8_t { adjacent_pairs /* llama2.c, GGUF llama */, half_split /* NeoX/HF */ };
+enum class norm_kind : std::uint8_t { rms /* llama, qwen2 */, layer /* LayerNorm with weight and bias: gpt2, gpt_neo, gpt_neox, phi */ };
+enum class ffn_kind : std::uint8_t {
+  silu_gated,  // down(silu(gate x) * up x): llama, qwen2
+  gelu_tanh,   // down(gelu_tanh(up x + b) + b): gpt2, gpt_neo, phi ("gelu_new", "gelu_pytorch_tanh")
+  gelu_erf,    // the same with the exact erf gelu: gpt_neox ("gelu")
+};
+enum class residual_kind : std::uint8_t {
+  sequential,       // x += attn(n1 x); x += ffn(n2 x)
+  parallel,         // gpt_neox: x += attn(n1 x) + ffn(n2 x)
+  parallel_shared,  // phi: x += attn(n1 x) + ffn(n1 x), one norm
+};
 
 // Hyper-parameters of a decoder transformer.
 struct model_config {
@@ -985,7 +996,27 @@ struct model_config {
   rope_style rope = rope_style::adjacent_pairs;
   bool shared_classifier = true;  // output.weight is token_embd.weight
 
+  // The architecture families beyond llama (each default is llama's; see model/families.hpp).
+  norm_kind norm = norm_kind::rms;
+  ffn_kind ffn = ffn_kind::silu_gated;
+  residual_kind residual = residual_kind::sequential;
+  bool qkv_bias = false;           // blk.N.attn_{q,k,v}.bias
+  bool out_bias = false;           // blk.N.attn_output.bias
+  bool ffn_bias = false;           // blk.N.ffn_{up,down}.bias
+  bool output_bias = false;        // output.bias (phi's lm_head)
+  std::uint32_t n_rot = 0;         // dims of each head rotated (even, <= head_dim); 0: all of head_dim
+  bool learned_positions = false;  // position_embd.weight (seq_len rows) added to the embedding; no rotary
+  bool scaled_attention = true;    // scores / sqrt(head_dim) (gpt_neo: unscaled)
+  std::vector<std::uint32_t> window;  // per layer: 0 = global attention, w = the last w positions (gpt_neo local)
+  std::vector<float> rope_freqs;   // rot_dims() / 2 rotary frequencies (RoPE scaling: llama3, linear); empty: theta^(-2i/rot)
+
   std::uint32_t kv_dim() const noexcept { return head_dim * n_kv_heads; }
+  std::uint32_t rot_dims() const noexcept { return n_rot ? n_rot : head_dim; }
+  // The plain llama forward (llama2.c's run.c, bit-exact) runs this config.
+  bool is_llama() const noexcept {
+    return norm == norm_kind::rms && ffn == ffn_kind::silu_gated && residual == residual_kind::sequential && !qkv_bias && !out_bias && !ffn_bias &&
+           !output_bias && rot_dims() == head_dim && !learned_positions && scaled_attention && window.empty() && rope == rope_style::adjacent_pairs && rope_freqs.empty();
+  }
 };
 
 // One tensor: where its bytes are and what they are. `data` points into the storage's bytes.
@@ -3331,6 +3362,68 @@ struct basic_kernels {
   static void axpy(float* out, float a, const float* v, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * v[i]);
   }
+
+  // ---- the ops of the families beyond llama (transformers' formulas; no backend overrides them) ----
+
+  // LayerNorm: o = (x - mean) / sqrt(var + eps) * weight + bias, var the biased variance (torch's layer_norm).
+  static void layernorm(float* o, const float* x, const float* weight, const float* bias, std::size_t n, float eps) noexcept {
+    float mean = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) mean += x[j];
+    mean /= static_cast<float>(n);
+    float var = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) var += detail::no_contract((x[j] - mean) * (x[j] - mean));
+    var /= static_cast<float>(n);
+    const float inv = 1.0f / std::sqrt(var + eps);
+    for (std::size_t j = 0; j < n; ++j) o[j] = detail::no_contract(detail::no_contract((x[j] - mean) * inv) * weight[j]) + bias[j];
+  }
+
+  // GELU, tanh approximation (gelu_new, gelu_pytorch_tanh): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  static void gelu_tanh(float* x, std::size_t n) noexcept {
+    constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
+    for (std::size_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      const float inner = detail::no_contract(k * (v + detail::no_contract(0.044715f * detail::no_contract(v * detail::no_contract(v * v)))));
+      x[i] = detail::no_contract(0.5f * v) * (1.0f + std::tanh(inner));
+    }
+  }
+  // GELU, exact (transformers' "gelu"): 0.5 x (1 + erf(x / sqrt(2))).
+  static void gelu_erf(float* x, std::size_t n) noexcept {
+    constexpr float r = 0.7071067811865476f;  // 1 / sqrt(2)
+    for (std::size_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      x[i] = detail::no_contract(0.5f * v) * (1.0f + std::erf(detail::no_contract(v * r)));
+    }
+  }
+
+  // Rotary embedding on the first n_rot dims of each head of x (n dims, heads of head_dim; the rest pass
+  // through), angles fcos/fsin[i] for i < n_rot / 2 (rope_table with head_dim = n_rot). adjacent_pairs
+  // rotates (x[2i], x[2i+1]); half_split (NeoX, HF's rotate_half) rotates (x[i], x[i + n_rot / 2]).
+  static void rope_partial(float* x, std::size_t n, std::size_t head_dim, std::size_t n_rot, bool half_split, const float* fcos, const float* fsin) noexcept {
+    const std::size_t half = n_rot / 2;
+    for (std::size_t h = 0; h + head_dim <= n; h += head_dim) {
+      float* v = x + h;
+      for (std::size_t i = 0; i < half; ++i) {
+        const std::size_t a = half_split ? i : 2 * i, b = half_split ? i + half : 2 * i + 1;
+        const float v0 = v[a], v1 = v[b];
+        v[a] = detail::no_contract(v0 * fcos[i]) - detail::no_contract(v1 * fsin[i]);
+        v[b] = detail::no_contract(v1 * fcos[i]) + detail::no_contract(v0 * fsin[i]);
+      }
+    }
+  }
+
+  // The rotation angles of position pos from given frequencies (RoPE scaling): cos/sin[i] of pos * freqs[i].
+  static void rope_table_freqs(float* cos_out, float* sin_out, std::size_t n, std::size_t pos, const float* freqs) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+      const float val = static_cast<float>(pos) * freqs[i];
+      cos_out[i] = std::cos(val);
+      sin_out[i] = std::sin(val);
+    }
+  }
+
+  // x *= a
+  static void scale(float* x, float a, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) x[i] *= a;
+  }
 };
 
 // The reference backend.
@@ -3436,6 +3529,15 @@ struct layer_weights {
   wmatrix w1;                        // (hidden_dim, dim)  gate
   wmatrix w2;                        // (dim, hidden_dim)  down
   wmatrix w3;                        // (hidden_dim, dim)  up
+  // The families beyond llama (null: absent): norm biases (LayerNorm), projection biases.
+  const float* attn_norm_b = nullptr;  // (dim)
+  const float* ffn_norm_b = nullptr;   // (dim)
+  const float* bq = nullptr;           // (dim)
+  const float* bk = nullptr;           // (kv_dim)
+  const float* bv = nullptr;           // (kv_dim)
+  const float* bo = nullptr;           // (dim)
+  const float* b3 = nullptr;           // (hidden_dim) up
+  const float* b2 = nullptr;           // (dim) down
 };
 
 struct model_weights {
@@ -3443,6 +3545,9 @@ struct model_weights {
   std::vector<layer_weights> layers;     // (n_layers)
   const float* output_norm = nullptr;    // (dim)
   wmatrix output;                        // (vocab, dim); == token_embd when shared
+  wmatrix pos_embd;                      // (seq_len, dim) learned positions (gpt2, gpt_neo); rows 0 when absent
+  const float* output_norm_b = nullptr;  // (dim) LayerNorm bias
+  const float* output_b = nullptr;       // (vocab) classifier bias (phi)
   std::vector<aligned_buffer<std::byte>> owned;  // converted tensors
   std::size_t converted = 0;             // how many tensors were converted at load
   std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
@@ -3469,16 +3574,39 @@ struct layer_matrix {
   std::uint64_t rows, cols;
   wmatrix layer_weights::*member;
 };
-inline std::array<layer_matrix, 7> layer_matrices(const model_config& c) {
+// (ffn_gate only for the gated feed-forward: the gelu families have up and down.)
+inline std::vector<layer_matrix> layer_matrices(const model_config& c) {
   const std::uint64_t D = c.dim, H = c.hidden_dim, KVD = c.kv_dim();
   using L = layer_weights;
-  return {{{"attn_q.weight", D, D, &L::wq},
-           {"attn_k.weight", KVD, D, &L::wk},
-           {"attn_v.weight", KVD, D, &L::wv},
-           {"attn_output.weight", D, D, &L::wo},
-           {"ffn_gate.weight", H, D, &L::w1},
-           {"ffn_down.weight", D, H, &L::w2},
-           {"ffn_up.weight", H, D, &L::w3}}};
+  std::vector<layer_matrix> m = {{"attn_q.weight", D, D, &L::wq},
+                                 {"attn_k.weight", KVD, D, &L::wk},
+                                 {"attn_v.weight", KVD, D, &L::wv},
+                                 {"attn_output.weight", D, D, &L::wo},
+                                 {"ffn_gate.weight", H, D, &L::w1},
+                                 {"ffn_down.weight", D, H, &L::w2},
+                                 {"ffn_up.weight", H, D, &L::w3}};
+  if (c.ffn != ffn_kind::silu_gated) m.erase(m.begin() + 4);
+  return m;
+}
+// A layer's optional vectors: name suffix, length, member, and whether the config has it.
+struct layer_vector {
+  const char* name;
+  std::uint64_t n;
+  const float* layer_weights::*member;
+  bool present;
+};
+inline std::array<layer_vector, 8> layer_vectors(const model_config& c) {
+  const std::uint64_t D = c.dim, H = c.hidden_dim, KVD = c.kv_dim();
+  const bool ln = c.norm == norm_kind::layer, ln2 = ln && c.residual != residual_kind::parallel_shared;
+  using L = layer_weights;
+  return {{{"attn_norm.bias", D, &L::attn_norm_b, ln},
+           {"ffn_norm.bias", D, &L::ffn_norm_b, ln2},
+           {"attn_q.bias", D, &L::bq, c.qkv_bias},
+           {"attn_k.bias", KVD, &L::bk, c.qkv_bias},
+           {"attn_v.bias", KVD, &L::bv, c.qkv_bias},
+           {"attn_output.bias", D, &L::bo, c.out_bias},
+           {"ffn_up.bias", H, &L::b3, c.ffn_bias},
+           {"ffn_down.bias", D, &L::b2, c.ffn_bias}}};
 }
 
 template <class P>
@@ -3567,7 +3695,7 @@ struct weight_builder {
   // Returns false with err set on a bad scale or a failed allocation; `packed` tells whether it ran.
   bool repack(const tensor_info& t, wmatrix& out, bool& packed, error& err) {
     packed = false;
-    if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
+    if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight" || t.name == "position_embd.weight") return true;
     const std::size_t n = packer.bytes(out);
     if (n == 0) return true;
     std::byte* dst = nullptr;
@@ -3711,16 +3839,23 @@ result<model_weights> make_weights(const model_file& mf, const logger& log = {},
     const std::string p = "blk." + std::to_string(l) + ".";
     auto& L = w.layers[l];
     if (!(L.attn_norm = b.vec(p + "attn_norm.weight", D, err))) return err;
-    if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
+    if (c.residual == residual_kind::parallel_shared) L.ffn_norm = L.attn_norm;  // phi: one norm
+    else if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
     for (const auto& lm : detail::layer_matrices(c))
       if (!b.mat(p + lm.name, lm.rows, lm.cols, L.*lm.member, err)) return err;
+    for (const auto& lv : detail::layer_vectors(c))
+      if (lv.present && !(L.*lv.member = b.vec(p + lv.name, lv.n, err))) return err;
+    if (c.residual == residual_kind::parallel_shared) L.ffn_norm_b = L.attn_norm_b;
   }
   if (!(w.output_norm = b.vec("output_norm.weight", D, err))) return err;
+  if (c.norm == norm_kind::layer && !(w.output_norm_b = b.vec("output_norm.bias", D, err))) return err;
   if (c.shared_classifier) {
     w.output = w.token_embd;
   } else if (!b.mat("output.weight", V, D, w.output, err)) {
     return err;
   }
+  if (c.output_bias && !(w.output_b = b.vec("output.bias", V, err))) return err;
+  if (c.learned_positions && !b.mat("position_embd.weight", c.seq_len, D, w.pos_embd, err)) return err;
   return w;
 }
 
@@ -3784,6 +3919,8 @@ inline result<state_plan> plan_state(const model_config& c, const state_options&
   p.context = o.context ? o.context : std::min<std::uint32_t>(c.seq_len, EDGELM_DEFAULT_CONTEXT);
   if (p.context == 0) return make_error(errc::invalid_argument, "context must be at least 1");
   if (p.context > limits::max_context) return make_error(errc::invalid_argument, "context larger than EDGELM_MAX_CONTEXT");
+  if (c.learned_positions && p.context > c.seq_len)
+    return make_error(errc::invalid_argument, "context " + std::to_string(p.context) + " is longer than the model's " + std::to_string(c.seq_len) + " learned positions");
   if (o.max_batch == 0 || o.max_batch > 65536) return make_error(errc::invalid_argument, "batch size " + std::to_string(o.max_batch) + " is outside 1..65536");
   if (workers == 0 || workers > 4096) return make_error(errc::invalid_argument, "executor concurrency " + std::to_string(workers) + " is outside 1..4096");
   p.max_batch = std::min(o.max_batch, p.context);
@@ -4000,6 +4137,7 @@ class transformer {
   // this state. The caller keeps check()'s preconditions (session does).
   std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
     const model_config& c = cfg_;
+    if (!c.is_llama()) return forward_family(s, tokens, pos, which);
     const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
     const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
     float* x = s.x.data();
@@ -4049,6 +4187,96 @@ class transformer {
   }
 
  private:
+  // The other families (qwen2, gpt2, gpt_neo, gpt_neox, phi): the llama forward with the superset config's
+  // choices (model_config: norm, feed-forward, residual, biases, partial / half-split rotary, learned
+  // positions, unscaled or local attention), under the same contract (batch = one by one, any threads).
+  std::span<const float> forward_family(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
+    const model_config& c = cfg_;
+    const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+    const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim, rot = c.rot_dims();
+    const bool half_split = c.rope == rope_style::half_split;
+    float* x = s.x.data();
+    float* xb = s.xb.data();
+    const auto bias = [&](float* y, const float* b, std::uint32_t ld) {
+      if (b) per_token(s, n, [&](std::size_t t) noexcept { K::add(y + t * ld, b, ld); });
+    };
+
+    for (std::uint32_t t = 0; t < n; ++t) {
+      embed(tokens[t], x + std::size_t{t} * dim);
+      if (c.learned_positions) {
+        float* row = s.xb2.data();  // (the position row, then added)
+        visit_type(types{}, w_.pos_embd.type, [&](auto tag) {
+          using T = decltype(tag);
+          T::dequantize_row(w_.pos_embd.template as<T>().row(pos + t), row, dim);
+        });
+        K::add(x + std::size_t{t} * dim, row, dim);
+      } else {
+        float *fc = s.rope_cos.data() + std::size_t{t} * (hs / 2), *fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
+        if (c.rope_freqs.empty()) K::rope_table(fc, fs, rot, pos + t, c.rope_theta);
+        else K::rope_table_freqs(fc, fs, rot / 2, pos + t, c.rope_freqs.data());
+      }
+    }
+
+    for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+      const auto& L = w_.layers[l];
+      norm_rows(s, xb, x, L.attn_norm, L.attn_norm_b, n);
+      matmul_rows(s, xb, dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+      bias(s.q.data(), L.bq, dim);
+      bias(s.k.data(), L.bk, kv_dim);
+      bias(s.v.data(), L.bv, kv_dim);
+      per_token(s, n, [&](std::size_t t) noexcept {
+        float* q = s.q.data() + t * dim;
+        if (!c.learned_positions) {
+          const float *fc = s.rope_cos.data() + t * (hs / 2), *fs = s.rope_sin.data() + t * (hs / 2);
+          K::rope_partial(q, dim, hs, rot, half_split, fc, fs);
+          K::rope_partial(s.k.data() + t * kv_dim, kv_dim, hs, rot, half_split, fc, fs);
+        }
+        if (!c.scaled_attention) K::scale(q, std::sqrt(static_cast<float>(hs)), dim);  // (the op divides by it)
+      });
+      const std::uint32_t window = l < c.window.size() ? c.window[l] : 0;
+      if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n, window);
+      else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n, window);
+      matmul_rows(s, xb, dim, n, {{L.wo, s.xb2.data(), dim}});
+      bias(s.xb2.data(), L.bo, dim);
+
+      // feed-forward: sequential after the attention's residual, or parallel from the same x
+      if (c.residual == residual_kind::sequential) per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });
+      norm_rows(s, xb, x, L.ffn_norm, L.ffn_norm_b, n);
+      if (c.ffn == ffn_kind::silu_gated) {
+        matmul_rows(s, xb, dim, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+        per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
+      } else {
+        matmul_rows(s, xb, dim, n, {{L.w3, s.hb.data(), hidden}});
+        bias(s.hb.data(), L.b3, hidden);
+        per_token(s, n, [&](std::size_t t) noexcept {
+          if (c.ffn == ffn_kind::gelu_tanh) K::gelu_tanh(s.hb.data() + t * hidden, hidden);
+          else K::gelu_erf(s.hb.data() + t * hidden, hidden);
+        });
+      }
+      matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.q.data(), dim}});
+      bias(s.q.data(), L.b2, dim);
+      per_token(s, n, [&](std::size_t t) noexcept {
+        if (c.residual != residual_kind::sequential) K::add(x + t * dim, s.xb2.data() + t * dim, dim);
+        K::add(x + t * dim, s.q.data() + t * dim, dim);
+      });
+    }
+
+    if (which == logits_for::none) return {};
+    const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
+    float* xl = x + std::size_t{first} * dim;
+    norm_rows(s, xl, xl, w_.output_norm, w_.output_norm_b, m);
+    matmul_rows(s, xl, dim, m, {{w_.output, s.logits.data(), c.vocab_size}});
+    if (w_.output_b) per_token(s, m, [&](std::size_t t) noexcept { K::add(s.logits.data() + t * c.vocab_size, w_.output_b, c.vocab_size); });
+    return {s.logits.data(), std::size_t{m} * c.vocab_size};
+  }
+
+  // RMSNorm, or LayerNorm with its bias.
+  void norm_rows(run_state<P>& s, float* o, const float* xin, const float* weight, const float* b, std::uint32_t n) const noexcept {
+    if (cfg_.norm == norm_kind::rms) return rmsnorm_rows(s, o, xin, weight, n);
+    const std::size_t dim = cfg_.dim;
+    per_token(s, n, [&](std::size_t t) noexcept { K::layernorm(o + t * dim, xin + t * dim, weight, b, dim, cfg_.norm_eps); });
+  }
+
   // Row stride of the activations a weight type T dots against, for `cols` columns: floats for f32, else
   // whole blocks.
   template <class T>
@@ -4142,7 +4370,7 @@ class transformer {
   // Store the batch's keys and values at positions pos.. of layer l, then attention for every
   // (token, head) pair, spread over the workers (each has its own row of scores).
   template <class KV>
-  void attend(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n) const noexcept {
+  void attend(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n, std::uint32_t window = 0) const noexcept {
     const model_config& c = cfg_;
     const std::uint32_t kv_dim = c.kv_dim();
     const std::size_t loff = std::size_t{l} * s.context * kv_dim;  // this layer's slice of the KV cache
@@ -4163,7 +4391,23 @@ class transformer {
     a.n = n;
     float* att = s.att.data();
     const std::size_t ctx = s.context;
-    s.exec.for_each(std::size_t{n} * c.n_heads, 1, [&](std::size_t b, std::size_t e, unsigned w) noexcept { K::attention(a, b, e, att + w * ctx); });
+    if (window == 0 || pos + n <= window) {
+      s.exec.for_each(std::size_t{n} * c.n_heads, 1, [&](std::size_t b, std::size_t e, unsigned w) noexcept { K::attention(a, b, e, att + w * ctx); });
+      return;
+    }
+    // local attention (gpt_neo): query at position p sees keys max(0, p - window + 1) .. p, one query at a
+    // time over the cache rows from its first key on (the op's own causal rule then does the rest)
+    for (std::uint32_t t = 0; t < n; ++t) {
+      const std::uint32_t p = pos + t, start = p + 1 > window ? p + 1 - window : 0;
+      attention_args<KV> b = a;
+      b.out = a.out + std::size_t{t} * a.ld_out;
+      b.q = a.q + std::size_t{t} * a.ld_q;
+      b.k = a.k + std::size_t{start} * kv_dim;
+      b.v = a.v + std::size_t{start} * kv_dim;
+      b.pos = p - start;
+      b.n = 1;
+      s.exec.for_each(c.n_heads, 1, [&](std::size_t i0, std::size_t i1, unsigned w) noexcept { K::attention(b, i0, i1, att + w * ctx); });
+    }
   }
 
   model_config cfg_;
@@ -7983,7 +8227,8 @@ inline result<hf_config> read_hf_config(std::string_view config_json, std::strin
 // edgelm/formats/hf_model.hpp - a Hugging Face model (a bundle of config.json [+ generation_config.json] and
 // model.safetensors, or model.safetensors.index.json + the shards it names) -> edgelm model_file, for the
 // architectures whose forward this build has: the llama family (model_type llama and mistral; SmolLM/SmolLM2,
-// TinyLlama, Llama 2 run the same forward).
+// TinyLlama, Llama 2 run the same forward), and qwen2, gpt2, gpt_neo, gpt_neox, phi (read_hf_family below: their
+// tensors keep HF's half-split q/k order, which the family forward rotates as it is).
 //
 // The tensors are renamed to the GGUF names the binder uses (model.layers.N.self_attn.q_proj.weight ->
 // blk.N.attn_q.weight, ...), and HF's q/k row order is undone. HF stores q_proj / k_proj for half-split (NeoX)
@@ -8443,9 +8688,8 @@ inline constexpr hf_name_map hf_llama_layer_names[] = {
 inline constexpr hf_name_map hf_llama_names[] = {
     {"model.embed_tokens.weight", "token_embd.weight", 0}, {"model.norm.weight", "output_norm.weight", 0}, {"lm_head.weight", "output.weight", 0}};
 
-// Parse "model.layers.<N>.<rest>" (N without leading zeros, < n_layers).
-inline bool hf_layer_of(std::string_view name, std::uint32_t n_layers, std::uint32_t& layer, std::string_view& rest) {
-  constexpr std::string_view p = "model.layers.";
+// Parse "<prefix><N>.<rest>" (prefix "model.layers." by default; N without leading zeros, < n_layers).
+inline bool hf_layer_of(std::string_view name, std::uint32_t n_layers, std::uint32_t& layer, std::string_view& rest, std::string_view p = "model.layers.") {
   if (name.substr(0, p.size()) != p) return false;
   name.remove_prefix(p.size());
   std::size_t i = 0;
@@ -8476,6 +8720,34 @@ inline result<void> hf_unpermute_rows(tensor_info& t, std::uint32_t n_heads, hf_
   return {};
 }
 
+// The rotary frequencies of a scaled RoPE, transformers' formulas (modeling_rope_utils): linear divides every
+// frequency by the factor; llama3 divides the low frequencies (wavelength above original / low_freq_factor)
+// by it, keeps the high ones (below original / high_freq_factor) and interpolates smoothly between.
+inline std::vector<float> hf_rope_freqs(const hf_config& h) {
+  const hf_rope_scaling& s = *h.rope_scaling;
+  const std::uint32_t rot = h.rotary_dim;
+  std::vector<float> f(rot / 2);
+  const double pi = 3.14159265358979323846;
+  for (std::uint32_t i = 0; i < rot / 2; ++i) {
+    const float inv = 1.0f / std::pow(h.rope_theta, static_cast<float>(2 * i) / static_cast<float>(rot));
+    double v = inv;
+    if (s.type == "linear") {
+      v = inv / s.factor;
+    } else {  // llama3
+      const double old = s.original_max_position_embeddings, wavelen = 2 * pi / inv;
+      const double low_wavelen = old / s.low_freq_factor, high_wavelen = old / s.high_freq_factor;
+      if (wavelen > low_wavelen) {
+        v = inv / s.factor;
+      } else if (wavelen >= high_wavelen) {
+        const double smooth = (old / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        v = (1 - smooth) * inv / s.factor + smooth * inv;
+      }
+    }
+    f[i] = static_cast<float>(v);
+  }
+  return f;
+}
+
 // hf_config -> model_config for the llama forward, refusing what that forward would compute differently.
 inline result<model_config> hf_llama_config(const hf_config& h) {
   auto unsupported = [](std::string what, const char* key) {
@@ -8484,7 +8756,8 @@ inline result<model_config> hf_llama_config(const hf_config& h) {
   if (h.hidden_act != "silu") return unsupported("hidden_act '" + h.hidden_act + "'", "hidden_act");
   if (h.attention_bias) return unsupported("attention_bias", "attention_bias");
   if (h.mlp_bias) return unsupported("mlp_bias", "mlp_bias");
-  if (h.rope_scaling) return unsupported("rope scaling '" + h.rope_scaling->type + "'", "rope_scaling");
+  if (h.rope_scaling && h.rope_scaling->type != "llama3" && h.rope_scaling->type != "linear")
+    return unsupported("rope scaling '" + h.rope_scaling->type + "'", "rope_scaling");
   if (h.rotary_dim != h.head_dim) return unsupported("partial rotary", "partial_rotary_factor");
   if (std::uint64_t{h.head_dim} * h.num_attention_heads != h.hidden_size)
     return unsupported("head_dim x num_attention_heads != hidden_size", "head_dim");
@@ -8503,10 +8776,248 @@ inline result<model_config> hf_llama_config(const hf_config& h) {
   c.rope_theta = h.rope_theta;
   c.norm_eps = h.norm_eps;
   c.rope = rope_style::adjacent_pairs;  // after hf_unpermute_rows
+  if (h.rope_scaling) c.rope_freqs = hf_rope_freqs(h);
   c.shared_classifier = h.tie_word_embeddings;
   return c;
 }
 
+
+// ---- the other families: qwen2, gpt2, gpt_neo, gpt_neox, phi ----
+// Their tensors keep HF's rotary order (the forward rotates half-split, rope_style::half_split); what changes
+// at read time is layout: GPT-2's Conv1D weights are stored [in, out] and are transposed to edgelm's
+// [rows = out, cols = in]; fused q/k/v projections are split (GPT-2's c_attn [q | k | v], GPT-NeoX's
+// query_key_value interleaved per head [head][q, k, v][head_dim]). Copies (in the file's dtype) are owned by
+// the model_file; the rest stays zero-copy views.
+enum class hf_op : std::uint8_t {
+  as_is,
+  conv1d,     // transpose [in, out] -> [out, in]
+  fused,      // [q | k | v] rows (bias: elements) -> attn_{q,k,v}.<suffix>
+  conv_fused, // conv1d, then fused
+  neox_fused, // rows [head][q, k, v][head_dim] -> attn_{q,k,v}.<suffix>
+  skip,       // a buffer some checkpoints save (masks, inv_freq): recomputed
+};
+struct hf_tensor_rule {
+  std::string_view hf, gguf;  // for fused ops, gguf is the suffix ("weight" / "bias")
+  hf_op op;
+};
+struct hf_family_table {
+  std::string_view layer_prefix;
+  std::span<const hf_tensor_rule> layer, global;
+};
+inline constexpr hf_tensor_rule hf_qwen2_layer[] = {
+    {"input_layernorm.weight", "attn_norm.weight", hf_op::as_is},   {"self_attn.q_proj.weight", "attn_q.weight", hf_op::as_is},
+    {"self_attn.k_proj.weight", "attn_k.weight", hf_op::as_is},     {"self_attn.v_proj.weight", "attn_v.weight", hf_op::as_is},
+    {"self_attn.q_proj.bias", "attn_q.bias", hf_op::as_is},         {"self_attn.k_proj.bias", "attn_k.bias", hf_op::as_is},
+    {"self_attn.v_proj.bias", "attn_v.bias", hf_op::as_is},         {"self_attn.o_proj.weight", "attn_output.weight", hf_op::as_is},
+    {"post_attention_layernorm.weight", "ffn_norm.weight", hf_op::as_is}, {"mlp.gate_proj.weight", "ffn_gate.weight", hf_op::as_is},
+    {"mlp.up_proj.weight", "ffn_up.weight", hf_op::as_is},          {"mlp.down_proj.weight", "ffn_down.weight", hf_op::as_is},
+    {"self_attn.rotary_emb.inv_freq", "", hf_op::skip}};
+inline constexpr hf_tensor_rule hf_qwen2_global[] = {
+    {"model.embed_tokens.weight", "token_embd.weight", hf_op::as_is}, {"model.norm.weight", "output_norm.weight", hf_op::as_is}, {"lm_head.weight", "output.weight", hf_op::as_is}};
+inline constexpr hf_tensor_rule hf_gpt2_layer[] = {
+    {"ln_1.weight", "attn_norm.weight", hf_op::as_is},        {"ln_1.bias", "attn_norm.bias", hf_op::as_is},
+    {"attn.c_attn.weight", "weight", hf_op::conv_fused},      {"attn.c_attn.bias", "bias", hf_op::fused},
+    {"attn.c_proj.weight", "attn_output.weight", hf_op::conv1d}, {"attn.c_proj.bias", "attn_output.bias", hf_op::as_is},
+    {"ln_2.weight", "ffn_norm.weight", hf_op::as_is},         {"ln_2.bias", "ffn_norm.bias", hf_op::as_is},
+    {"mlp.c_fc.weight", "ffn_up.weight", hf_op::conv1d},      {"mlp.c_fc.bias", "ffn_up.bias", hf_op::as_is},
+    {"mlp.c_proj.weight", "ffn_down.weight", hf_op::conv1d},  {"mlp.c_proj.bias", "ffn_down.bias", hf_op::as_is},
+    {"attn.bias", "", hf_op::skip},                           {"attn.masked_bias", "", hf_op::skip}};
+inline constexpr hf_tensor_rule hf_gpt2_global[] = {
+    {"transformer.wte.weight", "token_embd.weight", hf_op::as_is}, {"transformer.wpe.weight", "position_embd.weight", hf_op::as_is},
+    {"transformer.ln_f.weight", "output_norm.weight", hf_op::as_is}, {"transformer.ln_f.bias", "output_norm.bias", hf_op::as_is},
+    {"lm_head.weight", "output.weight", hf_op::as_is}};
+inline constexpr hf_tensor_rule hf_gpt_neo_layer[] = {
+    {"ln_1.weight", "attn_norm.weight", hf_op::as_is},        {"ln_1.bias", "attn_norm.bias", hf_op::as_is},
+    {"attn.attention.q_proj.weight", "attn_q.weight", hf_op::as_is}, {"attn.attention.k_proj.weight", "attn_k.weight", hf_op::as_is},
+    {"attn.attention.v_proj.weight", "attn_v.weight", hf_op::as_is}, {"attn.attention.out_proj.weight", "attn_output.weight", hf_op::as_is},
+    {"attn.attention.out_proj.bias", "attn_output.bias", hf_op::as_is},
+    {"ln_2.weight", "ffn_norm.weight", hf_op::as_is},         {"ln_2.bias", "ffn_norm.bias", hf_op::as_is},
+    {"mlp.c_fc.weight", "ffn_up.weight", hf_op::as_is},       {"mlp.c_fc.bias", "ffn_up.bias", hf_op::as_is},
+    {"mlp.c_proj.weight", "ffn_down.weight", hf_op::as_is},   {"mlp.c_proj.bias", "ffn_down.bias", hf_op::as_is},
+    {"attn.attention.bias", "", hf_op::skip},                 {"attn.attention.masked_bias", "", hf_op::skip}};
+inline constexpr hf_tensor_rule hf_gpt_neox_layer[] = {
+    {"input_layernorm.weight", "attn_norm.weight", hf_op::as_is}, {"input_layernorm.bias", "attn_norm.bias", hf_op::as_is},
+    {"attention.query_key_value.weight", "weight", hf_op::neox_fused}, {"attention.query_key_value.bias", "bias", hf_op::neox_fused},
+    {"attention.dense.weight", "attn_output.weight", hf_op::as_is}, {"attention.dense.bias", "attn_output.bias", hf_op::as_is},
+    {"post_attention_layernorm.weight", "ffn_norm.weight", hf_op::as_is}, {"post_attention_layernorm.bias", "ffn_norm.bias", hf_op::as_is},
+    {"mlp.dense_h_to_4h.weight", "ffn_up.weight", hf_op::as_is}, {"mlp.dense_h_to_4h.bias", "ffn_up.bias", hf_op::as_is},
+    {"mlp.dense_4h_to_h.weight", "ffn_down.weight", hf_op::as_is}, {"mlp.dense_4h_to_h.bias", "ffn_down.bias", hf_op::as_is},
+    {"attention.bias", "", hf_op::skip}, {"attention.masked_bias", "", hf_op::skip}, {"attention.rotary_emb.inv_freq", "", hf_op::skip}};
+inline constexpr hf_tensor_rule hf_gpt_neox_global[] = {
+    {"gpt_neox.embed_in.weight", "token_embd.weight", hf_op::as_is}, {"gpt_neox.final_layer_norm.weight", "output_norm.weight", hf_op::as_is},
+    {"gpt_neox.final_layer_norm.bias", "output_norm.bias", hf_op::as_is}, {"embed_out.weight", "output.weight", hf_op::as_is}};
+inline constexpr hf_tensor_rule hf_phi_layer[] = {
+    {"input_layernorm.weight", "attn_norm.weight", hf_op::as_is}, {"input_layernorm.bias", "attn_norm.bias", hf_op::as_is},
+    {"self_attn.q_proj.weight", "attn_q.weight", hf_op::as_is},   {"self_attn.q_proj.bias", "attn_q.bias", hf_op::as_is},
+    {"self_attn.k_proj.weight", "attn_k.weight", hf_op::as_is},   {"self_attn.k_proj.bias", "attn_k.bias", hf_op::as_is},
+    {"self_attn.v_proj.weight", "attn_v.weight", hf_op::as_is},   {"self_attn.v_proj.bias", "attn_v.bias", hf_op::as_is},
+    {"self_attn.dense.weight", "attn_output.weight", hf_op::as_is}, {"self_attn.dense.bias", "attn_output.bias", hf_op::as_is},
+    {"mlp.fc1.weight", "ffn_up.weight", hf_op::as_is},            {"mlp.fc1.bias", "ffn_up.bias", hf_op::as_is},
+    {"mlp.fc2.weight", "ffn_down.weight", hf_op::as_is},          {"mlp.fc2.bias", "ffn_down.bias", hf_op::as_is},
+    {"self_attn.rotary_emb.inv_freq", "", hf_op::skip}};
+inline constexpr hf_tensor_rule hf_phi_global[] = {
+    {"model.embed_tokens.weight", "token_embd.weight", hf_op::as_is}, {"model.final_layernorm.weight", "output_norm.weight", hf_op::as_is},
+    {"model.final_layernorm.bias", "output_norm.bias", hf_op::as_is}, {"lm_head.weight", "output.weight", hf_op::as_is},
+    {"lm_head.bias", "output.bias", hf_op::as_is}};
+
+inline hf_family_table hf_table_of(hf_family f) {
+  switch (f) {
+    case hf_family::qwen2: return {"model.layers.", hf_qwen2_layer, hf_qwen2_global};
+    case hf_family::gpt2: return {"transformer.h.", hf_gpt2_layer, hf_gpt2_global};
+    case hf_family::gpt_neo: return {"transformer.h.", hf_gpt_neo_layer, hf_gpt2_global};
+    case hf_family::gpt_neox: return {"gpt_neox.layers.", hf_gpt_neox_layer, hf_gpt_neox_global};
+    default: return {"model.layers.", hf_phi_layer, hf_phi_global};
+  }
+}
+
+// hf_config -> model_config of a family forward, refusing what it would compute differently.
+inline result<model_config> hf_family_config(const hf_config& h) {
+  const hf_family F = h.family;
+  auto unsupported = [&](std::string what, const char* key) {
+    return make_error(errc::unsupported_architecture, what + " is not supported by this build's " + h.model_type + " forward", error::no_offset, key);
+  };
+  model_config c;
+  c.arch = F == hf_family::qwen2 ? "qwen2" : F == hf_family::gpt2 ? "gpt2" : F == hf_family::gpt_neo ? "gptneo" : F == hf_family::gpt_neox ? "gptneox" : "phi2";
+  if (F == hf_family::qwen2) {
+    if (h.hidden_act != "silu") return unsupported("hidden_act '" + h.hidden_act + "'", "hidden_act");
+    c.ffn = ffn_kind::silu_gated;
+  } else if (h.hidden_act == "gelu_new" || h.hidden_act == "gelu_pytorch_tanh" || h.hidden_act == "gelu_fast") {
+    c.ffn = ffn_kind::gelu_tanh;
+  } else if (h.hidden_act == "gelu") {
+    c.ffn = ffn_kind::gelu_erf;
+  } else {
+    return unsupported("hidden_act '" + h.hidden_act + "'", "hidden_act");
+  }
+  if (h.rope_scaling) return unsupported("rope scaling '" + h.rope_scaling->type + "'", "rope_scaling");
+  if (std::uint64_t{h.head_dim} * h.num_attention_heads != h.hidden_size) return unsupported("head_dim x num_attention_heads != hidden_size", "head_dim");
+  const bool fused = F == hf_family::gpt2 || F == hf_family::gpt_neox;
+  if ((fused || F == hf_family::gpt_neo) && h.num_key_value_heads != h.num_attention_heads)
+    return make_error(errc::bad_config, "this family has as many key/value heads as query heads", error::no_offset, "num_key_value_heads");
+  c.dim = h.hidden_size;
+  c.hidden_dim = h.intermediate_size;
+  c.n_layers = h.num_hidden_layers;
+  c.n_heads = h.num_attention_heads;
+  c.n_kv_heads = h.num_key_value_heads;
+  c.vocab_size = h.vocab_size;
+  c.head_dim = h.head_dim;
+  c.seq_len = h.sliding_window ? std::min(h.max_position_embeddings, h.sliding_window) : h.max_position_embeddings;
+  c.rope_theta = h.rope_theta;
+  c.norm_eps = h.norm_eps;
+  c.shared_classifier = h.tie_word_embeddings;
+  c.norm = F == hf_family::qwen2 ? norm_kind::rms : norm_kind::layer;
+  c.rope = rope_style::half_split;
+  c.learned_positions = h.learned_positions;
+  c.n_rot = c.learned_positions ? 0 : h.rotary_dim;
+  c.qkv_bias = F == hf_family::qwen2 || F == hf_family::gpt2 || F == hf_family::phi || (F == hf_family::gpt_neox && h.attention_bias);
+  c.out_bias = F == hf_family::gpt2 || F == hf_family::gpt_neo || F == hf_family::phi || (F == hf_family::gpt_neox && h.attention_bias);
+  c.ffn_bias = F != hf_family::qwen2;
+  c.output_bias = F == hf_family::phi;
+  c.residual = F == hf_family::phi ? residual_kind::parallel_shared : (F == hf_family::gpt_neox && h.use_parallel_residual) ? residual_kind::parallel : residual_kind::sequential;
+  c.scaled_attention = F != hf_family::gpt_neo;
+  if (F == hf_family::gpt_neo && !h.attention_layers.empty()) {
+    c.window.resize(c.n_layers, 0);
+    for (std::uint32_t l = 0; l < c.n_layers; ++l)
+      if (h.attention_layers[l] == "local") c.window[l] = h.window_size;
+  }
+  return c;
+}
+
+// Rows of a 2-D tensor (or elements of a 1-D one) gathered into a new tensor owned by `owner`: row i of the
+// result is row rows[i] of t.
+inline tensor_info hf_gather(const tensor_info& t, const std::vector<std::uint64_t>& rows, std::string name, hf_bytes& owner, error& err) {
+  const std::uint64_t total = t.n_dims == 1 ? t.ne[0] : t.ne[1];
+  const std::uint64_t row_bytes = t.n_bytes / (total ? total : 1);
+  tensor_info out = t;
+  out.name = std::move(name);
+  auto buf = aligned_buffer<std::byte>::make_uninitialized(static_cast<std::size_t>(rows.size() * row_bytes));
+  if (!buf) { err = buf.error(); return out; }
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(buf->data() + i * row_bytes, t.data + rows[i] * row_bytes, static_cast<std::size_t>(row_bytes));
+  if (t.n_dims == 1) out.ne[0] = rows.size();
+  else out.ne[1] = rows.size();
+  out.n_bytes = rows.size() * row_bytes;
+  out.data = buf->data();
+  owner.owned.push_back(std::move(*buf));
+  return out;
+}
+
+// [in, out] -> [out, in] (element by element, in the tensor's dtype).
+inline result<void> hf_transpose(tensor_info& t, hf_bytes& owner) {
+  const auto& info = ggml_info(t.type);
+  if (t.n_dims != 2 || info.block_size != 1 || t.n_bytes != t.ne[0] * t.ne[1] * info.type_size)
+    return make_error(errc::shape_mismatch, "a Conv1D weight must be a 2-D float tensor", t.offset, t.name);
+  const std::uint64_t R = t.ne[1], C = t.ne[0], es = info.type_size;  // R rows (in) of C (out)
+  auto buf = aligned_buffer<std::byte>::make_uninitialized(static_cast<std::size_t>(t.n_bytes));
+  if (!buf) return buf.error();
+  for (std::uint64_t r = 0; r < R; ++r)
+    for (std::uint64_t j = 0; j < C; ++j) std::memcpy(buf->data() + (j * R + r) * es, t.data + (r * C + j) * es, static_cast<std::size_t>(es));
+  t.ne[0] = R;
+  t.ne[1] = C;
+  t.data = buf->data();
+  owner.owned.push_back(std::move(*buf));
+  return {};
+}
+
+// A fused q/k/v tensor -> its three parts (q_dim = dim, kv_dim = dim: these families have MHA).
+inline result<void> hf_split_qkv(const tensor_info& t, const model_config& c, bool neox, const std::string& prefix, std::string_view suffix,
+                                 std::vector<tensor_info>& out, hf_bytes& owner) {
+  const std::uint64_t D = c.dim, hd = c.head_dim;
+  const std::uint64_t total = t.n_dims == 1 ? t.ne[0] : t.ne[1];
+  if (total != 3 * D || (t.n_dims == 2 && t.ne[0] != D) || t.n_dims > 2)
+    return make_error(errc::shape_mismatch, "a fused q/k/v tensor needs " + std::to_string(3 * D) + " rows of " + std::to_string(D), t.offset, t.name);
+  const char* parts[] = {"attn_q.", "attn_k.", "attn_v."};
+  for (std::uint64_t p = 0; p < 3; ++p) {
+    std::vector<std::uint64_t> rows(static_cast<std::size_t>(D));
+    for (std::uint64_t i = 0; i < D; ++i) rows[i] = neox ? (i / hd) * 3 * hd + p * hd + i % hd : p * D + i;
+    error err;
+    tensor_info part = hf_gather(t, rows, prefix + parts[p] + std::string(suffix), owner, err);
+    if (err.code != errc{}) return err;
+    out.push_back(std::move(part));
+  }
+  return {};
+}
+
+inline result<model_file> read_hf_family(const hf_config& h, std::vector<tensor_info>& tensors, std::shared_ptr<hf_bytes> owner) {
+  auto cfg = hf_family_config(h);
+  if (!cfg) return cfg.error();
+  model_file mf;
+  mf.format = file_format::safetensors;
+  mf.config = *cfg;
+  const model_config& c = mf.config;
+  const hf_family_table tab = hf_table_of(h.family);
+  for (auto& t : tensors) {
+    const hf_tensor_rule* m = nullptr;
+    std::string prefix;
+    std::uint32_t layer = 0;
+    std::string_view rest;
+    if (hf_layer_of(t.name, c.n_layers, layer, rest, tab.layer_prefix)) {
+      for (const auto& x : tab.layer)
+        if (x.hf == rest) m = &x;
+      prefix = "blk." + std::to_string(layer) + ".";
+    } else {
+      for (const auto& x : tab.global)
+        if (x.hf == t.name) m = &x;
+    }
+    if (!m) return make_error(errc::unsupported_architecture, "the tensor has no place in the " + h.model_type + " forward", t.offset, t.name);
+    if (m->op == hf_op::skip) continue;
+    if (m->gguf == "output.weight" && c.shared_classifier) continue;  // tied: transformers ignores a stored lm_head
+    if (m->op == hf_op::conv1d || m->op == hf_op::conv_fused) EDGELM_TRY(hf_transpose(t, *owner));
+    if (m->op == hf_op::fused || m->op == hf_op::conv_fused || m->op == hf_op::neox_fused) {
+      EDGELM_TRY(hf_split_qkv(t, c, m->op == hf_op::neox_fused, prefix, m->gguf, mf.tensors, *owner));
+      continue;
+    }
+    t.name = prefix + std::string(m->gguf);
+    mf.tensors.push_back(std::move(t));
+  }
+  for (std::size_t i = 0; i < mf.tensors.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (mf.tensors[i].name == mf.tensors[j].name) return make_error(errc::duplicate_name, "two tensors map to this name", error::no_offset, mf.tensors[i].name);
+  if (const tensor_info* emb = mf.find("token_embd.weight"); emb && (emb->n_dims != 2 || emb->ne[1] != c.vocab_size))
+    return make_error(errc::shape_mismatch, "the embedding has " + std::to_string(emb->ne[1]) + " rows, vocab_size is " + std::to_string(c.vocab_size), emb->offset,
+                      "token_embd.weight");
+  mf.bytes = std::move(owner);
+  return mf;
+}
 }  // namespace detail
 
 // A Hugging Face model from a bundle (config.json, generation_config.json optional, weights). The tokenizer is
@@ -8517,10 +9028,12 @@ inline result<model_file> read_hf_model(const bundle& b, hf_config* config_out =
   auto h = read_hf_config(b.text("config.json"), b.text("generation_config.json"));
   if (!h) return h.error();
   if (config_out) *config_out = *h;
-  if (h->family != hf_family::llama && h->family != hf_family::mistral)
-    return make_error(errc::unsupported_architecture,
-                      "model_type '" + h->model_type + "' is read, but its forward is not in this build yet (supported: llama, mistral)", error::no_offset,
-                      "model_type");
+  if (h->family != hf_family::llama && h->family != hf_family::mistral) {
+    auto owner = std::make_shared<hf_bytes>();
+    auto tensors = read_hf_tensors(b, *owner);
+    if (!tensors) return tensors.error();
+    return read_hf_family(*h, *tensors, std::move(owner));
+  }
   auto cfg = hf_llama_config(*h);
   if (!cfg) return cfg.error();
   auto owner = std::make_shared<hf_bytes>();
@@ -9092,6 +9605,9 @@ inline result<gguf_writer> plan_quantized_gguf(const model_file& mf, const quant
     if (!g) return g.error();
     for (auto& kv : g->metadata) EDGELM_TRY(w.set(kv.key, std::move(kv.value)));
   } else {
+    // (the GGUF metadata of the other families, and HF's half-split q/k order, are not written yet)
+    if (!mf.config.is_llama())
+      return make_error(errc::unsupported_architecture, "quantize writes llama GGUFs; the " + mf.config.arch + " family's GGUF is not written by this build yet");
     EDGELM_TRY(detail::llama_metadata(w, mf, o));
   }
   EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION

@@ -16,7 +16,7 @@
 #   logits    logits --ids "1 403 407 261" within 1e-4 of golden/once_upon_a_time_logits_pos0-3.txt
 #   tokenize  tokenize -z tokenizer.bin -p PROMPT == ids, for golden/llama2_32k_runc_encodings.tsv
 #   errors    a missing file, garbage and truncated models: exit status 1, exactly one stderr line
-#   families  logits -m tests/data/families/{llama,llama_tied} (HF folders) within 1e-4 of transformers' logits
+#   families  logits -m tests/data/families/{llama,llama_tied,llama3_scaled,qwen2,gpt2,gpt_neox,phi,gpt_neo} (HF folders) within 1e-4 of transformers' logits
 #   student   models/edgelm-student-f32.gguf (when in the repo) reproduces models/student_greedy.tsv
 set -uo pipefail
 
@@ -282,7 +282,7 @@ expect_error "error/context-0" run -m "$M/stories260K.gguf" -p "Once" -n 4 --ctx
 # logits -m FOLDER --ids: within 1e-4 of the largest |logit| at every position (a folder without tokenizer
 # files loads for id-level commands); run -m FOLDER without a tokenizer is one clear error.
 F=$repo/tests/data/families
-for fam in llama llama_tied; do
+for fam in llama llama_tied llama3_scaled qwen2 gpt2 gpt_neox phi gpt_neo; do
   ids=$("$PY" -c 'import json,sys; print(" ".join(map(str, json.load(open(sys.argv[1]))["ids"])))' "$F/$fam/reference.json")
   run_cli logits -m "$F/$fam" --ids "$ids"
   if [[ $rc -ne 0 ]]; then bad "families/$fam/logits" "exit status $rc"; show_stderr; continue; fi
@@ -302,7 +302,6 @@ PYEOF
   ); then ok "families/$fam/logits"; else bad "families/$fam/logits" "$msg"; fi
 done
 expect_error "error/hf-folder-without-tokenizer" run -m "$F/llama" -p "Once" -n 4
-expect_error "error/hf-folder-gpt2-not-yet" logits -m "$F/gpt2" --ids "1 2"
 expect_error "error/lone-safetensors" logits -m "$F/llama/model.safetensors" --ids "1 2"
 expect_error "error/config-json-as-model" logits -m "$F/llama/config.json" --ids "1 2"
 

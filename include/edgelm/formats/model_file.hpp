@@ -59,6 +59,17 @@ struct limits {
 };
 
 enum class rope_style : std::uint8_t { adjacent_pairs /* llama2.c, GGUF llama */, half_split /* NeoX/HF */ };
+enum class norm_kind : std::uint8_t { rms /* llama, qwen2 */, layer /* LayerNorm with weight and bias: gpt2, gpt_neo, gpt_neox, phi */ };
+enum class ffn_kind : std::uint8_t {
+  silu_gated,  // down(silu(gate x) * up x): llama, qwen2
+  gelu_tanh,   // down(gelu_tanh(up x + b) + b): gpt2, gpt_neo, phi ("gelu_new", "gelu_pytorch_tanh")
+  gelu_erf,    // the same with the exact erf gelu: gpt_neox ("gelu")
+};
+enum class residual_kind : std::uint8_t {
+  sequential,       // x += attn(n1 x); x += ffn(n2 x)
+  parallel,         // gpt_neox: x += attn(n1 x) + ffn(n2 x)
+  parallel_shared,  // phi: x += attn(n1 x) + ffn(n1 x), one norm
+};
 
 // Hyper-parameters of a decoder transformer.
 struct model_config {
@@ -76,7 +87,27 @@ struct model_config {
   rope_style rope = rope_style::adjacent_pairs;
   bool shared_classifier = true;  // output.weight is token_embd.weight
 
+  // The architecture families beyond llama (each default is llama's; see model/families.hpp).
+  norm_kind norm = norm_kind::rms;
+  ffn_kind ffn = ffn_kind::silu_gated;
+  residual_kind residual = residual_kind::sequential;
+  bool qkv_bias = false;           // blk.N.attn_{q,k,v}.bias
+  bool out_bias = false;           // blk.N.attn_output.bias
+  bool ffn_bias = false;           // blk.N.ffn_{up,down}.bias
+  bool output_bias = false;        // output.bias (phi's lm_head)
+  std::uint32_t n_rot = 0;         // dims of each head rotated (even, <= head_dim); 0: all of head_dim
+  bool learned_positions = false;  // position_embd.weight (seq_len rows) added to the embedding; no rotary
+  bool scaled_attention = true;    // scores / sqrt(head_dim) (gpt_neo: unscaled)
+  std::vector<std::uint32_t> window;  // per layer: 0 = global attention, w = the last w positions (gpt_neo local)
+  std::vector<float> rope_freqs;   // rot_dims() / 2 rotary frequencies (RoPE scaling: llama3, linear); empty: theta^(-2i/rot)
+
   std::uint32_t kv_dim() const noexcept { return head_dim * n_kv_heads; }
+  std::uint32_t rot_dims() const noexcept { return n_rot ? n_rot : head_dim; }
+  // The plain llama forward (llama2.c's run.c, bit-exact) runs this config.
+  bool is_llama() const noexcept {
+    return norm == norm_kind::rms && ffn == ffn_kind::silu_gated && residual == residual_kind::sequential && !qkv_bias && !out_bias && !ffn_bias &&
+           !output_bias && rot_dims() == head_dim && !learned_positions && scaled_attention && window.empty() && rope == rope_style::adjacent_pairs && rope_freqs.empty();
+  }
 };
 
 // One tensor: where its bytes are and what they are. `data` points into the storage's bytes.

@@ -350,6 +350,68 @@ struct basic_kernels {
   static void axpy(float* out, float a, const float* v, std::size_t n) noexcept {
     for (std::size_t i = 0; i < n; ++i) out[i] += detail::no_contract(a * v[i]);
   }
+
+  // ---- the ops of the families beyond llama (transformers' formulas; no backend overrides them) ----
+
+  // LayerNorm: o = (x - mean) / sqrt(var + eps) * weight + bias, var the biased variance (torch's layer_norm).
+  static void layernorm(float* o, const float* x, const float* weight, const float* bias, std::size_t n, float eps) noexcept {
+    float mean = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) mean += x[j];
+    mean /= static_cast<float>(n);
+    float var = 0.0f;
+    for (std::size_t j = 0; j < n; ++j) var += detail::no_contract((x[j] - mean) * (x[j] - mean));
+    var /= static_cast<float>(n);
+    const float inv = 1.0f / std::sqrt(var + eps);
+    for (std::size_t j = 0; j < n; ++j) o[j] = detail::no_contract(detail::no_contract((x[j] - mean) * inv) * weight[j]) + bias[j];
+  }
+
+  // GELU, tanh approximation (gelu_new, gelu_pytorch_tanh): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+  static void gelu_tanh(float* x, std::size_t n) noexcept {
+    constexpr float k = 0.7978845608028654f;  // sqrt(2 / pi)
+    for (std::size_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      const float inner = detail::no_contract(k * (v + detail::no_contract(0.044715f * detail::no_contract(v * detail::no_contract(v * v)))));
+      x[i] = detail::no_contract(0.5f * v) * (1.0f + std::tanh(inner));
+    }
+  }
+  // GELU, exact (transformers' "gelu"): 0.5 x (1 + erf(x / sqrt(2))).
+  static void gelu_erf(float* x, std::size_t n) noexcept {
+    constexpr float r = 0.7071067811865476f;  // 1 / sqrt(2)
+    for (std::size_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      x[i] = detail::no_contract(0.5f * v) * (1.0f + std::erf(detail::no_contract(v * r)));
+    }
+  }
+
+  // Rotary embedding on the first n_rot dims of each head of x (n dims, heads of head_dim; the rest pass
+  // through), angles fcos/fsin[i] for i < n_rot / 2 (rope_table with head_dim = n_rot). adjacent_pairs
+  // rotates (x[2i], x[2i+1]); half_split (NeoX, HF's rotate_half) rotates (x[i], x[i + n_rot / 2]).
+  static void rope_partial(float* x, std::size_t n, std::size_t head_dim, std::size_t n_rot, bool half_split, const float* fcos, const float* fsin) noexcept {
+    const std::size_t half = n_rot / 2;
+    for (std::size_t h = 0; h + head_dim <= n; h += head_dim) {
+      float* v = x + h;
+      for (std::size_t i = 0; i < half; ++i) {
+        const std::size_t a = half_split ? i : 2 * i, b = half_split ? i + half : 2 * i + 1;
+        const float v0 = v[a], v1 = v[b];
+        v[a] = detail::no_contract(v0 * fcos[i]) - detail::no_contract(v1 * fsin[i]);
+        v[b] = detail::no_contract(v1 * fcos[i]) + detail::no_contract(v0 * fsin[i]);
+      }
+    }
+  }
+
+  // The rotation angles of position pos from given frequencies (RoPE scaling): cos/sin[i] of pos * freqs[i].
+  static void rope_table_freqs(float* cos_out, float* sin_out, std::size_t n, std::size_t pos, const float* freqs) noexcept {
+    for (std::size_t i = 0; i < n; ++i) {
+      const float val = static_cast<float>(pos) * freqs[i];
+      cos_out[i] = std::cos(val);
+      sin_out[i] = std::sin(val);
+    }
+  }
+
+  // x *= a
+  static void scale(float* x, float a, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) x[i] *= a;
+  }
 };
 
 // The reference backend.

@@ -77,6 +77,8 @@ inline result<state_plan> plan_state(const model_config& c, const state_options&
   p.context = o.context ? o.context : std::min<std::uint32_t>(c.seq_len, EDGELM_DEFAULT_CONTEXT);
   if (p.context == 0) return make_error(errc::invalid_argument, "context must be at least 1");
   if (p.context > limits::max_context) return make_error(errc::invalid_argument, "context larger than EDGELM_MAX_CONTEXT");
+  if (c.learned_positions && p.context > c.seq_len)
+    return make_error(errc::invalid_argument, "context " + std::to_string(p.context) + " is longer than the model's " + std::to_string(c.seq_len) + " learned positions");
   if (o.max_batch == 0 || o.max_batch > 65536) return make_error(errc::invalid_argument, "batch size " + std::to_string(o.max_batch) + " is outside 1..65536");
   if (workers == 0 || workers > 4096) return make_error(errc::invalid_argument, "executor concurrency " + std::to_string(workers) + " is outside 1..4096");
   p.max_batch = std::min(o.max_batch, p.context);
@@ -293,6 +295,7 @@ class transformer {
   // this state. The caller keeps check()'s preconditions (session does).
   std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
     const model_config& c = cfg_;
+    if (!c.is_llama()) return forward_family(s, tokens, pos, which);
     const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
     const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
     float* x = s.x.data();
@@ -342,6 +345,96 @@ class transformer {
   }
 
  private:
+  // The other families (qwen2, gpt2, gpt_neo, gpt_neox, phi): the llama forward with the superset config's
+  // choices (model_config: norm, feed-forward, residual, biases, partial / half-split rotary, learned
+  // positions, unscaled or local attention), under the same contract (batch = one by one, any threads).
+  std::span<const float> forward_family(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
+    const model_config& c = cfg_;
+    const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+    const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim, rot = c.rot_dims();
+    const bool half_split = c.rope == rope_style::half_split;
+    float* x = s.x.data();
+    float* xb = s.xb.data();
+    const auto bias = [&](float* y, const float* b, std::uint32_t ld) {
+      if (b) per_token(s, n, [&](std::size_t t) noexcept { K::add(y + t * ld, b, ld); });
+    };
+
+    for (std::uint32_t t = 0; t < n; ++t) {
+      embed(tokens[t], x + std::size_t{t} * dim);
+      if (c.learned_positions) {
+        float* row = s.xb2.data();  // (the position row, then added)
+        visit_type(types{}, w_.pos_embd.type, [&](auto tag) {
+          using T = decltype(tag);
+          T::dequantize_row(w_.pos_embd.template as<T>().row(pos + t), row, dim);
+        });
+        K::add(x + std::size_t{t} * dim, row, dim);
+      } else {
+        float *fc = s.rope_cos.data() + std::size_t{t} * (hs / 2), *fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
+        if (c.rope_freqs.empty()) K::rope_table(fc, fs, rot, pos + t, c.rope_theta);
+        else K::rope_table_freqs(fc, fs, rot / 2, pos + t, c.rope_freqs.data());
+      }
+    }
+
+    for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+      const auto& L = w_.layers[l];
+      norm_rows(s, xb, x, L.attn_norm, L.attn_norm_b, n);
+      matmul_rows(s, xb, dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+      bias(s.q.data(), L.bq, dim);
+      bias(s.k.data(), L.bk, kv_dim);
+      bias(s.v.data(), L.bv, kv_dim);
+      per_token(s, n, [&](std::size_t t) noexcept {
+        float* q = s.q.data() + t * dim;
+        if (!c.learned_positions) {
+          const float *fc = s.rope_cos.data() + t * (hs / 2), *fs = s.rope_sin.data() + t * (hs / 2);
+          K::rope_partial(q, dim, hs, rot, half_split, fc, fs);
+          K::rope_partial(s.k.data() + t * kv_dim, kv_dim, hs, rot, half_split, fc, fs);
+        }
+        if (!c.scaled_attention) K::scale(q, std::sqrt(static_cast<float>(hs)), dim);  // (the op divides by it)
+      });
+      const std::uint32_t window = l < c.window.size() ? c.window[l] : 0;
+      if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n, window);
+      else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n, window);
+      matmul_rows(s, xb, dim, n, {{L.wo, s.xb2.data(), dim}});
+      bias(s.xb2.data(), L.bo, dim);
+
+      // feed-forward: sequential after the attention's residual, or parallel from the same x
+      if (c.residual == residual_kind::sequential) per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });
+      norm_rows(s, xb, x, L.ffn_norm, L.ffn_norm_b, n);
+      if (c.ffn == ffn_kind::silu_gated) {
+        matmul_rows(s, xb, dim, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+        per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
+      } else {
+        matmul_rows(s, xb, dim, n, {{L.w3, s.hb.data(), hidden}});
+        bias(s.hb.data(), L.b3, hidden);
+        per_token(s, n, [&](std::size_t t) noexcept {
+          if (c.ffn == ffn_kind::gelu_tanh) K::gelu_tanh(s.hb.data() + t * hidden, hidden);
+          else K::gelu_erf(s.hb.data() + t * hidden, hidden);
+        });
+      }
+      matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.q.data(), dim}});
+      bias(s.q.data(), L.b2, dim);
+      per_token(s, n, [&](std::size_t t) noexcept {
+        if (c.residual != residual_kind::sequential) K::add(x + t * dim, s.xb2.data() + t * dim, dim);
+        K::add(x + t * dim, s.q.data() + t * dim, dim);
+      });
+    }
+
+    if (which == logits_for::none) return {};
+    const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
+    float* xl = x + std::size_t{first} * dim;
+    norm_rows(s, xl, xl, w_.output_norm, w_.output_norm_b, m);
+    matmul_rows(s, xl, dim, m, {{w_.output, s.logits.data(), c.vocab_size}});
+    if (w_.output_b) per_token(s, m, [&](std::size_t t) noexcept { K::add(s.logits.data() + t * c.vocab_size, w_.output_b, c.vocab_size); });
+    return {s.logits.data(), std::size_t{m} * c.vocab_size};
+  }
+
+  // RMSNorm, or LayerNorm with its bias.
+  void norm_rows(run_state<P>& s, float* o, const float* xin, const float* weight, const float* b, std::uint32_t n) const noexcept {
+    if (cfg_.norm == norm_kind::rms) return rmsnorm_rows(s, o, xin, weight, n);
+    const std::size_t dim = cfg_.dim;
+    per_token(s, n, [&](std::size_t t) noexcept { K::layernorm(o + t * dim, xin + t * dim, weight, b, dim, cfg_.norm_eps); });
+  }
+
   // Row stride of the activations a weight type T dots against, for `cols` columns: floats for f32, else
   // whole blocks.
   template <class T>
@@ -435,7 +528,7 @@ class transformer {
   // Store the batch's keys and values at positions pos.. of layer l, then attention for every
   // (token, head) pair, spread over the workers (each has its own row of scores).
   template <class KV>
-  void attend(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n) const noexcept {
+  void attend(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n, std::uint32_t window = 0) const noexcept {
     const model_config& c = cfg_;
     const std::uint32_t kv_dim = c.kv_dim();
     const std::size_t loff = std::size_t{l} * s.context * kv_dim;  // this layer's slice of the KV cache
@@ -456,7 +549,23 @@ class transformer {
     a.n = n;
     float* att = s.att.data();
     const std::size_t ctx = s.context;
-    s.exec.for_each(std::size_t{n} * c.n_heads, 1, [&](std::size_t b, std::size_t e, unsigned w) noexcept { K::attention(a, b, e, att + w * ctx); });
+    if (window == 0 || pos + n <= window) {
+      s.exec.for_each(std::size_t{n} * c.n_heads, 1, [&](std::size_t b, std::size_t e, unsigned w) noexcept { K::attention(a, b, e, att + w * ctx); });
+      return;
+    }
+    // local attention (gpt_neo): query at position p sees keys max(0, p - window + 1) .. p, one query at a
+    // time over the cache rows from its first key on (the op's own causal rule then does the rest)
+    for (std::uint32_t t = 0; t < n; ++t) {
+      const std::uint32_t p = pos + t, start = p + 1 > window ? p + 1 - window : 0;
+      attention_args<KV> b = a;
+      b.out = a.out + std::size_t{t} * a.ld_out;
+      b.q = a.q + std::size_t{t} * a.ld_q;
+      b.k = a.k + std::size_t{start} * kv_dim;
+      b.v = a.v + std::size_t{start} * kv_dim;
+      b.pos = p - start;
+      b.n = 1;
+      s.exec.for_each(c.n_heads, 1, [&](std::size_t i0, std::size_t i1, unsigned w) noexcept { K::attention(b, i0, i1, att + w * ctx); });
+    }
   }
 
   model_config cfg_;

@@ -52,6 +52,15 @@ struct layer_weights {
   wmatrix w1;                        // (hidden_dim, dim)  gate
   wmatrix w2;                        // (dim, hidden_dim)  down
   wmatrix w3;                        // (hidden_dim, dim)  up
+  // The families beyond llama (null: absent): norm biases (LayerNorm), projection biases.
+  const float* attn_norm_b = nullptr;  // (dim)
+  const float* ffn_norm_b = nullptr;   // (dim)
+  const float* bq = nullptr;           // (dim)
+  const float* bk = nullptr;           // (kv_dim)
+  const float* bv = nullptr;           // (kv_dim)
+  const float* bo = nullptr;           // (dim)
+  const float* b3 = nullptr;           // (hidden_dim) up
+  const float* b2 = nullptr;           // (dim) down
 };
 
 struct model_weights {
@@ -59,6 +68,9 @@ struct model_weights {
   std::vector<layer_weights> layers;     // (n_layers)
   const float* output_norm = nullptr;    // (dim)
   wmatrix output;                        // (vocab, dim); == token_embd when shared
+  wmatrix pos_embd;                      // (seq_len, dim) learned positions (gpt2, gpt_neo); rows 0 when absent
+  const float* output_norm_b = nullptr;  // (dim) LayerNorm bias
+  const float* output_b = nullptr;       // (vocab) classifier bias (phi)
   std::vector<aligned_buffer<std::byte>> owned;  // converted tensors
   std::size_t converted = 0;             // how many tensors were converted at load
   std::array<std::uint32_t, ggml_type_count> converted_from{};  // converted tensors by their file type
@@ -85,16 +97,39 @@ struct layer_matrix {
   std::uint64_t rows, cols;
   wmatrix layer_weights::*member;
 };
-inline std::array<layer_matrix, 7> layer_matrices(const model_config& c) {
+// (ffn_gate only for the gated feed-forward: the gelu families have up and down.)
+inline std::vector<layer_matrix> layer_matrices(const model_config& c) {
   const std::uint64_t D = c.dim, H = c.hidden_dim, KVD = c.kv_dim();
   using L = layer_weights;
-  return {{{"attn_q.weight", D, D, &L::wq},
-           {"attn_k.weight", KVD, D, &L::wk},
-           {"attn_v.weight", KVD, D, &L::wv},
-           {"attn_output.weight", D, D, &L::wo},
-           {"ffn_gate.weight", H, D, &L::w1},
-           {"ffn_down.weight", D, H, &L::w2},
-           {"ffn_up.weight", H, D, &L::w3}}};
+  std::vector<layer_matrix> m = {{"attn_q.weight", D, D, &L::wq},
+                                 {"attn_k.weight", KVD, D, &L::wk},
+                                 {"attn_v.weight", KVD, D, &L::wv},
+                                 {"attn_output.weight", D, D, &L::wo},
+                                 {"ffn_gate.weight", H, D, &L::w1},
+                                 {"ffn_down.weight", D, H, &L::w2},
+                                 {"ffn_up.weight", H, D, &L::w3}};
+  if (c.ffn != ffn_kind::silu_gated) m.erase(m.begin() + 4);
+  return m;
+}
+// A layer's optional vectors: name suffix, length, member, and whether the config has it.
+struct layer_vector {
+  const char* name;
+  std::uint64_t n;
+  const float* layer_weights::*member;
+  bool present;
+};
+inline std::array<layer_vector, 8> layer_vectors(const model_config& c) {
+  const std::uint64_t D = c.dim, H = c.hidden_dim, KVD = c.kv_dim();
+  const bool ln = c.norm == norm_kind::layer, ln2 = ln && c.residual != residual_kind::parallel_shared;
+  using L = layer_weights;
+  return {{{"attn_norm.bias", D, &L::attn_norm_b, ln},
+           {"ffn_norm.bias", D, &L::ffn_norm_b, ln2},
+           {"attn_q.bias", D, &L::bq, c.qkv_bias},
+           {"attn_k.bias", KVD, &L::bk, c.qkv_bias},
+           {"attn_v.bias", KVD, &L::bv, c.qkv_bias},
+           {"attn_output.bias", D, &L::bo, c.out_bias},
+           {"ffn_up.bias", H, &L::b3, c.ffn_bias},
+           {"ffn_down.bias", D, &L::b2, c.ffn_bias}}};
 }
 
 template <class P>
@@ -183,7 +218,7 @@ struct weight_builder {
   // Returns false with err set on a bad scale or a failed allocation; `packed` tells whether it ran.
   bool repack(const tensor_info& t, wmatrix& out, bool& packed, error& err) {
     packed = false;
-    if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight") return true;
+    if (!packer.bytes || !packer.pack || packer.row_group == 0 || t.name == "token_embd.weight" || t.name == "position_embd.weight") return true;
     const std::size_t n = packer.bytes(out);
     if (n == 0) return true;
     std::byte* dst = nullptr;
@@ -327,16 +362,23 @@ result<model_weights> make_weights(const model_file& mf, const logger& log = {},
     const std::string p = "blk." + std::to_string(l) + ".";
     auto& L = w.layers[l];
     if (!(L.attn_norm = b.vec(p + "attn_norm.weight", D, err))) return err;
-    if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
+    if (c.residual == residual_kind::parallel_shared) L.ffn_norm = L.attn_norm;  // phi: one norm
+    else if (!(L.ffn_norm = b.vec(p + "ffn_norm.weight", D, err))) return err;
     for (const auto& lm : detail::layer_matrices(c))
       if (!b.mat(p + lm.name, lm.rows, lm.cols, L.*lm.member, err)) return err;
+    for (const auto& lv : detail::layer_vectors(c))
+      if (lv.present && !(L.*lv.member = b.vec(p + lv.name, lv.n, err))) return err;
+    if (c.residual == residual_kind::parallel_shared) L.ffn_norm_b = L.attn_norm_b;
   }
   if (!(w.output_norm = b.vec("output_norm.weight", D, err))) return err;
+  if (c.norm == norm_kind::layer && !(w.output_norm_b = b.vec("output_norm.bias", D, err))) return err;
   if (c.shared_classifier) {
     w.output = w.token_embd;
   } else if (!b.mat("output.weight", V, D, w.output, err)) {
     return err;
   }
+  if (c.output_bias && !(w.output_b = b.vec("output.bias", V, err))) return err;
+  if (c.learned_positions && !b.mat("position_embd.weight", c.seq_len, D, w.pos_embd, err)) return err;
   return w;
 }
 
