@@ -276,6 +276,7 @@ TEST_CASE("hf families reject: misshapen fused q/k/v, short position tables, mis
   CHECK(load("phi", ts) == want(errc::unsupported_architecture, "model.layers.0.self_attn.o_proj.weight"));
   // a config the family forwards do not run
   for (auto [fam, key, value, where] : {std::tuple{"gpt2", "\"gelu_new\"", "\"relu\"", "hidden_act"},
+                                        std::tuple{"gpt2", "\"scale_attn_by_inverse_layer_idx\": false", "\"scale_attn_by_inverse_layer_idx\": true", "scale_attn_by_inverse_layer_idx"},
                                         std::tuple{"phi", "\"rope_type\": \"default\"", "\"rope_type\": \"linear\", \"factor\": 2.0", "rope_scaling"}}) {
     const auto raw = read_all(families() + fam + "/config.json");
     std::string cfg(raw.begin(), raw.end());
@@ -284,6 +285,22 @@ TEST_CASE("hf families reject: misshapen fused q/k/v, short position tables, mis
     edgelm::bundle b = fixture_bundle(fam);
     b.add("config.json", edgelm::memory_storage(to_bytes(cfg)));
     CHECK(err(edgelm::read_hf_model(b)) == want(errc::unsupported_architecture, where));
+  }
+  {  // gpt2 without scaled attention scores: read (unscaled, as gpt_neo), far from the scaled fixture
+    const auto raw = read_all(families() + "gpt2/config.json");
+    std::string cfg(raw.begin(), raw.end());
+    const std::string key = "\"scale_attn_weights\": true";
+    REQUIRE(cfg.find(key) != std::string::npos);
+    cfg.replace(cfg.find(key), key.size(), "\"scale_attn_weights\": false");
+    edgelm::bundle b = fixture_bundle("gpt2");
+    b.add("config.json", edgelm::memory_storage(to_bytes(cfg)));
+    auto mfu = edgelm::read_hf_model(b);
+    REQUIRE(mfu);
+    CHECK(!mfu->config.scaled_attention);
+    auto net = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*mfu));
+    REQUIRE(net);
+    const reference ref = read_reference(families() + "gpt2");
+    CHECK(rel_diff(run(*net, ref.ids, true), ref.logits) > 1e-3);
   }
   // quantize does not write these families as llama GGUFs
   auto mf = edgelm::read_model_path(families() + "gpt2");

@@ -7876,6 +7876,8 @@ struct hf_config {
   std::vector<std::string> attention_layers;  // gpt_neo: "global" / "local" per layer
   std::uint32_t window_size = 0;           // gpt_neo local attention window
   std::uint32_t sliding_window = 0;        // mistral / qwen2 (use_sliding_window): 0 = none
+  bool scale_attn_weights = true;          // gpt2: scores / sqrt(head_dim) (false: unscaled)
+  bool scale_attn_by_inverse_layer_idx = false;  // gpt2: scores also / (layer + 1)
   std::optional<std::int32_t> bos_token_id;
   std::vector<std::int32_t> eos_token_ids;  // int or list in the file
   std::string torch_dtype;                 // torch_dtype | dtype ("float32", "bfloat16", ...; "" when absent)
@@ -8169,6 +8171,15 @@ inline result<hf_config> read_hf_config(std::string_view config_json, std::strin
     auto sw = hf_size(j, {"sliding_window"}, limits::max_context);
     if (!sw) return sw.error();
     if (*use && *sw) c.sliding_window = static_cast<std::uint32_t>(**sw);
+  }
+
+  if (F == hf_family::gpt2) {
+    auto saw = hf_bool(j, "scale_attn_weights", true);
+    if (!saw) return saw.error();
+    c.scale_attn_weights = *saw;
+    auto inv = hf_bool(j, "scale_attn_by_inverse_layer_idx", false);
+    if (!inv) return inv.error();
+    c.scale_attn_by_inverse_layer_idx = *inv;
   }
 
   // ids and dtype
@@ -8889,6 +8900,7 @@ inline result<model_config> hf_family_config(const hf_config& h) {
     return unsupported("hidden_act '" + h.hidden_act + "'", "hidden_act");
   }
   if (h.rope_scaling) return unsupported("rope scaling '" + h.rope_scaling->type + "'", "rope_scaling");
+  if (h.scale_attn_by_inverse_layer_idx) return unsupported("scale_attn_by_inverse_layer_idx", "scale_attn_by_inverse_layer_idx");
   if (std::uint64_t{h.head_dim} * h.num_attention_heads != h.hidden_size) return unsupported("head_dim x num_attention_heads != hidden_size", "head_dim");
   const bool fused = F == hf_family::gpt2 || F == hf_family::gpt_neox;
   if ((fused || F == hf_family::gpt_neo) && h.num_key_value_heads != h.num_attention_heads)
@@ -8913,7 +8925,7 @@ inline result<model_config> hf_family_config(const hf_config& h) {
   c.ffn_bias = F != hf_family::qwen2;
   c.output_bias = F == hf_family::phi;
   c.residual = F == hf_family::phi ? residual_kind::parallel_shared : (F == hf_family::gpt_neox && h.use_parallel_residual) ? residual_kind::parallel : residual_kind::sequential;
-  c.scaled_attention = F != hf_family::gpt_neo;
+  c.scaled_attention = F != hf_family::gpt_neo && h.scale_attn_weights;
   if (F == hf_family::gpt_neo && !h.attention_layers.empty()) {
     c.window.resize(c.n_layers, 0);
     for (std::uint32_t l = 0; l < c.n_layers; ++l)

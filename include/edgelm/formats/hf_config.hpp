@@ -67,6 +67,8 @@ struct hf_config {
   std::vector<std::string> attention_layers;  // gpt_neo: "global" / "local" per layer
   std::uint32_t window_size = 0;           // gpt_neo local attention window
   std::uint32_t sliding_window = 0;        // mistral / qwen2 (use_sliding_window): 0 = none
+  bool scale_attn_weights = true;          // gpt2: scores / sqrt(head_dim) (false: unscaled)
+  bool scale_attn_by_inverse_layer_idx = false;  // gpt2: scores also / (layer + 1)
   std::optional<std::int32_t> bos_token_id;
   std::vector<std::int32_t> eos_token_ids;  // int or list in the file
   std::string torch_dtype;                 // torch_dtype | dtype ("float32", "bfloat16", ...; "" when absent)
@@ -360,6 +362,15 @@ inline result<hf_config> read_hf_config(std::string_view config_json, std::strin
     auto sw = hf_size(j, {"sliding_window"}, limits::max_context);
     if (!sw) return sw.error();
     if (*use && *sw) c.sliding_window = static_cast<std::uint32_t>(**sw);
+  }
+
+  if (F == hf_family::gpt2) {
+    auto saw = hf_bool(j, "scale_attn_weights", true);
+    if (!saw) return saw.error();
+    c.scale_attn_weights = *saw;
+    auto inv = hf_bool(j, "scale_attn_by_inverse_layer_idx", false);
+    if (!inv) return inv.error();
+    c.scale_attn_by_inverse_layer_idx = *inv;
   }
 
   // ids and dtype

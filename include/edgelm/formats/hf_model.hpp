@@ -360,6 +360,7 @@ inline result<model_config> hf_family_config(const hf_config& h) {
     return unsupported("hidden_act '" + h.hidden_act + "'", "hidden_act");
   }
   if (h.rope_scaling) return unsupported("rope scaling '" + h.rope_scaling->type + "'", "rope_scaling");
+  if (h.scale_attn_by_inverse_layer_idx) return unsupported("scale_attn_by_inverse_layer_idx", "scale_attn_by_inverse_layer_idx");
   if (std::uint64_t{h.head_dim} * h.num_attention_heads != h.hidden_size) return unsupported("head_dim x num_attention_heads != hidden_size", "head_dim");
   const bool fused = F == hf_family::gpt2 || F == hf_family::gpt_neox;
   if ((fused || F == hf_family::gpt_neo) && h.num_key_value_heads != h.num_attention_heads)
@@ -384,7 +385,7 @@ inline result<model_config> hf_family_config(const hf_config& h) {
   c.ffn_bias = F != hf_family::qwen2;
   c.output_bias = F == hf_family::phi;
   c.residual = F == hf_family::phi ? residual_kind::parallel_shared : (F == hf_family::gpt_neox && h.use_parallel_residual) ? residual_kind::parallel : residual_kind::sequential;
-  c.scaled_attention = F != hf_family::gpt_neo;
+  c.scaled_attention = F != hf_family::gpt_neo && h.scale_attn_weights;
   if (F == hf_family::gpt_neo && !h.attention_layers.empty()) {
     c.window.resize(c.n_layers, 0);
     for (std::uint32_t l = 0; l < c.n_layers; ++l)
