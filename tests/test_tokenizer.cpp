@@ -155,6 +155,27 @@ TEST_CASE("heap-based merging equals llama2.c's naive algorithm on varied text")
   }
 }
 
+TEST_CASE("long texts (merged word by word) equal llama2.c's naive algorithm") {
+  // Above 256 symbols the encoder merges each word (a run of spaces + the characters up to the next space)
+  // on its own when the vocabulary allows it; llama2.c's whole-text naive merge is the reference.
+  const char* words[] = {"the", " cat", "Lily", "  ", "   ", "!", "\n", " went", "\xC3\xA9", " \xF0\x9F\x98\x80", "\xFF", " aa", "bbb", " park", " Tom", " ", ","};
+  {
+    EDGELM_SHARED_FILE(tokbin, "tok512.bin");  // (the naive reference scans the vocabulary per pair: 512 only)
+    const tokenizer t = load_tok(tokbin);
+    std::uint32_t s = 1234;
+    for (int round = 0; round < 6; ++round) {
+      std::string text;
+      for (int w = 0; w < 160; ++w) {
+        s = s * 1664525u + 1013904223u;
+        text += words[(s >> 16) % (sizeof words / sizeof *words)];
+      }
+      REQUIRE(text.size() > 300);
+      const auto got = t.encode(text, true);
+      REQUIRE(std::vector<int>(got.begin(), got.end()) == naive_encode(t, text));
+    }
+  }
+}
+
 TEST_CASE("any bytes round-trip through encode/decode; hostile prompts are handled quickly") {
   EDGELM_SHARED_FILE(tokbin, "tok512.bin");
   const tokenizer t = load_tok(tokbin);

@@ -4,6 +4,7 @@
 // but runs in O(n log n) (a heap of candidate pairs) so hostile prompts cannot stall it.
 #pragma once
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <queue>
 #include <string>
@@ -60,6 +61,18 @@ class tokenizer {
     }
     auto sp = t.lookup_.find(" ");
     t.space_id_ = sp == t.lookup_.end() ? -1 : sp->second;
+    // Words merge independently when no piece has a space after a non-space character (SentencePiece's
+    // split_by_whitespace, as Llama's and TinyStories' vocabularies; runs of spaces like "  " are fine):
+    // no merge can then join a word's end to the spaces that start the next one.
+    t.words_independent_ = t.space_id_ >= 0;
+    for (const auto& kv : t.lookup_) {
+      const std::string& p = kv.first;
+      const std::size_t first_other = p.find_first_not_of(' ');
+      if (first_other != std::string::npos && p.find(' ', first_other) != std::string::npos) {
+        t.words_independent_ = false;
+        break;
+      }
+    }
     t.d_ = std::move(d);
     return t;
   }
@@ -99,9 +112,13 @@ class tokenizer {
         }
         i += len;
       }
-      merge(sy);
-      for (const auto& s : sy)
-        if (s.id >= 0) out.push_back(s.id);
+      if (words_independent_ && sy.size() > word_split_min) {
+        merge_words(sy, out);
+      } else {
+        merge(sy);
+        for (const auto& s : sy)
+          if (s.id >= 0) out.push_back(s.id);
+      }
     }
     if (add_eos) out.push_back(d_.eos_id);
     return out;
@@ -163,6 +180,39 @@ class tokenizer {
     q.push({d_.scores[it->second], l, sy[l].id, sy[r].id, it->second});
   }
 
+  // Long texts (MB-sized inputs) are merged word by word when words are independent (see from_data): the
+  // same ids as one merge over the whole text (merges never cross a word boundary, and within a word their
+  // order is unchanged), with a per-call cache of the words already seen.
+  static constexpr std::size_t word_split_min = 256;
+  void merge_words(const std::vector<symbol>& sy, std::vector<token>& out) const {
+    std::unordered_map<std::string, std::vector<token>> cache;  // this call's words (no state kept)
+    std::vector<symbol> w;
+    std::string key;
+    const std::size_t n = sy.size();
+    for (std::size_t b = 0; b < n;) {
+      // a word: a run of spaces, then everything up to the next space that follows a non-space symbol
+      std::size_t e = b + 1;
+      while (e < n && !(sy[e].id == space_id_ && sy[e - 1].id != space_id_)) ++e;
+      const bool cacheable = e - b <= 64;
+      if (cacheable) {
+        key.clear();
+        for (std::size_t k = b; k < e; ++k) key.append(reinterpret_cast<const char*>(&sy[k].id), sizeof(token));
+        if (auto it = cache.find(key); it != cache.end()) {
+          out.insert(out.end(), it->second.begin(), it->second.end());
+          b = e;
+          continue;
+        }
+      }
+      w.assign(sy.begin() + static_cast<std::ptrdiff_t>(b), sy.begin() + static_cast<std::ptrdiff_t>(e));
+      merge(w);
+      const std::size_t at = out.size();
+      for (const auto& s : w)
+        if (s.id >= 0) out.push_back(s.id);
+      if (cacheable && cache.size() < (std::size_t{1} << 16)) cache.emplace(key, std::vector<token>(out.begin() + static_cast<std::ptrdiff_t>(at), out.end()));
+      b = e;
+    }
+  }
+
   void merge(std::vector<symbol>& sy) const {
     const auto n = static_cast<std::int32_t>(sy.size());
     for (std::int32_t k = 0; k < n; ++k) {
@@ -204,6 +254,7 @@ class tokenizer {
   std::unordered_map<std::string, token> lookup_;
   std::array<token, 256> byte_id_{};
   token space_id_ = -1;
+  bool words_independent_ = false;
 };
 
 }  // namespace edgelm
