@@ -8,10 +8,12 @@
 #include <edgelm/formats/gguf_writer.hpp>
 #include <edgelm/tokenizer/text_tokenizer.hpp>
 #include <nlohmann/json.hpp>
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "fuzz/model_builders.hpp"
@@ -219,6 +221,34 @@ TEST_CASE("added tokens: lstrip / rstrip / single_word as Hugging Face treats th
   CHECK(ids_str(t->encode("(cat)", false)) == "40 258 41 ");
 }
 
+TEST_CASE("added tokens: `normalized` ones match the normalized text, after the raw-text split on the others") {
+  // Expected ids: tests/data/tokenizers/normalized_added_ids.json, written by tools/fixtures/hf_normalized_added.py
+  // (Hugging Face's Rust library; its "tool" field) over tools/fixtures/normalized_added_cases.json.
+  auto ref = nlohmann::json::parse(slurp(data_dir() + "/normalized_added_ids.json"), nullptr, false);
+  REQUIRE(ref.is_object());
+  auto cases = nlohmann::json::parse(slurp(edgelm_test::source_dir() + "/tools/fixtures/normalized_added_cases.json"), nullptr, false);
+  REQUIRE(cases.is_object());
+  REQUIRE(ref["cases"].size() == cases.size());
+  for (const auto& [name, c] : cases.items()) {
+    INFO(name);
+    auto j = nlohmann::json::parse(slurp(data_dir() + "/" + name + "/tokenizer.json"), nullptr, false);
+    REQUIRE(j.is_object());
+    const auto& r = ref["cases"][name];
+    const auto first = r["first_id"].get<std::int32_t>();
+    std::int32_t k = 0;
+    for (const auto& a : c["added"])
+      j["added_tokens"].push_back({{"id", first + k++}, {"content", a[0]}, {"single_word", false}, {"lstrip", false},
+                                   {"rstrip", false}, {"normalized", a[1]}, {"special", false}});
+    auto tok = from_json(j.dump());
+    REQUIRE_MESSAGE(tok, (tok ? "" : tok.error().message()));
+    for (std::size_t t = 0; t < c["texts"].size(); ++t) {
+      const std::string text = c["texts"][t].get<std::string>();
+      INFO(text);
+      CHECK(ids_str(tok->encode(text, false)) == ids_str(r["ids"][t].get<std::vector<std::int32_t>>()));
+    }
+  }
+}
+
 TEST_CASE("pre-tokenizers and added tokens: Hugging Face tokenizers (Rust) spot checks") {
   // Expected splits printed by tools/fixtures/hf_rust_spotcheck.py with Python tokenizers 0.23.2 (the Rust
   // library): the cases where its JS port differs (U+FEFF is not \s; Digits splits every \p{N}).
@@ -309,6 +339,102 @@ TEST_CASE("MB-sized adversarial inputs tokenize in linear-ish time and round-tri
   }
   const auto ids = q.encode(marks, false);
   CHECK(!ids.empty());
+}
+
+// BPE over code points written naively (rescan all pairs, merge the lowest rank, leftmost first), as an oracle
+// for the heap-based merge and for the word-by-word merging of long pre-tokens. Byte fallback for characters
+// outside the vocabulary. The file's own vocab/merges, read here with nlohmann::json.
+struct naive_bpe {
+  std::unordered_map<std::string, std::int32_t> vocab;
+  std::unordered_map<std::string, std::uint32_t> rank;  // left + '\x01' + right
+  explicit naive_bpe(const nlohmann::json& j) {
+    for (const auto& [k, v] : j["model"]["vocab"].items()) vocab[k] = v.get<std::int32_t>();
+    std::uint32_t r = 0;
+    for (const auto& m : j["model"]["merges"]) {
+      std::string l, rr;
+      if (m.is_array()) { l = m[0].get<std::string>(); rr = m[1].get<std::string>(); }
+      else { const std::string x = m.get<std::string>(); const auto sp = x.find(' '); l = x.substr(0, sp); rr = x.substr(sp + 1); }
+      rank.emplace(l + '\x01' + rr, r++);
+    }
+  }
+  std::vector<std::int32_t> encode(const std::string& w) const {
+    std::vector<std::string> sy;
+    for (std::size_t i = 0; i < w.size();) {
+      std::size_t n = 1;
+      while (i + n < w.size() && (static_cast<unsigned char>(w[i + n]) & 0xC0) == 0x80) ++n;
+      sy.push_back(w.substr(i, n));
+      i += n;
+    }
+    for (;;) {
+      std::size_t best = SIZE_MAX;
+      std::uint32_t br = UINT32_MAX;
+      for (std::size_t k = 0; k + 1 < sy.size(); ++k) {
+        auto it = rank.find(sy[k] + '\x01' + sy[k + 1]);
+        if (it != rank.end() && it->second < br) { br = it->second; best = k; }
+      }
+      if (best == SIZE_MAX) break;
+      sy[best] += sy[best + 1];
+      sy.erase(sy.begin() + static_cast<std::ptrdiff_t>(best) + 1);
+    }
+    std::vector<std::int32_t> ids;
+    for (const auto& x : sy) {
+      auto it = vocab.find(x);
+      if (it != vocab.end()) { ids.push_back(it->second); continue; }
+      for (unsigned char c : x) {
+        char b[8];
+        std::snprintf(b, sizeof b, "<0x%02X>", c);
+        ids.push_back(vocab.at(b));
+      }
+    }
+    return ids;
+  }
+};
+
+std::string replace_spaces(const std::string& s) {
+  std::string r;
+  for (char c : s) r += c == ' ' ? std::string("\xE2\x96\x81") : std::string(1, c);
+  return r;
+}
+
+TEST_CASE("long pre-tokens (merged word by word) equal one naive merge of the whole text") {
+  // llama2-mini: Prepend + Replace, no pre-tokenizer; gemma3-mini: Replace, its Split(" ") finds no space after
+  // it; both make the whole text one pre-token. "crossing": llama2-mini with merges that join a symbol to a
+  // following one that starts with U+2581 (as Gemma-3's ('>', '▁</')): points where one fits must not be split.
+  const std::vector<std::string> words = {"the", " the", " cat", "cat", " ", "  ", "   ", ".", ">", " </", "</", "\xC3\xA9t\xC3\xA9",
+                                          " \xE4\xBD\xA0\xE5\xA5\xBD", "\n", " a", "a", " b", "b", "ab", " story", " once", " upon", "x"};
+  for (const std::string name : {"llama2-mini", "gemma3-mini", "crossing"}) {
+    INFO(name);
+    const std::string dir = name == "crossing" ? "llama2-mini" : name;
+    auto j = nlohmann::json::parse(slurp(data_dir() + "/" + dir + "/tokenizer.json"), nullptr, false);
+    REQUIRE(j.is_object());
+    if (name == "crossing") {
+      std::int32_t next = 0;
+      for (const auto& [k, v] : j["model"]["vocab"].items()) next = std::max(next, v.get<std::int32_t>() + 1);
+      for (const auto& [l, r] : std::vector<std::pair<std::string, std::string>>{{"a", "\xE2\x96\x81" "b"}, {".", "\xE2\x96\x81"}, {">", "\xE2\x96\x81"}}) {
+        REQUIRE(j["model"]["vocab"].contains(l));
+        REQUIRE(j["model"]["vocab"].contains(r));
+        if (!j["model"]["vocab"].contains(l + r)) j["model"]["vocab"][l + r] = next++;
+        auto& m = j["model"]["merges"];
+        m.insert(m.begin() + 3, m[0].is_array() ? nlohmann::json::array({l, r}) : nlohmann::json(l + " " + r));
+      }
+    }
+    const naive_bpe oracle(j);
+    auto tok = from_json(j.dump());
+    REQUIRE_MESSAGE(tok, (tok ? "" : tok.error().message()));
+    std::vector<std::string> pool;  // (gemma3-mini's added tokens include runs of newlines and HTML tags)
+    for (const auto& w : words)
+      if (name != "gemma3-mini" || w.find_first_of("<>\n") == std::string::npos) pool.push_back(w);
+    std::uint64_t seed = 7;
+    auto rnd = [&] { seed = seed * 6364136223846793005ull + 1442695040888963407ull; return static_cast<std::size_t>(seed >> 33); };
+    for (int t = 0; t < 12; ++t) {
+      std::string text;
+      while (text.size() < 300 + 60 * static_cast<std::size_t>(t)) text += pool[rnd() % pool.size()];
+      const std::string norm = name == "gemma3-mini" ? replace_spaces(text) : "\xE2\x96\x81" + replace_spaces(text);
+      const auto expect = oracle.encode(norm);
+      const auto got = tok->encode(text, false);
+      REQUIRE(ids_str(got) == ids_str(expect));
+    }
+  }
 }
 
 TEST_CASE("GGUF tokenizer.ggml.model = gpt2 gives the same ids as the tokenizer.json it was made from") {
