@@ -6091,7 +6091,7 @@ struct added_token {
   bool lstrip = false;       // the match takes the whitespace on its left
   bool rstrip = false;       // ... and on its right
   bool single_word = false;  // matched only when not inside a word
-  bool normalized = false;   // (recorded; matching is done on the raw text for all added tokens)
+  bool normalized = false;   // matched in the normalized text (its content normalized too), after the others
 };
 
 namespace detail {
@@ -6137,40 +6137,49 @@ inline std::uint64_t hash_bytes(std::string_view s) noexcept {
   return h ^ (h >> 29);
 }
 
-// Strings of one arena, found by content: open addressing over indices into the arena's table of offsets.
-// The arena is passed to every call (not kept), so the owner can be moved freely.
+// Strings of one arena, found by content: open addressing over indices into the arena's table of offsets, each
+// slot with 32 more bits of the hash so that a probe compares strings only when those agree. The arena is passed
+// to every call (not kept), so the owner can be moved freely.
 class string_index {
  public:
   using arena = std::pair<std::string_view, std::span<const std::uint32_t>>;
   void build(arena a, std::size_t n) {
     std::size_t cap = 16;
     while (cap < 2 * n) cap *= 2;
-    slots_.assign(cap, -1);
+    slots_.assign(cap, slot{});
     for (std::size_t i = 0; i < n; ++i) {
       const std::string_view s = str(a, static_cast<std::int32_t>(i));
       if (s.empty()) continue;
-      std::size_t h = hash_bytes(s) & (cap - 1);
-      while (slots_[h] >= 0 && str(a, slots_[h]) != s) h = (h + 1) & (cap - 1);
-      if (slots_[h] < 0) slots_[h] = static_cast<std::int32_t>(i);  // the first id wins on duplicates
+      const std::uint64_t full = hash_bytes(s);
+      const auto tag = static_cast<std::uint32_t>(full >> 32);
+      std::size_t h = full & (cap - 1);
+      while (slots_[h].id >= 0 && !(slots_[h].tag == tag && str(a, slots_[h].id) == s)) h = (h + 1) & (cap - 1);
+      if (slots_[h].id < 0) slots_[h] = {static_cast<std::int32_t>(i), tag};  // the first id wins on duplicates
     }
   }
   std::int32_t find(arena a, std::string_view s) const noexcept {
     if (slots_.empty() || s.empty()) return -1;
     const std::size_t mask = slots_.size() - 1;
-    std::size_t h = hash_bytes(s) & mask;
-    while (slots_[h] >= 0) {
-      if (str(a, slots_[h]) == s) return slots_[h];
+    const std::uint64_t full = hash_bytes(s);
+    const auto tag = static_cast<std::uint32_t>(full >> 32);
+    std::size_t h = full & mask;
+    while (slots_[h].id >= 0) {
+      if (slots_[h].tag == tag && str(a, slots_[h].id) == s) return slots_[h].id;
       h = (h + 1) & mask;
     }
     return -1;
   }
 
  private:
+  struct slot {
+    std::int32_t id = -1;
+    std::uint32_t tag = 0;
+  };
   static std::string_view str(arena a, std::int32_t i) noexcept {
     const auto k = static_cast<std::size_t>(i);
     return a.first.substr(a.second[k], a.second[k + 1] - a.second[k]);
   }
-  std::vector<std::int32_t> slots_;
+  std::vector<slot> slots_;
 };
 
 // (left id, right id) -> (rank, merged id), open addressing.
@@ -6344,9 +6353,16 @@ class bpe_tokenizer {
     std::size_t begin, end;
     token added;  // >= 0: this segment is that added token
   };
-  void split_added(std::string_view text, bool parse_special, std::vector<segment>& out) const;
-  void encode_segment(std::string_view seg, bool at_start, std::vector<token>& out) const;
+  struct trie_node {
+    std::vector<std::pair<std::uint8_t, std::uint32_t>> next;
+    std::int32_t terminal = -1;
+  };
+  static void trie_insert(std::vector<trie_node>& trie, std::string_view s, std::int32_t terminal);
+  void split_added(std::string_view text, bool parse_special, const std::vector<trie_node>& trie, std::vector<segment>& out) const;
+  std::string normalize(std::string_view seg) const;
+  void encode_normalized(std::string norm, bool at_start, std::vector<token>& out) const;
   void encode_word(std::string_view w, std::vector<token>& out) const;
+  void encode_chars(std::string_view w, std::vector<token>& out) const;
   void merge_symbols(std::vector<token>& sy, std::vector<token>& out) const;
 
   detail::string_index::arena raw_arena() const noexcept { return {raw_, raw_off_}; }
@@ -6363,12 +6379,11 @@ class bpe_tokenizer {
   detail::merge_table merges_;
   std::array<token, 256> byte_token_{};   // byte-level: the token of each byte; byte fallback: <0xHH>
   std::vector<added_token> added_;
-  // added-token trie over bytes: node -> sorted edges; terminal index into added_ or -1
-  struct trie_node {
-    std::vector<std::pair<std::uint8_t, std::uint32_t>> next;
-    std::int32_t terminal = -1;
-  };
-  std::vector<trie_node> trie_;
+  // added-token tries over bytes: node -> sorted edges; terminal index into added_ or -1. trie_: the tokens
+  // matched in the raw text; ntrie_: the `normalized` ones, by their normalized content, in the normalized text
+  std::vector<trie_node> trie_, ntrie_;
+  std::string word_mark_;  // not empty: long pre-tokens may be merged word by word, split before this mark
+  std::vector<std::pair<std::string, std::string>> crossing_;  // ... except where one of these merges fits
   std::vector<normalizer_step> normalizers_;
   std::vector<pretokenizer_step> pretokenizers_;
   std::uint32_t strip_first_ = 0;
@@ -6516,22 +6531,33 @@ inline result<bpe_tokenizer> bpe_tokenizer::build(bpe_source src) {
     if (!u) return make_error(errc::bad_tokenizer, "unk_token '" + src.unk_token + "' is not in the vocabulary", error::no_offset, "model.unk_token");
     t.unk_ = *u;
   }
-  t.trie_.emplace_back();
-  for (std::size_t k = 0; k < t.added_.size(); ++k) {
-    std::uint32_t node = 0;
-    for (char ch : t.added_[k].content) {
-      const auto c = static_cast<std::uint8_t>(ch);
-      auto& e = t.trie_[node].next;
-      auto it = std::lower_bound(e.begin(), e.end(), c, [](const auto& p, std::uint8_t v) { return p.first < v; });
-      if (it != e.end() && it->first == c) { node = it->second; continue; }
-      const auto fresh = static_cast<std::uint32_t>(t.trie_.size());
-      e.insert(it, {c, fresh});
-      t.trie_.emplace_back();
-      node = fresh;
-    }
-    if (t.trie_[node].terminal < 0) t.trie_[node].terminal = static_cast<std::int32_t>(k);
-  }
   t.normalizers_ = std::move(src.normalizers);
+  t.trie_.emplace_back();
+  t.ntrie_.emplace_back();
+  for (std::size_t k = 0; k < t.added_.size(); ++k) {
+    const added_token& a = t.added_[k];
+    if (!a.normalized) trie_insert(t.trie_, a.content, static_cast<std::int32_t>(k));
+    else trie_insert(t.ntrie_, t.normalize(a.content), static_cast<std::int32_t>(k));
+  }
+  // Word-by-word merging of long pre-tokens (a Prepend/Replace normalizer without a splitting pre-tokenizer makes
+  // the whole text one pre-token). A point before a U+2581 that follows another character can be crossed only
+  // by a merge of a left side that does not end with U+2581 and a right side that starts with it; the few such
+  // merges are kept, and a point where one of them fits the text either side is not split (build order: the
+  // merges' strings are still in src here).
+  if (!t.byte_level_ && t.index_.find(t.raw_arena(), "\xe2\x96\x81") >= 0) {
+    const std::string_view mark = "\xe2\x96\x81";
+    bool usable = true;
+    for (std::size_t m = 0; m < n_merges && usable; ++m) {
+      const std::string_view l = side(2 * m), r = side(2 * m + 1);
+      const bool l_mark = l.size() >= mark.size() && l.substr(l.size() - mark.size()) == mark;
+      if (!l_mark && r.substr(0, std::min(r.size(), mark.size())) == mark) {
+        t.crossing_.emplace_back(std::string(l), std::string(r));
+        usable = t.crossing_.size() <= 64;
+      }
+    }
+    if (usable) t.word_mark_ = mark;
+    else t.crossing_.clear();
+  }
   t.pretokenizers_ = std::move(src.pretokenizers);
   t.strip_first_ = src.decoder.strip_first;
   auto resolve = [&](const std::vector<std::string>& names, std::vector<token>& out, const char* where) -> result<void> {
@@ -6573,7 +6599,23 @@ inline result<bpe_tokenizer> bpe_tokenizer::build(bpe_source src) {
 
 // Leftmost-longest matching of the added tokens (Hugging Face uses an Aho-Corasick automaton with that match
 // kind): walk the trie from every position; the walk is bounded by the longest added token.
-inline void bpe_tokenizer::split_added(std::string_view text, bool parse_special, std::vector<segment>& out) const {
+inline void bpe_tokenizer::trie_insert(std::vector<trie_node>& trie, std::string_view s, std::int32_t terminal) {
+  if (s.empty()) return;  // (an empty content matches nothing, as in Hugging Face tokenizers)
+  std::uint32_t node = 0;
+  for (char ch : s) {
+    const auto c = static_cast<std::uint8_t>(ch);
+    auto& e = trie[node].next;
+    auto it = std::lower_bound(e.begin(), e.end(), c, [](const auto& p, std::uint8_t v) { return p.first < v; });
+    if (it != e.end() && it->first == c) { node = it->second; continue; }
+    const auto fresh = static_cast<std::uint32_t>(trie.size());
+    e.insert(it, {c, fresh});
+    trie.emplace_back();
+    node = fresh;
+  }
+  if (trie[node].terminal < 0) trie[node].terminal = terminal;
+}
+
+inline void bpe_tokenizer::split_added(std::string_view text, bool parse_special, const std::vector<trie_node>& trie, std::vector<segment>& out) const {
   std::size_t start = 0;  // start of the pending text segment
   // a word character for single_word: letters, numbers and '_' (checked against Hugging Face tokenizers 0.23.2)
   auto is_word = [](std::uint32_t cp) { return cp != detail::invalid_cp && (detail::is_letter(cp) || detail::is_number(cp) || cp == '_'); };
@@ -6582,14 +6624,14 @@ inline void bpe_tokenizer::split_added(std::string_view text, bool parse_special
     std::uint32_t node = 0;
     std::int32_t best = -1;
     std::size_t best_end = 0;
-    if (trie_.size() > 1) {
+    if (trie.size() > 1) {
       for (std::size_t j = i; j < text.size(); ++j) {
         const auto c = static_cast<std::uint8_t>(text[j]);
-        const auto& e = trie_[node].next;
+        const auto& e = trie[node].next;
         auto it = std::lower_bound(e.begin(), e.end(), c, [](const auto& p, std::uint8_t v) { return p.first < v; });
         if (it == e.end() || it->first != c) break;
         node = it->second;
-        const std::int32_t term = trie_[node].terminal;
+        const std::int32_t term = trie[node].terminal;
         if (term >= 0 && (parse_special || !added_[static_cast<std::size_t>(term)].special)) { best = term; best_end = j + 1; }
       }
     }
@@ -6634,17 +6676,25 @@ inline void bpe_tokenizer::split_added(std::string_view text, bool parse_special
 
 inline void bpe_tokenizer::encode(std::string_view text, bool add_special, bool parse_special, std::vector<token>& out) const {
   if (add_special) out.insert(out.end(), prefix_.begin(), prefix_.end());
-  std::vector<segment> segs;
-  split_added(text, parse_special, segs);
+  // As Hugging Face tokenizers: the added tokens that are not `normalized` split the raw text; each other piece
+  // is normalized and then split by the `normalized` ones (their contents normalized the same way).
+  std::vector<segment> segs, nsegs;
+  split_added(text, parse_special, trie_, segs);
   for (const segment& s : segs) {
-    if (s.added >= 0) out.push_back(s.added);
-    else encode_segment(text.substr(s.begin, s.end - s.begin), s.begin == 0, out);
+    if (s.added >= 0) { out.push_back(s.added); continue; }
+    std::string norm = normalize(text.substr(s.begin, s.end - s.begin));
+    if (ntrie_.size() <= 1) { encode_normalized(std::move(norm), s.begin == 0, out); continue; }
+    nsegs.clear();
+    split_added(norm, parse_special, ntrie_, nsegs);
+    for (const segment& n : nsegs) {
+      if (n.added >= 0) out.push_back(n.added);
+      else encode_normalized(norm.substr(n.begin, n.end - n.begin), s.begin == 0 && n.begin == 0, out);
+    }
   }
   if (add_special) out.insert(out.end(), suffix_.begin(), suffix_.end());
 }
 
-inline void bpe_tokenizer::encode_segment(std::string_view seg, bool at_start, std::vector<token>& out) const {
-  // normalizers
+inline std::string bpe_tokenizer::normalize(std::string_view seg) const {
   std::string norm(seg);
   for (const auto& n : normalizers_) {
     switch (n.kind) {
@@ -6667,6 +6717,11 @@ inline void bpe_tokenizer::encode_segment(std::string_view seg, bool at_start, s
       }
     }
   }
+  return norm;
+}
+
+// A normalized piece through the pre-tokenizers and the model. at_start: it starts the text (Metaspace "first").
+inline void bpe_tokenizer::encode_normalized(std::string norm, bool at_start, std::vector<token>& out) const {
   // pre-tokenizers: the ones that rewrite the text run first (they are only allowed first, see the reader),
   // then each split step refines the list of spans
   std::vector<std::pair<std::uint32_t, std::uint32_t>> spans, next;
@@ -6771,6 +6826,37 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
     const token whole = index_.find(raw_arena(), w);
     if (whole >= 0) { out.push_back(whole); return; }
   }
+  if (!word_mark_.empty() && w.size() > 256) {
+    // a long pre-token: merged word by word (see build())
+    const std::string_view mk = word_mark_;
+    auto word = [&](std::string_view piece) { encode_chars(piece, out); };
+    std::size_t b = 0;
+    bool after_mark = false;  // the character before i is the mark
+    for (std::size_t i = 0; i < w.size();) {
+      if (w.compare(i, mk.size(), mk) == 0) {
+        if (i > b && !after_mark) {
+          bool cross = false;
+          for (const auto& [l, r] : crossing_)
+            cross |= i >= l.size() && w.compare(i - l.size(), l.size(), l) == 0 && w.compare(i, r.size(), r) == 0;
+          if (!cross) { word(w.substr(b, i - b)); b = i; }
+        }
+        after_mark = true;
+        i += mk.size();
+      } else {
+        after_mark = false;
+        ++i;
+        while (i < w.size() && (static_cast<std::uint8_t>(w[i]) & 0xC0) == 0x80) ++i;  // whole code points
+      }
+    }
+    word(w.substr(b));
+    return;
+  }
+  encode_chars(w, out);
+}
+
+// One word's symbols (code points, byte fallback, unk) merged.
+inline void bpe_tokenizer::encode_chars(std::string_view w, std::vector<token>& out) const {
+  if (w.empty()) return;
   std::vector<token> sy;
   sy.reserve(w.size());
   if (byte_level_) {
