@@ -635,6 +635,86 @@ test('cpp-consumer', async () => {
   return `progress ${a.progress}; 404 -> ${b.error.slice(0, 60)}`;
 });
 
+// fetch.hpp's own verified IndexedDB cache (no edgelm JS): cached after a verified download, read back and
+// verified, a corrupted entry dropped and fetched again, a wrong sha256 rejected and not kept, an HTML page not
+// kept, a full quota only skips the cache, cache=none stores nothing.
+test('cpp-cache', async () => {
+  await reset(plain);
+  const ctx = await browser.newContext();
+  const open = async (q) => {
+    const p = await ctx.newPage();
+    p.on('pageerror', (e) => say(`    [pageerror] ${e.message}`));
+    await p.goto(`${plain.url}/tests/consumer.html?${q}`);
+    await p.waitForFunction(() => window.consumer && (window.consumer.text || window.consumer.error), null, { timeout: 60000 });
+    return p;
+  };
+  const run = async (q) => { const p = await open(q); const r = await p.evaluate(() => window.consumer); await p.close(); return r; };
+  const idb = async (action, part) => {
+    const p = await ctx.newPage();
+    await p.goto(`${plain.url}/tests/consumer.html`);
+    const r = await p.evaluate(async ({ action, part }) => {
+      const db = await new Promise((res, rej) => { const q = indexedDB.open('edgelm-cpp-models', 1);
+        q.onupgradeneeded = () => { q.result.createObjectStore('files', { keyPath: 'key' }); q.result.createObjectStore('chunks', { keyPath: ['key', 'i'] }); };
+        q.onsuccess = () => res(q.result); q.onerror = () => rej(q.error); });
+      const all = (store) => new Promise((res, rej) => { const q = db.transaction(store).objectStore(store).getAll(); q.onsuccess = () => res(q.result); q.onerror = () => rej(q.error); });
+      try {
+        if (action === 'keys') return (await all('files')).map((f) => f.key);
+        const c = (await all('chunks')).find((x) => x.key.includes(part) && x.i === 0);
+        if (!c) return false;
+        new Uint8Array(c.data)[1000] ^= 0x5a;
+        await new Promise((res, rej) => { const tx = db.transaction('chunks', 'readwrite'); tx.objectStore('chunks').put(c); tx.oncomplete = res; tx.onerror = () => rej(tx.error); });
+        return true;
+      } finally { db.close(); }
+    }, { action, part });
+    await p.close();
+    return r;
+  };
+  const count = async (part) => (await log(plain)).filter((x) => x.path.includes(part)).length;
+  const q = (url, extra = '') => 'model=' + encodeURIComponent(url) + extra;
+  const url = '/models/stories260K.gguf?t=cppcache';
+  const a = await run(q(url, '&sha256=' + SHA));
+  assert(!a.error, a.error);
+  eq(a.source, 'network', 'first load from the network');
+  eq(a.text, ref.text, 'greedy text after the download');
+  assert((await idb('keys')).some((k) => k.includes('t=cppcache')), 'the verified download is cached');
+  const b = await run(q(url, '&sha256=' + SHA));
+  eq(b.source, 'cache', 'second load from the cache');
+  eq(b.text, ref.text, 'greedy text from the cached bytes');
+  eq(await count('t=cppcache'), 1, 'no second request');
+  assert(await idb('corrupt', 't=cppcache'), 'damaged the cached bytes');
+  const c = await run(q(url, '&sha256=' + SHA));
+  eq(c.source, 'network', 'a corrupted entry is not used');
+  assert(/corrupt/.test(c.warnings), 'a warning names the corrupt entry: ' + c.warnings);
+  eq(c.text, ref.text, 'greedy text after the refetch');
+  eq(await count('t=cppcache'), 2, 'fetched again');
+  const d = await run(q('/models/stories260K.gguf?t=cppbad', '&sha256=' + '0'.repeat(64)));
+  assert(d.error && /sha256 mismatch/.test(d.error), 'a wrong sha256 fails: ' + d.error);
+  const e = await run(q('/models/stories260K.gguf?html=1&t=cpphtml'));
+  assert(e.error && /bad_magic/.test(e.error), 'an HTML page is rejected: ' + e.error);
+  assert(/not a model file/.test(e.warnings), 'and not cached: ' + e.warnings);
+  const f = await run(q('/models/stories260K.gguf?t=cppnone', '&cache=none'));
+  eq(f.text, ref.text, 'greedy text with cache=none');
+  const keys = await idb('keys');
+  assert(!keys.some((k) => /cppbad|cpphtml|cppnone/.test(k)), 'nothing else stored: ' + JSON.stringify(keys));
+  await ctx.close();
+  const qctx = await browser.newContext();  // (a fresh profile, as the package's quota-full test)
+  const qp = await qctx.newPage();
+  await qp.goto(`${plain.url}/tests/consumer.html`);
+  const cdp = await qctx.newCDPSession(qp);
+  await cdp.send('Storage.overrideQuotaForOrigin', { origin: plain.url, quotaSize: 200000 });
+  await qp.goto(`${plain.url}/tests/consumer.html?${q('/models/stories260K.gguf?t=cppquota', '&sha256=' + SHA)}`);
+  await qp.waitForFunction(() => window.consumer && (window.consumer.text || window.consumer.error), null, { timeout: 60000 });
+  const g = await qp.evaluate(() => window.consumer);
+  assert(!g.error, 'a full quota is not a failure: ' + g.error);
+  eq(g.text, ref.text, 'greedy text with a full quota');
+  assert(/quota full|QuotaExceeded/.test(g.warnings), 'a warning says the model is not cached: ' + g.warnings);
+  const stored = await qp.evaluate(() => new Promise((res) => { const q = indexedDB.open('edgelm-cpp-models', 1);
+    q.onsuccess = () => { const r = q.result.transaction('files').objectStore('files').getAllKeys(); r.onsuccess = () => { res(r.result); q.result.close(); }; }; }));
+  assert(!stored.some((k) => k.includes('t=cppquota')), 'nothing stored with a full quota: ' + JSON.stringify(stored));
+  await qctx.close();
+  return `cached, read back, corrupt -> refetched; quota: ${g.warnings.trim().slice(0, 80)}`;
+});
+
 // examples/web-chat served by its own serve.mjs (COOP/COEP): answers, output filter, sanitised input, off switch,
 // and an offline reload that still answers (app shell from the service worker, model from the IndexedDB cache).
 test('web-chat', async () => {

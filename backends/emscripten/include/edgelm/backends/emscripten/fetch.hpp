@@ -18,26 +18,47 @@
 // the byte where it stopped, at most `retries` times; a server that answers a Range request with 200 starts
 // that part over. A response with no data for timeout_ms fails. HTTP errors, network failures, truncated
 // bodies and a response without Content-Length (read whole, then copied) are all handled: every failure
-// arrives as an edgelm::error (io_error) whose message names the URL and the cause. No cache (the JS package's
-// worker has the verified IndexedDB cache). Single-thread builds (the glue uses HEAPU8 directly).
+// arrives as an edgelm::error (io_error) whose message names the URL and the cause.
+//
+// Verified cache (fetch_options::cache, on by default where the browser has IndexedDB): IndexedDB database
+// 'edgelm-cpp-models' (version 1), stores files {key, size, sha256, chunkSize, chunks, time} and chunks {key, i,
+// data: ArrayBuffer of chunkSize bytes}; key = the URLs joined by ' ' + '|' + the sha256 option. An entry is
+// written in one transaction (all chunks and its file record, or nothing) after the download, and used only when
+// the bytes read back into the heap hash to its sha256 (and to fetch_options::sha256 when given); anything else is
+// deleted (with a warning) and downloaded again. Before writing, navigator.storage.estimate() must leave room for
+// the model: a full quota, a failed write or a missing IndexedDB only skip the cache with a warning, never fail
+// the load. With fetch_options::sha256 the downloaded bytes must hash to it: a mismatch fails (sha256 mismatch)
+// and nothing is cached. Hashing is WebCrypto's (a secure context: https or localhost). Progress reports say
+// whether bytes come from the network or the cache. Single-thread builds (the glue uses HEAPU8 directly).
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <edgelm/core/result.hpp>
+#include <edgelm/formats/detect.hpp>
 
 #include "heap_storage.hpp"
 
 namespace edgelm::web {
 
+enum class fetch_phase : int { download = 0, cache = 1 };  // where the bytes being reported come from
+enum class cache_mode : int { automatic = 0, none = 1 };
+
 struct fetch_options {
   unsigned retries = 3;         // resumes after an interrupted body
   unsigned timeout_ms = 30000;  // no response / no data for this long: a failure
+  std::string sha256;           // 64 hex digits: the bytes must hash to this (also the cache key's second half)
+  cache_mode cache = cache_mode::automatic;
+  std::function<void(const std::string&)> on_warning;  // the cache skipped or an entry dropped, with the reason
+  // Whether downloaded bytes may be cached (null: they are a model file by detect_format, so an HTML error page
+  // served with 200 is never kept).
+  std::function<bool(std::span<const std::byte>)> accept;
 };
-using fetch_progress_fn = std::function<void(std::uint64_t loaded, std::uint64_t total)>;
+using fetch_progress_fn = std::function<void(std::uint64_t loaded, std::uint64_t total, fetch_phase phase)>;
 using fetch_done_fn = std::function<void(result<heap_storage>)>;
 
 namespace detail {
@@ -45,10 +66,12 @@ struct fetch_job {
   heap_storage buf;
   fetch_progress_fn progress;
   fetch_done_fn done;
+  std::function<void(const std::string&)> warn;
+  std::function<bool(std::span<const std::byte>)> accept;
 };
 }  // namespace detail
 
-// Starts the download and returns at once; `done` is called exactly once.
+// Starts the download (or the read from the cache) and returns at once; `done` is called exactly once.
 void fetch_model(std::vector<std::string> urls, fetch_options o, fetch_progress_fn progress, fetch_done_fn done);
 
 }  // namespace edgelm::web
@@ -64,8 +87,15 @@ EMSCRIPTEN_KEEPALIVE void* edgelm_fetch_alloc(edgelm::web::detail::fetch_job* jo
   job->buf = std::move(*r);
   return job->buf.data();
 }
-EMSCRIPTEN_KEEPALIVE void edgelm_fetch_progress(edgelm::web::detail::fetch_job* job, double loaded, double total) {
-  if (job->progress) job->progress(static_cast<std::uint64_t>(loaded), static_cast<std::uint64_t>(total));
+EMSCRIPTEN_KEEPALIVE void edgelm_fetch_progress(edgelm::web::detail::fetch_job* job, double loaded, double total, int phase) {
+  if (job->progress) job->progress(static_cast<std::uint64_t>(loaded), static_cast<std::uint64_t>(total), static_cast<edgelm::web::fetch_phase>(phase));
+}
+EMSCRIPTEN_KEEPALIVE int edgelm_fetch_accept(edgelm::web::detail::fetch_job* job) {
+  const auto b = job->buf.bytes();
+  return (job->accept ? job->accept(b) : static_cast<bool>(edgelm::detect_format(b))) ? 1 : 0;
+}
+EMSCRIPTEN_KEEPALIVE void edgelm_fetch_warn(edgelm::web::detail::fetch_job* job, const char* msg) {
+  if (job->warn) job->warn(msg ? msg : "");
 }
 EMSCRIPTEN_KEEPALIVE void edgelm_fetch_done(edgelm::web::detail::fetch_job* job, int ok, const char* msg) {
   auto done = std::move(job->done);
@@ -76,15 +106,73 @@ EMSCRIPTEN_KEEPALIVE void edgelm_fetch_done(edgelm::web::detail::fetch_job* job,
 }
 
 // The JS side. (EM_JS bodies are one line once stringified: no // comments inside.)
-EM_JS(void, edgelm_fetch_start_js, (void* job, const char* urls_c, int retries, int timeout_ms), {
+EM_JS(void, edgelm_fetch_start_js, (void* job, const char* urls_c, int retries, int timeout_ms, const char* sha_c, int use_cache), {
   const urls = UTF8ToString(urls_c).split('\n').filter((u) => u.length > 0);
-  const finish = (ok, msg) => {
-    if (ok) { _edgelm_fetch_done(job, 1, 0); return; }
+  const want = UTF8ToString(sha_c);
+  const withStr = (msg, f) => {
     const b = new TextEncoder().encode(msg);
     const p = _malloc(b.length + 1);
     HEAPU8.set(b, p); HEAPU8[p + b.length] = 0;
-    _edgelm_fetch_done(job, 0, p);
+    f(p);
     _free(p);
+  };
+  const finish = (ok, msg) => {
+    if (ok) { _edgelm_fetch_done(job, 1, 0); return; }
+    withStr(msg, (p) => _edgelm_fetch_done(job, 0, p));
+  };
+  const warn = (msg) => withStr(msg, (p) => _edgelm_fetch_warn(job, p));
+  const hex = (buf) => Array.from(new Uint8Array(buf), (x) => x.toString(16).padStart(2, '0')).join('');
+  const sha256 = async (ptr, n) => {
+    if (!(globalThis.crypto && crypto.subtle)) throw new Error('sha256 needs crypto.subtle (a secure context: https or localhost)');
+    return hex(await crypto.subtle.digest('SHA-256', HEAPU8.subarray(ptr, ptr + n)));
+  };
+  const req = (r) => new Promise((res, rej) => { r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); });
+  const txDone = (tx) => new Promise((res, rej) => { tx.oncomplete = () => res(); tx.onerror = () => rej(tx.error || new Error('transaction failed')); tx.onabort = () => rej(tx.error || new Error('transaction aborted')); });
+  const CHUNK = 8 * 1024 * 1024;
+  const key = urls.join(' ') + '|' + want;
+  const openDb = () => new Promise((res, rej) => {
+    const r = indexedDB.open('edgelm-cpp-models', 1);
+    r.onupgradeneeded = () => { const d = r.result; d.createObjectStore('files', { keyPath: 'key' }); d.createObjectStore('chunks', { keyPath: ['key', 'i'] }); };
+    r.onsuccess = () => res(r.result); r.onerror = () => rej(r.error); r.onblocked = () => rej(new Error('IndexedDB open blocked'));
+  });
+  const drop = async (db) => {
+    const tx = db.transaction(['files', 'chunks'], 'readwrite');
+    tx.objectStore('files').delete(key);
+    tx.objectStore('chunks').delete(IDBKeyRange.bound([key, 0], [key, Infinity]));
+    await txDone(tx);
+  };
+  const fromCache = async (db) => {
+    const rec = await req(db.transaction('files').objectStore('files').get(key));
+    if (!rec) return false;
+    const bad = async (why) => { warn('cache: dropped the entry for ' + key + ' (' + why + '), downloading again'); await drop(db); return false; };
+    if (!(rec.size > 0) || rec.chunkSize !== CHUNK || rec.chunks !== Math.ceil(rec.size / CHUNK) || !/^[0-9a-f]{64}$/.test(rec.sha256) || (want && rec.sha256 !== want)) return bad('malformed record');
+    const ptr = _edgelm_fetch_alloc(job, rec.size);
+    if (!ptr) throw new Error('out of memory: cannot allocate ' + rec.size + ' bytes in the wasm heap');
+    _edgelm_fetch_progress(job, 0, rec.size, 1);
+    for (let i = 0; i < rec.chunks; i++) {
+      const c = await req(db.transaction('chunks').objectStore('chunks').get([key, i]));
+      const n = Math.min(CHUNK, rec.size - i * CHUNK);
+      if (!c || !(c.data instanceof ArrayBuffer) || c.data.byteLength !== n) return bad('chunk ' + i + ' missing or cut');
+      HEAPU8.set(new Uint8Array(c.data), ptr + i * CHUNK);
+      _edgelm_fetch_progress(job, i * CHUNK + n, rec.size, 1);
+    }
+    const got = await sha256(ptr, rec.size);
+    if (got !== rec.sha256) return bad('corrupt: sha256 ' + got + ' instead of ' + rec.sha256);
+    return true;
+  };
+  const toCache = async (db, ptr, size, sha) => {
+    if (navigator.storage && navigator.storage.estimate) {
+      const e = await navigator.storage.estimate();
+      if (typeof e.quota === 'number' && typeof e.usage === 'number' && e.quota - e.usage < size + (size >> 4) + (1 << 20)) {
+        warn('cache: quota full (' + (e.quota - e.usage) + ' bytes free, ' + size + ' needed): not caching ' + key);
+        return;
+      }
+    }
+    const tx = db.transaction(['files', 'chunks'], 'readwrite');
+    const n = Math.ceil(size / CHUNK);
+    for (let i = 0; i < n; i++) tx.objectStore('chunks').put({ key: key, i: i, data: HEAPU8.slice(ptr + i * CHUNK, ptr + Math.min(size, (i + 1) * CHUNK)).buffer });
+    tx.objectStore('files').put({ key: key, size: size, sha256: sha, chunkSize: CHUNK, chunks: n, time: Date.now() });
+    await txDone(tx);
   };
   const open = async (part, from) => {
     const ctl = new AbortController();
@@ -115,8 +203,20 @@ EM_JS(void, edgelm_fetch_start_js, (void* job, const char* urls_c, int retries, 
     part.res = r; part.ctl = ctl;
   };
   (async () => {
+    if (urls.length === 0) throw new Error('no URL');
+    let db = null;
+    if (use_cache) {
+      try {
+        if (typeof indexedDB === 'undefined') throw new Error('no IndexedDB here');
+        db = await openDb();
+        if (await fromCache(db)) { db.close(); finish(true); return; }
+      } catch (e) {
+        warn('cache: not used (' + (e && e.message ? e.message : e) + ')');
+        if (db) { try { db.close(); } catch (_) {} }
+        db = null;
+      }
+    }
     const parts = urls.map((u) => ({ url: u, size: -1, start: 0, etag: "", res: null, ctl: null, whole: null }));
-    if (parts.length === 0) throw new Error('no URL');
     await Promise.all(parts.map((p) => open(p, 0)));
     for (const p of parts) {
       if (p.size >= 0) continue;
@@ -128,9 +228,9 @@ EM_JS(void, edgelm_fetch_start_js, (void* job, const char* urls_c, int retries, 
     const ptr = _edgelm_fetch_alloc(job, total);
     if (!ptr) throw new Error('out of memory: cannot allocate ' + total + ' bytes in the wasm heap');
     let loaded = 0, off = ptr;
-    _edgelm_fetch_progress(job, 0, total);
+    _edgelm_fetch_progress(job, 0, total, 0);
     for (const p of parts) {
-      if (p.whole) { HEAPU8.set(p.whole, off); loaded += p.size; off += p.size; p.whole = null; _edgelm_fetch_progress(job, loaded, total); continue; }
+      if (p.whole) { HEAPU8.set(p.whole, off); loaded += p.size; off += p.size; p.whole = null; _edgelm_fetch_progress(job, loaded, total, 0); continue; }
       let pos = p.start, left = retries;
       for (;;) {
         const rd = p.res.body.getReader();
@@ -145,7 +245,7 @@ EM_JS(void, edgelm_fetch_start_js, (void* job, const char* urls_c, int retries, 
             if (pos + c.value.length > p.size) { const e = new Error(p.url + ' sent more than its ' + p.size + ' bytes'); e.fatal = true; throw e; }
             HEAPU8.set(c.value, off + pos);
             pos += c.value.length; loaded += c.value.length;
-            _edgelm_fetch_progress(job, loaded, total);
+            _edgelm_fetch_progress(job, loaded, total, 0);
           }
         } catch (e) {
           try { p.ctl.abort(); } catch (_) {}
@@ -158,6 +258,16 @@ EM_JS(void, edgelm_fetch_start_js, (void* job, const char* urls_c, int retries, 
         if (p.start !== pos) { loaded -= pos - p.start; pos = p.start; }
       }
       off += p.size;
+    }
+    if (want || db) {
+      let got = "";
+      try { got = await sha256(ptr, total); } catch (e) { if (db) db.close(); if (want) throw e; warn('cache: not caching ' + key + ' (' + e.message + ')'); db = null; }
+      if (want && got !== want) { if (db) db.close(); throw new Error('sha256 mismatch for ' + urls.join(' + ') + ': expected ' + want + ', got ' + got); }
+      if (db) {
+        if (!_edgelm_fetch_accept(job)) warn('cache: not caching ' + key + ' (not a model file)');
+        else try { await toCache(db, ptr, total, got); } catch (e) { warn('cache: not caching ' + key + ' (' + (e && e.message ? e.message : e) + ')'); }
+        db.close();
+      }
     }
     finish(true);
   })().catch((e) => finish(false, e && e.message ? e.message : String(e)));
@@ -175,8 +285,17 @@ inline void fetch_model(std::vector<std::string> urls, fetch_options o, fetch_pr
     joined += u;
     joined += '\n';
   }
-  auto* job = new detail::fetch_job{heap_storage{}, std::move(progress), std::move(done)};
-  edgelm_fetch_start_js(job, joined.c_str(), static_cast<int>(o.retries), static_cast<int>(o.timeout_ms == 0 ? 30000 : o.timeout_ms));
+  std::string sha = o.sha256;
+  for (char& c : sha) c = static_cast<char>(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
+  bool hex = sha.size() == 64;
+  for (char c : sha) hex &= (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+  if (!sha.empty() && !hex) {
+    if (done) done(make_error(errc::invalid_argument, "sha256 must be 64 hexadecimal digits, not '" + o.sha256 + "'"));
+    return;
+  }
+  auto* job = new detail::fetch_job{heap_storage{}, std::move(progress), std::move(done), std::move(o.on_warning), std::move(o.accept)};
+  edgelm_fetch_start_js(job, joined.c_str(), static_cast<int>(o.retries), static_cast<int>(o.timeout_ms == 0 ? 30000 : o.timeout_ms), sha.c_str(),
+                        o.cache == cache_mode::automatic ? 1 : 0);
 }
 }  // namespace edgelm::web
 #endif
