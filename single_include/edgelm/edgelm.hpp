@@ -4027,6 +4027,12 @@ class transformer {
   // repack: let the kernels keep their own layout of the weights where they have one
   // (K::packed_bytes > 0 on this CPU); false keeps every matrix a zero-copy view of the file.
   static result<transformer> from_file(model_file mf, const logger& log = {}, bool repack = true) {
+#if defined(EDGELM_LLAMA_ONLY)
+    // a build for the llama architecture alone (the browser engine's, for size: it reads GGUF, whose loader
+    // gives llama configurations); the other families' forward is not compiled in
+    if (!mf.config.is_llama())
+      return make_error(errc::unsupported_architecture, "this build runs the llama architecture only (EDGELM_LLAMA_ONLY); the file needs the general family forward");
+#endif
     transformer t;
     weight_packer packer;
     if (repack) {
@@ -4137,7 +4143,9 @@ class transformer {
   // this state. The caller keeps check()'s preconditions (session does).
   std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
     const model_config& c = cfg_;
+#if !defined(EDGELM_LLAMA_ONLY)
     if (!c.is_llama()) return forward_family(s, tokens, pos, which);
+#endif
     const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
     const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
     float* x = s.x.data();
