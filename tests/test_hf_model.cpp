@@ -546,3 +546,84 @@ TEST_CASE("hf folder: from disk (the fixtures), and what a folder lacks") {
   CHECK(err(edgelm::read_model_path(families() + "llama/config.json")).first == "bad_magic");  // a JSON file is no model file
   CHECK(edgelm::read_model_path(families() + "llama/"));
 }
+
+// A GGUF made here from a fixture's tensors as llama.cpp's converter lays out a Llama-3 file: the llama keys, the
+// base frequency, and rope_freqs.weight = the factors that divide each base frequency (or none). Not made by
+// edgelm quantize (which writes unscaled llama GGUFs only).
+namespace {
+std::vector<std::byte> llama_gguf_of(const edgelm::model_file& mf, const std::vector<float>* factors, float linear = 0.0f) {
+  const auto& c = mf.config;
+  edgelm::gguf_writer w;
+  REQUIRE(w.set_string("general.architecture", "llama"));
+  REQUIRE(w.set_u32("llama.embedding_length", c.dim));
+  REQUIRE(w.set_u32("llama.feed_forward_length", c.hidden_dim));
+  REQUIRE(w.set_u32("llama.block_count", c.n_layers));
+  REQUIRE(w.set_u32("llama.attention.head_count", c.n_heads));
+  REQUIRE(w.set_u32("llama.attention.head_count_kv", c.n_kv_heads));
+  REQUIRE(w.set_u32("llama.context_length", c.seq_len));
+  REQUIRE(w.set_f32("llama.rope.freq_base", c.rope_theta));
+  REQUIRE(w.set_f32("llama.attention.layer_norm_rms_epsilon", c.norm_eps));
+  if (linear != 0.0f) {
+    REQUIRE(w.set_string("llama.rope.scaling.type", "linear"));
+    REQUIRE(w.set_f32("llama.rope.scaling.factor", linear));
+  }
+  for (const auto& t : mf.tensors)
+    REQUIRE(w.add_tensor(t.name, t.type, std::span<const std::uint64_t>(t.ne.data(), t.n_dims), std::span<const std::byte>(t.data, t.n_bytes)));
+  if (factors) {
+    const std::uint64_t ne[1] = {factors->size()};
+    REQUIRE(w.add_tensor("rope_freqs.weight", edgelm::ggml_type::f32, ne, std::as_bytes(std::span<const float>(*factors))));
+  }
+  auto b = w.to_bytes();
+  REQUIRE(b);
+  return std::move(*b);
+}
+edgelm::transformer<edgelm::f32, edgelm::kernels::scalar> net_of_gguf(const std::vector<std::byte>& bytes) {
+  auto mf = edgelm::read_gguf(edgelm::detail::own_bytes(edgelm::memory_storage::copy(bytes)));
+  REQUIRE_MESSAGE(mf, outcome(mf));
+  auto net = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*mf));
+  REQUIRE_MESSAGE(net, outcome(net));
+  return std::move(*net);
+}
+}  // namespace
+
+TEST_CASE("gguf: Llama-3 RoPE scaling from rope_freqs.weight (as llama.cpp stores it) matches transformers' logits") {
+  const std::string dir = families() + "llama3_scaled";
+  const reference ref = read_reference(dir);
+  auto mf = edgelm::read_model_path(dir);
+  REQUIRE_MESSAGE(mf, outcome(mf));
+  const auto& c = mf->config;
+  REQUIRE(c.rope_freqs.size() == c.head_dim / 2);
+  std::vector<float> factors(c.head_dim / 2);
+  for (std::size_t i = 0; i < factors.size(); ++i)
+    factors[i] = static_cast<float>(std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(i) / c.head_dim) / c.rope_freqs[i]);
+  CHECK(*std::max_element(factors.begin(), factors.end()) > 2.0f);  // the scaling is not a no-op here
+  const auto scaled = net_of_gguf(llama_gguf_of(*mf, &factors));
+  CHECK(scaled.config().rope_freqs.size() == factors.size());
+  const double d = rel_diff(run(scaled, ref.ids, true), ref.logits);
+  MESSAGE("llama3_scaled as a GGUF with rope_freqs.weight: max |edgelm - transformers| / max |logit| = " << d);
+  CHECK(d < 1e-4);
+  CHECK(run(scaled, ref.ids, false) == run(scaled, ref.ids, true));
+  // without the factors the same weights are a different model
+  CHECK(rel_diff(run(net_of_gguf(llama_gguf_of(*mf, nullptr)), ref.ids, true), ref.logits) > 1e-3);
+  // linear scaling by 4 = every factor 4
+  const std::vector<float> fours(c.head_dim / 2, 4.0f);
+  CHECK(run(net_of_gguf(llama_gguf_of(*mf, nullptr, 4.0f)), ref.ids, true) == run(net_of_gguf(llama_gguf_of(*mf, &fours)), ref.ids, true));
+}
+
+TEST_CASE("gguf: malformed RoPE scaling is refused with a clear error") {
+  auto mf = edgelm::read_model_path(families() + "llama3_scaled");
+  REQUIRE_MESSAGE(mf, outcome(mf));
+  auto read = [](const std::vector<std::byte>& b) { return edgelm::read_gguf(edgelm::detail::own_bytes(edgelm::memory_storage::copy(b))); };
+  const std::vector<float> short_f(3, 1.0f);
+  auto r1 = read(llama_gguf_of(*mf, &short_f));
+  REQUIRE_FALSE(r1);
+  CHECK(r1.error().code == edgelm::errc::shape_mismatch);
+  std::vector<float> neg(mf->config.head_dim / 2, 1.0f);
+  neg[1] = -1.0f;
+  auto r2 = read(llama_gguf_of(*mf, &neg));
+  REQUIRE_FALSE(r2);
+  CHECK(r2.error().code == edgelm::errc::bad_value);
+  auto r3 = read(llama_gguf_of(*mf, nullptr, -2.0f));
+  REQUIRE_FALSE(r3);
+  CHECK(r3.error().code == edgelm::errc::bad_value);
+}

@@ -1012,11 +1012,14 @@ struct model_config {
 
   std::uint32_t kv_dim() const noexcept { return head_dim * n_kv_heads; }
   std::uint32_t rot_dims() const noexcept { return n_rot ? n_rot : head_dim; }
-  // The plain llama forward (llama2.c's run.c, bit-exact) runs this config.
-  bool is_llama() const noexcept {
+  // The llama architecture: the plain llama forward (llama2.c's run.c, bit-exact) runs it, with RoPE frequencies
+  // from rope_freqs when they are given (RoPE scaling).
+  bool is_llama_forward() const noexcept {
     return norm == norm_kind::rms && ffn == ffn_kind::silu_gated && residual == residual_kind::sequential && !qkv_bias && !out_bias && !ffn_bias &&
-           !output_bias && rot_dims() == head_dim && !learned_positions && scaled_attention && window.empty() && rope == rope_style::adjacent_pairs && rope_freqs.empty();
+           !output_bias && rot_dims() == head_dim && !learned_positions && scaled_attention && window.empty() && rope == rope_style::adjacent_pairs;
   }
+  // ... without RoPE scaling (what `edgelm quantize` writes as a llama GGUF).
+  bool is_llama() const noexcept { return is_llama_forward() && rope_freqs.empty(); }
 };
 
 // One tensor: where its bytes are and what they are. `data` points into the storage's bytes.
@@ -1136,6 +1139,7 @@ inline result<file_format> detect_format(std::span<const std::byte> b) {
 // left and against overflow before anything is allocated; type ids are range-checked; names must be
 // unique valid UTF-8; tensor data must lie inside the file at the declared alignment.
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -1645,6 +1649,44 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   bool has_output = false;
   for (const auto& t : g.tensors) has_output |= t.name == "output.weight";
   c.shared_classifier = !has_output;
+
+  // RoPE scaling, as llama.cpp applies it: a rope_freqs.weight tensor (Llama 3.1/3.2: head_dim / 2 factors that
+  // divide the base frequencies), or rope.scaling.type "linear" with rope.scaling.factor (positions divided by
+  // it). Other scaling types (yarn, longrope) are refused rather than computed wrong.
+  const std::size_t half = c.head_dim / 2;
+  std::vector<double> divide(half, 1.0);
+  bool scaled = false;
+  if (const gguf_value* st = g.find(a + "rope.scaling.type")) {
+    if (st->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, a + "rope.scaling.type");
+    if (st->s == "linear") {
+      auto f = gguf_get_float_or(g, a + "rope.scaling.factor", 1.0f);
+      if (!f) return f.error();
+      if (!(*f > 0.0f) || *f > 1.0e6f) return make_error(errc::bad_value, "must be positive", error::no_offset, a + "rope.scaling.factor");
+      if (*f != 1.0f) {
+        for (auto& d : divide) d *= *f;
+        scaled = true;
+      }
+    } else if (st->s != "none") {
+      return make_error(errc::unsupported_architecture, "RoPE scaling '" + st->s + "' is not supported (none, linear, rope_freqs.weight)", error::no_offset, a + "rope.scaling.type");
+    }
+  }
+  for (const auto& t : g.tensors) {
+    if (t.name != "rope_freqs.weight") continue;
+    if (t.type != ggml_type::f32 || t.n_dims != 1 || t.ne[0] != half)
+      return make_error(errc::shape_mismatch, "rope_freqs.weight must be " + std::to_string(half) + " f32 factors (head_dim / 2)", t.offset, t.name);
+    for (std::size_t i = 0; i < half; ++i) {
+      float f;
+      std::memcpy(&f, t.data + i * sizeof(float), sizeof f);
+      if (!(f > 0.0f) || f > 1.0e30f) return make_error(errc::bad_value, "rope frequency factor " + std::to_string(i) + " is not a positive number", t.offset, t.name);
+      divide[i] *= f;
+    }
+    scaled = true;
+  }
+  if (scaled) {
+    c.rope_freqs.resize(half);
+    for (std::size_t i = 0; i < half; ++i)
+      c.rope_freqs[i] = static_cast<float>(std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim)) / divide[i]);
+  }
   mf.tensors = std::move(g.tensors);
   return mf;
 }
@@ -4030,7 +4072,7 @@ class transformer {
 #if defined(EDGELM_LLAMA_ONLY)
     // a build for the llama architecture alone (the browser engine's, for size: it reads GGUF, whose loader
     // gives llama configurations); the other families' forward is not compiled in
-    if (!mf.config.is_llama())
+    if (!mf.config.is_llama_forward())
       return make_error(errc::unsupported_architecture, "this build runs the llama architecture only (EDGELM_LLAMA_ONLY); the file needs the general family forward");
 #endif
     transformer t;
@@ -4144,7 +4186,7 @@ class transformer {
   std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
     const model_config& c = cfg_;
 #if !defined(EDGELM_LLAMA_ONLY)
-    if (!c.is_llama()) return forward_family(s, tokens, pos, which);
+    if (!c.is_llama_forward()) return forward_family(s, tokens, pos, which);
 #endif
     const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
     const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
@@ -4153,7 +4195,10 @@ class transformer {
     // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
     for (std::uint32_t t = 0; t < n; ++t) {
       embed(tokens[t], x + std::size_t{t} * dim);
-      K::rope_table(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t, c.rope_theta);
+      float* fc = s.rope_cos.data() + std::size_t{t} * (hs / 2);
+      float* fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
+      if (c.rope_freqs.empty()) K::rope_table(fc, fs, hs, pos + t, c.rope_theta);
+      else K::rope_table_freqs(fc, fs, hs / 2, pos + t, c.rope_freqs.data());
     }
 
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {

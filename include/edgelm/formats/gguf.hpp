@@ -4,6 +4,7 @@
 // unique valid UTF-8; tensor data must lie inside the file at the declared alignment.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <span>
@@ -518,6 +519,44 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   bool has_output = false;
   for (const auto& t : g.tensors) has_output |= t.name == "output.weight";
   c.shared_classifier = !has_output;
+
+  // RoPE scaling, as llama.cpp applies it: a rope_freqs.weight tensor (Llama 3.1/3.2: head_dim / 2 factors that
+  // divide the base frequencies), or rope.scaling.type "linear" with rope.scaling.factor (positions divided by
+  // it). Other scaling types (yarn, longrope) are refused rather than computed wrong.
+  const std::size_t half = c.head_dim / 2;
+  std::vector<double> divide(half, 1.0);
+  bool scaled = false;
+  if (const gguf_value* st = g.find(a + "rope.scaling.type")) {
+    if (st->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, a + "rope.scaling.type");
+    if (st->s == "linear") {
+      auto f = gguf_get_float_or(g, a + "rope.scaling.factor", 1.0f);
+      if (!f) return f.error();
+      if (!(*f > 0.0f) || *f > 1.0e6f) return make_error(errc::bad_value, "must be positive", error::no_offset, a + "rope.scaling.factor");
+      if (*f != 1.0f) {
+        for (auto& d : divide) d *= *f;
+        scaled = true;
+      }
+    } else if (st->s != "none") {
+      return make_error(errc::unsupported_architecture, "RoPE scaling '" + st->s + "' is not supported (none, linear, rope_freqs.weight)", error::no_offset, a + "rope.scaling.type");
+    }
+  }
+  for (const auto& t : g.tensors) {
+    if (t.name != "rope_freqs.weight") continue;
+    if (t.type != ggml_type::f32 || t.n_dims != 1 || t.ne[0] != half)
+      return make_error(errc::shape_mismatch, "rope_freqs.weight must be " + std::to_string(half) + " f32 factors (head_dim / 2)", t.offset, t.name);
+    for (std::size_t i = 0; i < half; ++i) {
+      float f;
+      std::memcpy(&f, t.data + i * sizeof(float), sizeof f);
+      if (!(f > 0.0f) || f > 1.0e30f) return make_error(errc::bad_value, "rope frequency factor " + std::to_string(i) + " is not a positive number", t.offset, t.name);
+      divide[i] *= f;
+    }
+    scaled = true;
+  }
+  if (scaled) {
+    c.rope_freqs.resize(half);
+    for (std::size_t i = 0; i < half; ++i)
+      c.rope_freqs[i] = static_cast<float>(std::pow(static_cast<double>(c.rope_theta), -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim)) / divide[i]);
+  }
   mf.tensors = std::move(g.tensors);
   return mf;
 }

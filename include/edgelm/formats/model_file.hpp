@@ -103,11 +103,14 @@ struct model_config {
 
   std::uint32_t kv_dim() const noexcept { return head_dim * n_kv_heads; }
   std::uint32_t rot_dims() const noexcept { return n_rot ? n_rot : head_dim; }
-  // The plain llama forward (llama2.c's run.c, bit-exact) runs this config.
-  bool is_llama() const noexcept {
+  // The llama architecture: the plain llama forward (llama2.c's run.c, bit-exact) runs it, with RoPE frequencies
+  // from rope_freqs when they are given (RoPE scaling).
+  bool is_llama_forward() const noexcept {
     return norm == norm_kind::rms && ffn == ffn_kind::silu_gated && residual == residual_kind::sequential && !qkv_bias && !out_bias && !ffn_bias &&
-           !output_bias && rot_dims() == head_dim && !learned_positions && scaled_attention && window.empty() && rope == rope_style::adjacent_pairs && rope_freqs.empty();
+           !output_bias && rot_dims() == head_dim && !learned_positions && scaled_attention && window.empty() && rope == rope_style::adjacent_pairs;
   }
+  // ... without RoPE scaling (what `edgelm quantize` writes as a llama GGUF).
+  bool is_llama() const noexcept { return is_llama_forward() && rope_freqs.empty(); }
 };
 
 // One tensor: where its bytes are and what they are. `data` points into the storage's bytes.

@@ -188,7 +188,7 @@ class transformer {
 #if defined(EDGELM_LLAMA_ONLY)
     // a build for the llama architecture alone (the browser engine's, for size: it reads GGUF, whose loader
     // gives llama configurations); the other families' forward is not compiled in
-    if (!mf.config.is_llama())
+    if (!mf.config.is_llama_forward())
       return make_error(errc::unsupported_architecture, "this build runs the llama architecture only (EDGELM_LLAMA_ONLY); the file needs the general family forward");
 #endif
     transformer t;
@@ -302,7 +302,7 @@ class transformer {
   std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
     const model_config& c = cfg_;
 #if !defined(EDGELM_LLAMA_ONLY)
-    if (!c.is_llama()) return forward_family(s, tokens, pos, which);
+    if (!c.is_llama_forward()) return forward_family(s, tokens, pos, which);
 #endif
     const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
     const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
@@ -311,7 +311,10 @@ class transformer {
     // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
     for (std::uint32_t t = 0; t < n; ++t) {
       embed(tokens[t], x + std::size_t{t} * dim);
-      K::rope_table(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t, c.rope_theta);
+      float* fc = s.rope_cos.data() + std::size_t{t} * (hs / 2);
+      float* fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
+      if (c.rope_freqs.empty()) K::rope_table(fc, fs, hs, pos + t, c.rope_theta);
+      else K::rope_table_freqs(fc, fs, hs / 2, pos + t, c.rope_freqs.data());
     }
 
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
