@@ -445,7 +445,20 @@ TEST_CASE("hf model: load(bundle) takes the folder's tokenizer.json + tokenizer_
     REQUIRE(l.size() == 7720);
     CHECK(std::isfinite(l[100]));
   }
-  // a tokenizer of another size than the model's vocabulary is refused
+  // a model vocabulary padded past the tokenizer's (as Qwen2.5's, Phi's, Pythia's) loads; the padding ids decode to ""
+  {
+    const tiny_hf pad{.vocab = 7808, .tied = true};
+    auto bp = tiny_bundle(pad);
+    bp.add("tokenizer.json", edgelm::memory_storage(file_bytes(t + "tokenizer.json")));
+    auto mp = edgelm::load<edgelm::f32>(bp);
+    REQUIRE_MESSAGE(mp, outcome(mp));
+    CHECK(mp->tok.vocab_size() == 7720);
+    CHECK(mp->net.config().vocab_size == 7808);
+    CHECK(mp->tok.encode("Hello world", false) == m->tok.encode("Hello world", false));
+    const std::int32_t padding[] = {7800};
+    CHECK(mp->tok.decode(padding).empty());
+  }
+  // a tokenizer with more tokens than the model's vocabulary is refused
   const tiny_hf q{.vocab = 7000};
   auto b2 = tiny_bundle(q);
   b2.add("tokenizer.json", edgelm::memory_storage(file_bytes(t + "tokenizer.json")));

@@ -77,8 +77,11 @@ namespace detail {
 template <weight_policy P, class K>
 result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
   if (!tok) return tok.error();
-  if (tok->vocab_size() != 0 && tok->vocab_size() != mf.config.vocab_size)
-    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, the model " + std::to_string(mf.config.vocab_size));
+  // The model's vocabulary may be padded past the tokenizer's (Qwen2.5: 151,936 rows for 151,665 tokens; Phi,
+  // Pythia: rounded up to a multiple of 64 or 128): those rows are never produced by encoding and decode to "".
+  // A tokenizer with ids the model does not have is refused.
+  if (tok->vocab_size() > mf.config.vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(tok->vocab_size()) + " tokens, more than the model's " + std::to_string(mf.config.vocab_size));
   auto net = transformer<P, K>::from_file(std::move(mf), o.log, o.repack);
   if (!net) return net.error();
   model<P, K> m{std::move(*net), std::move(*tok)};
