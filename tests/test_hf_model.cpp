@@ -640,3 +640,71 @@ TEST_CASE("gguf: malformed RoPE scaling is refused with a clear error") {
   REQUIRE_FALSE(r3);
   CHECK(r3.error().code == edgelm::errc::bad_value);
 }
+
+// tests/data/families/gguf: the qwen2 / gpt2 / phi fixtures written by llama.cpp's own converter
+// (tools/fixtures/make_family_ggufs.py, convert_hf_to_gguf.py at llama.cpp 80fb11a, no vocabulary): edgelm reads
+// llama.cpp's layout for those architectures (NeoX rotary on the file's q/k order, fused q/k/v split, learned
+// positions, partial rotary, classifier bias) and gives transformers' logits.
+TEST_CASE("gguf: qwen2, gpt2 and phi2 files written by llama.cpp's converter match transformers' logits") {
+  for (const auto& [fam, arch] : {std::pair<std::string, std::string>{"qwen2", "qwen2"}, {"gpt2", "gpt2"}, {"phi", "phi2"}}) {
+    INFO(fam);
+    const reference ref = read_reference(families() + fam);
+    auto fs = edgelm::file_storage::open(families() + "gguf/" + fam + ".gguf");
+    REQUIRE_MESSAGE(fs, outcome(fs));
+    auto mf = edgelm::read_model_file(std::move(*fs));
+    REQUIRE_MESSAGE(mf, outcome(mf));
+    CHECK(mf->config.arch == arch);
+    CHECK(mf->config.vocab_size == ref.vocab);
+    auto net = edgelm::transformer<edgelm::f32, edgelm::kernels::scalar>::from_file(std::move(*mf));
+    REQUIRE_MESSAGE(net, outcome(net));
+    const auto batched = run(*net, ref.ids, true);
+    const double d = rel_diff(batched, ref.logits);
+    MESSAGE(fam << " GGUF (llama.cpp's converter): max |edgelm - transformers| / max |logit| = " << d);
+    CHECK(d < 1e-4);
+    CHECK(run(*net, ref.ids, false) == batched);
+  }
+}
+
+TEST_CASE("gguf: a fused q/k/v tensor of the wrong size, or next to separate ones, is refused") {
+  auto fs = edgelm::file_storage::open(families() + "gguf/gpt2.gguf");
+  REQUIRE(fs);
+  auto mf = edgelm::read_model_file(std::move(*fs));
+  REQUIRE(mf);
+  // rebuild gpt2.gguf with changes, from its own (split) tensors
+  auto rebuild = [&](bool cut_qkv, bool add_separate_q) {
+    edgelm::gguf_writer w;
+    const auto& c = mf->config;
+    REQUIRE(w.set_string("general.architecture", "gpt2"));
+    REQUIRE(w.set_u32("gpt2.embedding_length", c.dim));
+    REQUIRE(w.set_u32("gpt2.feed_forward_length", c.hidden_dim));
+    REQUIRE(w.set_u32("gpt2.block_count", c.n_layers));
+    REQUIRE(w.set_u32("gpt2.attention.head_count", c.n_heads));
+    REQUIRE(w.set_u32("gpt2.context_length", c.seq_len));
+    for (const auto& t : mf->tensors) {
+      const bool q = t.name.find(".attn_q.") != std::string::npos, k = t.name.find(".attn_k.") != std::string::npos, v = t.name.find(".attn_v.") != std::string::npos;
+      if (q || k || v) {
+        if (!q) continue;  // q's view starts the fused rows: write all three as one tensor again
+        edgelm::tensor_info f = t;
+        std::string n = t.name;
+        n.replace(n.find(".attn_q."), 8, ".attn_qkv.");
+        const std::uint64_t rows = (f.n_dims == 1 ? f.ne[0] : f.ne[1]) * 3 - (cut_qkv ? 1 : 0);
+        std::vector<std::uint64_t> ne(f.ne.begin(), f.ne.begin() + f.n_dims);
+        ne.back() = rows;
+        REQUIRE(w.add_tensor(n, f.type, ne, std::span<const std::byte>(f.data, f.n_bytes / (f.n_dims == 1 ? f.ne[0] : f.ne[1]) * rows)));
+        if (add_separate_q) REQUIRE(w.add_tensor(t.name, t.type, std::span<const std::uint64_t>(t.ne.data(), t.n_dims), std::span<const std::byte>(t.data, t.n_bytes)));
+        continue;
+      }
+      REQUIRE(w.add_tensor(t.name, t.type, std::span<const std::uint64_t>(t.ne.data(), t.n_dims), std::span<const std::byte>(t.data, t.n_bytes)));
+    }
+    auto b = w.to_bytes();
+    REQUIRE(b);
+    return edgelm::read_gguf(edgelm::detail::own_bytes(edgelm::memory_storage::copy(*b)));
+  };
+  CHECK(rebuild(false, false));
+  auto cut = rebuild(true, false);
+  REQUIRE_FALSE(cut);
+  CHECK(cut.error().code == edgelm::errc::shape_mismatch);
+  auto both = rebuild(false, true);
+  REQUIRE_FALSE(both);
+  CHECK(both.error().code == edgelm::errc::duplicate_name);
+}

@@ -1476,6 +1476,7 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
   tokenizer_data td;
   const gguf_value* model = g.find("tokenizer.ggml.model");
   if (!model) return td;  // no tokenizer embedded
+  if (model->type == gguf_type::string && model->s == "none") return td;  // llama.cpp's "no vocabulary"
   if (model->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "tokenizer.ggml.model");
   if (model->s != "llama" && model->s != "gpt2")
     return make_error(errc::bad_tokenizer, "tokenizer model '" + model->s + "' is not supported (supported: llama, gpt2)", error::no_offset, "tokenizer.ggml.model");
@@ -1590,8 +1591,13 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   const gguf_value* arch = g.find("general.architecture");
   if (!arch) return make_error(errc::missing_key, "no architecture", error::no_offset, "general.architecture");
   if (arch->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "general.architecture");
-  if (arch->s != "llama")
-    return make_error(errc::unsupported_architecture, "architecture '" + arch->s + "' is not supported (supported: llama)", error::no_offset, "general.architecture");
+  // llama.cpp's architectures for the families edgelm runs (gpt-neo and gpt-neox are read from Hugging Face
+  // folders only: llama.cpp has no gpt-neo, and its gptneox layout is not read yet)
+  const bool is_qwen2 = arch->s == "qwen2", is_gpt2 = arch->s == "gpt2", is_phi2 = arch->s == "phi2";
+  if (arch->s != "llama" && !is_qwen2 && !is_gpt2 && !is_phi2)
+    return make_error(errc::unsupported_architecture, "architecture '" + arch->s + "' is not supported (supported: llama, qwen2, gpt2, phi2)", error::no_offset,
+                      "general.architecture");
+  const bool layer_norm = is_gpt2 || is_phi2;
   const std::string a = arch->s + ".";
   model_config& c = mf.config;
   c.arch = arch->s;
@@ -1604,7 +1610,7 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   if (!kv) return kv.error();
   auto ctx = get("context_length", limits::max_context);             if (!ctx) return ctx.error();
   auto theta = gguf_get_float_or(g, a + "rope.freq_base", 10000.0f); if (!theta) return theta.error();
-  auto eps = gguf_get_float_or(g, a + "attention.layer_norm_rms_epsilon", 1e-5f);
+  auto eps = gguf_get_float_or(g, a + (layer_norm ? "attention.layer_norm_epsilon" : "attention.layer_norm_rms_epsilon"), 1e-5f);
   if (!eps) return eps.error();
   c.dim = static_cast<std::uint32_t>(*dim);
   c.hidden_dim = static_cast<std::uint32_t>(*hidden);
@@ -1624,8 +1630,30 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   if (!key_len) return key_len.error();
   auto rot = gguf_get_uint_or(g, a + "rope.dimension_count", limits::max_dim, c.head_dim);
   if (!rot) return rot.error();
-  if (*key_len != c.head_dim || *rot != c.head_dim)
+  if (*key_len != c.head_dim || (arch->s == "llama" && *rot != c.head_dim))
     return make_error(errc::bad_config, "key length / rotary dimensions other than dim/n_heads are not supported");
+  if (*rot == 0 || *rot > c.head_dim || *rot % 2 != 0)
+    return make_error(errc::bad_config, "rotary dimensions must be even and at most the head dimension", error::no_offset, a + "rope.dimension_count");
+  if (arch->s != "llama") {
+    // as llama.cpp runs them (and as hf_model.hpp reads the same families from Hugging Face folders): NeoX
+    // (half-split) rotary on the files' own q/k order; gpt2 with learned positions; phi2 with partial rotary,
+    // one LayerNorm for the parallel attention and MLP, and a classifier bias
+    c.rope = rope_style::half_split;
+    if (is_qwen2) {
+      c.qkv_bias = true;
+    } else {
+      c.norm = norm_kind::layer;
+      c.ffn = ffn_kind::gelu_tanh;
+      c.qkv_bias = c.out_bias = c.ffn_bias = true;
+      if (c.n_kv_heads != c.n_heads) return make_error(errc::bad_config, "this family has as many key/value heads as query heads", error::no_offset, a + "attention.head_count_kv");
+    }
+    if (is_gpt2) c.learned_positions = true;
+    else c.n_rot = *rot == c.head_dim ? 0 : static_cast<std::uint32_t>(*rot);
+    if (is_phi2) {
+      c.residual = residual_kind::parallel_shared;
+      c.output_bias = true;
+    }
+  }
   if (!(c.norm_eps > 0.0f) || !(c.rope_theta > 0.0f)) return make_error(errc::bad_value, "rope base and norm epsilon must be positive");
 
   auto tok = gguf_tokenizer(g);
@@ -1649,6 +1677,49 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   bool has_output = false;
   for (const auto& t : g.tensors) has_output |= t.name == "output.weight";
   c.shared_classifier = !has_output;
+  if (c.output_bias && !has_output) c.output_bias = false;  // (a tied phi2 file: no classifier of its own)
+  if (arch->s != "llama") {
+    // the feed-forward width from the tensors (llama.cpp's converters write 4 x dim for gpt2 / phi2 whatever the
+    // model's n_inner); the binder checks every layer against it
+    for (const auto& t : g.tensors)
+      if (t.name == "blk.0.ffn_up.weight" && t.n_dims == 2) {
+        if (t.ne[1] == 0 || t.ne[1] > 4 * limits::max_dim) return make_error(errc::absurd_dimension, "feed-forward width out of range", t.offset, t.name);
+        c.hidden_dim = static_cast<std::uint32_t>(t.ne[1]);
+      }
+    // fused q/k/v (gpt2, older phi2 files): rows [q | k | v], split into views (no copy)
+    std::vector<tensor_info> split;
+    for (auto it = g.tensors.begin(); it != g.tensors.end();) {
+      const std::string& n = it->name;
+      const std::size_t at = n.find(".attn_qkv.");
+      if (at == std::string::npos) { ++it; continue; }
+      const std::string prefix = n.substr(0, at + 1), suffix = n.substr(at + 10);  // "blk.N." and "weight" / "bias"
+      const std::uint64_t kvd = std::uint64_t{c.head_dim} * c.n_kv_heads, rows = std::uint64_t{c.dim} + 2 * kvd;
+      const std::uint64_t have = it->n_dims == 1 ? it->ne[0] : it->ne[1];
+      const auto& info = ggml_info(it->type);
+      if ((it->n_dims != 1 && it->n_dims != 2) || have != rows || info.block_size == 0 || it->n_bytes % rows != 0)
+        return make_error(errc::shape_mismatch, "a fused q/k/v tensor must have dim + 2 x kv_dim rows", it->offset, n);
+      const std::uint64_t row_bytes = it->n_bytes / rows;
+      std::uint64_t first = 0;
+      for (const auto& [part, r] : {std::pair<const char*, std::uint64_t>{"attn_q.", c.dim}, {"attn_k.", kvd}, {"attn_v.", kvd}}) {
+        tensor_info t = *it;
+        t.name = prefix + part + suffix;
+        if (t.n_dims == 1) t.ne[0] = r;
+        else t.ne[1] = r;
+        t.n_bytes = r * row_bytes;
+        t.offset += first * row_bytes;
+        t.data += first * row_bytes;
+        first += r;
+        split.push_back(std::move(t));
+      }
+      it = g.tensors.erase(it);
+    }
+    std::unordered_set<std::string> names;
+    for (const auto& t : g.tensors) names.insert(t.name);
+    for (auto& t : split) {
+      if (!names.insert(t.name).second) return make_error(errc::duplicate_name, "both a fused q/k/v tensor and " + t.name, t.offset, t.name);
+      g.tensors.push_back(std::move(t));
+    }
+  }
 
   // RoPE scaling, as llama.cpp applies it: a rope_freqs.weight tensor (Llama 3.1/3.2: head_dim / 2 factors that
   // divide the base frequencies), or rope.scaling.type "linear" with rope.scaling.factor (positions divided by
