@@ -646,7 +646,8 @@ TEST_CASE("gguf: malformed RoPE scaling is refused with a clear error") {
 // llama.cpp's layout for those architectures (NeoX rotary on the file's q/k order, fused q/k/v split, learned
 // positions, partial rotary, classifier bias) and gives transformers' logits.
 TEST_CASE("gguf: qwen2, gpt2 and phi2 files written by llama.cpp's converter match transformers' logits") {
-  for (const auto& [fam, arch] : {std::pair<std::string, std::string>{"qwen2", "qwen2"}, {"gpt2", "gpt2"}, {"phi", "phi2"}}) {
+  for (const auto& fa : {std::pair<std::string, std::string>{"qwen2", "qwen2"}, {"gpt2", "gpt2"}, {"phi", "phi2"}}) {
+    const std::string fam = fa.first, arch = fa.second;  // (no structured binding in INFO: clang 14)
     INFO(fam);
     const reference ref = read_reference(families() + fam);
     auto fs = edgelm::file_storage::open(families() + "gguf/" + fam + ".gguf");

@@ -229,7 +229,9 @@ TEST_CASE("added tokens: `normalized` ones match the normalized text, after the 
   auto cases = nlohmann::json::parse(slurp(edgelm_test::source_dir() + "/tools/fixtures/normalized_added_cases.json"), nullptr, false);
   REQUIRE(cases.is_object());
   REQUIRE(ref["cases"].size() == cases.size());
-  for (const auto& [name, c] : cases.items()) {
+  for (const auto& item : cases.items()) {
+    const std::string name = item.key();  // (no structured binding: clang 14 cannot capture one in INFO's lambda)
+    const auto& c = item.value();
     INFO(name);
     auto j = nlohmann::json::parse(slurp(data_dir() + "/" + name + "/tokenizer.json"), nullptr, false);
     REQUIRE(j.is_object());
@@ -410,7 +412,9 @@ TEST_CASE("long pre-tokens (merged word by word) equal one naive merge of the wh
     if (name == "crossing") {
       std::int32_t next = 0;
       for (const auto& [k, v] : j["model"]["vocab"].items()) next = std::max(next, v.get<std::int32_t>() + 1);
-      for (const auto& [l, r] : std::vector<std::pair<std::string, std::string>>{{"a", "\xE2\x96\x81" "b"}, {".", "\xE2\x96\x81"}, {">", "\xE2\x96\x81"}}) {
+      for (const auto& lr : std::vector<std::pair<std::string, std::string>>{{"a", "\xE2\x96\x81" "b"}, {".", "\xE2\x96\x81"}, {">", "\xE2\x96\x81"}}) {
+        const std::string& l = lr.first;
+        const std::string& r = lr.second;
         REQUIRE(j["model"]["vocab"].contains(l));
         REQUIRE(j["model"]["vocab"].contains(r));
         if (!j["model"]["vocab"].contains(l + r)) j["model"]["vocab"][l + r] = next++;
