@@ -1695,8 +1695,7 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
       const std::string prefix = n.substr(0, at + 1), suffix = n.substr(at + 10);  // "blk.N." and "weight" / "bias"
       const std::uint64_t kvd = std::uint64_t{c.head_dim} * c.n_kv_heads, rows = std::uint64_t{c.dim} + 2 * kvd;
       const std::uint64_t have = it->n_dims == 1 ? it->ne[0] : it->ne[1];
-      const auto& info = ggml_info(it->type);
-      if ((it->n_dims != 1 && it->n_dims != 2) || have != rows || info.block_size == 0 || it->n_bytes % rows != 0)
+      if ((it->n_dims != 1 && it->n_dims != 2) || have != rows || it->n_bytes % rows != 0)
         return make_error(errc::shape_mismatch, "a fused q/k/v tensor must have dim + 2 x kv_dim rows", it->offset, n);
       const std::uint64_t row_bytes = it->n_bytes / rows;
       std::uint64_t first = 0;
@@ -4266,10 +4265,7 @@ class transformer {
     // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
     for (std::uint32_t t = 0; t < n; ++t) {
       embed(tokens[t], x + std::size_t{t} * dim);
-      float* fc = s.rope_cos.data() + std::size_t{t} * (hs / 2);
-      float* fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
-      if (c.rope_freqs.empty()) K::rope_table(fc, fs, hs, pos + t, c.rope_theta);
-      else K::rope_table_freqs(fc, fs, hs / 2, pos + t, c.rope_freqs.data());
+      rope_angles(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t);
     }
 
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
@@ -4311,6 +4307,11 @@ class transformer {
   }
 
  private:
+  // cos / sin of the rot / 2 rotation angles at position pos: theta's frequencies, or the file's (RoPE scaling)
+  void rope_angles(float* cos_out, float* sin_out, std::uint32_t rot, std::uint32_t pos) const noexcept {
+    if (cfg_.rope_freqs.empty()) K::rope_table(cos_out, sin_out, rot, pos, cfg_.rope_theta);
+    else K::rope_table_freqs(cos_out, sin_out, rot / 2, pos, cfg_.rope_freqs.data());
+  }
   // The other families (qwen2, gpt2, gpt_neo, gpt_neox, phi): the llama forward with the superset config's
   // choices (model_config: norm, feed-forward, residual, biases, partial / half-split rotary, learned
   // positions, unscaled or local attention), under the same contract (batch = one by one, any threads).
@@ -4335,9 +4336,7 @@ class transformer {
         });
         K::add(x + std::size_t{t} * dim, row, dim);
       } else {
-        float *fc = s.rope_cos.data() + std::size_t{t} * (hs / 2), *fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
-        if (c.rope_freqs.empty()) K::rope_table(fc, fs, rot, pos + t, c.rope_theta);
-        else K::rope_table_freqs(fc, fs, rot / 2, pos + t, c.rope_freqs.data());
+        rope_angles(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), rot, pos + t);
       }
     }
 
@@ -6953,7 +6952,6 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
   if (!word_mark_.empty() && w.size() > 256) {
     // a long pre-token: merged word by word (see build())
     const std::string_view mk = word_mark_;
-    auto word = [&](std::string_view piece) { encode_chars(piece, out); };
     std::size_t b = 0;
     bool after_mark = false;  // the character before i is the mark
     for (std::size_t i = 0; i < w.size();) {
@@ -6962,7 +6960,7 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
           bool cross = false;
           for (const auto& [l, r] : crossing_)
             cross |= i >= l.size() && w.compare(i - l.size(), l.size(), l) == 0 && w.compare(i, r.size(), r) == 0;
-          if (!cross) { word(w.substr(b, i - b)); b = i; }
+          if (!cross) { encode_chars(w.substr(b, i - b), out); b = i; }
         }
         after_mark = true;
         i += mk.size();
@@ -6972,7 +6970,7 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
         while (i < w.size() && (static_cast<std::uint8_t>(w[i]) & 0xC0) == 0x80) ++i;  // whole code points
       }
     }
-    word(w.substr(b));
+    encode_chars(w.substr(b), out);
     return;
   }
   encode_chars(w, out);

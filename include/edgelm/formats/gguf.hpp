@@ -565,8 +565,7 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
       const std::string prefix = n.substr(0, at + 1), suffix = n.substr(at + 10);  // "blk.N." and "weight" / "bias"
       const std::uint64_t kvd = std::uint64_t{c.head_dim} * c.n_kv_heads, rows = std::uint64_t{c.dim} + 2 * kvd;
       const std::uint64_t have = it->n_dims == 1 ? it->ne[0] : it->ne[1];
-      const auto& info = ggml_info(it->type);
-      if ((it->n_dims != 1 && it->n_dims != 2) || have != rows || info.block_size == 0 || it->n_bytes % rows != 0)
+      if ((it->n_dims != 1 && it->n_dims != 2) || have != rows || it->n_bytes % rows != 0)
         return make_error(errc::shape_mismatch, "a fused q/k/v tensor must have dim + 2 x kv_dim rows", it->offset, n);
       const std::uint64_t row_bytes = it->n_bytes / rows;
       std::uint64_t first = 0;

@@ -311,10 +311,7 @@ class transformer {
     // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
     for (std::uint32_t t = 0; t < n; ++t) {
       embed(tokens[t], x + std::size_t{t} * dim);
-      float* fc = s.rope_cos.data() + std::size_t{t} * (hs / 2);
-      float* fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
-      if (c.rope_freqs.empty()) K::rope_table(fc, fs, hs, pos + t, c.rope_theta);
-      else K::rope_table_freqs(fc, fs, hs / 2, pos + t, c.rope_freqs.data());
+      rope_angles(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t);
     }
 
     for (std::uint32_t l = 0; l < c.n_layers; ++l) {
@@ -356,6 +353,11 @@ class transformer {
   }
 
  private:
+  // cos / sin of the rot / 2 rotation angles at position pos: theta's frequencies, or the file's (RoPE scaling)
+  void rope_angles(float* cos_out, float* sin_out, std::uint32_t rot, std::uint32_t pos) const noexcept {
+    if (cfg_.rope_freqs.empty()) K::rope_table(cos_out, sin_out, rot, pos, cfg_.rope_theta);
+    else K::rope_table_freqs(cos_out, sin_out, rot / 2, pos, cfg_.rope_freqs.data());
+  }
   // The other families (qwen2, gpt2, gpt_neo, gpt_neox, phi): the llama forward with the superset config's
   // choices (model_config: norm, feed-forward, residual, biases, partial / half-split rotary, learned
   // positions, unscaled or local attention), under the same contract (batch = one by one, any threads).
@@ -380,9 +382,7 @@ class transformer {
         });
         K::add(x + std::size_t{t} * dim, row, dim);
       } else {
-        float *fc = s.rope_cos.data() + std::size_t{t} * (hs / 2), *fs = s.rope_sin.data() + std::size_t{t} * (hs / 2);
-        if (c.rope_freqs.empty()) K::rope_table(fc, fs, rot, pos + t, c.rope_theta);
-        else K::rope_table_freqs(fc, fs, rot / 2, pos + t, c.rope_freqs.data());
+        rope_angles(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), rot, pos + t);
       }
     }
 

@@ -773,7 +773,6 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
   if (!word_mark_.empty() && w.size() > 256) {
     // a long pre-token: merged word by word (see build())
     const std::string_view mk = word_mark_;
-    auto word = [&](std::string_view piece) { encode_chars(piece, out); };
     std::size_t b = 0;
     bool after_mark = false;  // the character before i is the mark
     for (std::size_t i = 0; i < w.size();) {
@@ -782,7 +781,7 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
           bool cross = false;
           for (const auto& [l, r] : crossing_)
             cross |= i >= l.size() && w.compare(i - l.size(), l.size(), l) == 0 && w.compare(i, r.size(), r) == 0;
-          if (!cross) { word(w.substr(b, i - b)); b = i; }
+          if (!cross) { encode_chars(w.substr(b, i - b), out); b = i; }
         }
         after_mark = true;
         i += mk.size();
@@ -792,7 +791,7 @@ inline void bpe_tokenizer::encode_word(std::string_view w, std::vector<token>& o
         while (i < w.size() && (static_cast<std::uint8_t>(w[i]) & 0xC0) == 0x80) ++i;  // whole code points
       }
     }
-    word(w.substr(b));
+    encode_chars(w.substr(b), out);
     return;
   }
   encode_chars(w, out);
