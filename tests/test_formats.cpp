@@ -810,7 +810,7 @@ TEST_CASE("gguf rejects: bad_config") {
 }
 
 TEST_CASE("gguf rejects: unsupported_architecture") {
-  for (const char* a : {"gptneox", "falcon", "LLAMA", "llama ", ""}) {
+  for (const char* a : {"gpt_neox", "falcon", "LLAMA", "llama ", ""}) {
     auto s = tiny_llama_gguf();
     s.set("general.architecture", g_str(a));
     auto r = load_gguf(s);

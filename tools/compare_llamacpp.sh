@@ -83,7 +83,7 @@ if [[ -z ${EDGELM:-} ]]; then
   if [[ ! -x $EDGELM || -n $(find "$repo/include" "$repo/backends" "$repo/examples/cli" -newer "$EDGELM" -name '*.?pp' 2>/dev/null | head -1) ]]; then
     log "building the edgelm CLI"
     g++ -std=c++20 -O2 -mavx2 -mfma -mf16c -mbmi -mbmi2 -mpclmul -maes -I"$repo/include" -I"$repo/backends/highway/include" \
-      "$repo/examples/cli/main.cpp" -o "$EDGELM"
+      "$repo"/examples/cli/*.cpp -o "$EDGELM"
   fi
 fi
 

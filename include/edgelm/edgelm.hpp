@@ -13,6 +13,12 @@
 //   // or one token per frame: chat->begin_prompt("..."); then each frame auto r = chat->step(budget);
 //   // (r->prefilling while the prompt is still being run in budgeted batches, then r->piece, r->done)
 //
+// ONE RUNTIME MODEL (edgelm/any_model.hpp): the file picks the precision, the first kernels of the list run
+//   using runtime = edgelm::basic_any_model<edgelm::backends::highway::kernels, edgelm::kernels::scalar>;
+//   auto m = edgelm::load_any_path<runtime>("model.gguf");        // or load_any<runtime>(read_model_file(...))
+//   auto s = edgelm::any_session<runtime>::create(*m, {.context = 512});   // the session calls, untyped
+//   m->visit([](auto& typed) { /* edgelm::model<P, K>: forward, make_state, perplexity */ });
+//
 // TOKENIZERS (edgelm/tokenizer/text_tokenizer.hpp)
 //   auto tok = edgelm::load_text_tokenizer(tokenizer_json_bytes, tokenizer_config_bytes);  // or GGUF / tokenizer.bin
 //   auto ids = tok->encode("Hi <|im_end|>", /*add_special=*/true, /*parse_special=*/true);  // false: untrusted text
@@ -57,6 +63,7 @@
 //   and is not included here (it needs nlohmann/json).
 #pragma once
 
+#include "any_model.hpp"
 #include "core/buffer.hpp"
 #include "core/checked.hpp"
 #include "core/executor.hpp"

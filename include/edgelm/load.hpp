@@ -73,6 +73,15 @@ inline result<tokenizer> load_tokenizer(std::span<const std::byte> bytes, std::u
   return tokenizer::from_data(std::move(*td));
 }
 
+// The tokenizer of a model from a separate file's bytes: a GGUF's vocabulary, a tokenizer.json, or a llama2.c
+// tokenizer.bin (whose layout depends on the model's vocabulary size).
+inline result<text_tokenizer> load_tokenizer_for(const model_file& mf, std::span<const std::byte> bytes) {
+  if (is_gguf(bytes) || detail::starts_json_object(bytes)) return load_text_tokenizer(bytes);
+  auto t = load_tokenizer(bytes, mf.config.vocab_size);
+  if (!t) return t.error();
+  return text_tokenizer(std::move(*t));
+}
+
 namespace detail {
 template <weight_policy P, class K>
 result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
@@ -127,14 +136,7 @@ result<model<P, K>> load(model_file mf, const load_options& o = {}) {
 // model + a GGUF vocabulary or a tokenizer.json).
 template <weight_policy P, class K = kernels::scalar, storage T>
 result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_options& o = {}) {
-  const auto bytes = tokenizer_storage.bytes();
-  auto tok = is_gguf(bytes) || detail::starts_json_object(bytes)
-                 ? load_text_tokenizer(bytes)
-                 : [&]() -> result<text_tokenizer> {  // llama2.c tokenizer.bin: its layout depends on the vocabulary size
-                     auto t = load_tokenizer(bytes, mf.config.vocab_size);
-                     if (!t) return t.error();
-                     return text_tokenizer(std::move(*t));
-                   }();
+  auto tok = load_tokenizer_for(mf, tokenizer_storage.bytes());
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 

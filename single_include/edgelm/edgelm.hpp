@@ -15,6 +15,12 @@
 //   // or one token per frame: chat->begin_prompt("..."); then each frame auto r = chat->step(budget);
 //   // (r->prefilling while the prompt is still being run in budgeted batches, then r->piece, r->done)
 //
+// ONE RUNTIME MODEL (edgelm/any_model.hpp): the file picks the precision, the first kernels of the list run
+//   using runtime = edgelm::basic_any_model<edgelm::backends::highway::kernels, edgelm::kernels::scalar>;
+//   auto m = edgelm::load_any_path<runtime>("model.gguf");        // or load_any<runtime>(read_model_file(...))
+//   auto s = edgelm::any_session<runtime>::create(*m, {.context = 512});   // the session calls, untyped
+//   m->visit([](auto& typed) { /* edgelm::model<P, K>: forward, make_state, perplexity */ });
+//
 // TOKENIZERS (edgelm/tokenizer/text_tokenizer.hpp)
 //   auto tok = edgelm::load_text_tokenizer(tokenizer_json_bytes, tokenizer_config_bytes);  // or GGUF / tokenizer.bin
 //   auto ids = tok->encode("Hi <|im_end|>", /*add_special=*/true, /*parse_special=*/true);  // false: untrusted text
@@ -59,17 +65,53 @@
 //   and is not included here (it needs nlohmann/json).
 #pragma once
 
-// ---- begin edgelm/core/buffer.hpp ----
-// edgelm/core/buffer.hpp - an owning, 64-byte aligned (or page-aligned), zero-initialised (or not) array that
-// never throws.
-#include <cstddef>
-#include <cstdlib>
-#include <cstring>
-#include <new>
-#include <span>
+// ---- begin edgelm/any_model.hpp ----
+// edgelm/any_model.hpp - one runtime model: the file (its tensor types) and the kernels compiled in choose the
+// instantiation at load, so callers do not spell template arguments.
+//
+//   using runtime = edgelm::basic_any_model<edgelm::backends::highway::kernels, edgelm::kernels::scalar>;
+//   auto m = edgelm::load_any<runtime>(edgelm::read_model_path("model.gguf"), {});   // or edgelm::any_model from
+//   auto s = edgelm::any_session<runtime>::create(*m, {.context = 512});              // <edgelm/backends/highway.hpp>
+//   s->generate("Once upon a time", {.max_tokens = 64}, [](std::string_view p) { ...; return true; });
+//   m->visit([](auto& typed) { /* typed is an edgelm::model<P, K>: every typed API (forward, make_state) */ });
+//
+// The kernel policies form the set's list (the first is the default: name the fastest first); the precision is
+// the file's (choose_precision): q8_0 / q4_0 when every weight matrix has that type (used in place, one kernel
+// family), f32 when all matrices are float, else mixed (each matrix in its own type). The typed templates
+// (edgelm::model<P, K>, session<...>) stay for embedders who want one instantiation (the smallest binary).
+#include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 
+// ---- begin edgelm/load.hpp ----
+// edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
+// A Hugging Face folder (a bundle of named storages, or a path) loads the same way: read_model_path, load(bundle).
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+
+// ---- begin edgelm/core/log.hpp ----
+// edgelm/core/log.hpp - the library never prints; it hands log lines to a callback the caller owns.
+#include <string_view>
+
+namespace edgelm {
+
+enum class log_level { debug, info, warn };
+
+// A plain function pointer + user pointer: no allocation, no global state.
+struct logger {
+  void (*fn)(void* user, log_level level, std::string_view line) = nullptr;
+  void* user = nullptr;
+  void operator()(log_level lv, std::string_view line) const {
+    if (fn) fn(user, lv, line);
+  }
+};
+
+}  // namespace edgelm
+// ---- end edgelm/core/log.hpp ----
 // ---- begin edgelm/core/result.hpp ----
 // edgelm/core/result.hpp - error codes and result<T>: errors are values, never exceptions.
 #include <cstdint>
@@ -239,544 +281,6 @@ class [[nodiscard]] result<void> {
     if (!edgelm_try_r_) return edgelm_try_r_.error();      \
   } while (0)
 // ---- end edgelm/core/result.hpp ----
-
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
-namespace edgelm {
-
-template <class T>
-class aligned_buffer {
-  static_assert(std::is_trivially_copyable_v<T>, "aligned_buffer holds plain data only");
-
- public:
-  static constexpr std::size_t alignment = 64;  // a cache line; enough for AVX-512 loads
-
-  aligned_buffer() = default;
-  aligned_buffer(const aligned_buffer&) = delete;
-  aligned_buffer& operator=(const aligned_buffer&) = delete;
-  aligned_buffer(aligned_buffer&& o) noexcept
-      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)), align_(std::exchange(o.align_, alignment)) {}
-  aligned_buffer& operator=(aligned_buffer&& o) noexcept {
-    if (this != &o) {
-      release();
-      p_ = std::exchange(o.p_, nullptr);
-      n_ = std::exchange(o.n_, 0);
-      align_ = std::exchange(o.align_, alignment);
-    }
-    return *this;
-  }
-  ~aligned_buffer() { release(); }
-
-  // n elements, zeroed. out_of_memory instead of throwing.
-  static result<aligned_buffer> make(std::size_t n) { return make_impl(n, true); }
-  // n elements left uninitialised (pages are only touched when written: the KV cache, whose positions are
-  // always written before attention reads them).
-  static result<aligned_buffer> make_uninitialized(std::size_t n) { return make_impl(n, false); }
-  // n elements left uninitialised, 2 MiB aligned, and on Linux marked for transparent huge pages
-  // (madvise; a hint the kernel may ignore): for large arrays read in full again and again (weights
-  // repacked at load), where 4 KiB pages cost a TLB miss every 4 KiB of the stream.
-  static result<aligned_buffer> make_pages(std::size_t n) {
-    constexpr std::size_t huge = std::size_t{2} << 20;
-    auto b = make_impl(n, false, huge);
-#if defined(__linux__)
-    if (b && b->p_) ::madvise(b->p_, (n * sizeof(T) + huge - 1) / huge * huge, MADV_HUGEPAGE);
-#endif
-    return b;
-  }
-
-  T* data() noexcept { return p_; }
-  const T* data() const noexcept { return p_; }
-  std::size_t size() const noexcept { return n_; }
-  T& operator[](std::size_t i) noexcept { return p_[i]; }
-  const T& operator[](std::size_t i) const noexcept { return p_[i]; }
-  std::span<T> span() noexcept { return {p_, n_}; }
-  std::span<const T> span() const noexcept { return {p_, n_}; }
-
- private:
-  static result<aligned_buffer> make_impl(std::size_t n, bool zero, std::size_t align = alignment) {
-    aligned_buffer b;
-    if (n == 0) return b;
-    if (n > (~std::size_t{0} - align) / sizeof(T))
-      return make_error(errc::out_of_memory, "buffer size overflows size_t");
-    std::size_t bytes = (n * sizeof(T) + align - 1) / align * align;
-    void* p = ::operator new(bytes, std::align_val_t{align}, std::nothrow);
-    if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
-    if (zero) std::memset(p, 0, bytes);
-    b.p_ = static_cast<T*>(p);
-    b.n_ = n;
-    b.align_ = align;
-    return b;
-  }
-  void release() noexcept {
-    if (p_) ::operator delete(static_cast<void*>(p_), std::align_val_t{align_});
-    p_ = nullptr;
-    n_ = 0;
-  }
-  T* p_ = nullptr;
-  std::size_t n_ = 0;
-  std::size_t align_ = alignment;
-};
-
-}  // namespace edgelm
-// ---- end edgelm/core/buffer.hpp ----
-// ---- begin edgelm/core/checked.hpp ----
-// edgelm/core/checked.hpp - overflow-checked size arithmetic for untrusted counts.
-#include <cstddef>
-#include <cstdint>
-#include <limits>
-
-namespace edgelm::detail {
-
-// a*b into out; false on overflow.
-constexpr bool mul_ok(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
-  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
-  out = a * b;
-  return true;
-}
-constexpr bool add_ok(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
-  if (b > std::numeric_limits<std::uint64_t>::max() - a) return false;
-  out = a + b;
-  return true;
-}
-// Does a 64-bit size fit this platform's size_t (wasm32: 4 GiB)?
-constexpr bool fits_size_t(std::uint64_t v) noexcept {
-  return v <= static_cast<std::uint64_t>(std::numeric_limits<std::size_t>::max());
-}
-constexpr bool is_pow2(std::uint64_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
-constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) noexcept { return (v + a - 1) / a * a; }
-
-}  // namespace edgelm::detail
-// ---- end edgelm/core/checked.hpp ----
-// ---- begin edgelm/core/executor.hpp ----
-// edgelm/core/executor.hpp - how the engine runs work on several threads: an injected parallel_for.
-//
-// The library never creates threads by itself. A caller hands an `executor` to the state (see
-// state_options::exec): a function pointer plus a user pointer, so a game engine can plug in its own job
-// system; edgelm::thread_pool (core/thread_pool.hpp) is the default implementation. A default-constructed
-// executor runs everything inline on the calling thread, with no overhead.
-//
-// Determinism: the engine only hands out work whose items are independent (matrix rows, attention
-// heads), and every backend computes an item the same way wherever it falls in a chunk, so results are
-// bit-identical for any thread count and any partition an executor chooses.
-#include <cstddef>
-#include <utility>
-
-namespace edgelm {
-
-struct executor {
-  // One piece of work: items [begin, end) on worker `worker` (0 <= worker < concurrency). Must not throw.
-  using task_fn = void (*)(void* ctx, std::size_t begin, std::size_t end, unsigned worker) noexcept;
-  // Run task over a partition of [0, n) into chunks (whose boundaries are multiples of `grain`, except
-  // the last end = n) and return when every chunk is done. Chunks may run on any worker, in any order;
-  // two chunks running at the same time must have different worker indices.
-  using parallel_for_fn = void (*)(void* user, std::size_t n, std::size_t grain, task_fn task, void* ctx) noexcept;
-
-  parallel_for_fn parallel_for = nullptr;  // nullptr: inline, one chunk [0, n) on worker 0
-  void* user = nullptr;
-  unsigned concurrency = 1;  // the number of distinct worker indices parallel_for uses (>= 1)
-
-  unsigned workers() const noexcept { return parallel_for && concurrency > 0 ? concurrency : 1; }
-
-  void run(std::size_t n, std::size_t grain, task_fn task, void* ctx) const noexcept {
-    if (n == 0) return;
-    if (!parallel_for || concurrency <= 1) {
-      task(ctx, 0, n, 0);
-      return;
-    }
-    parallel_for(user, n, grain == 0 ? 1 : grain, task, ctx);
-  }
-
-  // f(begin, end, worker) over a partition of [0, n); f is any callable (a lambda with captures).
-  template <class F>
-  void for_each(std::size_t n, std::size_t grain, F&& f) const noexcept {
-    using Fn = std::remove_reference_t<F>;
-    run(n, grain, [](void* c, std::size_t b, std::size_t e, unsigned w) noexcept { (*static_cast<Fn*>(c))(b, e, w); },
-        const_cast<void*>(static_cast<const void*>(&f)));
-  }
-};
-
-// The chunk of worker w when [0, n) is split into `parts` contiguous chunks whose boundaries are multiples
-// of grain (a static partition: the same for every call with the same arguments).
-inline std::pair<std::size_t, std::size_t> static_chunk(std::size_t n, std::size_t grain, unsigned parts, unsigned w) noexcept {
-  if (grain == 0) grain = 1;
-  const std::size_t units = (n + grain - 1) / grain;
-  const std::size_t per = units / parts, extra = units % parts;
-  const std::size_t ub = w * per + (w < extra ? w : extra);
-  const std::size_t ue = ub + per + (w < extra ? 1 : 0);
-  const std::size_t b = ub * grain < n ? ub * grain : n;
-  const std::size_t e = ue * grain < n ? ue * grain : n;
-  return {b, e};
-}
-
-}  // namespace edgelm
-// ---- end edgelm/core/executor.hpp ----
-// ---- begin edgelm/core/half.hpp ----
-// edgelm/core/half.hpp - IEEE fp16 and bfloat16 <-> f32, stored as uint16_t
-// (wasm32 with clang 14 has no _Float16/__bf16).
-#include <cstdint>
-#include <cstring>
-
-namespace edgelm {
-
-inline float bits_to_f32(std::uint32_t u) noexcept { float f; std::memcpy(&f, &u, 4); return f; }
-inline std::uint32_t f32_to_bits(float f) noexcept { std::uint32_t u; std::memcpy(&u, &f, 4); return u; }
-
-// fp16 -> f32, exact for every input incl. subnormals, inf and NaN.
-inline float fp16_to_f32(std::uint16_t h) noexcept {
-  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
-  std::uint32_t exp = (h >> 10) & 0x1Fu;
-  std::uint32_t man = h & 0x3FFu;
-  if (exp == 0x1F) return bits_to_f32(sign | 0x7F800000u | (man << 13));
-  if (exp == 0) {
-    if (man == 0) return bits_to_f32(sign);
-    // subnormal: value = man * 2^-24
-    float v = static_cast<float>(man) * (1.0f / 16777216.0f);
-    return sign ? -v : v;
-  }
-  return bits_to_f32(sign | ((exp + 112u) << 23) | (man << 13));
-}
-
-// f32 -> fp16 with round-to-nearest-even (same results as F16C / numpy).
-inline std::uint16_t f32_to_fp16(float f) noexcept {
-  std::uint32_t x = f32_to_bits(f);
-  const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
-  x &= 0x7FFFFFFFu;
-  if (x >= 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7C00u | (x > 0x7F800000u ? 0x200u : 0u));
-  if (x >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // rounds to >= 65520: inf
-  if (x < 0x38800000u) {                                                     // below 2^-14: subnormal or zero
-    if (x < 0x33000000u) return sign;                                        // < 2^-25 rounds to zero
-    const std::uint32_t e = x >> 23;
-    const std::uint32_t m = (x & 0x7FFFFFu) | 0x800000u;
-    const std::uint32_t shift = 126u - e;  // 14 - (e - 127) + 13 - 1 ... shift to 10-bit subnormal
-    std::uint32_t r = m >> shift;
-    const std::uint32_t rem = m & ((1u << shift) - 1u);
-    const std::uint32_t half = 1u << (shift - 1);
-    if (rem > half || (rem == half && (r & 1u))) ++r;
-    return static_cast<std::uint16_t>(sign | r);
-  }
-  std::uint32_t r = ((x >> 13) - (112u << 10));
-  const std::uint32_t rem = x & 0x1FFFu;
-  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
-  return static_cast<std::uint16_t>(sign | r);
-}
-
-inline float bf16_to_f32(std::uint16_t b) noexcept { return bits_to_f32(static_cast<std::uint32_t>(b) << 16); }
-inline std::uint16_t f32_to_bf16(float f) noexcept {
-  std::uint32_t x = f32_to_bits(f);
-  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((x >> 16) | 0x40u);  // quiet NaN
-  x += 0x7FFFu + ((x >> 16) & 1u);
-  return static_cast<std::uint16_t>(x >> 16);
-}
-
-}  // namespace edgelm
-// ---- end edgelm/core/half.hpp ----
-// ---- begin edgelm/core/log.hpp ----
-// edgelm/core/log.hpp - the library never prints; it hands log lines to a callback the caller owns.
-#include <string_view>
-
-namespace edgelm {
-
-enum class log_level { debug, info, warn };
-
-// A plain function pointer + user pointer: no allocation, no global state.
-struct logger {
-  void (*fn)(void* user, log_level level, std::string_view line) = nullptr;
-  void* user = nullptr;
-  void operator()(log_level lv, std::string_view line) const {
-    if (fn) fn(user, lv, line);
-  }
-};
-
-}  // namespace edgelm
-// ---- end edgelm/core/log.hpp ----
-// ---- begin edgelm/core/reader.hpp ----
-// edgelm/core/reader.hpp - a bounded little-endian reader over untrusted bytes.
-// Every read checks the bytes left first; nothing here can read out of bounds.
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <span>
-#include <string>
-#include <string_view>
-
-
-namespace edgelm::detail {
-
-class byte_reader {
- public:
-  explicit byte_reader(std::span<const std::byte> bytes) noexcept : bytes_(bytes) {}
-
-  std::uint64_t pos() const noexcept { return pos_; }
-  std::uint64_t size() const noexcept { return bytes_.size(); }
-  std::uint64_t left() const noexcept { return bytes_.size() - pos_; }
-  bool seek(std::uint64_t p) noexcept {
-    if (p > bytes_.size()) return false;
-    pos_ = p;
-    return true;
-  }
-
-  // Fixed-size little-endian scalar (every supported host is little-endian).
-  template <class T>
-  bool read(T& out) noexcept {
-    if (left() < sizeof(T)) return false;
-    std::memcpy(&out, bytes_.data() + pos_, sizeof(T));
-    pos_ += sizeof(T);
-    return true;
-  }
-  // A view of the next n bytes; false if fewer remain.
-  bool view(std::uint64_t n, std::span<const std::byte>& out) noexcept {
-    if (n > left()) return false;
-    out = bytes_.subspan(static_cast<std::size_t>(pos_), static_cast<std::size_t>(n));
-    pos_ += n;
-    return true;
-  }
-  bool view(std::uint64_t n, std::string_view& out) noexcept {
-    std::span<const std::byte> s;
-    if (!view(n, s)) return false;
-    out = std::string_view(reinterpret_cast<const char*>(s.data()), s.size());
-    return true;
-  }
-  bool skip(std::uint64_t n) noexcept {
-    if (n > left()) return false;
-    pos_ += n;
-    return true;
-  }
-  error fail(errc c, std::string msg, std::string where = {}) const {
-    return make_error(c, std::move(msg), pos_, std::move(where));
-  }
-
- private:
-  std::span<const std::byte> bytes_;
-  std::uint64_t pos_ = 0;
-};
-
-// Strict UTF-8 validation (no overlongs, no surrogates, max U+10FFFF).
-inline bool valid_utf8(std::string_view s) noexcept {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  std::size_t i = 0, n = s.size();
-  while (i < n) {
-    unsigned c = p[i];
-    if (c < 0x80) { ++i; continue; }
-    std::size_t len;
-    std::uint32_t cp;
-    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
-    else return false;
-    if (n - i < len) return false;
-    for (std::size_t k = 1; k < len; ++k) {
-      if ((p[i + k] & 0xC0) != 0x80) return false;
-      cp = (cp << 6) | (p[i + k] & 0x3F);
-    }
-    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-    i += len;
-  }
-  return true;
-}
-
-}  // namespace edgelm::detail
-// ---- end edgelm/core/reader.hpp ----
-// ---- begin edgelm/core/thread_pool.hpp ----
-// edgelm/core/thread_pool.hpp - the default executor: a fixed pool of threads (std::thread natively,
-// pthreads in WebAssembly builds with -pthread). The calling thread takes part (worker 0), so a pool of
-// N threads starts N - 1. Workers spin briefly after each job (a forward pass hands out ~5 jobs per
-// layer, microseconds apart) and then block on a condition variable, so an idle pool burns no core.
-// Work is claimed in chunks, so a descheduled worker delays nothing it has not claimed.
-// threads = 1 starts nothing and runs inline.
-//
-// Not copyable or movable (the workers hold its address). Create it once, before the session, and keep it
-// alive while any state uses its executor().
-#include <algorithm>
-#include <atomic>
-#include <condition_variable>
-#include <cstddef>
-#include <cstdint>
-#include <memory>
-#include <mutex>
-#include <new>
-#include <thread>
-#include <vector>
-
-
-namespace edgelm {
-
-class thread_pool {
- public:
-  static constexpr unsigned max_threads = 256;
-
-  // A pool of `threads` threads in all (the caller included). Errors: invalid_argument for 0 or more than
-  // max_threads; out_of_memory when the system cannot start a thread.
-  static result<std::unique_ptr<thread_pool>> create(unsigned threads) {
-    if (threads == 0 || threads > max_threads)
-      return make_error(errc::invalid_argument, "thread count " + std::to_string(threads) + " is outside 1.." + std::to_string(max_threads));
-#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
-    if (threads > 1)
-      return make_error(errc::invalid_argument, "this WebAssembly build has no threads: use the pthreads build (-pthread) for more than 1");
-#endif
-    std::unique_ptr<thread_pool> p(new (std::nothrow) thread_pool());
-    if (!p) return make_error(errc::out_of_memory, "cannot allocate the thread pool");
-    p->n_ = threads;
-#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
-    try {
-      for (unsigned w = 1; w < threads; ++w) p->workers_.emplace_back([q = p.get(), w] { q->loop(w); });
-    } catch (...) {
-      return make_error(errc::out_of_memory, "cannot start " + std::to_string(threads) + " threads");
-    }
-#else
-    p->workers_.reserve(threads);
-    for (unsigned w = 1; w < threads; ++w) p->workers_.emplace_back([q = p.get(), w] { q->loop(w); });
-#endif
-    return p;
-  }
-
-  thread_pool(const thread_pool&) = delete;
-  thread_pool& operator=(const thread_pool&) = delete;
-
-  ~thread_pool() {
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      stop_ = true;
-      gen_.fetch_add(2, std::memory_order_seq_cst);
-    }
-    cv_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-
-  unsigned threads() const noexcept { return n_; }
-
-  // The executor to put in state_options::exec (inline when threads() == 1).
-  executor get_executor() noexcept {
-    executor e;
-    if (n_ > 1) {
-      e.parallel_for = &thread_pool::dispatch;
-      e.user = this;
-    }
-    e.concurrency = n_;
-    return e;
-  }
-
-  // Run task over [0, n) and return when every item is done. [0, n) is cut into a few chunks per thread
-  // (boundaries multiples of grain) that the calling thread and the workers claim one at a time, so a
-  // worker the OS has not scheduled yet simply gets none: the caller never waits for a thread that has
-  // not started (on a loaded machine the job degrades to one thread instead of stalling). One job at a
-  // time: calls from several threads at once are serialised.
-  void parallel_for(std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
-    std::lock_guard<std::mutex> job(job_m_);
-    if (grain == 0) grain = 1;
-    if (n_ == 1 || n <= grain) {
-      task(ctx, 0, n, 0);
-      return;
-    }
-    // Close the previous job (odd generation) and wait until no worker is still inside it; a worker that
-    // joins after this point sees the odd generation and leaves without reading the fields below.
-    const std::uint64_t g = gen_.load(std::memory_order_relaxed);
-    gen_.store(g + 1, std::memory_order_seq_cst);
-    for (unsigned i = 0; active_.load(std::memory_order_seq_cst) != 0; ++i) relax(i);
-    const std::size_t units = (n + grain - 1) / grain;
-    const std::size_t chunks = std::min<std::size_t>(units, std::size_t{4} * n_);
-    n_items_ = n;
-    grain_ = grain;
-    units_ = units;
-    chunks_ = chunks;
-    task_ = task;
-    ctx_ = ctx;
-    next_.store(0, std::memory_order_relaxed);
-    done_.store(0, std::memory_order_relaxed);
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      gen_.store(g + 2, std::memory_order_seq_cst);  // publish (even generation)
-    }
-    if (sleepers_.load(std::memory_order_seq_cst) > 0) cv_.notify_all();
-    run_chunks(0);
-    // the chunks others claimed: spin, then yield
-    for (unsigned i = 0; done_.load(std::memory_order_acquire) != chunks; ++i) relax(i);
-  }
-
- private:
-  static constexpr unsigned spin_iterations = 1u << 14;
-
-  thread_pool() = default;
-
-  static void dispatch(void* user, std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
-    static_cast<thread_pool*>(user)->parallel_for(n, grain, task, ctx);
-  }
-
-  static void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield");
-#endif
-  }
-  static void relax(unsigned i) noexcept {
-    if (i < spin_iterations) cpu_relax();
-    else std::this_thread::yield();
-  }
-
-  // Claim and run chunks of the current job on worker w until none are left.
-  void run_chunks(unsigned w) noexcept {
-    for (;;) {
-      const std::size_t c = next_.fetch_add(1, std::memory_order_relaxed);
-      if (c >= chunks_) return;
-      // chunk c covers units [c * units / chunks, (c + 1) * units / chunks)
-      const std::size_t ub = c * units_ / chunks_, ue = (c + 1) * units_ / chunks_;
-      const std::size_t b = ub * grain_, e = std::min(ue * grain_, n_items_);
-      if (b < e) task_(ctx_, b, e, w);
-      done_.fetch_add(1, std::memory_order_acq_rel);
-    }
-  }
-
-  void loop(unsigned w) {
-    std::uint64_t seen = 0;
-    for (;;) {
-      // spin for a new (even) generation, then sleep
-      std::uint64_t g = gen_.load(std::memory_order_acquire);
-      for (unsigned i = 0; (g == seen || (g & 1)) && i < spin_iterations; ++i) {
-        cpu_relax();
-        g = gen_.load(std::memory_order_acquire);
-      }
-      if (g == seen || (g & 1)) {
-        std::unique_lock<std::mutex> lk(m_);
-        sleepers_.fetch_add(1, std::memory_order_seq_cst);
-        cv_.wait(lk, [&] {
-          const std::uint64_t v = gen_.load(std::memory_order_acquire);
-          return stop_ || (v != seen && !(v & 1));
-        });
-        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-        if (stop_) return;
-        continue;
-      }
-      if (stop_) return;
-      // join the job of generation g, unless it was closed meanwhile
-      active_.fetch_add(1, std::memory_order_seq_cst);
-      if (gen_.load(std::memory_order_seq_cst) == g) run_chunks(w);
-      active_.fetch_sub(1, std::memory_order_seq_cst);
-      seen = g;
-    }
-  }
-
-  unsigned n_ = 1;
-  std::vector<std::thread> workers_;
-  std::mutex job_m_;  // one job at a time
-  std::mutex m_;      // sleeping workers
-  std::condition_variable cv_;
-  std::atomic<std::uint64_t> gen_{0};   // even: a job is open; odd: it is being replaced
-  std::atomic<unsigned> active_{0};     // workers inside the current job
-  std::atomic<unsigned> sleepers_{0};
-  std::atomic<std::size_t> next_{0};    // next chunk to claim
-  std::atomic<std::size_t> done_{0};    // chunks finished
-  std::atomic<bool> stop_{false};       // set under m_ (read by spinning workers too)
-  // the current job (written while no worker is inside, read after the generation is seen)
-  std::size_t n_items_ = 0, grain_ = 1, units_ = 0, chunks_ = 0;
-  executor::task_fn task_ = nullptr;
-  void* ctx_ = nullptr;
-};
-
-}  // namespace edgelm
-// ---- end edgelm/core/thread_pool.hpp ----
 // ---- begin edgelm/formats/detect.hpp ----
 // edgelm/formats/detect.hpp - which model format a file is, from its first bytes, through one small table
 // (like `file`'s magic list): GGUF by its magic; safetensors by its u64 little-endian header length that fits
@@ -1148,6 +652,122 @@ inline result<file_format> detect_format(std::span<const std::byte> b) {
 #include <unordered_set>
 #include <vector>
 
+// ---- begin edgelm/core/checked.hpp ----
+// edgelm/core/checked.hpp - overflow-checked size arithmetic for untrusted counts.
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+
+namespace edgelm::detail {
+
+// a*b into out; false on overflow.
+constexpr bool mul_ok(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+  if (a != 0 && b > std::numeric_limits<std::uint64_t>::max() / a) return false;
+  out = a * b;
+  return true;
+}
+constexpr bool add_ok(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
+  if (b > std::numeric_limits<std::uint64_t>::max() - a) return false;
+  out = a + b;
+  return true;
+}
+// Does a 64-bit size fit this platform's size_t (wasm32: 4 GiB)?
+constexpr bool fits_size_t(std::uint64_t v) noexcept {
+  return v <= static_cast<std::uint64_t>(std::numeric_limits<std::size_t>::max());
+}
+constexpr bool is_pow2(std::uint64_t v) noexcept { return v != 0 && (v & (v - 1)) == 0; }
+constexpr std::uint64_t align_up(std::uint64_t v, std::uint64_t a) noexcept { return (v + a - 1) / a * a; }
+
+}  // namespace edgelm::detail
+// ---- end edgelm/core/checked.hpp ----
+// ---- begin edgelm/core/reader.hpp ----
+// edgelm/core/reader.hpp - a bounded little-endian reader over untrusted bytes.
+// Every read checks the bytes left first; nothing here can read out of bounds.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+
+namespace edgelm::detail {
+
+class byte_reader {
+ public:
+  explicit byte_reader(std::span<const std::byte> bytes) noexcept : bytes_(bytes) {}
+
+  std::uint64_t pos() const noexcept { return pos_; }
+  std::uint64_t size() const noexcept { return bytes_.size(); }
+  std::uint64_t left() const noexcept { return bytes_.size() - pos_; }
+  bool seek(std::uint64_t p) noexcept {
+    if (p > bytes_.size()) return false;
+    pos_ = p;
+    return true;
+  }
+
+  // Fixed-size little-endian scalar (every supported host is little-endian).
+  template <class T>
+  bool read(T& out) noexcept {
+    if (left() < sizeof(T)) return false;
+    std::memcpy(&out, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return true;
+  }
+  // A view of the next n bytes; false if fewer remain.
+  bool view(std::uint64_t n, std::span<const std::byte>& out) noexcept {
+    if (n > left()) return false;
+    out = bytes_.subspan(static_cast<std::size_t>(pos_), static_cast<std::size_t>(n));
+    pos_ += n;
+    return true;
+  }
+  bool view(std::uint64_t n, std::string_view& out) noexcept {
+    std::span<const std::byte> s;
+    if (!view(n, s)) return false;
+    out = std::string_view(reinterpret_cast<const char*>(s.data()), s.size());
+    return true;
+  }
+  bool skip(std::uint64_t n) noexcept {
+    if (n > left()) return false;
+    pos_ += n;
+    return true;
+  }
+  error fail(errc c, std::string msg, std::string where = {}) const {
+    return make_error(c, std::move(msg), pos_, std::move(where));
+  }
+
+ private:
+  std::span<const std::byte> bytes_;
+  std::uint64_t pos_ = 0;
+};
+
+// Strict UTF-8 validation (no overlongs, no surrogates, max U+10FFFF).
+inline bool valid_utf8(std::string_view s) noexcept {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  std::size_t i = 0, n = s.size();
+  while (i < n) {
+    unsigned c = p[i];
+    if (c < 0x80) { ++i; continue; }
+    std::size_t len;
+    std::uint32_t cp;
+    if ((c & 0xE0) == 0xC0) { len = 2; cp = c & 0x1F; }
+    else if ((c & 0xF0) == 0xE0) { len = 3; cp = c & 0x0F; }
+    else if ((c & 0xF8) == 0xF0) { len = 4; cp = c & 0x07; }
+    else return false;
+    if (n - i < len) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000)) return false;
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+    i += len;
+  }
+  return true;
+}
+
+}  // namespace edgelm::detail
+// ---- end edgelm/core/reader.hpp ----
 
 namespace edgelm {
 
@@ -1591,13 +1211,15 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   const gguf_value* arch = g.find("general.architecture");
   if (!arch) return make_error(errc::missing_key, "no architecture", error::no_offset, "general.architecture");
   if (arch->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "general.architecture");
-  // llama.cpp's architectures for the families edgelm runs (gpt-neo and gpt-neox are read from Hugging Face
-  // folders only: llama.cpp has no gpt-neo, and its gptneox layout is not read yet)
-  const bool is_qwen2 = arch->s == "qwen2", is_gpt2 = arch->s == "gpt2", is_phi2 = arch->s == "phi2";
-  if (arch->s != "llama" && !is_qwen2 && !is_gpt2 && !is_phi2)
-    return make_error(errc::unsupported_architecture, "architecture '" + arch->s + "' is not supported (supported: llama, qwen2, gpt2, phi2)", error::no_offset,
-                      "general.architecture");
-  const bool layer_norm = is_gpt2 || is_phi2;
+  // llama.cpp's architectures for the families edgelm runs, and gptneo, edgelm's own (llama.cpp has no GPT-Neo;
+  // quantize.hpp's family_gguf_layout documents it: gpt2's tensors with separate bias-free q/k/v, unscaled
+  // attention, gptneo.attention.windows)
+  const bool is_qwen2 = arch->s == "qwen2", is_gpt2 = arch->s == "gpt2", is_phi2 = arch->s == "phi2", is_neox = arch->s == "gptneox",
+             is_neo = arch->s == "gptneo";
+  if (arch->s != "llama" && !is_qwen2 && !is_gpt2 && !is_phi2 && !is_neox && !is_neo)
+    return make_error(errc::unsupported_architecture, "architecture '" + arch->s + "' is not supported (supported: llama, qwen2, gpt2, phi2, gptneox, gptneo)",
+                      error::no_offset, "general.architecture");
+  const bool layer_norm = is_gpt2 || is_phi2 || is_neox || is_neo;
   const std::string a = arch->s + ".";
   model_config& c = mf.config;
   c.arch = arch->s;
@@ -1647,11 +1269,35 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
       c.qkv_bias = c.out_bias = c.ffn_bias = true;
       if (c.n_kv_heads != c.n_heads) return make_error(errc::bad_config, "this family has as many key/value heads as query heads", error::no_offset, a + "attention.head_count_kv");
     }
-    if (is_gpt2) c.learned_positions = true;
+    if (is_gpt2 || is_neo) c.learned_positions = true;
     else c.n_rot = *rot == c.head_dim ? 0 : static_cast<std::uint32_t>(*rot);
     if (is_phi2) {
       c.residual = residual_kind::parallel_shared;
       c.output_bias = true;
+    }
+    if (is_neox) {  // Pythia: "gelu" is the exact erf GELU (transformers; llama.cpp approximates it with tanh)
+      c.ffn = ffn_kind::gelu_erf;
+      bool parallel = true;
+      if (const gguf_value* pr = g.find(a + "use_parallel_residual")) {
+        if (pr->type != gguf_type::boolean) return make_error(errc::bad_key_type, "must be a bool", error::no_offset, a + "use_parallel_residual");
+        parallel = pr->u != 0;
+      }
+      c.residual = parallel ? residual_kind::parallel : residual_kind::sequential;
+    }
+    if (is_neo) {
+      c.qkv_bias = false;
+      c.scaled_attention = false;
+      if (const gguf_value* w = g.find(a + "attention.windows")) {
+        if (w->type != gguf_type::array || w->size() != c.n_layers)
+          return make_error(errc::bad_key_type, "must be an array of one window per layer", error::no_offset, a + "attention.windows");
+        c.window.resize(c.n_layers);
+        for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+          const gguf_value x = w->at(l);
+          if (!x.is_integer() || x.is_signed() || x.u > c.seq_len)
+            return make_error(errc::bad_value, "windows must be integers 0..context_length", error::no_offset, a + "attention.windows");
+          c.window[l] = static_cast<std::uint32_t>(x.u);
+        }
+      }
     }
   }
   if (!(c.norm_eps > 0.0f) || !(c.rope_theta > 0.0f)) return make_error(errc::bad_value, "rope base and norm epsilon must be positive");
@@ -1686,7 +1332,7 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
         if (t.ne[1] == 0 || t.ne[1] > 4 * limits::max_dim) return make_error(errc::absurd_dimension, "feed-forward width out of range", t.offset, t.name);
         c.hidden_dim = static_cast<std::uint32_t>(t.ne[1]);
       }
-    // fused q/k/v (gpt2, older phi2 files): rows [q | k | v], split into views (no copy)
+    // fused q/k/v (gpt2, gptneox, older phi2 files): rows [q | k | v], split into views (no copy)
     std::vector<tensor_info> split;
     for (auto it = g.tensors.begin(); it != g.tensors.end();) {
       const std::string& n = it->name;
@@ -1763,360 +1409,6 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
 
 }  // namespace edgelm
 // ---- end edgelm/formats/gguf.hpp ----
-// ---- begin edgelm/formats/gguf_writer.hpp ----
-// edgelm/formats/gguf_writer.hpp - GGUF v3 writer: metadata of every value type (arrays included),
-// tensor infos, alignment padding. The counterpart of gguf.hpp's parse_gguf, laid out as ggml's
-// gguf_write_to_buf does so that llama.cpp loads what it writes:
-//
-//   "GGUF" u32 version=3  u64 n_tensors  u64 n_kv
-//   n_kv x  { string key, u32 type, value }
-//   n_tensors x { string name, u32 n_dims, i64 ne[n_dims], u32 ggml type, u64 offset (from data start) }
-//   zero padding to general.alignment (default 32)
-//   tensor data, each tensor padded with zeros to the alignment (the last one too)
-//
-// Strings are u64 length + bytes (no NUL); arrays are u32 element type + u64 count + elements.
-// The writer checks what it is given instead of trusting it (no exceptions, no asserts): keys and
-// tensor names must be non-empty, valid UTF-8 and unique, tensor names shorter than 64 bytes
-// (llama.cpp's GGML_MAX_NAME), shapes whole numbers of blocks, general.alignment a u32 power of two.
-#include <array>
-#include <cstdint>
-#include <cstring>
-#include <span>
-#include <string>
-#include <string_view>
-#include <type_traits>
-#include <utility>
-#include <vector>
-
-
-namespace edgelm {
-
-// One tensor as the writer will lay it out. `offset` is relative to the start of the data section.
-struct gguf_tensor_entry {
-  std::string name;
-  ggml_type type = ggml_type::f32;
-  std::uint32_t n_dims = 0;
-  std::array<std::uint64_t, 4> ne{1, 1, 1, 1};  // ne[0] is the contiguous (row) dimension
-  std::uint64_t n_bytes = 0;
-  std::uint64_t offset = 0;
-  std::span<const std::byte> data;  // empty: the caller produces the bytes at write time
-
-  std::uint64_t n_elements() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
-};
-
-inline constexpr std::uint64_t gguf_default_alignment = 32;
-inline constexpr std::size_t gguf_max_tensor_name = 63;  // llama.cpp rejects names of GGML_MAX_NAME (64) bytes
-
-namespace detail {
-
-// Is v a well-formed value of its declared type (arrays: every element of the element type)?
-inline result<void> gguf_check_value(const gguf_value& v, const std::string& key, std::uint32_t depth) {
-  if (static_cast<std::uint32_t>(v.type) >= gguf_type_count)
-    return make_error(errc::unknown_value_type, "value type " + std::to_string(static_cast<std::uint32_t>(v.type)) + " is not a GGUF type", error::no_offset, key);
-  if (v.type == gguf_type::boolean && v.u > 1) return make_error(errc::bad_value, "bool value is neither 0 nor 1", error::no_offset, key);
-  // Integers must fit their declared width (unsigned ones live in v.u, signed ones in v.i).
-  const auto out_of_range = [&] { return make_error(errc::bad_value, "integer does not fit its GGUF type", error::no_offset, key); };
-  switch (v.type) {
-    case gguf_type::u8: if (v.u > 0xFFu) return out_of_range(); break;
-    case gguf_type::u16: if (v.u > 0xFFFFu) return out_of_range(); break;
-    case gguf_type::u32: if (v.u > 0xFFFFFFFFu) return out_of_range(); break;
-    case gguf_type::i8: if (v.i < -128 || v.i > 127) return out_of_range(); break;
-    case gguf_type::i16: if (v.i < -32768 || v.i > 32767) return out_of_range(); break;
-    case gguf_type::i32: if (v.i < INT32_MIN || v.i > INT32_MAX) return out_of_range(); break;
-    default: break;
-  }
-  if (v.type == gguf_type::string && v.s.size() > limits::max_string)
-    return make_error(errc::count_too_large, "string longer than EDGELM_MAX_STRING", error::no_offset, key);
-  if (v.type == gguf_type::array) {
-    if (depth >= gguf_max_depth) return make_error(errc::count_too_large, "arrays nested too deeply", error::no_offset, key);
-    if (static_cast<std::uint32_t>(v.elem_type) >= gguf_type_count)
-      return make_error(errc::unknown_value_type, "array element type is not a GGUF type", error::no_offset, key);
-    if (!v.packed.empty()) {
-      if (v.elem_type == gguf_type::string || v.elem_type == gguf_type::array ||
-          v.packed.size() % static_cast<std::size_t>(gguf_scalar_size(v.elem_type)) != 0 || !v.arr.empty())
-        return make_error(errc::bad_key_type, "packed array bytes do not fit the element type", error::no_offset, key);
-      return {};
-    }
-    for (const auto& e : v.arr) {
-      if (e.type != v.elem_type) return make_error(errc::bad_key_type, "array element of another type than the array's", error::no_offset, key);
-      EDGELM_TRY(gguf_check_value(e, key, depth + 1));
-    }
-  }
-  return {};
-}
-
-// Little-endian append helpers (GGUF is little-endian; so are all targets edgelm supports).
-template <class T>
-void gguf_put(std::vector<std::byte>& out, T v) {
-  static_assert(std::is_trivially_copyable_v<T>);
-  const auto* p = reinterpret_cast<const std::byte*>(&v);
-  out.insert(out.end(), p, p + sizeof(T));
-}
-inline void gguf_put_string(std::vector<std::byte>& out, std::string_view s) {
-  gguf_put<std::uint64_t>(out, s.size());
-  const auto* p = reinterpret_cast<const std::byte*>(s.data());
-  out.insert(out.end(), p, p + s.size());
-}
-
-inline void gguf_put_value(std::vector<std::byte>& out, const gguf_value& v) {
-  switch (v.type) {
-    case gguf_type::u8: gguf_put(out, static_cast<std::uint8_t>(v.u)); break;
-    case gguf_type::i8: gguf_put(out, static_cast<std::int8_t>(v.i)); break;
-    case gguf_type::u16: gguf_put(out, static_cast<std::uint16_t>(v.u)); break;
-    case gguf_type::i16: gguf_put(out, static_cast<std::int16_t>(v.i)); break;
-    case gguf_type::u32: gguf_put(out, static_cast<std::uint32_t>(v.u)); break;
-    case gguf_type::i32: gguf_put(out, static_cast<std::int32_t>(v.i)); break;
-    case gguf_type::u64: gguf_put(out, static_cast<std::uint64_t>(v.u)); break;
-    case gguf_type::i64: gguf_put(out, static_cast<std::int64_t>(v.i)); break;
-    case gguf_type::f32: gguf_put(out, static_cast<float>(v.f)); break;
-    case gguf_type::f64: gguf_put(out, static_cast<double>(v.f)); break;
-    case gguf_type::boolean: gguf_put(out, static_cast<std::uint8_t>(v.u != 0)); break;
-    case gguf_type::string: gguf_put_string(out, v.s); break;
-    case gguf_type::array:
-      gguf_put(out, static_cast<std::uint32_t>(v.elem_type));
-      gguf_put<std::uint64_t>(out, v.size());
-      if (!v.packed.empty()) out.insert(out.end(), v.packed.begin(), v.packed.end());
-      for (const auto& e : v.arr) gguf_put_value(out, e);
-      break;
-  }
-}
-
-}  // namespace detail
-
-// Value constructors, so that `w.set("llama.block_count", gguf_u32(5))` reads naturally.
-inline gguf_value gguf_uint(gguf_type t, std::uint64_t x) { gguf_value v; v.type = t; v.u = x; return v; }
-inline gguf_value gguf_int(gguf_type t, std::int64_t x) { gguf_value v; v.type = t; v.i = x; return v; }
-inline gguf_value gguf_u32(std::uint32_t x) { return gguf_uint(gguf_type::u32, x); }
-inline gguf_value gguf_i32(std::int32_t x) { return gguf_int(gguf_type::i32, x); }
-inline gguf_value gguf_f32(float x) { gguf_value v; v.type = gguf_type::f32; v.f = x; return v; }
-inline gguf_value gguf_f64(double x) { gguf_value v; v.type = gguf_type::f64; v.f = x; return v; }
-inline gguf_value gguf_bool(bool x) { gguf_value v; v.type = gguf_type::boolean; v.u = x ? 1 : 0; return v; }
-inline gguf_value gguf_string(std::string s) { gguf_value v; v.type = gguf_type::string; v.s = std::move(s); return v; }
-// An array of `elem` values (elements must carry that type; set() checks).
-inline gguf_value gguf_array(gguf_type elem, std::vector<gguf_value> elems) {
-  gguf_value v;
-  v.type = gguf_type::array;
-  v.elem_type = elem;
-  v.arr = std::move(elems);
-  return v;
-}
-
-class gguf_writer {
- public:
-  gguf_writer() = default;
-
-  // Add metadata `key`, or replace its value in place (keeping the key's position) when present.
-  // Errors: missing_key (empty key), invalid_utf8, a malformed value (bad_key_type / bad_value /
-  // unknown_value_type), and for general.alignment: bad_key_type unless u32, bad_alignment unless a
-  // power of two <= 1 MiB.
-  result<void> set(std::string_view key, gguf_value v) {
-    const std::string k(key);
-    if (k.empty()) return make_error(errc::missing_key, "empty metadata key");
-    if (!detail::valid_utf8(k)) return make_error(errc::invalid_utf8, "metadata key is not valid UTF-8", error::no_offset, k);
-    if (k.size() > limits::max_string) return make_error(errc::count_too_large, "metadata key longer than EDGELM_MAX_STRING");
-    EDGELM_TRY(detail::gguf_check_value(v, k, 0));
-    if (k == "general.alignment") {
-      // ggml reads the alignment with gguf_get_val_u32, which aborts on any other type.
-      if (v.type != gguf_type::u32) return make_error(errc::bad_key_type, "general.alignment must be a u32", error::no_offset, k);
-      if (!detail::is_pow2(v.u) || v.u > (1u << 20))
-        return make_error(errc::bad_alignment, "alignment " + std::to_string(v.u) + " is not a power of two <= 1 MiB", error::no_offset, k);
-      alignment_ = v.u;
-    }
-    for (auto& kv : kv_)
-      if (kv.key == k) {
-        kv.value = std::move(v);
-        return {};
-      }
-    if (kv_.size() >= limits::max_metadata) return make_error(errc::count_too_large, "more metadata than EDGELM_MAX_METADATA");
-    kv_.push_back({k, std::move(v)});
-    return {};
-  }
-  result<void> set_u32(std::string_view key, std::uint32_t x) { return set(key, gguf_u32(x)); }
-  result<void> set_i32(std::string_view key, std::int32_t x) { return set(key, gguf_i32(x)); }
-  result<void> set_f32(std::string_view key, float x) { return set(key, gguf_f32(x)); }
-  result<void> set_bool(std::string_view key, bool x) { return set(key, gguf_bool(x)); }
-  result<void> set_string(std::string_view key, std::string s) { return set(key, gguf_string(std::move(s))); }
-  result<void> set_strings(std::string_view key, std::span<const std::string> xs) {
-    std::vector<gguf_value> e;
-    e.reserve(xs.size());
-    for (const auto& s : xs) e.push_back(gguf_string(s));
-    return set(key, gguf_array(gguf_type::string, std::move(e)));
-  }
-  result<void> set_f32s(std::string_view key, std::span<const float> xs) {
-    std::vector<gguf_value> e;
-    e.reserve(xs.size());
-    for (float x : xs) e.push_back(gguf_f32(x));
-    return set(key, gguf_array(gguf_type::f32, std::move(e)));
-  }
-  result<void> set_i32s(std::string_view key, std::span<const std::int32_t> xs) {
-    std::vector<gguf_value> e;
-    e.reserve(xs.size());
-    for (auto x : xs) e.push_back(gguf_i32(x));
-    return set(key, gguf_array(gguf_type::i32, std::move(e)));
-  }
-
-  // Remove a key; false if it was not there. Removing general.alignment restores the default.
-  bool remove(std::string_view key) {
-    for (auto it = kv_.begin(); it != kv_.end(); ++it)
-      if (it->key == key) {
-        if (key == "general.alignment") alignment_ = gguf_default_alignment;
-        kv_.erase(it);
-        return true;
-      }
-    return false;
-  }
-
-  const gguf_value* find(std::string_view key) const noexcept {
-    for (const auto& kv : kv_)
-      if (kv.key == key) return &kv.value;
-    return nullptr;
-  }
-  const std::vector<gguf_kv>& metadata() const noexcept { return kv_; }
-  const std::vector<gguf_tensor_entry>& tensors() const noexcept { return tensors_; }
-  std::uint64_t alignment() const noexcept { return alignment_; }
-
-  // Add a tensor of `type` with shape `ne` (1..4 dims, ne[0] contiguous). `data`, when given, must be
-  // exactly the tensor's byte size and must stay valid until write(); when empty, write()'s producer
-  // supplies the bytes. Errors: invalid_argument / invalid_utf8 / duplicate_name for the name,
-  // absurd_dimension, unknown_tensor_type, shape_mismatch (ne[0] not a whole number of blocks),
-  // overflow, and shape_mismatch when `data` has the wrong size.
-  result<void> add_tensor(std::string name, ggml_type type, std::span<const std::uint64_t> ne, std::span<const std::byte> data = {}) {
-    if (name.empty() || name.size() > gguf_max_tensor_name)
-      return make_error(errc::invalid_argument, "tensor name must be 1.." + std::to_string(gguf_max_tensor_name) + " bytes", error::no_offset, name);
-    if (!detail::valid_utf8(name)) return make_error(errc::invalid_utf8, "tensor name is not valid UTF-8", error::no_offset, name);
-    for (const auto& t : tensors_)
-      if (t.name == name) return make_error(errc::duplicate_name, "tensor added twice", error::no_offset, name);
-    if (tensors_.size() >= limits::max_tensors) return make_error(errc::count_too_large, "more tensors than EDGELM_MAX_TENSORS", error::no_offset, name);
-    if (ne.empty() || ne.size() > 4) return make_error(errc::absurd_dimension, "a tensor has 1..4 dimensions", error::no_offset, name);
-    if (!ggml_type_known(static_cast<std::uint32_t>(type))) return make_error(errc::unknown_tensor_type, "not a ggml type", error::no_offset, name);
-    gguf_tensor_entry t;
-    t.name = std::move(name);
-    t.type = type;
-    t.n_dims = static_cast<std::uint32_t>(ne.size());
-    std::uint64_t n = 1;
-    for (std::size_t d = 0; d < ne.size(); ++d) {
-      // ggml stores dimensions as int64: anything above 2^62 elements is not a real tensor
-      if (ne[d] == 0 || ne[d] > (std::uint64_t{1} << 62)) return make_error(errc::absurd_dimension, "dimension is zero or huge", error::no_offset, t.name);
-      t.ne[d] = ne[d];
-      if (!detail::mul_ok(n, ne[d], n) || n > (std::uint64_t{1} << 62)) return make_error(errc::overflow, "element count overflows", error::no_offset, t.name);
-    }
-    const auto& info = ggml_info(type);
-    if (t.ne[0] % info.block_size != 0)
-      return make_error(errc::shape_mismatch, "row of " + std::to_string(t.ne[0]) + " elements is not a whole number of " + std::string(info.name) + " blocks",
-                        error::no_offset, t.name);
-    if (!detail::mul_ok(n / info.block_size, info.type_size, t.n_bytes)) return make_error(errc::overflow, "byte size overflows", error::no_offset, t.name);
-    if (!data.empty() && data.size() != t.n_bytes)
-      return make_error(errc::shape_mismatch, "data holds " + std::to_string(data.size()) + " bytes, the shape needs " + std::to_string(t.n_bytes),
-                        error::no_offset, t.name);
-    t.data = data;
-    tensors_.push_back(std::move(t));
-    return {};
-  }
-
-  // The header (everything before the tensor data, padding included). Fills in every tensor's offset.
-  result<std::vector<std::byte>> header() {
-    EDGELM_TRY(layout());
-    std::vector<std::byte> out;
-    out.insert(out.end(), {std::byte{'G'}, std::byte{'G'}, std::byte{'U'}, std::byte{'F'}});
-    detail::gguf_put<std::uint32_t>(out, 3);
-    detail::gguf_put<std::uint64_t>(out, tensors_.size());
-    detail::gguf_put<std::uint64_t>(out, kv_.size());
-    for (const auto& kv : kv_) {
-      detail::gguf_put_string(out, kv.key);
-      detail::gguf_put(out, static_cast<std::uint32_t>(kv.value.type));
-      detail::gguf_put_value(out, kv.value);
-    }
-    for (const auto& t : tensors_) {
-      detail::gguf_put_string(out, t.name);
-      detail::gguf_put(out, t.n_dims);
-      for (std::uint32_t d = 0; d < t.n_dims; ++d) detail::gguf_put(out, static_cast<std::int64_t>(t.ne[d]));
-      detail::gguf_put(out, static_cast<std::uint32_t>(t.type));
-      detail::gguf_put(out, t.offset);
-    }
-    out.resize(static_cast<std::size_t>(detail::align_up(out.size(), alignment_)), std::byte{0});
-    return out;
-  }
-
-  // Size of the whole file in bytes.
-  result<std::uint64_t> file_size() {
-    auto h = header();
-    if (!h) return h.error();
-    return h->size() + data_size_;
-  }
-
-  // Stream the file to `sink`, a callable bool(std::span<const std::byte>) (false: stop with io_error).
-  // `produce(std::size_t index, const gguf_tensor_entry&, std::vector<std::byte>& out) -> result<void>`
-  // fills the bytes of each tensor added without data (out must end up exactly n_bytes long); it is
-  // called in tensor order, one tensor at a time, so a converter never holds more than one tensor.
-  template <class Sink, class Produce>
-  result<void> write(Sink&& sink, Produce&& produce) {
-    auto h = header();
-    if (!h) return h.error();
-    if (!sink(std::span<const std::byte>(*h))) return make_error(errc::io_error, "the sink refused the header");
-    std::vector<std::byte> buf;
-    static constexpr std::byte zeros[64] = {};
-    for (std::size_t i = 0; i < tensors_.size(); ++i) {
-      const auto& t = tensors_[i];
-      std::span<const std::byte> bytes = t.data;
-      if (bytes.empty()) {
-        buf.clear();
-        EDGELM_TRY(produce(i, t, buf));
-        if (buf.size() != t.n_bytes)
-          return make_error(errc::shape_mismatch, "produced " + std::to_string(buf.size()) + " bytes, the tensor needs " + std::to_string(t.n_bytes),
-                            error::no_offset, t.name);
-        bytes = buf;
-      }
-      if (!sink(bytes)) return make_error(errc::io_error, "the sink refused tensor data", error::no_offset, t.name);
-      for (std::uint64_t pad = detail::align_up(t.n_bytes, alignment_) - t.n_bytes; pad > 0;) {
-        const std::size_t n = static_cast<std::size_t>(pad < sizeof zeros ? pad : sizeof zeros);
-        if (!sink(std::span<const std::byte>(zeros, n))) return make_error(errc::io_error, "the sink refused padding", error::no_offset, t.name);
-        pad -= n;
-      }
-    }
-    return {};
-  }
-
-  // Every tensor must have been added with its data.
-  template <class Sink>
-  result<void> write(Sink&& sink) {
-    return write(std::forward<Sink>(sink), [](std::size_t, const gguf_tensor_entry& t, std::vector<std::byte>&) -> result<void> {
-      return make_error(errc::invalid_argument, "tensor was added without data and no producer was given", error::no_offset, t.name);
-    });
-  }
-
-  // The whole file in memory (out_of_memory if it does not fit size_t).
-  result<std::vector<std::byte>> to_bytes() {
-    auto size = file_size();
-    if (!size) return size.error();
-    if (!detail::fits_size_t(*size)) return make_error(errc::out_of_memory, "file larger than this platform's address space");
-    std::vector<std::byte> out;
-    out.reserve(static_cast<std::size_t>(*size));
-    auto r = write([&](std::span<const std::byte> b) { out.insert(out.end(), b.begin(), b.end()); return true; });
-    if (!r) return r.error();
-    return out;
-  }
-
- private:
-  // Offsets of every tensor in the data section, each aligned.
-  result<void> layout() {
-    std::uint64_t off = 0;
-    for (auto& t : tensors_) {
-      t.offset = off;
-      std::uint64_t padded = detail::align_up(t.n_bytes, alignment_);
-      if (padded < t.n_bytes || !detail::add_ok(off, padded, off)) return make_error(errc::overflow, "data section size overflows", error::no_offset, t.name);
-    }
-    data_size_ = off;
-    return {};
-  }
-
-  std::vector<gguf_kv> kv_;
-  std::vector<gguf_tensor_entry> tensors_;
-  std::uint64_t alignment_ = gguf_default_alignment;
-  std::uint64_t data_size_ = 0;
-};
-
-}  // namespace edgelm
-// ---- end edgelm/formats/gguf_writer.hpp ----
 // ---- begin edgelm/formats/llama2c.hpp ----
 // edgelm/formats/llama2c.hpp - llama2.c checkpoints (legacy .bin: 7 x int32 header, then float32
 // weights in run.c order) and llama2.c tokenizer files.
@@ -2261,6 +1553,175 @@ inline result<tokenizer_data> read_llama2c_tokenizer(std::span<const std::byte> 
 
 }  // namespace edgelm
 // ---- end edgelm/formats/llama2c.hpp ----
+// ---- begin edgelm/model/transformer.hpp ----
+// edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
+// under weight policy P (a uniform precision, or `mixed`: every matrix in its file type) with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
+// products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+// ---- begin edgelm/core/buffer.hpp ----
+// edgelm/core/buffer.hpp - an owning, 64-byte aligned (or page-aligned), zero-initialised (or not) array that
+// never throws.
+#include <cstddef>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
+
+namespace edgelm {
+
+template <class T>
+class aligned_buffer {
+  static_assert(std::is_trivially_copyable_v<T>, "aligned_buffer holds plain data only");
+
+ public:
+  static constexpr std::size_t alignment = 64;  // a cache line; enough for AVX-512 loads
+
+  aligned_buffer() = default;
+  aligned_buffer(const aligned_buffer&) = delete;
+  aligned_buffer& operator=(const aligned_buffer&) = delete;
+  aligned_buffer(aligned_buffer&& o) noexcept
+      : p_(std::exchange(o.p_, nullptr)), n_(std::exchange(o.n_, 0)), align_(std::exchange(o.align_, alignment)) {}
+  aligned_buffer& operator=(aligned_buffer&& o) noexcept {
+    if (this != &o) {
+      release();
+      p_ = std::exchange(o.p_, nullptr);
+      n_ = std::exchange(o.n_, 0);
+      align_ = std::exchange(o.align_, alignment);
+    }
+    return *this;
+  }
+  ~aligned_buffer() { release(); }
+
+  // n elements, zeroed. out_of_memory instead of throwing.
+  static result<aligned_buffer> make(std::size_t n) { return make_impl(n, true); }
+  // n elements left uninitialised (pages are only touched when written: the KV cache, whose positions are
+  // always written before attention reads them).
+  static result<aligned_buffer> make_uninitialized(std::size_t n) { return make_impl(n, false); }
+  // n elements left uninitialised, 2 MiB aligned, and on Linux marked for transparent huge pages
+  // (madvise; a hint the kernel may ignore): for large arrays read in full again and again (weights
+  // repacked at load), where 4 KiB pages cost a TLB miss every 4 KiB of the stream.
+  static result<aligned_buffer> make_pages(std::size_t n) {
+    constexpr std::size_t huge = std::size_t{2} << 20;
+    auto b = make_impl(n, false, huge);
+#if defined(__linux__)
+    if (b && b->p_) ::madvise(b->p_, (n * sizeof(T) + huge - 1) / huge * huge, MADV_HUGEPAGE);
+#endif
+    return b;
+  }
+
+  T* data() noexcept { return p_; }
+  const T* data() const noexcept { return p_; }
+  std::size_t size() const noexcept { return n_; }
+  T& operator[](std::size_t i) noexcept { return p_[i]; }
+  const T& operator[](std::size_t i) const noexcept { return p_[i]; }
+  std::span<T> span() noexcept { return {p_, n_}; }
+  std::span<const T> span() const noexcept { return {p_, n_}; }
+
+ private:
+  static result<aligned_buffer> make_impl(std::size_t n, bool zero, std::size_t align = alignment) {
+    aligned_buffer b;
+    if (n == 0) return b;
+    if (n > (~std::size_t{0} - align) / sizeof(T))
+      return make_error(errc::out_of_memory, "buffer size overflows size_t");
+    std::size_t bytes = (n * sizeof(T) + align - 1) / align * align;
+    void* p = ::operator new(bytes, std::align_val_t{align}, std::nothrow);
+    if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(bytes) + " bytes");
+    if (zero) std::memset(p, 0, bytes);
+    b.p_ = static_cast<T*>(p);
+    b.n_ = n;
+    b.align_ = align;
+    return b;
+  }
+  void release() noexcept {
+    if (p_) ::operator delete(static_cast<void*>(p_), std::align_val_t{align_});
+    p_ = nullptr;
+    n_ = 0;
+  }
+  T* p_ = nullptr;
+  std::size_t n_ = 0;
+  std::size_t align_ = alignment;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/core/buffer.hpp ----
+// ---- begin edgelm/core/executor.hpp ----
+// edgelm/core/executor.hpp - how the engine runs work on several threads: an injected parallel_for.
+//
+// The library never creates threads by itself. A caller hands an `executor` to the state (see
+// state_options::exec): a function pointer plus a user pointer, so a game engine can plug in its own job
+// system; edgelm::thread_pool (core/thread_pool.hpp) is the default implementation. A default-constructed
+// executor runs everything inline on the calling thread, with no overhead.
+//
+// Determinism: the engine only hands out work whose items are independent (matrix rows, attention
+// heads), and every backend computes an item the same way wherever it falls in a chunk, so results are
+// bit-identical for any thread count and any partition an executor chooses.
+#include <cstddef>
+#include <utility>
+
+namespace edgelm {
+
+struct executor {
+  // One piece of work: items [begin, end) on worker `worker` (0 <= worker < concurrency). Must not throw.
+  using task_fn = void (*)(void* ctx, std::size_t begin, std::size_t end, unsigned worker) noexcept;
+  // Run task over a partition of [0, n) into chunks (whose boundaries are multiples of `grain`, except
+  // the last end = n) and return when every chunk is done. Chunks may run on any worker, in any order;
+  // two chunks running at the same time must have different worker indices.
+  using parallel_for_fn = void (*)(void* user, std::size_t n, std::size_t grain, task_fn task, void* ctx) noexcept;
+
+  parallel_for_fn parallel_for = nullptr;  // nullptr: inline, one chunk [0, n) on worker 0
+  void* user = nullptr;
+  unsigned concurrency = 1;  // the number of distinct worker indices parallel_for uses (>= 1)
+
+  unsigned workers() const noexcept { return parallel_for && concurrency > 0 ? concurrency : 1; }
+
+  void run(std::size_t n, std::size_t grain, task_fn task, void* ctx) const noexcept {
+    if (n == 0) return;
+    if (!parallel_for || concurrency <= 1) {
+      task(ctx, 0, n, 0);
+      return;
+    }
+    parallel_for(user, n, grain == 0 ? 1 : grain, task, ctx);
+  }
+
+  // f(begin, end, worker) over a partition of [0, n); f is any callable (a lambda with captures).
+  template <class F>
+  void for_each(std::size_t n, std::size_t grain, F&& f) const noexcept {
+    using Fn = std::remove_reference_t<F>;
+    run(n, grain, [](void* c, std::size_t b, std::size_t e, unsigned w) noexcept { (*static_cast<Fn*>(c))(b, e, w); },
+        const_cast<void*>(static_cast<const void*>(&f)));
+  }
+};
+
+// The chunk of worker w when [0, n) is split into `parts` contiguous chunks whose boundaries are multiples
+// of grain (a static partition: the same for every call with the same arguments).
+inline std::pair<std::size_t, std::size_t> static_chunk(std::size_t n, std::size_t grain, unsigned parts, unsigned w) noexcept {
+  if (grain == 0) grain = 1;
+  const std::size_t units = (n + grain - 1) / grain;
+  const std::size_t per = units / parts, extra = units % parts;
+  const std::size_t ub = w * per + (w < extra ? w : extra);
+  const std::size_t ue = ub + per + (w < extra ? 1 : 0);
+  const std::size_t b = ub * grain < n ? ub * grain : n;
+  const std::size_t e = ue * grain < n ? ue * grain : n;
+  return {b, e};
+}
+
+}  // namespace edgelm
+// ---- end edgelm/core/executor.hpp ----
 // ---- begin edgelm/kernels/scalar.hpp ----
 // edgelm/kernels/scalar.hpp - the readable reference of every op, and the oracle SIMD backends are
 // tested against. Float operations are done in the same order as llama2.c's run.c, so greedy outputs
@@ -2273,6 +1734,66 @@ inline result<tokenizer_data> read_llama2c_tokenizer(std::span<const std::byte> 
 #include <cstring>
 #include <span>
 
+// ---- begin edgelm/core/half.hpp ----
+// edgelm/core/half.hpp - IEEE fp16 and bfloat16 <-> f32, stored as uint16_t
+// (wasm32 with clang 14 has no _Float16/__bf16).
+#include <cstdint>
+#include <cstring>
+
+namespace edgelm {
+
+inline float bits_to_f32(std::uint32_t u) noexcept { float f; std::memcpy(&f, &u, 4); return f; }
+inline std::uint32_t f32_to_bits(float f) noexcept { std::uint32_t u; std::memcpy(&u, &f, 4); return u; }
+
+// fp16 -> f32, exact for every input incl. subnormals, inf and NaN.
+inline float fp16_to_f32(std::uint16_t h) noexcept {
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  std::uint32_t exp = (h >> 10) & 0x1Fu;
+  std::uint32_t man = h & 0x3FFu;
+  if (exp == 0x1F) return bits_to_f32(sign | 0x7F800000u | (man << 13));
+  if (exp == 0) {
+    if (man == 0) return bits_to_f32(sign);
+    // subnormal: value = man * 2^-24
+    float v = static_cast<float>(man) * (1.0f / 16777216.0f);
+    return sign ? -v : v;
+  }
+  return bits_to_f32(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+// f32 -> fp16 with round-to-nearest-even (same results as F16C / numpy).
+inline std::uint16_t f32_to_fp16(float f) noexcept {
+  std::uint32_t x = f32_to_bits(f);
+  const std::uint16_t sign = static_cast<std::uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7FFFFFFFu;
+  if (x >= 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7C00u | (x > 0x7F800000u ? 0x200u : 0u));
+  if (x >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // rounds to >= 65520: inf
+  if (x < 0x38800000u) {                                                     // below 2^-14: subnormal or zero
+    if (x < 0x33000000u) return sign;                                        // < 2^-25 rounds to zero
+    const std::uint32_t e = x >> 23;
+    const std::uint32_t m = (x & 0x7FFFFFu) | 0x800000u;
+    const std::uint32_t shift = 126u - e;  // 14 - (e - 127) + 13 - 1 ... shift to 10-bit subnormal
+    std::uint32_t r = m >> shift;
+    const std::uint32_t rem = m & ((1u << shift) - 1u);
+    const std::uint32_t half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1u))) ++r;
+    return static_cast<std::uint16_t>(sign | r);
+  }
+  std::uint32_t r = ((x >> 13) - (112u << 10));
+  const std::uint32_t rem = x & 0x1FFFu;
+  if (rem > 0x1000u || (rem == 0x1000u && (r & 1u))) ++r;
+  return static_cast<std::uint16_t>(sign | r);
+}
+
+inline float bf16_to_f32(std::uint16_t b) noexcept { return bits_to_f32(static_cast<std::uint32_t>(b) << 16); }
+inline std::uint16_t f32_to_bf16(float f) noexcept {
+  std::uint32_t x = f32_to_bits(f);
+  if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((x >> 16) | 0x40u);  // quiet NaN
+  x += 0x7FFFu + ((x >> 16) & 1u);
+  return static_cast<std::uint16_t>(x >> 16);
+}
+
+}  // namespace edgelm
+// ---- end edgelm/core/half.hpp ----
 // ---- begin edgelm/precision/block_util.hpp ----
 // edgelm/precision/block_util.hpp - small helpers shared by the block formats (internal).
 #include <cmath>
@@ -3575,27 +3096,6 @@ struct scalar : basic_kernels<scalar> {
 }  // namespace kernels
 }  // namespace edgelm
 // ---- end edgelm/kernels/scalar.hpp ----
-// ---- begin edgelm/load.hpp ----
-// edgelm/load.hpp - storage -> model: detects the format, reads it, binds the weights, builds the tokenizer.
-// A Hugging Face folder (a bundle of named storages, or a path) loads the same way: read_model_path, load(bundle).
-#include <cstring>
-#include <memory>
-#include <optional>
-#include <span>
-
-// ---- begin edgelm/model/transformer.hpp ----
-// edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
-// under weight policy P (a uniform precision, or `mixed`: every matrix in its file type) with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
-// products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <initializer_list>
-#include <span>
-#include <type_traits>
-#include <utility>
-
 // ---- begin edgelm/model/weights.hpp ----
 // edgelm/model/weights.hpp - the weights of a Llama-family model under weight policy P: each matrix a view
 // into the file where P runs its tensor type in place (zero copy, mmap natively; a uniform precision runs
@@ -9460,6 +8960,15 @@ inline result<tokenizer> load_tokenizer(std::span<const std::byte> bytes, std::u
   return tokenizer::from_data(std::move(*td));
 }
 
+// The tokenizer of a model from a separate file's bytes: a GGUF's vocabulary, a tokenizer.json, or a llama2.c
+// tokenizer.bin (whose layout depends on the model's vocabulary size).
+inline result<text_tokenizer> load_tokenizer_for(const model_file& mf, std::span<const std::byte> bytes) {
+  if (is_gguf(bytes) || detail::starts_json_object(bytes)) return load_text_tokenizer(bytes);
+  auto t = load_tokenizer(bytes, mf.config.vocab_size);
+  if (!t) return t.error();
+  return text_tokenizer(std::move(*t));
+}
+
 namespace detail {
 template <weight_policy P, class K>
 result<model<P, K>> finish_load(model_file mf, result<text_tokenizer> tok, const load_options& o) {
@@ -9514,14 +9023,7 @@ result<model<P, K>> load(model_file mf, const load_options& o = {}) {
 // model + a GGUF vocabulary or a tokenizer.json).
 template <weight_policy P, class K = kernels::scalar, storage T>
 result<model<P, K>> load(model_file mf, const T& tokenizer_storage, const load_options& o = {}) {
-  const auto bytes = tokenizer_storage.bytes();
-  auto tok = is_gguf(bytes) || detail::starts_json_object(bytes)
-                 ? load_text_tokenizer(bytes)
-                 : [&]() -> result<text_tokenizer> {  // llama2.c tokenizer.bin: its layout depends on the vocabulary size
-                     auto t = load_tokenizer(bytes, mf.config.vocab_size);
-                     if (!t) return t.error();
-                     return text_tokenizer(std::move(*t));
-                   }();
+  auto tok = load_tokenizer_for(mf, tokenizer_storage.bytes());
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 
@@ -9577,395 +9079,20 @@ result<model<P, K>> load(S s, const T& tokenizer_storage, const load_options& o 
 
 }  // namespace edgelm
 // ---- end edgelm/load.hpp ----
-// ---- begin edgelm/perplexity.hpp ----
-// edgelm/perplexity.hpp - perplexity of a model on a text, computed exactly as llama.cpp's
-// llama-perplexity does (tools/perplexity/perplexity.cpp, perplexity()), so the two numbers can be
-// compared on the same GGUF file and text:
-//
-//  1. tokenize the whole text once, BOS first when the vocabulary adds one (common_tokenize(ctx,
-//     text, add_special = true));
-//  2. cut the tokens into n_chunks = min(max_chunks, n_tokens / n_ctx) non-overlapping chunks of
-//     n_ctx tokens (at least 2 * n_ctx tokens are required, as llama.cpp does);
-//  3. for each chunk: a fresh KV cache, the chunk's first token replaced by BOS (when the vocabulary
-//     adds BOS), the model run over positions 0 .. n_ctx-1;
-//  4. only the second half is scored: with first = n_ctx / 2, the logits at positions
-//     first .. n_ctx-2 predict tokens first+1 .. n_ctx-1, and -log softmax(target) is summed in
-//     double (nll) together with its square (nll2);
-//  5. the estimate after chunk k is exp(nll / count); the final one comes with the standard error
-//     ppl * sqrt((nll2/count - (nll/count)^2) / (count - 1)).
-//
-// log_softmax is llama.cpp's too: max in float, sum of expf(logit - max) in double,
-// logit[target] - max - log(sum).
+// ---- begin edgelm/session.hpp ----
+// edgelm/session.hpp - one conversation with a model: prompt (with prefix reuse, prefilled in batches),
+// step() one token at a time (for frame-budgeted game loops: a long prompt is prefilled across several
+// step(budget) calls), generate() streaming pieces to a callback.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <span>
-#include <string_view>
-#include <vector>
-
-
-namespace edgelm {
-
-struct perplexity_options {
-  std::uint32_t context = 512;     // n_ctx: tokens per chunk (llama-perplexity's --ctx-size, default 512)
-  std::uint32_t max_chunks = 0;    // --chunks; 0: every whole chunk of the text
-  std::uint32_t batch = 64;        // tokens per forward pass (llama-perplexity's -ub); 1..65536
-  executor exec{};                 // threads (default inline)
-};
-
-struct perplexity_result {
-  std::size_t n_tokens = 0;        // tokens of the whole text (BOS included)
-  std::uint32_t n_chunks = 0;      // chunks evaluated
-  std::uint64_t count = 0;         // tokens scored
-  double nll = 0;                  // sum of -log p(target)
-  double nll2 = 0;                 // sum of its squares
-  std::vector<double> running;     // estimate after each chunk: exp(nll_so_far / count_so_far)
-  double ppl = 0;                  // exp(nll / count)
-  double ppl_stderr = 0;           // llama.cpp's "+/-" (0 when it cannot be computed)
-};
-
-namespace detail {
-// llama.cpp's log_softmax(n_vocab, logits, tok).
-inline double log_softmax_at(std::span<const float> logits, std::int32_t tok) noexcept {
-  float max_logit = logits[0];
-  for (std::size_t i = 1; i < logits.size(); ++i) max_logit = std::max(max_logit, logits[i]);
-  double sum_exp = 0.0;
-  for (float l : logits) sum_exp += std::exp(l - max_logit);
-  return logits[static_cast<std::size_t>(tok)] - max_logit - std::log(sum_exp);
-}
-}  // namespace detail
-
-// Perplexity of `m` (an edgelm::model<P, K>) over already tokenized text. `on_chunk(chunk_index,
-// running_estimate)` is called after every chunk (for progress output); return false to stop early
-// (the result then covers the chunks done). Errors: invalid_argument for a context below 4, token ids
-// outside the vocabulary or fewer than 2 * context tokens; the KV cache allocation's errors.
-template <class Model, class OnChunk>
-result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_t> tokens, const perplexity_options& o, OnChunk&& on_chunk) {
-  const std::uint32_t n_ctx = o.context;
-  if (n_ctx < 4) return make_error(errc::invalid_argument, "perplexity needs a context of at least 4 tokens");
-  if (tokens.size() < 2 * std::size_t{n_ctx})
-    return make_error(errc::invalid_argument, "the text tokenizes to " + std::to_string(tokens.size()) + " tokens; a context of " + std::to_string(n_ctx) +
-                                                  " needs at least " + std::to_string(2 * std::size_t{n_ctx}));
-  const auto vocab = m.config().vocab_size;
-  for (auto t : tokens)
-    if (t < 0 || static_cast<std::uint32_t>(t) >= vocab) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
-  state_options so;
-  so.context = n_ctx;
-  so.max_batch = o.batch;
-  so.all_logits = true;
-  so.exec = o.exec;
-  auto st = m.net.make_state(so);
-  if (!st) return st.error();
-  std::vector<std::int32_t> chunk(n_ctx);
-
-  perplexity_result r;
-  r.n_tokens = tokens.size();
-  const std::size_t n_chunk_max = tokens.size() / n_ctx;
-  r.n_chunks = static_cast<std::uint32_t>(o.max_chunks == 0 ? n_chunk_max : std::min<std::size_t>(o.max_chunks, n_chunk_max));
-  const bool add_bos = m.tok.add_bos();
-  const std::uint32_t first = n_ctx / 2;
-
-  for (std::uint32_t i = 0; i < r.n_chunks; ++i) {
-    const std::size_t start = std::size_t{i} * n_ctx;
-    // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target. They run
-    // in batches (writing position pos overwrites the previous chunk's cache); only batches holding
-    // scored positions compute logits.
-    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) chunk[pos] = (pos == 0 && add_bos) ? m.tok.bos_id() : tokens[start + pos];
-    for (std::uint32_t pos = 0; pos + 1 < n_ctx;) {
-      const std::uint32_t b = std::min<std::uint32_t>(st->max_batch, n_ctx - 1 - pos);
-      const bool scored = pos + b > first;
-      auto logits = m.net.forward(*st, std::span<const std::int32_t>(chunk.data() + pos, b), pos, scored ? logits_for::all : logits_for::none);
-      for (std::uint32_t t = 0; scored && t < b; ++t) {
-        if (pos + t < first) continue;
-        const double v = -detail::log_softmax_at(logits.subspan(std::size_t{t} * vocab, vocab), tokens[start + pos + t + 1]);
-        r.nll += v;
-        r.nll2 += v * v;
-      }
-      pos += b;
-    }
-    r.count += n_ctx - first - 1;
-    r.running.push_back(std::exp(r.nll / static_cast<double>(r.count)));
-    if (!on_chunk(i, r.running.back())) {
-      r.n_chunks = i + 1;
-      break;
-    }
-  }
-  if (r.count == 0) return r;
-  const double nll = r.nll / static_cast<double>(r.count);
-  double nll2 = r.nll2 / static_cast<double>(r.count);
-  r.ppl = std::exp(nll);
-  nll2 -= nll * nll;
-  if (nll2 > 0 && r.count > 1) r.ppl_stderr = std::sqrt(nll2 / static_cast<double>(r.count - 1)) * r.ppl;
-  return r;
-}
-
-template <class Model>
-result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_t> tokens, const perplexity_options& o) {
-  return perplexity(m, tokens, o, [](std::uint32_t, double) { return true; });
-}
-
-// Tokenize `text` as llama-perplexity does (BOS first when the vocabulary adds one), then score it.
-template <class Model, class OnChunk>
-result<perplexity_result> perplexity(const Model& m, std::string_view text, const perplexity_options& o, OnChunk&& on_chunk) {
-  const auto ids = m.tok.encode(text, m.tok.add_bos());
-  return perplexity(m, std::span<const std::int32_t>(ids), o, on_chunk);
-}
-template <class Model>
-result<perplexity_result> perplexity(const Model& m, std::string_view text, const perplexity_options& o) {
-  return perplexity(m, text, o, [](std::uint32_t, double) { return true; });
-}
-
-}  // namespace edgelm
-// ---- end edgelm/perplexity.hpp ----
-// ---- begin edgelm/quantize.hpp ----
-// edgelm/quantize.hpp - a model_file (GGUF or llama2.c) -> a GGUF v3 file of another weight type
-// (f32, f16, q8_0, q4_0) that llama.cpp loads. The library side of `edgelm quantize`.
-//
-// What is written, after llama.cpp's llama-quantize:
-//  - every 2-D (or higher) tensor whose name ends in "weight" gets the target type; one whose rows are
-//    not a whole number of the target's blocks (e.g. a 172-wide FFN) gets `fallback_type` (F16, as
-//    llama.cpp does) and is reported through the logger;
-//  - every other tensor (1-D norms, ...) is copied unchanged (F32 stays F32, as ggml keeps them);
-//  - a tensor that already has its output type is copied byte for byte (no requantization);
-//  - metadata: a GGUF input's keys are copied in order; a llama2.c input gets the llama architecture
-//    keys and an embedded llama (SentencePiece) tokenizer built from model_file::tokenizer (pieces with
-//    ' ' -> U+2581, ids unk/bos/eos named <unk>/<s>/</s>, as llama.cpp's convert-llama2c-to-ggml);
-//    general.file_type and general.quantization_version (2) are set for both.
-//
-// The output is "pure" in llama-quantize's sense: every weight matrix of one type (no Q6_K output, no
-// per-layer mixtures), because transformer<P> runs a single weight precision and binds a file of
-// its type in place. Tensors are converted one at a time: the peak memory of quantizing is the
-// input (mapped) plus one tensor, never the whole output.
-#include <cstdint>
-#include <cstring>
-#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
-
-namespace edgelm {
-
-struct quantize_options {
-  ggml_type type = ggml_type::q8_0;           // target of the weight matrices: f32, f16, q8_0 or q4_0
-  ggml_type fallback_type = ggml_type::f16;   // for matrices whose rows do not divide into blocks: f16 or f32
-  bool q4_0_reference = false;                // q4_0: ggml's rounding (bit-identical to llama-quantize) instead of the scale search
-  std::string name;                           // general.name when the input has none (llama2.c inputs)
-  logger log;                                 // one line per fallback and a summary
-};
-
-struct quantize_report {
-  std::size_t converted = 0;     // tensors written in the target type (converted)
-  std::size_t copied = 0;        // tensors copied unchanged (norms, or already the output type)
-  std::size_t fell_back = 0;     // weight matrices written in fallback_type
-  std::uint64_t bytes_in = 0;    // tensor bytes read
-  std::uint64_t bytes_out = 0;   // file bytes written (header + padded data)
-};
-
-// llama.cpp's llama_ftype of a uniform file (general.file_type).
-constexpr std::uint32_t llama_file_type(ggml_type t) noexcept {
-  switch (t) {
-    case ggml_type::f32: return 0;   // LLAMA_FTYPE_ALL_F32
-    case ggml_type::f16: return 1;   // LLAMA_FTYPE_MOSTLY_F16
-    case ggml_type::q4_0: return 2;  // LLAMA_FTYPE_MOSTLY_Q4_0
-    case ggml_type::q8_0: return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
-    case ggml_type::bf16: return 32; // LLAMA_FTYPE_MOSTLY_BF16
-    default: return 0;
-  }
-}
-
-// Types quantize_model can write.
-constexpr bool can_quantize_to(ggml_type t) noexcept {
-  return t == ggml_type::f32 || t == ggml_type::f16 || t == ggml_type::q8_0 || t == ggml_type::q4_0;
-}
-
-namespace detail {
-
-inline bool ends_with(std::string_view s, std::string_view suffix) noexcept {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-// ' ' -> U+2581 (the inverse of gguf.hpp's sp_to_space).
-inline std::string space_to_sp(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    if (c == ' ') out += "\xE2\x96\x81";
-    else out += c;
-  }
-  return out;
-}
-
-// n floats (a whole number of blocks of t) -> t's bytes at out.
-inline void quantize_row_as(ggml_type t, const float* x, std::byte* out, std::size_t n, bool q4_reference) noexcept {
-  switch (t) {
-    case ggml_type::f32: std::memcpy(out, x, n * sizeof(float)); break;
-    case ggml_type::f16:
-      for (std::size_t i = 0; i < n; ++i) {
-        const std::uint16_t h = f32_to_fp16(x[i]);
-        std::memcpy(out + 2 * i, &h, 2);
-      }
-      break;
-    case ggml_type::q8_0: q8_0::quantize_row(x, reinterpret_cast<q8_0::block_type*>(out), n); break;
-    case ggml_type::q4_0:
-      if (q4_reference) q4_0::quantize_row_reference(x, reinterpret_cast<q4_0::block_type*>(out), n);
-      else q4_0::quantize_row(x, reinterpret_cast<q4_0::block_type*>(out), n);
-      break;
-    default: break;
-  }
-}
-
-// The metadata of a llama2.c checkpoint as a llama GGUF (keys as llama.cpp's convert scripts write them).
-inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const quantize_options& o) {
-  const model_config& c = mf.config;
-  const std::string a = "llama.";
-  EDGELM_TRY(w.set_string("general.architecture", "llama"));
-  EDGELM_TRY(w.set_string("general.name", o.name.empty() ? std::string("llama") : o.name));
-  EDGELM_TRY(w.set_u32(a + "context_length", c.seq_len));
-  EDGELM_TRY(w.set_u32(a + "embedding_length", c.dim));
-  EDGELM_TRY(w.set_u32(a + "block_count", c.n_layers));
-  EDGELM_TRY(w.set_u32(a + "feed_forward_length", c.hidden_dim));
-  EDGELM_TRY(w.set_u32(a + "attention.head_count", c.n_heads));
-  EDGELM_TRY(w.set_u32(a + "attention.head_count_kv", c.n_kv_heads));
-  EDGELM_TRY(w.set_f32(a + "rope.freq_base", c.rope_theta));
-  EDGELM_TRY(w.set_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps));
-  EDGELM_TRY(w.set_u32(a + "rope.dimension_count", c.head_dim));
-  EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
-
-  const tokenizer_data& td = mf.tokenizer;
-  if (td.pieces.empty()) return {};
-  if (td.pieces.size() != c.vocab_size)
-    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(c.vocab_size));
-  std::vector<std::string> tokens(td.pieces.size());
-  std::vector<std::int32_t> types(td.pieces.size());
-  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
-    const auto id = static_cast<std::int32_t>(i);
-    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
-    if (id == td.unk_id) tokens[i] = "<unk>";
-    else if (id == td.bos_id) tokens[i] = "<s>";
-    else if (id == td.eos_id) tokens[i] = "</s>";
-    else tokens[i] = space_to_sp(td.pieces[i]);
-    types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
-  }
-  std::vector<float> scores = td.scores;
-  scores.resize(td.pieces.size(), 0.0f);
-  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
-  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
-  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
-  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
-  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
-  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
-  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
-  return {};
-}
-
-}  // namespace detail
-
-// Describe the output file: metadata and tensor table, without tensor data (quantize_model writes it).
-// Errors: invalid_argument for an unsupported target/fallback type, the writer's errors, and the
-// GGUF reader's errors when the input's metadata cannot be re-read.
-inline result<gguf_writer> plan_quantized_gguf(const model_file& mf, const quantize_options& o) {
-  if (!can_quantize_to(o.type))
-    return make_error(errc::invalid_argument, "cannot quantize to " + std::string(ggml_type_name(o.type)) + " (supported: F32, F16, Q8_0, Q4_0)");
-  if (o.fallback_type != ggml_type::f16 && o.fallback_type != ggml_type::f32)
-    return make_error(errc::invalid_argument, "the fallback type must be F16 or F32");
-  gguf_writer w;
-  if (mf.format == file_format::gguf) {
-    if (!mf.bytes) return make_error(errc::invalid_argument, "model_file holds no bytes");
-    auto g = parse_gguf(mf.bytes->bytes());
-    if (!g) return g.error();
-    for (auto& kv : g->metadata) EDGELM_TRY(w.set(kv.key, std::move(kv.value)));
-  } else {
-    // (the GGUF metadata of the other families, and HF's half-split q/k order, are not written yet)
-    if (!mf.config.is_llama())
-      return make_error(errc::unsupported_architecture, "quantize writes llama GGUFs; the " + mf.config.arch + " family's GGUF is not written by this build yet");
-    EDGELM_TRY(detail::llama_metadata(w, mf, o));
-  }
-  EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION
-  EDGELM_TRY(w.set_u32("general.file_type", llama_file_type(o.type)));
-
-  for (const auto& t : mf.tensors) {
-    ggml_type out = t.type;
-    // ggml_n_dims: trailing dimensions of 1 do not count, so a [n, 1] tensor is a vector
-    std::uint32_t dims = 1;
-    for (std::uint32_t d = 1; d < t.n_dims; ++d)
-      if (t.ne[d] > 1) dims = d + 1;
-    if (dims >= 2 && detail::ends_with(t.name, "weight")) {
-      out = o.type;
-      if (t.ne[0] % ggml_info(o.type).block_size != 0) {
-        out = o.fallback_type;
-        o.log(log_level::warn, t.name + ": rows of " + std::to_string(t.ne[0]) + " are not a multiple of " + std::to_string(ggml_info(o.type).block_size) +
-                                   ", falling back to " + std::string(ggml_type_name(out)));
-      }
-    }
-    EDGELM_TRY(w.add_tensor(t.name, out, std::span<const std::uint64_t>(t.ne.data(), t.n_dims)));
-  }
-  return w;
-}
-
-// Convert `mf` and stream the GGUF file to `sink` (bool(std::span<const std::byte>); false stops with
-// io_error). Errors: plan_quantized_gguf's, unsupported_tensor_type for a source type this build
-// cannot read, bad_value for a source block with a NaN/Inf scale.
-template <class Sink>
-result<quantize_report> quantize_model(const model_file& mf, const quantize_options& o, Sink&& sink) {
-  auto plan = plan_quantized_gguf(mf, o);
-  if (!plan) return plan.error();
-  quantize_report rep;
-  std::vector<float> row;
-  auto produce = [&](std::size_t i, const gguf_tensor_entry& e, std::vector<std::byte>& out) -> result<void> {
-    const tensor_info& t = mf.tensors[i];
-    rep.bytes_in += t.n_bytes;
-    if (e.type == t.type) {  // nothing to convert
-      out.assign(t.data, t.data + t.n_bytes);
-      ++rep.copied;
-      return {};
-    }
-    if (!can_dequantize(t.type))
-      return make_error(errc::unsupported_tensor_type, "cannot read tensors of type " + std::string(ggml_type_name(t.type)), t.offset, t.name);
-    if (!detail::fits_size_t(e.n_bytes)) return make_error(errc::out_of_memory, "tensor larger than the address space", t.offset, t.name);
-    const std::uint64_t cols = t.ne[0], rows = t.n_elements() / cols;
-    const auto& si = ggml_info(t.type);
-    const auto& di = ggml_info(e.type);
-    const std::uint64_t src_row = cols / si.block_size * si.type_size, dst_row = cols / di.block_size * di.type_size;
-    out.resize(static_cast<std::size_t>(e.n_bytes));
-    row.resize(static_cast<std::size_t>(cols));
-    for (std::uint64_t r = 0; r < rows; ++r) {
-      if (!dequantize_row(t.type, t.data + r * src_row, row.data(), row.size()))
-        return make_error(errc::bad_value, "tensor has a NaN/Inf block scale", t.offset + r * src_row, t.name);
-      detail::quantize_row_as(e.type, row.data(), out.data() + r * dst_row, row.size(), o.q4_0_reference);
-    }
-    if (e.type == o.type) ++rep.converted;
-    else ++rep.fell_back;
-    return {};
-  };
-  auto counting_sink = [&](std::span<const std::byte> b) {
-    rep.bytes_out += b.size();
-    return sink(b);
-  };
-  auto r = plan->write(counting_sink, produce);
-  if (!r) return r.error();
-  o.log(log_level::info, "quantized to " + std::string(ggml_type_name(o.type)) + ": " + std::to_string(rep.converted) + " converted, " +
-                             std::to_string(rep.fell_back) + " fell back to " + std::string(ggml_type_name(o.fallback_type)) + ", " +
-                             std::to_string(rep.copied) + " copied; " + std::to_string(rep.bytes_out) + " bytes");
-  return rep;
-}
-
-// The whole output file in memory.
-inline result<std::vector<std::byte>> quantize_model_to_bytes(const model_file& mf, const quantize_options& o) {
-  std::vector<std::byte> out;
-  auto r = quantize_model(mf, o, [&](std::span<const std::byte> b) {
-    out.insert(out.end(), b.begin(), b.end());
-    return true;
-  });
-  if (!r) return r.error();
-  return out;
-}
-
-}  // namespace edgelm
-// ---- end edgelm/quantize.hpp ----
 // ---- begin edgelm/sampling/sampler.hpp ----
 // edgelm/sampling/sampler.hpp - greedy, temperature, top-k, top-p, min-p, repetition / presence /
 // frequency penalties, logit bias and a constraint hook, with a seeded generator: the same seed, options
@@ -10171,20 +9298,6 @@ class sampler {
 
 }  // namespace edgelm
 // ---- end edgelm/sampling/sampler.hpp ----
-// ---- begin edgelm/session.hpp ----
-// edgelm/session.hpp - one conversation with a model: prompt (with prefix reuse, prefilled in batches),
-// step() one token at a time (for frame-budgeted game loops: a long prompt is prefilled across several
-// step(budget) calls), generate() streaming pieces to a callback.
-#include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <cstdint>
-#include <span>
-#include <string>
-#include <string_view>
-#include <utility>
-#include <vector>
-
 // ---- begin edgelm/text/stream.hpp ----
 // edgelm/text/stream.hpp - turns the bytes of sampled tokens into text that is safe to show while it
 // streams: only whole UTF-8 characters (a character split over two tokens, e.g. byte-fallback tokens or
@@ -10654,6 +9767,1362 @@ class session {
 
 }  // namespace edgelm
 // ---- end edgelm/session.hpp ----
+
+namespace edgelm {
+
+// The precision policy a model file runs best with (its name: "f32", "q8_0", "q4_0" or "mixed"): q8_0 / q4_0
+// when every weight matrix has that type (used in place, zero copy), f32 when they are all float (llama2.c
+// files, F32/F16/BF16 GGUFs, safetensors), else mixed (llama-quantize's Q4_K_M, a Q4_0 file whose classifier is
+// Q6_K, ...: each matrix in its file type).
+inline std::string_view choose_precision(const model_file& mf) noexcept {
+  if (const auto t = uniform_matrix_type(mf)) {
+    if (*t == ggml_type::q8_0) return "q8_0";
+    if (*t == ggml_type::q4_0) return "q4_0";
+  }
+  for (const auto& t : mf.tensors)
+    if (t.n_dims >= 2 && t.type != ggml_type::f32 && t.type != ggml_type::f16 && t.type != ggml_type::bf16) return "mixed";
+  return "f32";
+}
+
+struct any_load_options {
+  load_options load;               // log, repack
+  std::string precision = "auto";  // auto (choose_precision) | f32 | q8_0 | q4_0 | mixed
+  std::string kernels;             // a kernel policy's name (K::name: "highway", "scalar", ...); empty: the set's first
+};
+
+namespace detail {
+template <class K>
+std::string kernel_label() {
+  std::string s = K::name;
+  if constexpr (requires { K::target(); }) s += std::string("/") + K::target();
+  return s;
+}
+}  // namespace detail
+
+// A loaded model of one of the instantiations model<P, K> (P in f32, q8_0, q4_0, mixed; K in Ks).
+// Like edgelm::model it must not move while a session uses it.
+template <class... Ks>
+class basic_any_model {
+  static_assert(sizeof...(Ks) > 0, "basic_any_model needs at least one kernel policy");
+
+ public:
+  using variant_type = std::variant<model<f32, Ks>..., model<q8_0, Ks>..., model<q4_0, Ks>..., model<mixed, Ks>...>;
+
+  template <class M, class = std::enable_if_t<!std::is_same_v<std::decay_t<M>, basic_any_model>>>
+  explicit basic_any_model(M&& m) : v_(std::in_place_type<std::decay_t<M>>, std::forward<M>(m)) {}
+
+  // f(model<P, K>&): the typed model (forward, make_state, session<...>, perplexity, ...).
+  template <class F>
+  decltype(auto) visit(F&& f) {
+    return std::visit(std::forward<F>(f), v_);
+  }
+  template <class F>
+  decltype(auto) visit(F&& f) const {
+    return std::visit(std::forward<F>(f), v_);
+  }
+
+  const model_config& config() const noexcept {
+    return visit([](const auto& m) -> const model_config& { return m.config(); });
+  }
+  const text_tokenizer& tokenizer() const noexcept {
+    return visit([](const auto& m) -> const text_tokenizer& { return m.tok; });
+  }
+  // The parsed file (tensor table, metadata) and its bytes.
+  const model_file& file() const noexcept {
+    return visit([](const auto& m) -> const model_file& { return m.net.file(); });
+  }
+  std::string_view precision() const noexcept {
+    return visit([](const auto& m) { return policy_traits<typename std::decay_t<decltype(m.net)>::precision_type>::name; });
+  }
+  // The kernel policy's name ("highway"), and with its run-time target where it has one ("highway/AVX3_ZEN4").
+  std::string_view kernels() const noexcept {
+    return visit([](const auto& m) -> std::string_view { return std::decay_t<decltype(m.net)>::kernels_type::name; });
+  }
+  std::string kernel_target() const {
+    return visit([](const auto& m) { return detail::kernel_label<typename std::decay_t<decltype(m.net)>::kernels_type>(); });
+  }
+  // Tensors used in place / converted at load / repacked for the kernels.
+  std::size_t tensors_in_place() const noexcept { return visit([](const auto& m) { return m.net.w().in_place; }); }
+  std::size_t tensors_converted() const noexcept { return visit([](const auto& m) { return m.net.w().converted; }); }
+  std::size_t tensors_repacked() const noexcept { return visit([](const auto& m) { return m.net.w().packed; }); }
+
+  // Names of the kernel policies of this set, '|'-separated ("highway|scalar").
+  static std::string kernel_names() {
+    std::string s;
+    ((s += (s.empty() ? "" : "|") + std::string(Ks::name)), ...);
+    return s;
+  }
+  static bool has_kernels(std::string_view name) noexcept { return ((name == Ks::name) || ...); }
+
+ private:
+  variant_type v_;
+};
+
+namespace detail {
+template <class Set, class P, class K0, class... Ks>
+result<Set> load_any_kernels(std::string_view kernels, model_file mf, text_tokenizer tok, const load_options& lo) {
+  if (kernels.empty() || kernels == K0::name) {
+    auto m = detail::finish_load<P, K0>(std::move(mf), result<text_tokenizer>(std::move(tok)), lo);
+    if (!m) return m.error();
+    return Set(std::move(*m));
+  }
+  if constexpr (sizeof...(Ks) > 0) return load_any_kernels<Set, P, Ks...>(kernels, std::move(mf), std::move(tok), lo);
+  else return make_error(errc::invalid_argument, "no kernels named '" + std::string(kernels) + "' in this build (" + Set::kernel_names() + ")");
+}
+template <class Set, class... Ks>
+result<Set> load_any_impl(const basic_any_model<Ks...>*, model_file mf, text_tokenizer tok, const any_load_options& o) {
+  std::string_view prec = o.precision;
+  if (prec.empty() || prec == "auto") prec = choose_precision(mf);
+  if (!o.kernels.empty() && !Set::has_kernels(o.kernels))
+    return make_error(errc::invalid_argument, "no kernels named '" + o.kernels + "' in this build (" + Set::kernel_names() + ")");
+  if (prec == "f32") return load_any_kernels<Set, f32, Ks...>(o.kernels, std::move(mf), std::move(tok), o.load);
+  if (prec == "q8_0") return load_any_kernels<Set, q8_0, Ks...>(o.kernels, std::move(mf), std::move(tok), o.load);
+  if (prec == "q4_0") return load_any_kernels<Set, q4_0, Ks...>(o.kernels, std::move(mf), std::move(tok), o.load);
+  if (prec == "mixed") return load_any_kernels<Set, mixed, Ks...>(o.kernels, std::move(mf), std::move(tok), o.load);
+  return make_error(errc::invalid_argument, "precision must be auto, f32, q8_0, q4_0 or mixed, not '" + std::string(prec) + "'");
+}
+}  // namespace detail
+
+// Load a parsed model file with a tokenizer already built (text_tokenizer{}: id-level use only).
+template <class Set>
+result<Set> load_any(model_file mf, text_tokenizer tok, const any_load_options& o = {}) {
+  return detail::load_any_impl<Set>(static_cast<const Set*>(nullptr), std::move(mf), std::move(tok), o);
+}
+
+// Load a parsed model file whose tokenizer is embedded (GGUF).
+template <class Set>
+result<Set> load_any(result<model_file> mf, const any_load_options& o = {}) {
+  if (!mf) return mf.error();
+  if (mf->tokenizer.pieces.empty())
+    return make_error(errc::bad_tokenizer, mf->format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
+  auto tok = text_tokenizer::from_data(std::move(mf->tokenizer));
+  if (!tok) return tok.error();
+  return load_any<Set>(std::move(*mf), std::move(*tok), o);
+}
+
+// Load a parsed model file with a separate tokenizer file's bytes (a llama2.c tokenizer.bin, a tokenizer.json,
+// or a GGUF's vocabulary).
+template <class Set>
+result<Set> load_any(result<model_file> mf, std::span<const std::byte> tokenizer_bytes, const any_load_options& o = {}) {
+  if (!mf) return mf.error();
+  auto tok = load_tokenizer_for(*mf, tokenizer_bytes);
+  if (!tok) return tok.error();
+  return load_any<Set>(std::move(*mf), std::move(*tok), o);
+}
+
+#if defined(EDGELM_HAVE_TOKENIZER_JSON)
+// By path: a model file or a Hugging Face folder, with its tokenizer found as the CLI finds it: tokenizer_path
+// when given (a tokenizer.bin, tokenizer.json or GGUF), else the folder's tokenizer.json (a folder without one
+// loads for id-level use when allow_no_tokenizer, as does a GGUF without a vocabulary), else the file's own (GGUF).
+template <class Set>
+result<Set> load_any_path(const std::string& path, const std::string& tokenizer_path = {}, const any_load_options& o = {},
+                          bool allow_no_tokenizer = false) {
+  auto mf = read_model_path(path);
+  if (!mf) return mf.error();
+  if (!tokenizer_path.empty()) {
+    auto ts = file_storage::open(tokenizer_path);
+    if (!ts) return ts.error();
+    return load_any<Set>(std::move(mf), ts->bytes(), o);
+  }
+  if (is_directory(path)) {
+    auto b = open_hf_folder(path);
+    if (!b) return b.error();
+    if (!b->contains("tokenizer.json") && allow_no_tokenizer) return load_any<Set>(std::move(*mf), text_tokenizer{}, o);
+    auto tok = load_bundle_tokenizer(*b);
+    if (!tok) return tok.error();
+    return load_any<Set>(std::move(*mf), std::move(*tok), o);
+  }
+  if (mf->tokenizer.pieces.empty() && allow_no_tokenizer) return load_any<Set>(std::move(*mf), text_tokenizer{}, o);  // (a GGUF without a vocabulary)
+  return load_any<Set>(std::move(mf), o);
+}
+#endif
+
+// A session over a basic_any_model: the typed session<model<P, K>> of the model's instantiation behind the
+// same calls (session.hpp documents each). The model must outlive the session and must not move.
+template <class Set>
+class any_session;
+template <class... Ks>
+class any_session<basic_any_model<Ks...>> {
+  template <class V>
+  struct sessions_of;
+  template <class... Ms>
+  struct sessions_of<std::variant<Ms...>> {
+    using type = std::variant<session<Ms>...>;
+  };
+
+ public:
+  using model_type = basic_any_model<Ks...>;
+  using variant_type = typename sessions_of<typename model_type::variant_type>::type;
+
+  static result<any_session> create(const model_type& m, const session_options& o = {}) {
+    return m.visit([&](const auto& typed) -> result<any_session> {
+      auto s = session<std::decay_t<decltype(typed)>>::create(typed, o);
+      if (!s) return s.error();
+      return any_session(std::move(*s));
+    });
+  }
+
+  template <class F>
+  decltype(auto) visit(F&& f) {
+    return std::visit(std::forward<F>(f), v_);
+  }
+  template <class F>
+  decltype(auto) visit(F&& f) const {
+    return std::visit(std::forward<F>(f), v_);
+  }
+
+  const std::vector<std::int32_t>& tokens() const noexcept {
+    return visit([](const auto& s) -> const std::vector<std::int32_t>& { return s.tokens(); });
+  }
+  std::uint32_t context() const noexcept { return visit([](const auto& s) { return s.context(); }); }
+  std::span<const float> logits() const noexcept { return visit([](const auto& s) { return s.logits(); }); }
+  std::uint32_t reused_tokens() const noexcept { return visit([](const auto& s) { return s.reused_tokens(); }); }
+  std::size_t pending() const noexcept { return visit([](const auto& s) { return s.pending(); }); }
+  std::size_t kv_bytes() const noexcept { return visit([](const auto& s) { return s.state().kv_bytes(); }); }
+  std::size_t state_bytes() const noexcept { return visit([](const auto& s) { return s.state().bytes(); }); }
+
+  result<void> set_tokens(std::span<const std::int32_t> ids) { return visit([&](auto& s) { return s.set_tokens(ids); }); }
+  result<void> begin_tokens(std::span<const std::int32_t> ids) { return visit([&](auto& s) { return s.begin_tokens(ids); }); }
+  result<bool> prefill(std::chrono::microseconds budget = std::chrono::microseconds{0}) {
+    return visit([&](auto& s) { return s.prefill(budget); });
+  }
+  result<void> prompt(std::string_view text, bool parse_special = true) { return visit([&](auto& s) { return s.prompt(text, parse_special); }); }
+  result<void> begin_prompt(std::string_view text, bool parse_special = true) {
+    return visit([&](auto& s) { return s.begin_prompt(text, parse_special); });
+  }
+  result<void> prompt_rendered(std::string_view text) { return visit([&](auto& s) { return s.prompt_rendered(text); }); }
+  result<void> feed(std::int32_t t) { return visit([&](auto& s) { return s.feed(t); }); }
+  void reset_sampler(const sampling_options& o) {
+    visit([&](auto& s) { s.reset_sampler(o); });
+  }
+  void clear() noexcept {
+    visit([](auto& s) { s.clear(); });
+  }
+  void set_stops(std::vector<std::int32_t> tokens, std::vector<std::string> strings) {
+    visit([&](auto& s) { s.set_stops(std::move(tokens), std::move(strings)); });
+  }
+  void set_logprobs(std::uint32_t n) noexcept {
+    visit([&](auto& s) { s.set_logprobs(n); });
+  }
+  result<step_result> step(std::chrono::microseconds budget = std::chrono::microseconds{0}) {
+    return visit([&](auto& s) { return s.step(budget); });
+  }
+  template <class F>
+  result<generation_stats> generate(std::string_view prompt_text, const generate_options& o, F&& on_piece) {
+    return visit([&](auto& s) { return s.generate(prompt_text, o, on_piece); });
+  }
+  template <class F>
+  result<generation_stats> continue_generation(const generate_options& o, F&& on_piece) {
+    return visit([&](auto& s) { return s.continue_generation(o, on_piece); });
+  }
+
+ private:
+  template <class S>
+  explicit any_session(S&& s) : v_(std::in_place_type<std::decay_t<S>>, std::forward<S>(s)) {}
+  variant_type v_;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/any_model.hpp ----
+// ---- begin edgelm/core/thread_pool.hpp ----
+// edgelm/core/thread_pool.hpp - the default executor: a fixed pool of threads (std::thread natively,
+// pthreads in WebAssembly builds with -pthread). The calling thread takes part (worker 0), so a pool of
+// N threads starts N - 1. Workers spin briefly after each job (a forward pass hands out ~5 jobs per
+// layer, microseconds apart) and then block on a condition variable, so an idle pool burns no core.
+// Work is claimed in chunks, so a descheduled worker delays nothing it has not claimed.
+// threads = 1 starts nothing and runs inline.
+//
+// Not copyable or movable (the workers hold its address). Create it once, before the session, and keep it
+// alive while any state uses its executor().
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+
+namespace edgelm {
+
+class thread_pool {
+ public:
+  static constexpr unsigned max_threads = 256;
+
+  // A pool of `threads` threads in all (the caller included). Errors: invalid_argument for 0 or more than
+  // max_threads; out_of_memory when the system cannot start a thread.
+  static result<std::unique_ptr<thread_pool>> create(unsigned threads) {
+    if (threads == 0 || threads > max_threads)
+      return make_error(errc::invalid_argument, "thread count " + std::to_string(threads) + " is outside 1.." + std::to_string(max_threads));
+#if defined(__EMSCRIPTEN__) && !defined(__EMSCRIPTEN_PTHREADS__)
+    if (threads > 1)
+      return make_error(errc::invalid_argument, "this WebAssembly build has no threads: use the pthreads build (-pthread) for more than 1");
+#endif
+    std::unique_ptr<thread_pool> p(new (std::nothrow) thread_pool());
+    if (!p) return make_error(errc::out_of_memory, "cannot allocate the thread pool");
+    p->n_ = threads;
+#if defined(__cpp_exceptions) || defined(__EXCEPTIONS)
+    try {
+      for (unsigned w = 1; w < threads; ++w) p->workers_.emplace_back([q = p.get(), w] { q->loop(w); });
+    } catch (...) {
+      return make_error(errc::out_of_memory, "cannot start " + std::to_string(threads) + " threads");
+    }
+#else
+    p->workers_.reserve(threads);
+    for (unsigned w = 1; w < threads; ++w) p->workers_.emplace_back([q = p.get(), w] { q->loop(w); });
+#endif
+    return p;
+  }
+
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  ~thread_pool() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      stop_ = true;
+      gen_.fetch_add(2, std::memory_order_seq_cst);
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  unsigned threads() const noexcept { return n_; }
+
+  // The executor to put in state_options::exec (inline when threads() == 1).
+  executor get_executor() noexcept {
+    executor e;
+    if (n_ > 1) {
+      e.parallel_for = &thread_pool::dispatch;
+      e.user = this;
+    }
+    e.concurrency = n_;
+    return e;
+  }
+
+  // Run task over [0, n) and return when every item is done. [0, n) is cut into a few chunks per thread
+  // (boundaries multiples of grain) that the calling thread and the workers claim one at a time, so a
+  // worker the OS has not scheduled yet simply gets none: the caller never waits for a thread that has
+  // not started (on a loaded machine the job degrades to one thread instead of stalling). One job at a
+  // time: calls from several threads at once are serialised.
+  void parallel_for(std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
+    std::lock_guard<std::mutex> job(job_m_);
+    if (grain == 0) grain = 1;
+    if (n_ == 1 || n <= grain) {
+      task(ctx, 0, n, 0);
+      return;
+    }
+    // Close the previous job (odd generation) and wait until no worker is still inside it; a worker that
+    // joins after this point sees the odd generation and leaves without reading the fields below.
+    const std::uint64_t g = gen_.load(std::memory_order_relaxed);
+    gen_.store(g + 1, std::memory_order_seq_cst);
+    for (unsigned i = 0; active_.load(std::memory_order_seq_cst) != 0; ++i) relax(i);
+    const std::size_t units = (n + grain - 1) / grain;
+    const std::size_t chunks = std::min<std::size_t>(units, std::size_t{4} * n_);
+    n_items_ = n;
+    grain_ = grain;
+    units_ = units;
+    chunks_ = chunks;
+    task_ = task;
+    ctx_ = ctx;
+    next_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      gen_.store(g + 2, std::memory_order_seq_cst);  // publish (even generation)
+    }
+    if (sleepers_.load(std::memory_order_seq_cst) > 0) cv_.notify_all();
+    run_chunks(0);
+    // the chunks others claimed: spin, then yield
+    for (unsigned i = 0; done_.load(std::memory_order_acquire) != chunks; ++i) relax(i);
+  }
+
+ private:
+  static constexpr unsigned spin_iterations = 1u << 14;
+
+  thread_pool() = default;
+
+  static void dispatch(void* user, std::size_t n, std::size_t grain, executor::task_fn task, void* ctx) noexcept {
+    static_cast<thread_pool*>(user)->parallel_for(n, grain, task, ctx);
+  }
+
+  static void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield");
+#endif
+  }
+  static void relax(unsigned i) noexcept {
+    if (i < spin_iterations) cpu_relax();
+    else std::this_thread::yield();
+  }
+
+  // Claim and run chunks of the current job on worker w until none are left.
+  void run_chunks(unsigned w) noexcept {
+    for (;;) {
+      const std::size_t c = next_.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks_) return;
+      // chunk c covers units [c * units / chunks, (c + 1) * units / chunks)
+      const std::size_t ub = c * units_ / chunks_, ue = (c + 1) * units_ / chunks_;
+      const std::size_t b = ub * grain_, e = std::min(ue * grain_, n_items_);
+      if (b < e) task_(ctx_, b, e, w);
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+
+  void loop(unsigned w) {
+    std::uint64_t seen = 0;
+    for (;;) {
+      // spin for a new (even) generation, then sleep
+      std::uint64_t g = gen_.load(std::memory_order_acquire);
+      for (unsigned i = 0; (g == seen || (g & 1)) && i < spin_iterations; ++i) {
+        cpu_relax();
+        g = gen_.load(std::memory_order_acquire);
+      }
+      if (g == seen || (g & 1)) {
+        std::unique_lock<std::mutex> lk(m_);
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        cv_.wait(lk, [&] {
+          const std::uint64_t v = gen_.load(std::memory_order_acquire);
+          return stop_ || (v != seen && !(v & 1));
+        });
+        sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+        if (stop_) return;
+        continue;
+      }
+      if (stop_) return;
+      // join the job of generation g, unless it was closed meanwhile
+      active_.fetch_add(1, std::memory_order_seq_cst);
+      if (gen_.load(std::memory_order_seq_cst) == g) run_chunks(w);
+      active_.fetch_sub(1, std::memory_order_seq_cst);
+      seen = g;
+    }
+  }
+
+  unsigned n_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex job_m_;  // one job at a time
+  std::mutex m_;      // sleeping workers
+  std::condition_variable cv_;
+  std::atomic<std::uint64_t> gen_{0};   // even: a job is open; odd: it is being replaced
+  std::atomic<unsigned> active_{0};     // workers inside the current job
+  std::atomic<unsigned> sleepers_{0};
+  std::atomic<std::size_t> next_{0};    // next chunk to claim
+  std::atomic<std::size_t> done_{0};    // chunks finished
+  std::atomic<bool> stop_{false};       // set under m_ (read by spinning workers too)
+  // the current job (written while no worker is inside, read after the generation is seen)
+  std::size_t n_items_ = 0, grain_ = 1, units_ = 0, chunks_ = 0;
+  executor::task_fn task_ = nullptr;
+  void* ctx_ = nullptr;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/core/thread_pool.hpp ----
+// ---- begin edgelm/formats/gguf_writer.hpp ----
+// edgelm/formats/gguf_writer.hpp - GGUF v3 writer: metadata of every value type (arrays included),
+// tensor infos, alignment padding. The counterpart of gguf.hpp's parse_gguf, laid out as ggml's
+// gguf_write_to_buf does so that llama.cpp loads what it writes:
+//
+//   "GGUF" u32 version=3  u64 n_tensors  u64 n_kv
+//   n_kv x  { string key, u32 type, value }
+//   n_tensors x { string name, u32 n_dims, i64 ne[n_dims], u32 ggml type, u64 offset (from data start) }
+//   zero padding to general.alignment (default 32)
+//   tensor data, each tensor padded with zeros to the alignment (the last one too)
+//
+// Strings are u64 length + bytes (no NUL); arrays are u32 element type + u64 count + elements.
+// The writer checks what it is given instead of trusting it (no exceptions, no asserts): keys and
+// tensor names must be non-empty, valid UTF-8 and unique, tensor names shorter than 64 bytes
+// (llama.cpp's GGML_MAX_NAME), shapes whole numbers of blocks, general.alignment a u32 power of two.
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+
+namespace edgelm {
+
+// One tensor as the writer will lay it out. `offset` is relative to the start of the data section.
+struct gguf_tensor_entry {
+  std::string name;
+  ggml_type type = ggml_type::f32;
+  std::uint32_t n_dims = 0;
+  std::array<std::uint64_t, 4> ne{1, 1, 1, 1};  // ne[0] is the contiguous (row) dimension
+  std::uint64_t n_bytes = 0;
+  std::uint64_t offset = 0;
+  std::span<const std::byte> data;  // empty: the caller produces the bytes at write time
+
+  std::uint64_t n_elements() const noexcept { return ne[0] * ne[1] * ne[2] * ne[3]; }
+};
+
+inline constexpr std::uint64_t gguf_default_alignment = 32;
+inline constexpr std::size_t gguf_max_tensor_name = 63;  // llama.cpp rejects names of GGML_MAX_NAME (64) bytes
+
+namespace detail {
+
+// Is v a well-formed value of its declared type (arrays: every element of the element type)?
+inline result<void> gguf_check_value(const gguf_value& v, const std::string& key, std::uint32_t depth) {
+  if (static_cast<std::uint32_t>(v.type) >= gguf_type_count)
+    return make_error(errc::unknown_value_type, "value type " + std::to_string(static_cast<std::uint32_t>(v.type)) + " is not a GGUF type", error::no_offset, key);
+  if (v.type == gguf_type::boolean && v.u > 1) return make_error(errc::bad_value, "bool value is neither 0 nor 1", error::no_offset, key);
+  // Integers must fit their declared width (unsigned ones live in v.u, signed ones in v.i).
+  const auto out_of_range = [&] { return make_error(errc::bad_value, "integer does not fit its GGUF type", error::no_offset, key); };
+  switch (v.type) {
+    case gguf_type::u8: if (v.u > 0xFFu) return out_of_range(); break;
+    case gguf_type::u16: if (v.u > 0xFFFFu) return out_of_range(); break;
+    case gguf_type::u32: if (v.u > 0xFFFFFFFFu) return out_of_range(); break;
+    case gguf_type::i8: if (v.i < -128 || v.i > 127) return out_of_range(); break;
+    case gguf_type::i16: if (v.i < -32768 || v.i > 32767) return out_of_range(); break;
+    case gguf_type::i32: if (v.i < INT32_MIN || v.i > INT32_MAX) return out_of_range(); break;
+    default: break;
+  }
+  if (v.type == gguf_type::string && v.s.size() > limits::max_string)
+    return make_error(errc::count_too_large, "string longer than EDGELM_MAX_STRING", error::no_offset, key);
+  if (v.type == gguf_type::array) {
+    if (depth >= gguf_max_depth) return make_error(errc::count_too_large, "arrays nested too deeply", error::no_offset, key);
+    if (static_cast<std::uint32_t>(v.elem_type) >= gguf_type_count)
+      return make_error(errc::unknown_value_type, "array element type is not a GGUF type", error::no_offset, key);
+    if (!v.packed.empty()) {
+      if (v.elem_type == gguf_type::string || v.elem_type == gguf_type::array ||
+          v.packed.size() % static_cast<std::size_t>(gguf_scalar_size(v.elem_type)) != 0 || !v.arr.empty())
+        return make_error(errc::bad_key_type, "packed array bytes do not fit the element type", error::no_offset, key);
+      return {};
+    }
+    for (const auto& e : v.arr) {
+      if (e.type != v.elem_type) return make_error(errc::bad_key_type, "array element of another type than the array's", error::no_offset, key);
+      EDGELM_TRY(gguf_check_value(e, key, depth + 1));
+    }
+  }
+  return {};
+}
+
+// Little-endian append helpers (GGUF is little-endian; so are all targets edgelm supports).
+template <class T>
+void gguf_put(std::vector<std::byte>& out, T v) {
+  static_assert(std::is_trivially_copyable_v<T>);
+  const auto* p = reinterpret_cast<const std::byte*>(&v);
+  out.insert(out.end(), p, p + sizeof(T));
+}
+inline void gguf_put_string(std::vector<std::byte>& out, std::string_view s) {
+  gguf_put<std::uint64_t>(out, s.size());
+  const auto* p = reinterpret_cast<const std::byte*>(s.data());
+  out.insert(out.end(), p, p + s.size());
+}
+
+inline void gguf_put_value(std::vector<std::byte>& out, const gguf_value& v) {
+  switch (v.type) {
+    case gguf_type::u8: gguf_put(out, static_cast<std::uint8_t>(v.u)); break;
+    case gguf_type::i8: gguf_put(out, static_cast<std::int8_t>(v.i)); break;
+    case gguf_type::u16: gguf_put(out, static_cast<std::uint16_t>(v.u)); break;
+    case gguf_type::i16: gguf_put(out, static_cast<std::int16_t>(v.i)); break;
+    case gguf_type::u32: gguf_put(out, static_cast<std::uint32_t>(v.u)); break;
+    case gguf_type::i32: gguf_put(out, static_cast<std::int32_t>(v.i)); break;
+    case gguf_type::u64: gguf_put(out, static_cast<std::uint64_t>(v.u)); break;
+    case gguf_type::i64: gguf_put(out, static_cast<std::int64_t>(v.i)); break;
+    case gguf_type::f32: gguf_put(out, static_cast<float>(v.f)); break;
+    case gguf_type::f64: gguf_put(out, static_cast<double>(v.f)); break;
+    case gguf_type::boolean: gguf_put(out, static_cast<std::uint8_t>(v.u != 0)); break;
+    case gguf_type::string: gguf_put_string(out, v.s); break;
+    case gguf_type::array:
+      gguf_put(out, static_cast<std::uint32_t>(v.elem_type));
+      gguf_put<std::uint64_t>(out, v.size());
+      if (!v.packed.empty()) out.insert(out.end(), v.packed.begin(), v.packed.end());
+      for (const auto& e : v.arr) gguf_put_value(out, e);
+      break;
+  }
+}
+
+}  // namespace detail
+
+// Value constructors, so that `w.set("llama.block_count", gguf_u32(5))` reads naturally.
+inline gguf_value gguf_uint(gguf_type t, std::uint64_t x) { gguf_value v; v.type = t; v.u = x; return v; }
+inline gguf_value gguf_int(gguf_type t, std::int64_t x) { gguf_value v; v.type = t; v.i = x; return v; }
+inline gguf_value gguf_u32(std::uint32_t x) { return gguf_uint(gguf_type::u32, x); }
+inline gguf_value gguf_i32(std::int32_t x) { return gguf_int(gguf_type::i32, x); }
+inline gguf_value gguf_f32(float x) { gguf_value v; v.type = gguf_type::f32; v.f = x; return v; }
+inline gguf_value gguf_f64(double x) { gguf_value v; v.type = gguf_type::f64; v.f = x; return v; }
+inline gguf_value gguf_bool(bool x) { gguf_value v; v.type = gguf_type::boolean; v.u = x ? 1 : 0; return v; }
+inline gguf_value gguf_string(std::string s) { gguf_value v; v.type = gguf_type::string; v.s = std::move(s); return v; }
+// An array of `elem` values (elements must carry that type; set() checks).
+inline gguf_value gguf_array(gguf_type elem, std::vector<gguf_value> elems) {
+  gguf_value v;
+  v.type = gguf_type::array;
+  v.elem_type = elem;
+  v.arr = std::move(elems);
+  return v;
+}
+
+class gguf_writer {
+ public:
+  gguf_writer() = default;
+
+  // Add metadata `key`, or replace its value in place (keeping the key's position) when present.
+  // Errors: missing_key (empty key), invalid_utf8, a malformed value (bad_key_type / bad_value /
+  // unknown_value_type), and for general.alignment: bad_key_type unless u32, bad_alignment unless a
+  // power of two <= 1 MiB.
+  result<void> set(std::string_view key, gguf_value v) {
+    const std::string k(key);
+    if (k.empty()) return make_error(errc::missing_key, "empty metadata key");
+    if (!detail::valid_utf8(k)) return make_error(errc::invalid_utf8, "metadata key is not valid UTF-8", error::no_offset, k);
+    if (k.size() > limits::max_string) return make_error(errc::count_too_large, "metadata key longer than EDGELM_MAX_STRING");
+    EDGELM_TRY(detail::gguf_check_value(v, k, 0));
+    if (k == "general.alignment") {
+      // ggml reads the alignment with gguf_get_val_u32, which aborts on any other type.
+      if (v.type != gguf_type::u32) return make_error(errc::bad_key_type, "general.alignment must be a u32", error::no_offset, k);
+      if (!detail::is_pow2(v.u) || v.u > (1u << 20))
+        return make_error(errc::bad_alignment, "alignment " + std::to_string(v.u) + " is not a power of two <= 1 MiB", error::no_offset, k);
+      alignment_ = v.u;
+    }
+    for (auto& kv : kv_)
+      if (kv.key == k) {
+        kv.value = std::move(v);
+        return {};
+      }
+    if (kv_.size() >= limits::max_metadata) return make_error(errc::count_too_large, "more metadata than EDGELM_MAX_METADATA");
+    kv_.push_back({k, std::move(v)});
+    return {};
+  }
+  result<void> set_u32(std::string_view key, std::uint32_t x) { return set(key, gguf_u32(x)); }
+  result<void> set_i32(std::string_view key, std::int32_t x) { return set(key, gguf_i32(x)); }
+  result<void> set_f32(std::string_view key, float x) { return set(key, gguf_f32(x)); }
+  result<void> set_bool(std::string_view key, bool x) { return set(key, gguf_bool(x)); }
+  result<void> set_string(std::string_view key, std::string s) { return set(key, gguf_string(std::move(s))); }
+  result<void> set_strings(std::string_view key, std::span<const std::string> xs) {
+    std::vector<gguf_value> e;
+    e.reserve(xs.size());
+    for (const auto& s : xs) e.push_back(gguf_string(s));
+    return set(key, gguf_array(gguf_type::string, std::move(e)));
+  }
+  result<void> set_f32s(std::string_view key, std::span<const float> xs) {
+    std::vector<gguf_value> e;
+    e.reserve(xs.size());
+    for (float x : xs) e.push_back(gguf_f32(x));
+    return set(key, gguf_array(gguf_type::f32, std::move(e)));
+  }
+  result<void> set_i32s(std::string_view key, std::span<const std::int32_t> xs) {
+    std::vector<gguf_value> e;
+    e.reserve(xs.size());
+    for (auto x : xs) e.push_back(gguf_i32(x));
+    return set(key, gguf_array(gguf_type::i32, std::move(e)));
+  }
+
+  // Remove a key; false if it was not there. Removing general.alignment restores the default.
+  bool remove(std::string_view key) {
+    for (auto it = kv_.begin(); it != kv_.end(); ++it)
+      if (it->key == key) {
+        if (key == "general.alignment") alignment_ = gguf_default_alignment;
+        kv_.erase(it);
+        return true;
+      }
+    return false;
+  }
+
+  const gguf_value* find(std::string_view key) const noexcept {
+    for (const auto& kv : kv_)
+      if (kv.key == key) return &kv.value;
+    return nullptr;
+  }
+  const std::vector<gguf_kv>& metadata() const noexcept { return kv_; }
+  const std::vector<gguf_tensor_entry>& tensors() const noexcept { return tensors_; }
+  std::uint64_t alignment() const noexcept { return alignment_; }
+
+  // Add a tensor of `type` with shape `ne` (1..4 dims, ne[0] contiguous). `data`, when given, must be
+  // exactly the tensor's byte size and must stay valid until write(); when empty, write()'s producer
+  // supplies the bytes. Errors: invalid_argument / invalid_utf8 / duplicate_name for the name,
+  // absurd_dimension, unknown_tensor_type, shape_mismatch (ne[0] not a whole number of blocks),
+  // overflow, and shape_mismatch when `data` has the wrong size.
+  result<void> add_tensor(std::string name, ggml_type type, std::span<const std::uint64_t> ne, std::span<const std::byte> data = {}) {
+    if (name.empty() || name.size() > gguf_max_tensor_name)
+      return make_error(errc::invalid_argument, "tensor name must be 1.." + std::to_string(gguf_max_tensor_name) + " bytes", error::no_offset, name);
+    if (!detail::valid_utf8(name)) return make_error(errc::invalid_utf8, "tensor name is not valid UTF-8", error::no_offset, name);
+    for (const auto& t : tensors_)
+      if (t.name == name) return make_error(errc::duplicate_name, "tensor added twice", error::no_offset, name);
+    if (tensors_.size() >= limits::max_tensors) return make_error(errc::count_too_large, "more tensors than EDGELM_MAX_TENSORS", error::no_offset, name);
+    if (ne.empty() || ne.size() > 4) return make_error(errc::absurd_dimension, "a tensor has 1..4 dimensions", error::no_offset, name);
+    if (!ggml_type_known(static_cast<std::uint32_t>(type))) return make_error(errc::unknown_tensor_type, "not a ggml type", error::no_offset, name);
+    gguf_tensor_entry t;
+    t.name = std::move(name);
+    t.type = type;
+    t.n_dims = static_cast<std::uint32_t>(ne.size());
+    std::uint64_t n = 1;
+    for (std::size_t d = 0; d < ne.size(); ++d) {
+      // ggml stores dimensions as int64: anything above 2^62 elements is not a real tensor
+      if (ne[d] == 0 || ne[d] > (std::uint64_t{1} << 62)) return make_error(errc::absurd_dimension, "dimension is zero or huge", error::no_offset, t.name);
+      t.ne[d] = ne[d];
+      if (!detail::mul_ok(n, ne[d], n) || n > (std::uint64_t{1} << 62)) return make_error(errc::overflow, "element count overflows", error::no_offset, t.name);
+    }
+    const auto& info = ggml_info(type);
+    if (t.ne[0] % info.block_size != 0)
+      return make_error(errc::shape_mismatch, "row of " + std::to_string(t.ne[0]) + " elements is not a whole number of " + std::string(info.name) + " blocks",
+                        error::no_offset, t.name);
+    if (!detail::mul_ok(n / info.block_size, info.type_size, t.n_bytes)) return make_error(errc::overflow, "byte size overflows", error::no_offset, t.name);
+    if (!data.empty() && data.size() != t.n_bytes)
+      return make_error(errc::shape_mismatch, "data holds " + std::to_string(data.size()) + " bytes, the shape needs " + std::to_string(t.n_bytes),
+                        error::no_offset, t.name);
+    t.data = data;
+    tensors_.push_back(std::move(t));
+    return {};
+  }
+
+  // The header (everything before the tensor data, padding included). Fills in every tensor's offset.
+  result<std::vector<std::byte>> header() {
+    EDGELM_TRY(layout());
+    std::vector<std::byte> out;
+    out.insert(out.end(), {std::byte{'G'}, std::byte{'G'}, std::byte{'U'}, std::byte{'F'}});
+    detail::gguf_put<std::uint32_t>(out, 3);
+    detail::gguf_put<std::uint64_t>(out, tensors_.size());
+    detail::gguf_put<std::uint64_t>(out, kv_.size());
+    for (const auto& kv : kv_) {
+      detail::gguf_put_string(out, kv.key);
+      detail::gguf_put(out, static_cast<std::uint32_t>(kv.value.type));
+      detail::gguf_put_value(out, kv.value);
+    }
+    for (const auto& t : tensors_) {
+      detail::gguf_put_string(out, t.name);
+      detail::gguf_put(out, t.n_dims);
+      for (std::uint32_t d = 0; d < t.n_dims; ++d) detail::gguf_put(out, static_cast<std::int64_t>(t.ne[d]));
+      detail::gguf_put(out, static_cast<std::uint32_t>(t.type));
+      detail::gguf_put(out, t.offset);
+    }
+    out.resize(static_cast<std::size_t>(detail::align_up(out.size(), alignment_)), std::byte{0});
+    return out;
+  }
+
+  // Size of the whole file in bytes.
+  result<std::uint64_t> file_size() {
+    auto h = header();
+    if (!h) return h.error();
+    return h->size() + data_size_;
+  }
+
+  // Stream the file to `sink`, a callable bool(std::span<const std::byte>) (false: stop with io_error).
+  // `produce(std::size_t index, const gguf_tensor_entry&, std::vector<std::byte>& out) -> result<void>`
+  // fills the bytes of each tensor added without data (out must end up exactly n_bytes long); it is
+  // called in tensor order, one tensor at a time, so a converter never holds more than one tensor.
+  template <class Sink, class Produce>
+  result<void> write(Sink&& sink, Produce&& produce) {
+    auto h = header();
+    if (!h) return h.error();
+    if (!sink(std::span<const std::byte>(*h))) return make_error(errc::io_error, "the sink refused the header");
+    std::vector<std::byte> buf;
+    static constexpr std::byte zeros[64] = {};
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+      const auto& t = tensors_[i];
+      std::span<const std::byte> bytes = t.data;
+      if (bytes.empty()) {
+        buf.clear();
+        EDGELM_TRY(produce(i, t, buf));
+        if (buf.size() != t.n_bytes)
+          return make_error(errc::shape_mismatch, "produced " + std::to_string(buf.size()) + " bytes, the tensor needs " + std::to_string(t.n_bytes),
+                            error::no_offset, t.name);
+        bytes = buf;
+      }
+      if (!sink(bytes)) return make_error(errc::io_error, "the sink refused tensor data", error::no_offset, t.name);
+      for (std::uint64_t pad = detail::align_up(t.n_bytes, alignment_) - t.n_bytes; pad > 0;) {
+        const std::size_t n = static_cast<std::size_t>(pad < sizeof zeros ? pad : sizeof zeros);
+        if (!sink(std::span<const std::byte>(zeros, n))) return make_error(errc::io_error, "the sink refused padding", error::no_offset, t.name);
+        pad -= n;
+      }
+    }
+    return {};
+  }
+
+  // Every tensor must have been added with its data.
+  template <class Sink>
+  result<void> write(Sink&& sink) {
+    return write(std::forward<Sink>(sink), [](std::size_t, const gguf_tensor_entry& t, std::vector<std::byte>&) -> result<void> {
+      return make_error(errc::invalid_argument, "tensor was added without data and no producer was given", error::no_offset, t.name);
+    });
+  }
+
+  // The whole file in memory (out_of_memory if it does not fit size_t).
+  result<std::vector<std::byte>> to_bytes() {
+    auto size = file_size();
+    if (!size) return size.error();
+    if (!detail::fits_size_t(*size)) return make_error(errc::out_of_memory, "file larger than this platform's address space");
+    std::vector<std::byte> out;
+    out.reserve(static_cast<std::size_t>(*size));
+    auto r = write([&](std::span<const std::byte> b) { out.insert(out.end(), b.begin(), b.end()); return true; });
+    if (!r) return r.error();
+    return out;
+  }
+
+ private:
+  // Offsets of every tensor in the data section, each aligned.
+  result<void> layout() {
+    std::uint64_t off = 0;
+    for (auto& t : tensors_) {
+      t.offset = off;
+      std::uint64_t padded = detail::align_up(t.n_bytes, alignment_);
+      if (padded < t.n_bytes || !detail::add_ok(off, padded, off)) return make_error(errc::overflow, "data section size overflows", error::no_offset, t.name);
+    }
+    data_size_ = off;
+    return {};
+  }
+
+  std::vector<gguf_kv> kv_;
+  std::vector<gguf_tensor_entry> tensors_;
+  std::uint64_t alignment_ = gguf_default_alignment;
+  std::uint64_t data_size_ = 0;
+};
+
+}  // namespace edgelm
+// ---- end edgelm/formats/gguf_writer.hpp ----
+// ---- begin edgelm/perplexity.hpp ----
+// edgelm/perplexity.hpp - perplexity of a model on a text, computed exactly as llama.cpp's
+// llama-perplexity does (tools/perplexity/perplexity.cpp, perplexity()), so the two numbers can be
+// compared on the same GGUF file and text:
+//
+//  1. tokenize the whole text once, BOS first when the vocabulary adds one (common_tokenize(ctx,
+//     text, add_special = true));
+//  2. cut the tokens into n_chunks = min(max_chunks, n_tokens / n_ctx) non-overlapping chunks of
+//     n_ctx tokens (at least 2 * n_ctx tokens are required, as llama.cpp does);
+//  3. for each chunk: a fresh KV cache, the chunk's first token replaced by BOS (when the vocabulary
+//     adds BOS), the model run over positions 0 .. n_ctx-1;
+//  4. only the second half is scored: with first = n_ctx / 2, the logits at positions
+//     first .. n_ctx-2 predict tokens first+1 .. n_ctx-1, and -log softmax(target) is summed in
+//     double (nll) together with its square (nll2);
+//  5. the estimate after chunk k is exp(nll / count); the final one comes with the standard error
+//     ppl * sqrt((nll2/count - (nll/count)^2) / (count - 1)).
+//
+// log_softmax is llama.cpp's too: max in float, sum of expf(logit - max) in double,
+// logit[target] - max - log(sum).
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+
+namespace edgelm {
+
+struct perplexity_options {
+  std::uint32_t context = 512;     // n_ctx: tokens per chunk (llama-perplexity's --ctx-size, default 512)
+  std::uint32_t max_chunks = 0;    // --chunks; 0: every whole chunk of the text
+  std::uint32_t batch = 64;        // tokens per forward pass (llama-perplexity's -ub); 1..65536
+  executor exec{};                 // threads (default inline)
+};
+
+struct perplexity_result {
+  std::size_t n_tokens = 0;        // tokens of the whole text (BOS included)
+  std::uint32_t n_chunks = 0;      // chunks evaluated
+  std::uint64_t count = 0;         // tokens scored
+  double nll = 0;                  // sum of -log p(target)
+  double nll2 = 0;                 // sum of its squares
+  std::vector<double> running;     // estimate after each chunk: exp(nll_so_far / count_so_far)
+  double ppl = 0;                  // exp(nll / count)
+  double ppl_stderr = 0;           // llama.cpp's "+/-" (0 when it cannot be computed)
+};
+
+namespace detail {
+// llama.cpp's log_softmax(n_vocab, logits, tok).
+inline double log_softmax_at(std::span<const float> logits, std::int32_t tok) noexcept {
+  float max_logit = logits[0];
+  for (std::size_t i = 1; i < logits.size(); ++i) max_logit = std::max(max_logit, logits[i]);
+  double sum_exp = 0.0;
+  for (float l : logits) sum_exp += std::exp(l - max_logit);
+  return logits[static_cast<std::size_t>(tok)] - max_logit - std::log(sum_exp);
+}
+}  // namespace detail
+
+// Perplexity of `m` (an edgelm::model<P, K>) over already tokenized text. `on_chunk(chunk_index,
+// running_estimate)` is called after every chunk (for progress output); return false to stop early
+// (the result then covers the chunks done). Errors: invalid_argument for a context below 4, token ids
+// outside the vocabulary or fewer than 2 * context tokens; the KV cache allocation's errors.
+template <class Model, class OnChunk>
+result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_t> tokens, const perplexity_options& o, OnChunk&& on_chunk) {
+  const std::uint32_t n_ctx = o.context;
+  if (n_ctx < 4) return make_error(errc::invalid_argument, "perplexity needs a context of at least 4 tokens");
+  if (tokens.size() < 2 * std::size_t{n_ctx})
+    return make_error(errc::invalid_argument, "the text tokenizes to " + std::to_string(tokens.size()) + " tokens; a context of " + std::to_string(n_ctx) +
+                                                  " needs at least " + std::to_string(2 * std::size_t{n_ctx}));
+  const auto vocab = m.config().vocab_size;
+  for (auto t : tokens)
+    if (t < 0 || static_cast<std::uint32_t>(t) >= vocab) return make_error(errc::invalid_argument, "token id " + std::to_string(t) + " outside the vocabulary");
+  state_options so;
+  so.context = n_ctx;
+  so.max_batch = o.batch;
+  so.all_logits = true;
+  so.exec = o.exec;
+  auto st = m.net.make_state(so);
+  if (!st) return st.error();
+  std::vector<std::int32_t> chunk(n_ctx);
+
+  perplexity_result r;
+  r.n_tokens = tokens.size();
+  const std::size_t n_chunk_max = tokens.size() / n_ctx;
+  r.n_chunks = static_cast<std::uint32_t>(o.max_chunks == 0 ? n_chunk_max : std::min<std::size_t>(o.max_chunks, n_chunk_max));
+  const bool add_bos = m.tok.add_bos();
+  const std::uint32_t first = n_ctx / 2;
+
+  for (std::uint32_t i = 0; i < r.n_chunks; ++i) {
+    const std::size_t start = std::size_t{i} * n_ctx;
+    // Positions 0 .. n_ctx-2 need their logits; the last token of the chunk is only a target. They run
+    // in batches (writing position pos overwrites the previous chunk's cache); only batches holding
+    // scored positions compute logits.
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx; ++pos) chunk[pos] = (pos == 0 && add_bos) ? m.tok.bos_id() : tokens[start + pos];
+    for (std::uint32_t pos = 0; pos + 1 < n_ctx;) {
+      const std::uint32_t b = std::min<std::uint32_t>(st->max_batch, n_ctx - 1 - pos);
+      const bool scored = pos + b > first;
+      auto logits = m.net.forward(*st, std::span<const std::int32_t>(chunk.data() + pos, b), pos, scored ? logits_for::all : logits_for::none);
+      for (std::uint32_t t = 0; scored && t < b; ++t) {
+        if (pos + t < first) continue;
+        const double v = -detail::log_softmax_at(logits.subspan(std::size_t{t} * vocab, vocab), tokens[start + pos + t + 1]);
+        r.nll += v;
+        r.nll2 += v * v;
+      }
+      pos += b;
+    }
+    r.count += n_ctx - first - 1;
+    r.running.push_back(std::exp(r.nll / static_cast<double>(r.count)));
+    if (!on_chunk(i, r.running.back())) {
+      r.n_chunks = i + 1;
+      break;
+    }
+  }
+  if (r.count == 0) return r;
+  const double nll = r.nll / static_cast<double>(r.count);
+  double nll2 = r.nll2 / static_cast<double>(r.count);
+  r.ppl = std::exp(nll);
+  nll2 -= nll * nll;
+  if (nll2 > 0 && r.count > 1) r.ppl_stderr = std::sqrt(nll2 / static_cast<double>(r.count - 1)) * r.ppl;
+  return r;
+}
+
+template <class Model>
+result<perplexity_result> perplexity(const Model& m, std::span<const std::int32_t> tokens, const perplexity_options& o) {
+  return perplexity(m, tokens, o, [](std::uint32_t, double) { return true; });
+}
+
+// Tokenize `text` as llama-perplexity does (BOS first when the vocabulary adds one), then score it.
+template <class Model, class OnChunk>
+result<perplexity_result> perplexity(const Model& m, std::string_view text, const perplexity_options& o, OnChunk&& on_chunk) {
+  const auto ids = m.tok.encode(text, m.tok.add_bos());
+  return perplexity(m, std::span<const std::int32_t>(ids), o, on_chunk);
+}
+template <class Model>
+result<perplexity_result> perplexity(const Model& m, std::string_view text, const perplexity_options& o) {
+  return perplexity(m, text, o, [](std::uint32_t, double) { return true; });
+}
+
+}  // namespace edgelm
+// ---- end edgelm/perplexity.hpp ----
+// ---- begin edgelm/quantize.hpp ----
+// edgelm/quantize.hpp - a model_file (GGUF or llama2.c) -> a GGUF v3 file of another weight type
+// (f32, f16, q8_0, q4_0) that llama.cpp loads. The library side of `edgelm quantize`.
+//
+// What is written, after llama.cpp's llama-quantize:
+//  - every 2-D (or higher) tensor whose name ends in "weight" gets the target type; one whose rows are
+//    not a whole number of the target's blocks (e.g. a 172-wide FFN) gets `fallback_type` (F16, as
+//    llama.cpp does) and is reported through the logger;
+//  - every other tensor (1-D norms, ...) is copied unchanged (F32 stays F32, as ggml keeps them);
+//  - a tensor that already has its output type is copied byte for byte (no requantization);
+//  - metadata: a GGUF input's keys are copied in order; a llama2.c input gets the llama architecture
+//    keys and an embedded llama (SentencePiece) tokenizer built from model_file::tokenizer (pieces with
+//    ' ' -> U+2581, ids unk/bos/eos named <unk>/<s>/</s>, as llama.cpp's convert-llama2c-to-ggml);
+//    general.file_type and general.quantization_version (2) are set for both.
+//
+// The output is "pure" in llama-quantize's sense: every weight matrix of one type (no Q6_K output, no
+// per-layer mixtures), because transformer<P> runs a single weight precision and binds a file of
+// its type in place. Tensors are converted one at a time: the peak memory of quantizing is the
+// input (mapped) plus one tensor, never the whole output.
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+
+namespace edgelm {
+
+struct quantize_options {
+  ggml_type type = ggml_type::q8_0;           // target of the weight matrices: f32, f16, q8_0 or q4_0
+  ggml_type fallback_type = ggml_type::f16;   // for matrices whose rows do not divide into blocks: f16 or f32
+  bool q4_0_reference = false;                // q4_0: ggml's rounding (bit-identical to llama-quantize) instead of the scale search
+  std::string name;                           // general.name when the input has none (llama2.c inputs)
+  logger log;                                 // one line per fallback and a summary
+};
+
+struct quantize_report {
+  std::size_t converted = 0;     // tensors written in the target type (converted)
+  std::size_t copied = 0;        // tensors copied unchanged (norms, or already the output type)
+  std::size_t fell_back = 0;     // weight matrices written in fallback_type
+  std::uint64_t bytes_in = 0;    // tensor bytes read
+  std::uint64_t bytes_out = 0;   // file bytes written (header + padded data)
+};
+
+// llama.cpp's llama_ftype of a uniform file (general.file_type).
+constexpr std::uint32_t llama_file_type(ggml_type t) noexcept {
+  switch (t) {
+    case ggml_type::f32: return 0;   // LLAMA_FTYPE_ALL_F32
+    case ggml_type::f16: return 1;   // LLAMA_FTYPE_MOSTLY_F16
+    case ggml_type::q4_0: return 2;  // LLAMA_FTYPE_MOSTLY_Q4_0
+    case ggml_type::q8_0: return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
+    case ggml_type::bf16: return 32; // LLAMA_FTYPE_MOSTLY_BF16
+    default: return 0;
+  }
+}
+
+// Types quantize_model can write.
+constexpr bool can_quantize_to(ggml_type t) noexcept {
+  return t == ggml_type::f32 || t == ggml_type::f16 || t == ggml_type::q8_0 || t == ggml_type::q4_0;
+}
+
+namespace detail {
+
+inline bool ends_with(std::string_view s, std::string_view suffix) noexcept {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// ' ' -> U+2581 (the inverse of gguf.hpp's sp_to_space).
+inline std::string space_to_sp(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    if (c == ' ') out += "\xE2\x96\x81";
+    else out += c;
+  }
+  return out;
+}
+
+// n floats (a whole number of blocks of t) -> t's bytes at out.
+inline void quantize_row_as(ggml_type t, const float* x, std::byte* out, std::size_t n, bool q4_reference) noexcept {
+  switch (t) {
+    case ggml_type::f32: std::memcpy(out, x, n * sizeof(float)); break;
+    case ggml_type::f16:
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::uint16_t h = f32_to_fp16(x[i]);
+        std::memcpy(out + 2 * i, &h, 2);
+      }
+      break;
+    case ggml_type::q8_0: q8_0::quantize_row(x, reinterpret_cast<q8_0::block_type*>(out), n); break;
+    case ggml_type::q4_0:
+      if (q4_reference) q4_0::quantize_row_reference(x, reinterpret_cast<q4_0::block_type*>(out), n);
+      else q4_0::quantize_row(x, reinterpret_cast<q4_0::block_type*>(out), n);
+      break;
+    default: break;
+  }
+}
+
+// The metadata of a llama2.c checkpoint as a llama GGUF (keys as llama.cpp's convert scripts write them).
+inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const quantize_options& o) {
+  const model_config& c = mf.config;
+  const std::string a = "llama.";
+  EDGELM_TRY(w.set_string("general.architecture", "llama"));
+  EDGELM_TRY(w.set_string("general.name", o.name.empty() ? std::string("llama") : o.name));
+  EDGELM_TRY(w.set_u32(a + "context_length", c.seq_len));
+  EDGELM_TRY(w.set_u32(a + "embedding_length", c.dim));
+  EDGELM_TRY(w.set_u32(a + "block_count", c.n_layers));
+  EDGELM_TRY(w.set_u32(a + "feed_forward_length", c.hidden_dim));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count", c.n_heads));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count_kv", c.n_kv_heads));
+  EDGELM_TRY(w.set_f32(a + "rope.freq_base", c.rope_theta));
+  EDGELM_TRY(w.set_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps));
+  EDGELM_TRY(w.set_u32(a + "rope.dimension_count", c.head_dim));
+  EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
+
+  const tokenizer_data& td = mf.tokenizer;
+  if (td.pieces.empty()) return w.set_string("tokenizer.ggml.model", "none");  // llama.cpp's "no vocabulary"
+  if (td.pieces.size() != c.vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(c.vocab_size));
+  std::vector<std::string> tokens(td.pieces.size());
+  std::vector<std::int32_t> types(td.pieces.size());
+  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
+    const auto id = static_cast<std::int32_t>(i);
+    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
+    if (id == td.unk_id) tokens[i] = "<unk>";
+    else if (id == td.bos_id) tokens[i] = "<s>";
+    else if (id == td.eos_id) tokens[i] = "</s>";
+    else tokens[i] = space_to_sp(td.pieces[i]);
+    types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
+  }
+  std::vector<float> scores = td.scores;
+  scores.resize(td.pieces.size(), 0.0f);
+  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
+  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
+  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
+  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
+  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
+  return {};
+}
+
+
+// The GGUF architecture a non-GGUF input's config is written as, with the layout llama.cpp's loader expects
+// (convert_hf_to_gguf.py's): llama (adjacent-pair rotary, q/k rows already interleaved by the readers), qwen2,
+// phi2 (separate q/k/v), gpt2 and gptneox (q/k/v fused as attn_qkv, rows [q | k | v]), and gptneo, edgelm's own
+// (llama.cpp has no GPT-Neo): gpt2's tensors with separate bias-free q/k/v, unscaled attention and
+// gptneo.attention.windows (u32 per layer: 0 = global, w = the last w positions). A config the architecture
+// cannot express (an activation, bias or rotary choice its forward would compute differently) is refused.
+struct gguf_family_layout {
+  std::string arch;
+  bool fuse_qkv = false;
+};
+inline result<gguf_family_layout> family_gguf_layout(const model_config& c) {
+  auto refuse = [&](const std::string& arch, const char* what) {
+    return make_error(errc::unsupported_architecture, "the " + c.arch + " model cannot be written as a GGUF '" + arch + "': " + what);
+  };
+  const bool no_window = c.window.empty(), full_rot = c.rot_dims() == c.head_dim;
+  if (c.arch == "llama" || c.is_llama_forward()) {
+    if (!c.is_llama()) return refuse("llama", "RoPE scaling is not written by this build");
+    return gguf_family_layout{"llama", false};
+  }
+  const std::string a = c.arch;
+  if (a == "qwen2") {
+    if (!(c.norm == norm_kind::rms && c.ffn == ffn_kind::silu_gated && c.residual == residual_kind::sequential && c.qkv_bias && !c.out_bias &&
+          !c.ffn_bias && !c.output_bias && full_rot && !c.learned_positions && c.scaled_attention && no_window && c.rope == rope_style::half_split &&
+          c.rope_freqs.empty()))
+      return refuse(a, "only Qwen2's own layout (RMSNorm, SiLU-gated FFN, q/k/v biases, full half-split rotary)");
+    return gguf_family_layout{"qwen2", false};
+  }
+  const bool ln_biases = c.norm == norm_kind::layer && c.qkv_bias && c.out_bias && c.ffn_bias && c.scaled_attention && no_window && c.rope_freqs.empty();
+  if (a == "gpt2") {
+    if (!(ln_biases && c.ffn == ffn_kind::gelu_tanh && c.residual == residual_kind::sequential && !c.output_bias && c.learned_positions &&
+          c.n_kv_heads == c.n_heads))
+      return refuse(a, "llama.cpp's gpt2 is LayerNorm, tanh GELU, biases everywhere, learned positions and scaled attention");
+    return gguf_family_layout{"gpt2", true};
+  }
+  if (a == "phi2") {
+    if (!(ln_biases && c.ffn == ffn_kind::gelu_tanh && c.residual == residual_kind::parallel_shared && c.output_bias && !c.learned_positions &&
+          c.rope == rope_style::half_split && !c.shared_classifier))
+      return refuse(a, "llama.cpp's phi2 is LayerNorm, tanh GELU, parallel attention + MLP, biases everywhere (classifier too), half-split rotary");
+    return gguf_family_layout{"phi2", false};
+  }
+  if (a == "gptneox") {
+    if (!(ln_biases && c.ffn == ffn_kind::gelu_erf && (c.residual == residual_kind::parallel || c.residual == residual_kind::sequential) &&
+          !c.output_bias && !c.learned_positions && c.rope == rope_style::half_split && c.n_kv_heads == c.n_heads && !c.shared_classifier))
+      return refuse(a, "llama.cpp's gptneox is LayerNorm, erf GELU, biases everywhere, half-split rotary, its own classifier");
+    return gguf_family_layout{"gptneox", true};
+  }
+  if (a == "gptneo") {
+    if (!(c.norm == norm_kind::layer && c.ffn == ffn_kind::gelu_tanh && c.residual == residual_kind::sequential && !c.qkv_bias && c.out_bias &&
+          c.ffn_bias && !c.output_bias && c.learned_positions && !c.scaled_attention && c.n_kv_heads == c.n_heads && c.rope_freqs.empty()))
+      return refuse(a, "GPT-Neo's layout (LayerNorm, tanh GELU, bias-free q/k/v, learned positions, unscaled attention)");
+    return gguf_family_layout{"gptneo", false};
+  }
+  return refuse(a, "no GGUF layout for this architecture");
+}
+
+// The metadata of a family model read from a Hugging Face folder (keys as convert_hf_to_gguf.py writes them).
+inline result<void> family_metadata(gguf_writer& w, const model_file& mf, const quantize_options& o, const std::string& arch) {
+  const model_config& c = mf.config;
+  const std::string a = arch + ".";
+  EDGELM_TRY(w.set_string("general.architecture", arch));
+  EDGELM_TRY(w.set_string("general.name", o.name.empty() ? arch : o.name));
+  EDGELM_TRY(w.set_u32(a + "context_length", c.seq_len));
+  EDGELM_TRY(w.set_u32(a + "embedding_length", c.dim));
+  EDGELM_TRY(w.set_u32(a + "block_count", c.n_layers));
+  EDGELM_TRY(w.set_u32(a + "feed_forward_length", c.hidden_dim));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count", c.n_heads));
+  EDGELM_TRY(w.set_u32(a + "attention.head_count_kv", c.n_kv_heads));
+  if (c.norm == norm_kind::rms) EDGELM_TRY(w.set_f32(a + "attention.layer_norm_rms_epsilon", c.norm_eps));
+  else EDGELM_TRY(w.set_f32(a + "attention.layer_norm_epsilon", c.norm_eps));
+  if (!c.learned_positions) {
+    EDGELM_TRY(w.set_f32(a + "rope.freq_base", c.rope_theta));
+    EDGELM_TRY(w.set_u32(a + "rope.dimension_count", c.rot_dims()));
+  }
+  if (arch == "gptneox") EDGELM_TRY(w.set_bool(a + "use_parallel_residual", c.residual == residual_kind::parallel));
+  if (arch == "gptneo") {
+    std::vector<std::uint32_t> win = c.window;
+    win.resize(c.n_layers, 0);
+    std::vector<gguf_value> xs;
+    for (auto x : win) xs.push_back(gguf_u32(x));
+    EDGELM_TRY(w.set(a + "attention.windows", gguf_array(gguf_type::u32, std::move(xs))));
+  }
+  EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
+  if (mf.tokenizer.pieces.empty()) EDGELM_TRY(w.set_string("tokenizer.ggml.model", "none"));  // llama.cpp's "no vocabulary"
+  return {};
+}
+
+}  // namespace detail
+
+namespace detail {
+// The output's tensor table and, per output tensor, the input tensors it is made of (one, or q, k, v for a
+// fused attn_qkv: their rows concatenated).
+struct quantize_plan {
+  gguf_writer w;
+  std::vector<std::array<std::size_t, 3>> src;
+  std::vector<std::uint8_t> n_src;
+};
+
+inline result<quantize_plan> plan_quantize(const model_file& mf, const quantize_options& o) {
+  if (!can_quantize_to(o.type))
+    return make_error(errc::invalid_argument, "cannot quantize to " + std::string(ggml_type_name(o.type)) + " (supported: F32, F16, Q8_0, Q4_0)");
+  if (o.fallback_type != ggml_type::f16 && o.fallback_type != ggml_type::f32)
+    return make_error(errc::invalid_argument, "the fallback type must be F16 or F32");
+  quantize_plan p;
+  gguf_writer& w = p.w;
+  bool fuse = false;
+  if (mf.format == file_format::gguf) {
+    if (!mf.bytes) return make_error(errc::invalid_argument, "model_file holds no bytes");
+    auto g = parse_gguf(mf.bytes->bytes());
+    if (!g) return g.error();
+    for (auto& kv : g->metadata) EDGELM_TRY(w.set(kv.key, std::move(kv.value)));
+    // (a GGUF input's fused q/k/v were split into views by the reader: they are written back fused)
+    const gguf_value* arch = g->find("general.architecture");
+    fuse = arch && arch->type == gguf_type::string && (arch->s == "gpt2" || arch->s == "gptneox");
+    bool had_fused = false;
+    for (const auto& t : g->tensors) had_fused |= t.name.find(".attn_qkv.") != std::string::npos;
+    fuse = fuse && had_fused;
+  } else {
+    auto lay = family_gguf_layout(mf.config);
+    if (!lay) return lay.error();
+    fuse = lay->fuse_qkv;
+    if (lay->arch == "llama") EDGELM_TRY(llama_metadata(w, mf, o));
+    else {
+      if (!mf.tokenizer.pieces.empty())
+        return make_error(errc::unsupported_architecture, "writing the tokenizer of a " + lay->arch + " model into its GGUF is not supported yet");
+      EDGELM_TRY(family_metadata(w, mf, o, lay->arch));
+    }
+  }
+  EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION
+  EDGELM_TRY(w.set_u32("general.file_type", llama_file_type(o.type)));
+
+  auto out_type = [&](const tensor_info& t, std::uint32_t dims) {
+    ggml_type out = t.type;
+    if (dims >= 2 && ends_with(t.name, "weight")) {
+      out = o.type;
+      if (t.ne[0] % ggml_info(o.type).block_size != 0) {
+        out = o.fallback_type;
+        o.log(log_level::warn, t.name + ": rows of " + std::to_string(t.ne[0]) + " are not a multiple of " + std::to_string(ggml_info(o.type).block_size) +
+                                   ", falling back to " + std::string(ggml_type_name(out)));
+      }
+    }
+    return out;
+  };
+  for (std::size_t i = 0; i < mf.tensors.size(); ++i) {
+    const auto& t = mf.tensors[i];
+    // ggml_n_dims: trailing dimensions of 1 do not count, so a [n, 1] tensor is a vector
+    std::uint32_t dims = 1;
+    for (std::uint32_t d = 1; d < t.n_dims; ++d)
+      if (t.ne[d] > 1) dims = d + 1;
+    const std::size_t at = t.name.find(".attn_");
+    const bool part = fuse && at != std::string::npos && (t.name.compare(at, 8, ".attn_q.") == 0 || t.name.compare(at, 8, ".attn_k.") == 0 ||
+                                                          t.name.compare(at, 8, ".attn_v.") == 0);
+    if (!part) {
+      EDGELM_TRY(w.add_tensor(t.name, out_type(t, dims), std::span<const std::uint64_t>(t.ne.data(), t.n_dims)));
+      p.src.push_back({i, 0, 0});
+      p.n_src.push_back(1);
+      continue;
+    }
+    if (t.name.compare(at, 8, ".attn_q.") != 0) continue;  // k and v go with their q
+    const std::string prefix = t.name.substr(0, at + 1), suffix = t.name.substr(at + 8);
+    const tensor_info* k = mf.find(prefix + "attn_k." + suffix);
+    const tensor_info* v = mf.find(prefix + "attn_v." + suffix);
+    if (!k || !v) return make_error(errc::missing_tensor, "q without k and v to fuse", t.offset, t.name);
+    const bool vec = t.n_dims == 1;
+    if (k->type != t.type || v->type != t.type || k->n_dims != t.n_dims || v->n_dims != t.n_dims || (!vec && (k->ne[0] != t.ne[0] || v->ne[0] != t.ne[0])))
+      return make_error(errc::shape_mismatch, "q, k and v to fuse differ in type or width", t.offset, t.name);
+    std::array<std::uint64_t, 4> ne = t.ne;
+    ne[vec ? 0 : 1] = t.ne[vec ? 0 : 1] + k->ne[vec ? 0 : 1] + v->ne[vec ? 0 : 1];
+    tensor_info fused = t;
+    fused.name = prefix + "attn_qkv." + suffix;
+    fused.ne = ne;
+    EDGELM_TRY(w.add_tensor(fused.name, out_type(fused, dims), std::span<const std::uint64_t>(ne.data(), t.n_dims)));
+    p.src.push_back({i, static_cast<std::size_t>(k - mf.tensors.data()), static_cast<std::size_t>(v - mf.tensors.data())});
+    p.n_src.push_back(3);
+  }
+  return p;
+}
+}  // namespace detail
+
+// Describe the output file: metadata and tensor table, without tensor data (quantize_model writes it).
+// Errors: invalid_argument for an unsupported target/fallback type, unsupported_architecture for a config no
+// GGUF architecture expresses, the writer's errors, and the GGUF reader's errors when the input's metadata
+// cannot be re-read.
+inline result<gguf_writer> plan_quantized_gguf(const model_file& mf, const quantize_options& o) {
+  auto p = detail::plan_quantize(mf, o);
+  if (!p) return p.error();
+  return std::move(p->w);
+}
+
+// Convert `mf` and stream the GGUF file to `sink` (bool(std::span<const std::byte>); false stops with
+// io_error). Errors: plan_quantized_gguf's, unsupported_tensor_type for a source type this build
+// cannot read, bad_value for a source block with a NaN/Inf scale.
+template <class Sink>
+result<quantize_report> quantize_model(const model_file& mf, const quantize_options& o, Sink&& sink) {
+  auto plan = detail::plan_quantize(mf, o);
+  if (!plan) return plan.error();
+  quantize_report rep;
+  std::vector<float> row;
+  auto produce = [&](std::size_t i, const gguf_tensor_entry& e, std::vector<std::byte>& out) -> result<void> {
+    const std::size_t n = plan->n_src[i];
+    const tensor_info& first = mf.tensors[plan->src[i][0]];
+    if (!detail::fits_size_t(e.n_bytes)) return make_error(errc::out_of_memory, "tensor larger than the address space", first.offset, first.name);
+    out.resize(static_cast<std::size_t>(e.n_bytes));
+    std::size_t at = 0;
+    bool converted = false;
+    for (std::size_t s = 0; s < n; ++s) {  // the parts' rows one after another
+      const tensor_info& t = mf.tensors[plan->src[i][s]];
+      rep.bytes_in += t.n_bytes;
+      if (e.type == t.type) {  // nothing to convert
+        if (at + t.n_bytes > out.size()) return make_error(errc::shape_mismatch, "tensor sizes disagree", t.offset, t.name);
+        std::memcpy(out.data() + at, t.data, static_cast<std::size_t>(t.n_bytes));
+        at += static_cast<std::size_t>(t.n_bytes);
+        continue;
+      }
+      if (!can_dequantize(t.type))
+        return make_error(errc::unsupported_tensor_type, "cannot read tensors of type " + std::string(ggml_type_name(t.type)), t.offset, t.name);
+      const std::uint64_t cols = t.ne[0], rows = t.n_elements() / cols;
+      const auto& si = ggml_info(t.type);
+      const auto& di = ggml_info(e.type);
+      const std::uint64_t src_row = cols / si.block_size * si.type_size, dst_row = cols / di.block_size * di.type_size;
+      if (at + rows * dst_row > out.size()) return make_error(errc::shape_mismatch, "tensor sizes disagree", t.offset, t.name);
+      row.resize(static_cast<std::size_t>(cols));
+      for (std::uint64_t r = 0; r < rows; ++r) {
+        if (!dequantize_row(t.type, t.data + r * src_row, row.data(), row.size()))
+          return make_error(errc::bad_value, "tensor has a NaN/Inf block scale", t.offset + r * src_row, t.name);
+        detail::quantize_row_as(e.type, row.data(), out.data() + at + r * dst_row, row.size(), o.q4_0_reference);
+      }
+      at += static_cast<std::size_t>(rows * dst_row);
+      converted = true;
+    }
+    if (at != out.size()) return make_error(errc::shape_mismatch, "tensor sizes disagree", first.offset, first.name);
+    if (!converted) ++rep.copied;
+    else if (e.type == o.type) ++rep.converted;
+    else ++rep.fell_back;
+    return {};
+  };
+  auto counting_sink = [&](std::span<const std::byte> b) {
+    rep.bytes_out += b.size();
+    return sink(b);
+  };
+  auto r = plan->w.write(counting_sink, produce);
+  if (!r) return r.error();
+  o.log(log_level::info, "quantized to " + std::string(ggml_type_name(o.type)) + ": " + std::to_string(rep.converted) + " converted, " +
+                             std::to_string(rep.fell_back) + " fell back to " + std::string(ggml_type_name(o.fallback_type)) + ", " +
+                             std::to_string(rep.copied) + " copied; " + std::to_string(rep.bytes_out) + " bytes");
+  return rep;
+}
+
+// The whole output file in memory.
+inline result<std::vector<std::byte>> quantize_model_to_bytes(const model_file& mf, const quantize_options& o) {
+  std::vector<std::byte> out;
+  auto r = quantize_model(mf, o, [&](std::span<const std::byte> b) {
+    out.insert(out.end(), b.begin(), b.end());
+    return true;
+  });
+  if (!r) return r.error();
+  return out;
+}
+
+}  // namespace edgelm
+// ---- end edgelm/quantize.hpp ----
 // ---- begin edgelm/text/chat_template.hpp ----
 // edgelm/text/chat_template.hpp - a conversation -> the prompt text, rendered by the model's own
 // chat_template (GGUF `tokenizer.chat_template` or tokenizer_config.json) exactly as Hugging Face's

@@ -461,13 +461,15 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   const gguf_value* arch = g.find("general.architecture");
   if (!arch) return make_error(errc::missing_key, "no architecture", error::no_offset, "general.architecture");
   if (arch->type != gguf_type::string) return make_error(errc::bad_key_type, "must be a string", error::no_offset, "general.architecture");
-  // llama.cpp's architectures for the families edgelm runs (gpt-neo and gpt-neox are read from Hugging Face
-  // folders only: llama.cpp has no gpt-neo, and its gptneox layout is not read yet)
-  const bool is_qwen2 = arch->s == "qwen2", is_gpt2 = arch->s == "gpt2", is_phi2 = arch->s == "phi2";
-  if (arch->s != "llama" && !is_qwen2 && !is_gpt2 && !is_phi2)
-    return make_error(errc::unsupported_architecture, "architecture '" + arch->s + "' is not supported (supported: llama, qwen2, gpt2, phi2)", error::no_offset,
-                      "general.architecture");
-  const bool layer_norm = is_gpt2 || is_phi2;
+  // llama.cpp's architectures for the families edgelm runs, and gptneo, edgelm's own (llama.cpp has no GPT-Neo;
+  // quantize.hpp's family_gguf_layout documents it: gpt2's tensors with separate bias-free q/k/v, unscaled
+  // attention, gptneo.attention.windows)
+  const bool is_qwen2 = arch->s == "qwen2", is_gpt2 = arch->s == "gpt2", is_phi2 = arch->s == "phi2", is_neox = arch->s == "gptneox",
+             is_neo = arch->s == "gptneo";
+  if (arch->s != "llama" && !is_qwen2 && !is_gpt2 && !is_phi2 && !is_neox && !is_neo)
+    return make_error(errc::unsupported_architecture, "architecture '" + arch->s + "' is not supported (supported: llama, qwen2, gpt2, phi2, gptneox, gptneo)",
+                      error::no_offset, "general.architecture");
+  const bool layer_norm = is_gpt2 || is_phi2 || is_neox || is_neo;
   const std::string a = arch->s + ".";
   model_config& c = mf.config;
   c.arch = arch->s;
@@ -517,11 +519,35 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
       c.qkv_bias = c.out_bias = c.ffn_bias = true;
       if (c.n_kv_heads != c.n_heads) return make_error(errc::bad_config, "this family has as many key/value heads as query heads", error::no_offset, a + "attention.head_count_kv");
     }
-    if (is_gpt2) c.learned_positions = true;
+    if (is_gpt2 || is_neo) c.learned_positions = true;
     else c.n_rot = *rot == c.head_dim ? 0 : static_cast<std::uint32_t>(*rot);
     if (is_phi2) {
       c.residual = residual_kind::parallel_shared;
       c.output_bias = true;
+    }
+    if (is_neox) {  // Pythia: "gelu" is the exact erf GELU (transformers; llama.cpp approximates it with tanh)
+      c.ffn = ffn_kind::gelu_erf;
+      bool parallel = true;
+      if (const gguf_value* pr = g.find(a + "use_parallel_residual")) {
+        if (pr->type != gguf_type::boolean) return make_error(errc::bad_key_type, "must be a bool", error::no_offset, a + "use_parallel_residual");
+        parallel = pr->u != 0;
+      }
+      c.residual = parallel ? residual_kind::parallel : residual_kind::sequential;
+    }
+    if (is_neo) {
+      c.qkv_bias = false;
+      c.scaled_attention = false;
+      if (const gguf_value* w = g.find(a + "attention.windows")) {
+        if (w->type != gguf_type::array || w->size() != c.n_layers)
+          return make_error(errc::bad_key_type, "must be an array of one window per layer", error::no_offset, a + "attention.windows");
+        c.window.resize(c.n_layers);
+        for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+          const gguf_value x = w->at(l);
+          if (!x.is_integer() || x.is_signed() || x.u > c.seq_len)
+            return make_error(errc::bad_value, "windows must be integers 0..context_length", error::no_offset, a + "attention.windows");
+          c.window[l] = static_cast<std::uint32_t>(x.u);
+        }
+      }
     }
   }
   if (!(c.norm_eps > 0.0f) || !(c.rope_theta > 0.0f)) return make_error(errc::bad_value, "rope base and norm epsilon must be positive");
@@ -556,7 +582,7 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
         if (t.ne[1] == 0 || t.ne[1] > 4 * limits::max_dim) return make_error(errc::absurd_dimension, "feed-forward width out of range", t.offset, t.name);
         c.hidden_dim = static_cast<std::uint32_t>(t.ne[1]);
       }
-    // fused q/k/v (gpt2, older phi2 files): rows [q | k | v], split into views (no copy)
+    // fused q/k/v (gpt2, gptneox, older phi2 files): rows [q | k | v], split into views (no copy)
     std::vector<tensor_info> split;
     for (auto it = g.tensors.begin(); it != g.tensors.end();) {
       const std::string& n = it->name;

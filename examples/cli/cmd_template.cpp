@@ -1,7 +1,8 @@
-// examples/cli/cmd_template.hpp - `edgelm template`: print the prompt a model's own chat template
+// examples/cli/cmd_template.cpp - `edgelm template`: print the prompt a model's own chat template
 // renders for a conversation (what HF's tokenizer.apply_chat_template(messages, tokenize=False)
-// returns). Included by main.cpp; it parses its own options.
-#pragma once
+// returns). It parses its own options.
+#include "cli.hpp"
+
 #include <edgelm/formats/gguf.hpp>
 #include <edgelm/storage/file_storage.hpp>
 #include <edgelm/text/chat_json.hpp>
@@ -64,7 +65,7 @@ inline int template_fail(const std::string& msg) {
   return 1;
 }
 
-inline int cmd_template(int argc, char** argv) {
+int cmd_template(int argc, char** argv) {
   std::string model, config, messages_file, tools_file, builtin, template_file;
   bool agp = true;
   for (int i = 2; i < argc; ++i) {

@@ -1,0 +1,6 @@
+// examples/cli/instances_f32.cpp - the engine for f32 weights with every kernel policy of the build, compiled
+// once (cli.hpp declares these instantiations extern everywhere else).
+#define EDGELM_CLI_INSTANCES
+#include "cli.hpp"
+
+EDGELM_CLI_FOR_KERNELS(EDGELM_CLI_INSTANTIATE, edgelm::f32)
