@@ -2,7 +2,8 @@
 # CMakeLists.txt when EDGELM_BUILD_TESTS is ON).
 #
 # One test binary, edgelm_tests = tests/main.cpp (the only doctest main) + every tests/test_*.cpp,
-# registered as ONE ctest entry: a node start-up per doctest case would dominate the wasm run.
+# registered as two ctest entries (unit, unit_rest: halves of the files): a node start-up per doctest case would
+# dominate the wasm run.
 # Run a subset by hand with e.g. `build/native/edgelm_tests -tc="*gguf*"` or `-sf="*test_gguf*"`.
 include_guard(GLOBAL)
 
@@ -40,8 +41,12 @@ else()
     edgelm_node_executable(edgelm_tests)
   endif()
   # ctest prepends CMAKE_CROSSCOMPILING_EMULATOR (node) for the wasm build.
-  add_test(NAME unit COMMAND edgelm_tests)
-  set_tests_properties(unit PROPERTIES LABELS "unit" TIMEOUT 1800)
+  # Two ctest entries over halves of the source files, so that ctest -j 2 runs them side by side (the suite is
+  # single-threaded and the slowest entry of the sanitize and wasm builds).
+  set(_edgelm_unit_half "*test_a*,*test_b*,*test_c*,*test_f*,*test_g*,*test_h*,*test_sa*")
+  add_test(NAME unit COMMAND edgelm_tests "--source-file=${_edgelm_unit_half}")
+  add_test(NAME unit_rest COMMAND edgelm_tests "--source-file-exclude=${_edgelm_unit_half}")
+  set_tests_properties(unit unit_rest PROPERTIES LABELS "unit" TIMEOUT 1800)
   if(_edgelm_x86_test_source)
     target_compile_definitions(edgelm_tests PRIVATE EDGELM_X86_NO_SANITIZE)
     add_executable(edgelm_x86_tests "${PROJECT_SOURCE_DIR}/tests/main.cpp" "${_edgelm_x86_test_source}")

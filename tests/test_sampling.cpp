@@ -183,7 +183,7 @@ TEST_CASE("top-p on a 50k vocabulary keeps exactly the full-sort nucleus") {
     o.temperature = 1.0f;
     o.top_p = p;
     o.seed = 3;
-    const auto h = histogram(o, logits, 4000);
+    const auto h = histogram(o, logits, 1000);  // (each draw samples a 50k vocabulary: 1000 keep the suite fast under ASan and wasm)
     bool inside = true;
     for (const auto& [id, n] : h) inside = inside && nucleus.count(id) == 1;
     CHECK_MESSAGE(inside, "top-p " << p << ": a sampled token outside the nucleus of " << nucleus.size());
