@@ -27,7 +27,8 @@ int cmd_run(const options& o) {
     ids = tok.encode(o.prompt, true);
     if (ids.empty() && tok.bos()) ids.push_back(*tok.bos());
   }
-  if (ids.empty()) return fail("the model has no tokenizer: give the prompt as --ids");
+  if (ids.empty())
+    return fail(tok.vocab_size() == 0 ? "the model has no tokenizer: give the prompt as --ids" : "the prompt is empty and the tokenizer adds no BOS: give -p TEXT or --ids");
   auto pr = s->set_tokens(ids);
   if (!pr) return fail(err_text(pr.error()));
   const auto t_prompt = clock_type::now();

@@ -16,7 +16,8 @@
 #   logits    logits --ids "1 403 407 261" within 1e-4 of golden/once_upon_a_time_logits_pos0-3.txt
 #   tokenize  tokenize -z tokenizer.bin -p PROMPT == ids, for golden/llama2_32k_runc_encodings.tsv
 #   errors    a missing file, garbage and truncated models: exit status 1, exactly one stderr line
-#   families  logits -m tests/data/families/{llama,llama_tied,llama3_scaled,qwen2,gpt2,gpt_neox,phi,gpt_neo} (HF folders) within 1e-4 of transformers' logits
+#   families  logits -m tests/data/families/{llama,llama_tied,llama3_scaled,qwen2,gpt2,gpt_neox,phi,gpt_neo} (HF folders) within 1e-4 of transformers' logits,
+#             and the same from the GGUF `quantize FOLDER OUT --type f32` writes
 #   student   models/edgelm-student-f32.gguf (when in the repo) reproduces models/student_greedy.tsv
 set -uo pipefail
 
@@ -282,10 +283,10 @@ expect_error "error/context-0" run -m "$M/stories260K.gguf" -p "Once" -n 4 --ctx
 # logits -m FOLDER --ids: within 1e-4 of the largest |logit| at every position (a folder without tokenizer
 # files loads for id-level commands); run -m FOLDER without a tokenizer is one clear error.
 F=$repo/tests/data/families
-for fam in llama llama_tied llama3_scaled qwen2 gpt2 gpt_neox phi gpt_neo; do
-  ids=$("$PY" -c 'import json,sys; print(" ".join(map(str, json.load(open(sys.argv[1]))["ids"])))' "$F/$fam/reference.json")
-  run_cli logits -m "$F/$fam" --ids "$ids"
-  if [[ $rc -ne 0 ]]; then bad "families/$fam/logits" "exit status $rc"; show_stderr; continue; fi
+# The same after `quantize FOLDER OUT.gguf --type f32` (the family's GGUF layout; llama3_scaled is refused: RoPE
+# scaling is not written).
+check_family_logits() {  # NAME FAM : $tmp/out against the family's reference logits
+  local name=$1 fam=$2 msg
   if msg=$("$PY" - "$tmp/out" "$F/$fam/logits.f32" <<'PYEOF'
 import struct, sys
 got = [[float(x) for x in line.split()] for line in open(sys.argv[1])]
@@ -299,7 +300,20 @@ d = max(abs(got[i // vocab][i % vocab] - ref[i]) for i in range(len(ref))) / sca
 if d > 1e-4:
     print("max |edgelm - transformers| / max |logit| = %.3g" % d); sys.exit(1)
 PYEOF
-  ); then ok "families/$fam/logits"; else bad "families/$fam/logits" "$msg"; fi
+  ); then ok "$name"; else bad "$name" "$msg"; fi
+}
+for fam in llama llama_tied llama3_scaled qwen2 gpt2 gpt_neox phi gpt_neo; do
+  ids=$("$PY" -c 'import json,sys; print(" ".join(map(str, json.load(open(sys.argv[1]))["ids"])))' "$F/$fam/reference.json")
+  run_cli logits -m "$F/$fam" --ids "$ids"
+  if [[ $rc -ne 0 ]]; then bad "families/$fam/logits" "exit status $rc"; show_stderr; else check_family_logits "families/$fam/logits" "$fam"; fi
+  if [[ $fam == llama3_scaled ]]; then
+    expect_error "error/quantize-rope-scaling" quantize "$F/$fam" "$tmp/$fam.gguf" --type f32
+    continue
+  fi
+  run_cli quantize "$F/$fam" "$tmp/$fam.gguf" --type f32
+  if [[ $rc -ne 0 ]]; then bad "families/$fam/quantize" "exit status $rc"; show_stderr; continue; fi
+  run_cli logits -m "$tmp/$fam.gguf" --ids "$ids"
+  if [[ $rc -ne 0 ]]; then bad "families/$fam/gguf-logits" "exit status $rc"; show_stderr; else check_family_logits "families/$fam/gguf-logits" "$fam"; fi
 done
 expect_error "error/hf-folder-without-tokenizer" run -m "$F/llama" -p "Once" -n 4
 expect_error "error/lone-safetensors" logits -m "$F/llama/model.safetensors" --ids "1 2"
