@@ -17,6 +17,9 @@
 #include <vector>
 
 #include "fuzz/model_builders.hpp"
+#include <edgelm/formats/gguf_vocab.hpp>
+#include <edgelm/quantize.hpp>
+
 #include "test_util.hpp"
 
 #if defined(EDGELM_HAVE_TOKENIZER_JSON)
@@ -681,6 +684,58 @@ TEST_CASE("unicode: categories and NFC on a few known code points") {
   CHECK(detail::nfc("o\xCC\x82\xCC\xA3") == "\xE1\xBB\x99");         // reordered marks compose
   CHECK(detail::nfc("\xFF" "abc") == "\xFF" "abc");
   CHECK(std::string(detail::unicode_data::version) == "14.0.0");
+}
+
+TEST_CASE("tokenizer.json -> GGUF vocabulary (gguf_vocab_of + quantize's write_vocab) -> Hugging Face's ids") {
+  // byte-level BPE with a pre-tokenizer llama.cpp names: written as tokenizer.ggml.model "gpt2", read back from the
+  // GGUF bytes, it tokenizes every text of texts.json as Hugging Face (reference_ids.json) does
+  const auto tx = texts();
+  auto ref = nlohmann::json::parse(slurp(data_dir() + "/reference_ids.json"), nullptr, false);
+  REQUIRE(ref.is_object());
+  for (const auto& np : {std::pair<std::string, std::string>{"qwen3-mini", "qwen2"}, {"llama3-mini", "llama-bpe"},
+                         {"gpt2-style", "gpt-2"}, {"smollm-style", "smollm"}}) {
+    const std::string name = np.first, pre = np.second;  // (no structured binding in CAPTURE: clang 14)
+    CAPTURE(name);
+    const std::string d = data_dir() + "/" + name;
+    auto src = read_tokenizer_json(slurp(d + "/tokenizer.json"), slurp(d + "/tokenizer_config.json"));
+    REQUIRE(src);
+    const auto json_tok = load_dir(name);
+    const auto vocab = static_cast<std::uint32_t>(json_tok.vocab_size() + 3);  // a model padded past the tokenizer
+    auto td = gguf_vocab_of(*src, vocab);
+    REQUIRE_MESSAGE(td, (td ? "" : td.error().message()));
+    CHECK(td->pre == pre);
+    CHECK(td->pieces.size() == vocab);
+    CHECK(td->pieces.back() == "[PAD" + std::to_string(vocab - 1) + "]");
+    gguf_writer w;
+    REQUIRE(detail::write_vocab(w, *td, vocab));
+    std::vector<std::byte> file;
+    REQUIRE(w.write([&](std::span<const std::byte> b) { file.insert(file.end(), b.begin(), b.end()); return true; }));
+    auto back = load_text_tokenizer(file);
+    REQUIRE_MESSAGE(back, (back ? "" : back.error().message()));
+    // (no BOS in the tokenizer.json: EOS is named, as llama.cpp's converters do; it is never added)
+    CHECK(back->bos_id() == (json_tok.bos() ? json_tok.bos_id() : json_tok.eos_id()));
+    CHECK(back->eos_id() == json_tok.eos_id());
+    CHECK(back->add_bos() == json_tok.add_bos());
+    const auto& r = ref["files"][name];
+    const bool digits = name == "smollm-style";
+    for (std::size_t i = 0; i < tx.size(); ++i) {
+      if (digits && has_non_ascii_number(tx[i])) continue;
+      if (name == "qwen3-mini" && detail::nfc(tx[i]) != tx[i]) continue;  // (llama.cpp's qwen2 applies no NFC, nor does the GGUF)
+      CAPTURE(tx[i]);
+      CHECK(ids_str(back->encode(tx[i], true)) == ids_str(r["with"][i].get<std::vector<std::int32_t>>()));
+      CHECK(ids_str(back->encode(tx[i], false)) == ids_str(r["without"][i].get<std::vector<std::int32_t>>()));
+    }
+  }
+  // SentencePiece-style BPE (byte fallback, Metaspace) has no "gpt2" form: a clear error, nothing written
+  for (const char* name : {"llama2-mini", "metaspace-mini", "gemma3-mini"}) {
+    CAPTURE(name);
+    const std::string d = data_dir() + "/" + name;
+    auto src = read_tokenizer_json(slurp(d + "/tokenizer.json"), slurp(d + "/tokenizer_config.json"));
+    REQUIRE(src);
+    auto td = gguf_vocab_of(*src, 1u << 20);
+    REQUIRE(!td);
+    CHECK(td.error().code == errc::unsupported_architecture);
+  }
 }
 
 #endif  // EDGELM_HAVE_TOKENIZER_JSON

@@ -1,6 +1,7 @@
 // examples/cli/cmd_quantize.cpp - `edgelm quantize`: any loadable model -> a uniform GGUF that llama.cpp loads.
 #include "cli.hpp"
 
+#include <edgelm/formats/gguf_vocab.hpp>
 #include <edgelm/quantize.hpp>
 
 #include <cinttypes>
@@ -13,9 +14,16 @@ int cmd_quantize(const options& o) {
   if (!mf) return fail(err_text(mf.error()));
   if (mf->format == edgelm::file_format::safetensors) {
     if (!o.tokenizer.empty()) return fail("-z is for llama2.c inputs");
-    if (std::FILE* t = std::fopen((o.in_file + "/tokenizer.json").c_str(), "rb")) {
-      std::fclose(t);
-      std::fprintf(stderr, "edgelm: warning: the folder's tokenizer.json is not embedded (not supported yet): the output runs on token ids\n");
+    // the folder's tokenizer.json (+ tokenizer_config.json) as the GGUF vocabulary, where a GGUF can say it
+    if (auto tj = read_text_file(o.in_file + "/tokenizer.json")) {
+      const auto cfg = read_text_file(o.in_file + "/tokenizer_config.json");
+      auto src = edgelm::read_tokenizer_json(*tj, cfg ? std::string_view(*cfg) : std::string_view{});
+      if (!src) return fail("tokenizer.json: " + err_text(src.error()));
+      auto td = edgelm::gguf_vocab_of(*src, mf->config.vocab_size);
+      if (td) mf->tokenizer = std::move(*td);
+      else std::fprintf(stderr, "edgelm: warning: tokenizer.json not embedded (%s): the output runs on token ids\n", err_text(td.error()).c_str());
+    } else {
+      std::fprintf(stderr, "edgelm: warning: the folder has no tokenizer.json: the output runs on token ids\n");
     }
   } else if (!o.tokenizer.empty()) {
     if (mf->format != edgelm::file_format::llama2c) return fail("-z is for llama2.c inputs; a GGUF input keeps its own tokenizer");

@@ -75,6 +75,7 @@
 #include "formats/detect.hpp"
 #include "formats/ggml_types.hpp"
 #include "formats/gguf.hpp"
+#include "formats/gguf_vocab.hpp"
 #include "formats/gguf_writer.hpp"
 #include "formats/llama2c.hpp"
 #include "formats/model_file.hpp"

@@ -109,7 +109,55 @@ inline void quantize_row_as(ggml_type t, const float* x, std::byte* out, std::si
   }
 }
 
-// The metadata of a llama2.c checkpoint as a llama GGUF (keys as llama.cpp's convert scripts write them).
+// The vocabulary keys: none ("none", llama.cpp's "no vocabulary"), a SentencePiece vocabulary ("llama": ' ' written
+// as U+2581, the specials named <unk>/<s>/</s> as llama.cpp's convert-llama2c-to-ggml does) or a byte-level BPE one
+// ("gpt2": tokens as stored, merges, pre-tokenizer name; formats/gguf_vocab.hpp makes it from a tokenizer.json).
+inline result<void> write_vocab(gguf_writer& w, const tokenizer_data& td, std::uint32_t vocab_size) {
+  if (td.pieces.empty()) return w.set_string("tokenizer.ggml.model", "none");
+  if (td.pieces.size() != vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(vocab_size));
+  std::vector<std::int32_t> types(td.pieces.size());
+  for (std::size_t i = 0; i < td.pieces.size(); ++i) types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
+  if (td.model == "gpt2") {
+    EDGELM_TRY(w.set_string("tokenizer.ggml.model", "gpt2"));
+    EDGELM_TRY(w.set_string("tokenizer.ggml.pre", td.pre.empty() ? std::string("gpt-2") : td.pre));
+    EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", td.pieces));
+    EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
+    EDGELM_TRY(w.set_strings("tokenizer.ggml.merges", td.merges));
+    if (td.bos_id >= 0) EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
+    if (td.eos_id >= 0) EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
+    EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
+    EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
+    if (!td.chat_template.empty()) EDGELM_TRY(w.set_string("tokenizer.chat_template", td.chat_template));
+    return {};
+  }
+  std::vector<std::string> tokens(td.pieces.size());
+  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
+    const auto id = static_cast<std::int32_t>(i);
+    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
+    if (id == td.unk_id) tokens[i] = "<unk>";
+    else if (id == td.bos_id) tokens[i] = "<s>";
+    else if (id == td.eos_id) tokens[i] = "</s>";
+    else tokens[i] = space_to_sp(td.pieces[i]);
+  }
+  std::vector<float> scores = td.scores;
+  scores.resize(td.pieces.size(), 0.0f);
+  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
+  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
+  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
+  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
+  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
+  if (!td.chat_template.empty()) EDGELM_TRY(w.set_string("tokenizer.chat_template", td.chat_template));
+  return {};
+}
+
+// The metadata of a llama model read from a llama2.c checkpoint or a Hugging Face folder as a llama GGUF (keys as
+// llama.cpp's convert scripts write them), with its vocabulary (write_vocab).
 inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const quantize_options& o) {
   const model_config& c = mf.config;
   const std::string a = "llama.";
@@ -126,34 +174,7 @@ inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const q
   EDGELM_TRY(w.set_u32(a + "rope.dimension_count", c.head_dim));
   EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
 
-  const tokenizer_data& td = mf.tokenizer;
-  if (td.pieces.empty()) return w.set_string("tokenizer.ggml.model", "none");  // llama.cpp's "no vocabulary"
-  if (td.pieces.size() != c.vocab_size)
-    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(c.vocab_size));
-  std::vector<std::string> tokens(td.pieces.size());
-  std::vector<std::int32_t> types(td.pieces.size());
-  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
-    const auto id = static_cast<std::int32_t>(i);
-    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
-    if (id == td.unk_id) tokens[i] = "<unk>";
-    else if (id == td.bos_id) tokens[i] = "<s>";
-    else if (id == td.eos_id) tokens[i] = "</s>";
-    else tokens[i] = space_to_sp(td.pieces[i]);
-    types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
-  }
-  std::vector<float> scores = td.scores;
-  scores.resize(td.pieces.size(), 0.0f);
-  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
-  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
-  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
-  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
-  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
-  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
-  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
-  return {};
+  return write_vocab(w, mf.tokenizer, c.vocab_size);
 }
 
 
@@ -239,8 +260,7 @@ inline result<void> family_metadata(gguf_writer& w, const model_file& mf, const 
     EDGELM_TRY(w.set(a + "attention.windows", gguf_array(gguf_type::u32, std::move(xs))));
   }
   EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
-  if (mf.tokenizer.pieces.empty()) EDGELM_TRY(w.set_string("tokenizer.ggml.model", "none"));  // llama.cpp's "no vocabulary"
-  return {};
+  return write_vocab(w, mf.tokenizer, c.vocab_size);
 }
 
 }  // namespace detail
@@ -278,11 +298,7 @@ inline result<quantize_plan> plan_quantize(const model_file& mf, const quantize_
     if (!lay) return lay.error();
     fuse = lay->fuse_qkv;
     if (lay->arch == "llama") EDGELM_TRY(llama_metadata(w, mf, o));
-    else {
-      if (!mf.tokenizer.pieces.empty())
-        return make_error(errc::unsupported_architecture, "writing the tokenizer of a " + lay->arch + " model into its GGUF is not supported yet");
-      EDGELM_TRY(family_metadata(w, mf, o, lay->arch));
-    }
+    else EDGELM_TRY(family_metadata(w, mf, o, lay->arch));
   }
   EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION
   EDGELM_TRY(w.set_u32("general.file_type", llama_file_type(o.type)));

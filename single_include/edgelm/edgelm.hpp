@@ -7494,7 +7494,10 @@ inline result<bpe_source> bpe_source_from_gguf(const tokenizer_data& td) {
   pretokenizer_step st{pretokenizer_kind::pattern};
   const std::string& pre = td.pre;
   if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2" || pre == "starcoder" || pre == "refact") st.pattern = split_pattern::gpt2;
-  else if (pre == "llama3" || pre == "llama-bpe" || pre == "llama-v3" || pre == "smaug-bpe") st.pattern = split_pattern::llama3;
+  else if (pre == "llama3" || pre == "llama-bpe" || pre == "llama-v3" || pre == "smaug-bpe") {
+    st.pattern = split_pattern::llama3;
+    s.ignore_merges = true;  // as llama.cpp runs its LLAMA3 pre-type (and Llama-3's tokenizer.json says)
+  }
   else if (pre == "qwen2" || pre == "deepseek-r1-qwen") st.pattern = split_pattern::qwen2;
   else if (pre == "smollm") {
     pretokenizer_step d{pretokenizer_kind::digits};
@@ -10222,6 +10225,99 @@ class thread_pool {
 
 }  // namespace edgelm
 // ---- end edgelm/core/thread_pool.hpp ----
+// ---- begin edgelm/formats/gguf_vocab.hpp ----
+// edgelm/formats/gguf_vocab.hpp - a byte-level BPE tokenizer read from a tokenizer.json (bpe_source) as the GGUF
+// vocabulary llama.cpp's convert_hf_to_gguf.py writes for it (tokenizer.ggml.model "gpt2"): the tokens by id in
+// GPT-2's byte alphabet (ids the file leaves out, and rows the model pads its vocabulary to, as "[PADn]" of type
+// unused), their types (control for special added tokens, user-defined for the other added ones), the merges in
+// rank order, the pre-tokenizer by llama.cpp's name, BOS/EOS and the chat template.
+//
+// Only what a GGUF can say is converted: byte-level BPE whose pre-tokenizer is one llama.cpp names (gpt-2,
+// llama-bpe, qwen2, smollm) and whose normalizer is none or NFC (qwen2; llama.cpp applies no normalizer, as the
+// pre name implies). Anything else (SentencePiece-style BPE with byte fallback, Metaspace, other regexes) is
+// errc::unsupported_architecture with the reason, so the caller can say what was left out.
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+
+namespace edgelm {
+
+inline result<tokenizer_data> gguf_vocab_of(const bpe_source& s, std::uint32_t model_vocab) {
+  auto no = [](std::string why) { return make_error(errc::unsupported_architecture, "the tokenizer has no GGUF form: " + why); };
+  if (!s.byte_level || !s.decoder.byte_level) return no("not byte-level BPE");
+  if (s.byte_fallback) return no("byte fallback");
+  for (const auto& n : s.normalizers)
+    if (n.kind != normalizer_kind::nfc) return no("a normalizer other than NFC");
+  if (!s.suffix.empty() || s.prefix.size() > 1) return no("a post-processor that adds tokens other than one BOS");
+  tokenizer_data td;
+  td.model = "gpt2";
+  // the pre-tokenizer, by llama.cpp's name for it
+  std::vector<const pretokenizer_step*> steps;
+  for (const auto& p : s.pretokenizers) steps.push_back(&p);
+  auto pattern_is = [&](std::size_t i, split_pattern sp) { return steps[i]->kind == pretokenizer_kind::pattern && steps[i]->pattern == sp; };
+  if (steps.size() == 1 && pattern_is(0, split_pattern::gpt2)) td.pre = "gpt-2";
+  else if (steps.size() == 1 && pattern_is(0, split_pattern::llama3)) td.pre = "llama-bpe";
+  else if (steps.size() == 1 && pattern_is(0, split_pattern::qwen2)) td.pre = "qwen2";
+  else if (steps.size() == 2 && steps[0]->kind == pretokenizer_kind::digits && steps[0]->individual_digits && pattern_is(1, split_pattern::gpt2))
+    td.pre = "smollm";
+  else return no("a pre-tokenizer llama.cpp has no name for");
+  if (s.ignore_merges != (td.pre == "llama-bpe")) return no("ignore_merges other than llama-bpe's (llama.cpp ties it to that name)");
+  // tokens by id
+  std::int64_t max_id = -1;
+  for (auto id : s.vocab_id) max_id = std::max<std::int64_t>(max_id, id);
+  for (const auto& a : s.added) max_id = std::max<std::int64_t>(max_id, a.id);
+  const std::int64_t n = std::max<std::int64_t>(max_id + 1, model_vocab);
+  if (max_id < 0) return no("an empty vocabulary");
+  if (n > static_cast<std::int64_t>(model_vocab)) return make_error(errc::bad_tokenizer, "the tokenizer has ids past the model's vocabulary");
+  td.pieces.assign(static_cast<std::size_t>(n), {});
+  td.types.assign(static_cast<std::size_t>(n), token_type::unused);
+  std::vector<bool> have(static_cast<std::size_t>(n), false);
+  for (std::size_t i = 0; i + 1 < s.vocab_off.size() && i < s.vocab_id.size(); ++i) {
+    if (s.vocab_id[i] < 0 || s.vocab_id[i] >= n) continue;
+    const auto id = static_cast<std::size_t>(s.vocab_id[i]);
+    td.pieces[id] = s.vocab_arena.substr(s.vocab_off[i], s.vocab_off[i + 1] - s.vocab_off[i]);
+    td.types[id] = token_type::normal;
+    have[id] = true;
+  }
+  for (const auto& a : s.added) {
+    if (a.id < 0 || a.id >= n) continue;
+    const auto id = static_cast<std::size_t>(a.id);
+    td.pieces[id] = a.content;
+    td.types[id] = a.special ? token_type::control : token_type::user_defined;
+    have[id] = true;
+  }
+  for (std::size_t i = 0; i < have.size(); ++i)
+    if (!have[i]) td.pieces[i] = "[PAD" + std::to_string(i) + "]";
+  const std::size_t n_merges = s.merge_off.empty() ? 0 : (s.merge_off.size() - 1) / 2;
+  td.merges.reserve(n_merges);
+  for (std::size_t m = 0; m < n_merges; ++m) {
+    const std::uint32_t a = s.merge_off[2 * m], b = s.merge_off[2 * m + 1], c = s.merge_off[2 * m + 2];
+    td.merges.push_back(s.merge_arena.substr(a, b - a) + " " + s.merge_arena.substr(b, c - b));
+  }
+  // BOS / EOS by id (a token named by content is looked up among the added tokens)
+  auto find = [&](const std::optional<std::string>& content, const std::optional<std::int32_t>& id) -> std::int32_t {
+    if (id) return *id;
+    if (content)
+      for (const auto& a : s.added)
+        if (a.content == *content) return a.id;
+    return -1;
+  };
+  std::int32_t bos = find(s.bos_token, s.bos_id), eos = find(s.eos_token, s.eos_id);
+  if (bos >= n) bos = -1;
+  if (eos >= n) eos = -1;
+  td.eos_id = eos;
+  td.bos_id = bos >= 0 ? bos : eos;  // (a vocabulary without BOS: llama.cpp's converters name EOS; it is not added)
+  td.add_bos = bos >= 0 && !s.prefix.empty() && s.prefix[0] == td.pieces[static_cast<std::size_t>(bos)];
+  if (s.add_bos) td.add_bos = *s.add_bos && bos >= 0;
+  td.chat_template = s.chat_template;
+  return td;
+}
+
+}  // namespace edgelm
+// ---- end edgelm/formats/gguf_vocab.hpp ----
 // ---- begin edgelm/formats/gguf_writer.hpp ----
 // edgelm/formats/gguf_writer.hpp - GGUF v3 writer: metadata of every value type (arrays included),
 // tensor infos, alignment padding. The counterpart of gguf.hpp's parse_gguf, laid out as ggml's
@@ -10815,7 +10911,55 @@ inline void quantize_row_as(ggml_type t, const float* x, std::byte* out, std::si
   }
 }
 
-// The metadata of a llama2.c checkpoint as a llama GGUF (keys as llama.cpp's convert scripts write them).
+// The vocabulary keys: none ("none", llama.cpp's "no vocabulary"), a SentencePiece vocabulary ("llama": ' ' written
+// as U+2581, the specials named <unk>/<s>/</s> as llama.cpp's convert-llama2c-to-ggml does) or a byte-level BPE one
+// ("gpt2": tokens as stored, merges, pre-tokenizer name; formats/gguf_vocab.hpp makes it from a tokenizer.json).
+inline result<void> write_vocab(gguf_writer& w, const tokenizer_data& td, std::uint32_t vocab_size) {
+  if (td.pieces.empty()) return w.set_string("tokenizer.ggml.model", "none");
+  if (td.pieces.size() != vocab_size)
+    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(vocab_size));
+  std::vector<std::int32_t> types(td.pieces.size());
+  for (std::size_t i = 0; i < td.pieces.size(); ++i) types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
+  if (td.model == "gpt2") {
+    EDGELM_TRY(w.set_string("tokenizer.ggml.model", "gpt2"));
+    EDGELM_TRY(w.set_string("tokenizer.ggml.pre", td.pre.empty() ? std::string("gpt-2") : td.pre));
+    EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", td.pieces));
+    EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
+    EDGELM_TRY(w.set_strings("tokenizer.ggml.merges", td.merges));
+    if (td.bos_id >= 0) EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
+    if (td.eos_id >= 0) EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
+    EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
+    EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
+    if (!td.chat_template.empty()) EDGELM_TRY(w.set_string("tokenizer.chat_template", td.chat_template));
+    return {};
+  }
+  std::vector<std::string> tokens(td.pieces.size());
+  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
+    const auto id = static_cast<std::int32_t>(i);
+    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
+    if (id == td.unk_id) tokens[i] = "<unk>";
+    else if (id == td.bos_id) tokens[i] = "<s>";
+    else if (id == td.eos_id) tokens[i] = "</s>";
+    else tokens[i] = space_to_sp(td.pieces[i]);
+  }
+  std::vector<float> scores = td.scores;
+  scores.resize(td.pieces.size(), 0.0f);
+  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
+  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
+  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
+  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
+  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
+  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
+  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
+  if (!td.chat_template.empty()) EDGELM_TRY(w.set_string("tokenizer.chat_template", td.chat_template));
+  return {};
+}
+
+// The metadata of a llama model read from a llama2.c checkpoint or a Hugging Face folder as a llama GGUF (keys as
+// llama.cpp's convert scripts write them), with its vocabulary (write_vocab).
 inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const quantize_options& o) {
   const model_config& c = mf.config;
   const std::string a = "llama.";
@@ -10832,34 +10976,7 @@ inline result<void> llama_metadata(gguf_writer& w, const model_file& mf, const q
   EDGELM_TRY(w.set_u32(a + "rope.dimension_count", c.head_dim));
   EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
 
-  const tokenizer_data& td = mf.tokenizer;
-  if (td.pieces.empty()) return w.set_string("tokenizer.ggml.model", "none");  // llama.cpp's "no vocabulary"
-  if (td.pieces.size() != c.vocab_size)
-    return make_error(errc::bad_tokenizer, "tokenizer has " + std::to_string(td.pieces.size()) + " tokens, the model " + std::to_string(c.vocab_size));
-  std::vector<std::string> tokens(td.pieces.size());
-  std::vector<std::int32_t> types(td.pieces.size());
-  for (std::size_t i = 0; i < td.pieces.size(); ++i) {
-    const auto id = static_cast<std::int32_t>(i);
-    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
-    if (id == td.unk_id) tokens[i] = "<unk>";
-    else if (id == td.bos_id) tokens[i] = "<s>";
-    else if (id == td.eos_id) tokens[i] = "</s>";
-    else tokens[i] = space_to_sp(td.pieces[i]);
-    types[i] = static_cast<std::int32_t>(i < td.types.size() ? td.types[i] : token_type::normal);
-  }
-  std::vector<float> scores = td.scores;
-  scores.resize(td.pieces.size(), 0.0f);
-  EDGELM_TRY(w.set_string("tokenizer.ggml.model", "llama"));
-  EDGELM_TRY(w.set_strings("tokenizer.ggml.tokens", tokens));
-  EDGELM_TRY(w.set_f32s("tokenizer.ggml.scores", scores));
-  EDGELM_TRY(w.set_i32s("tokenizer.ggml.token_type", types));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.bos_token_id", static_cast<std::uint32_t>(td.bos_id)));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.eos_token_id", static_cast<std::uint32_t>(td.eos_id)));
-  EDGELM_TRY(w.set_u32("tokenizer.ggml.unknown_token_id", static_cast<std::uint32_t>(td.unk_id)));
-  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_bos_token", td.add_bos));
-  EDGELM_TRY(w.set_bool("tokenizer.ggml.add_eos_token", false));
-  if (!td.add_space_prefix) EDGELM_TRY(w.set_bool("tokenizer.ggml.add_space_prefix", false));
-  return {};
+  return write_vocab(w, mf.tokenizer, c.vocab_size);
 }
 
 
@@ -10945,8 +11062,7 @@ inline result<void> family_metadata(gguf_writer& w, const model_file& mf, const 
     EDGELM_TRY(w.set(a + "attention.windows", gguf_array(gguf_type::u32, std::move(xs))));
   }
   EDGELM_TRY(w.set_u32(a + "vocab_size", c.vocab_size));
-  if (mf.tokenizer.pieces.empty()) EDGELM_TRY(w.set_string("tokenizer.ggml.model", "none"));  // llama.cpp's "no vocabulary"
-  return {};
+  return write_vocab(w, mf.tokenizer, c.vocab_size);
 }
 
 }  // namespace detail
@@ -10984,11 +11100,7 @@ inline result<quantize_plan> plan_quantize(const model_file& mf, const quantize_
     if (!lay) return lay.error();
     fuse = lay->fuse_qkv;
     if (lay->arch == "llama") EDGELM_TRY(llama_metadata(w, mf, o));
-    else {
-      if (!mf.tokenizer.pieces.empty())
-        return make_error(errc::unsupported_architecture, "writing the tokenizer of a " + lay->arch + " model into its GGUF is not supported yet");
-      EDGELM_TRY(family_metadata(w, mf, o, lay->arch));
-    }
+    else EDGELM_TRY(family_metadata(w, mf, o, lay->arch));
   }
   EDGELM_TRY(w.set_u32("general.quantization_version", 2));  // GGML_QNT_VERSION
   EDGELM_TRY(w.set_u32("general.file_type", llama_file_type(o.type)));

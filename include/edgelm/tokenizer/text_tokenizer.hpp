@@ -246,7 +246,10 @@ inline result<bpe_source> bpe_source_from_gguf(const tokenizer_data& td) {
   pretokenizer_step st{pretokenizer_kind::pattern};
   const std::string& pre = td.pre;
   if (pre.empty() || pre == "default" || pre == "gpt2" || pre == "gpt-2" || pre == "starcoder" || pre == "refact") st.pattern = split_pattern::gpt2;
-  else if (pre == "llama3" || pre == "llama-bpe" || pre == "llama-v3" || pre == "smaug-bpe") st.pattern = split_pattern::llama3;
+  else if (pre == "llama3" || pre == "llama-bpe" || pre == "llama-v3" || pre == "smaug-bpe") {
+    st.pattern = split_pattern::llama3;
+    s.ignore_merges = true;  // as llama.cpp runs its LLAMA3 pre-type (and Llama-3's tokenizer.json says)
+  }
   else if (pre == "qwen2" || pre == "deepseek-r1-qwen") st.pattern = split_pattern::qwen2;
   else if (pre == "smollm") {
     pretokenizer_step d{pretokenizer_kind::digits};
