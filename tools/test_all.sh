@@ -14,13 +14,13 @@
 #   web           tools/build_web.sh (the browser package in build/web/pkg, both wasm builds, npm pack), then
 #                 tests/web/run.mjs in headless /usr/bin/chromium (playwright-core from tools/install_deps.sh)
 #   meson         meson setup/compile/test in build/meson
-#   fuzz          every tests/fuzz/fuzz_*.cpp with libFuzzer+ASan+UBSan, EDGELM_FUZZ_SECONDS (30) each
+#   fuzz          every tests/fuzz/fuzz_*.cpp with libFuzzer+ASan+UBSan, EDGELM_FUZZ_SECONDS (20) each
 #   train         tools/train/smoke.sh, when present
 #
 # Environment
 #   EDGELM_REQUIRE_SHARED=1   missing ../shared/models is a failure instead of a skip
 #   EDGELM_SHARED_DIR         the shared folder (default: <repo>/../shared)
-#   EDGELM_FUZZ_SECONDS       libFuzzer -max_total_time per target (default 30)
+#   EDGELM_FUZZ_SECONDS       libFuzzer -max_total_time per target (default 20)
 #   EDGELM_JOBS               parallel jobs (default: nproc)
 #   EDGELM_CLEAN=1            remove build/ first
 #   EDGELM_FAIL_FAST=1        stop at the first failing stage (default: run all, fail at the end)
@@ -34,7 +34,7 @@ all_stages=(deps amalgamate native single_header consumers sanitize wasm web mes
 if [[ $# -gt 0 ]]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 
 jobs=${EDGELM_JOBS:-$(nproc 2>/dev/null || echo 2)}
-fuzz_seconds=${EDGELM_FUZZ_SECONDS:-30}
+fuzz_seconds=${EDGELM_FUZZ_SECONDS:-20}
 export CMAKE_BUILD_PARALLEL_LEVEL=$jobs
 export CTEST_PARALLEL_LEVEL=$jobs
 export CTEST_OUTPUT_ON_FAILURE=1

@@ -14,6 +14,7 @@ int cmd_quantize(const options& o) {
   if (!mf) return fail(err_text(mf.error()));
   if (mf->format == edgelm::file_format::safetensors) {
     if (!o.tokenizer.empty()) return fail("-z is for llama2.c inputs");
+    if (auto lay = edgelm::detail::family_gguf_layout(mf->config); !lay) return fail(err_text(lay.error()));  // (before any warning)
     // the folder's tokenizer.json (+ tokenizer_config.json) as the GGUF vocabulary, where a GGUF can say it
     if (auto tj = read_text_file(o.in_file + "/tokenizer.json")) {
       const auto cfg = read_text_file(o.in_file + "/tokenizer_config.json");
