@@ -92,8 +92,8 @@ void safe_print(std::string_view piece);  // run.c's safe_printf
 double peak_rss_mb();
 std::optional<std::string> read_text_file(const std::string& path);
 std::string err_text(const edgelm::error& e);
-// Token ids separated by spaces, commas or tabs, each < vocab; an error message, or empty.
-std::string parse_ids(const std::string& text, std::uint32_t vocab, std::vector<std::int32_t>& ids);
+// Token ids separated by spaces, commas, tabs or newlines, each < vocab, appended to ids; an error message, or empty.
+std::string parse_ids(const std::string& text, std::size_t vocab, std::vector<std::int32_t>& ids);
 
 // Threads of one command: a pool (none for 1 thread) and its executor.
 struct engine {

@@ -9,7 +9,8 @@ int cmd_logits(const options& o) {
   auto m = load_model(o);
   if (!m) return fail(err_text(m.error()));
   std::vector<std::int32_t> ids;
-  if (auto e = parse_ids(o.ids, m->config().vocab_size, ids); !e.empty()) return fail(e);
+  if (auto e = parse_ids(o.ids, m->config().vocab_size, ids); !e.empty()) return fail("--ids: " + e);
+  if (ids.empty()) return fail("--ids is empty");
   auto eng = make_engine(o.threads[0]);
   if (!eng) return fail(err_text(eng.error()));
   return m->visit([&](const auto& typed) {

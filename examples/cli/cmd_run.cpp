@@ -22,7 +22,7 @@ int cmd_run(const options& o) {
   const auto t_prompt0 = clock_type::now();
   std::vector<std::int32_t> ids;
   if (!o.ids.empty()) {  // the prompt as token ids (runs without a tokenizer with --print-ids)
-    if (auto e = parse_ids(o.ids, m->config().vocab_size, ids); !e.empty()) return fail(e);
+    if (auto e = parse_ids(o.ids, m->config().vocab_size, ids); !e.empty()) return fail("--ids: " + e);
   } else {
     ids = tok.encode(o.prompt, true);
     if (ids.empty() && tok.bos()) ids.push_back(*tok.bos());

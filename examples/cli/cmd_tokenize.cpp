@@ -2,9 +2,7 @@
 // or a model's vocabulary (no weights are read).
 #include "cli.hpp"
 
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 
 namespace edgelm_cli {
@@ -75,18 +73,7 @@ int cmd_detokenize(const options& o) {
   }
   for (const auto& a : o.id_args) list += " " + a;
   std::vector<std::int32_t> ids;
-  const char* p = list.c_str();
-  while (*p) {
-    while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n' || *p == '\r') ++p;
-    if (!*p) break;
-    char* end = nullptr;
-    errno = 0;
-    long v = std::strtol(p, &end, 10);
-    if (end == p || errno || v < 0 || static_cast<std::size_t>(v) >= tok->vocab_size())
-      return fail("'" + std::string(p).substr(0, 20) + "' is not a token id of this tokenizer (0.." + std::to_string(tok->vocab_size() - 1) + ")");
-    ids.push_back(static_cast<std::int32_t>(v));
-    p = end;
-  }
+  if (auto e = parse_ids(list, tok->vocab_size(), ids); !e.empty()) return fail(e + " of this tokenizer");
   const std::string text = tok->decode(ids, o.no_special);
   std::fwrite(text.data(), 1, text.size(), stdout);
   return 0;

@@ -19,19 +19,19 @@ int fail(const std::string& msg) {
 
 std::string err_text(const edgelm::error& e) { return e.message(); }
 
-std::string parse_ids(const std::string& text, std::uint32_t vocab, std::vector<std::int32_t>& ids) {
+std::string parse_ids(const std::string& text, std::size_t vocab, std::vector<std::int32_t>& ids) {
   const char* p = text.c_str();
   while (*p) {
-    while (*p == ' ' || *p == ',' || *p == '\t') ++p;
+    while (*p == ' ' || *p == ',' || *p == '\t' || *p == '\n' || *p == '\r') ++p;
     if (!*p) break;
     char* end = nullptr;
     errno = 0;
     const long v = std::strtol(p, &end, 10);
-    if (end == p || errno || v < 0 || v >= static_cast<long>(vocab)) return "--ids: '" + std::string(p) + "' is not a token id of this model";
+    if (end == p || errno || v < 0 || static_cast<std::size_t>(v) >= vocab)
+      return "'" + std::string(p).substr(0, 20) + "' is not a token id (0.." + std::to_string(vocab ? vocab - 1 : 0) + ")";
     ids.push_back(static_cast<std::int32_t>(v));
     p = end;
   }
-  if (ids.empty()) return "--ids is empty";
   return {};
 }
 

@@ -146,9 +146,7 @@ result<Set> load_any(model_file mf, text_tokenizer tok, const any_load_options& 
 template <class Set>
 result<Set> load_any(result<model_file> mf, const any_load_options& o = {}) {
   if (!mf) return mf.error();
-  if (mf->tokenizer.pieces.empty())
-    return make_error(errc::bad_tokenizer, mf->format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = text_tokenizer::from_data(std::move(mf->tokenizer));
+  auto tok = take_embedded_tokenizer(*mf);
   if (!tok) return tok.error();
   return load_any<Set>(std::move(*mf), std::move(*tok), o);
 }

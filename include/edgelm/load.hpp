@@ -123,12 +123,17 @@ inline std::optional<ggml_type> uniform_matrix_type(const model_file& mf) noexce
   return common;
 }
 
+// The tokenizer a parsed file embeds (GGUF), moved out of it (the weights do not need it).
+inline result<text_tokenizer> take_embedded_tokenizer(model_file& mf) {
+  if (mf.tokenizer.pieces.empty())
+    return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
+  return text_tokenizer::from_data(std::move(mf.tokenizer));
+}
+
 // Load from an already parsed file whose tokenizer is embedded (GGUF).
 template <weight_policy P, class K = kernels::scalar>
 result<model<P, K>> load(model_file mf, const load_options& o = {}) {
-  if (mf.tokenizer.pieces.empty())
-    return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = text_tokenizer::from_data(std::move(mf.tokenizer));  // (the weights do not need it)
+  auto tok = take_embedded_tokenizer(mf);
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 

@@ -9013,12 +9013,17 @@ inline std::optional<ggml_type> uniform_matrix_type(const model_file& mf) noexce
   return common;
 }
 
+// The tokenizer a parsed file embeds (GGUF), moved out of it (the weights do not need it).
+inline result<text_tokenizer> take_embedded_tokenizer(model_file& mf) {
+  if (mf.tokenizer.pieces.empty())
+    return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
+  return text_tokenizer::from_data(std::move(mf.tokenizer));
+}
+
 // Load from an already parsed file whose tokenizer is embedded (GGUF).
 template <weight_policy P, class K = kernels::scalar>
 result<model<P, K>> load(model_file mf, const load_options& o = {}) {
-  if (mf.tokenizer.pieces.empty())
-    return make_error(errc::bad_tokenizer, mf.format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = text_tokenizer::from_data(std::move(mf.tokenizer));  // (the weights do not need it)
+  auto tok = take_embedded_tokenizer(mf);
   return detail::finish_load<P, K>(std::move(mf), std::move(tok), o);
 }
 
@@ -9896,9 +9901,7 @@ result<Set> load_any(model_file mf, text_tokenizer tok, const any_load_options& 
 template <class Set>
 result<Set> load_any(result<model_file> mf, const any_load_options& o = {}) {
   if (!mf) return mf.error();
-  if (mf->tokenizer.pieces.empty())
-    return make_error(errc::bad_tokenizer, mf->format == file_format::llama2c ? "a llama2.c checkpoint needs a tokenizer file" : "the file holds no tokenizer");
-  auto tok = text_tokenizer::from_data(std::move(mf->tokenizer));
+  auto tok = take_embedded_tokenizer(*mf);
   if (!tok) return tok.error();
   return load_any<Set>(std::move(*mf), std::move(*tok), o);
 }
@@ -10269,9 +10272,9 @@ inline result<tokenizer_data> gguf_vocab_of(const bpe_source& s, std::uint32_t m
   std::int64_t max_id = -1;
   for (auto id : s.vocab_id) max_id = std::max<std::int64_t>(max_id, id);
   for (const auto& a : s.added) max_id = std::max<std::int64_t>(max_id, a.id);
-  const std::int64_t n = std::max<std::int64_t>(max_id + 1, model_vocab);
   if (max_id < 0) return no("an empty vocabulary");
-  if (n > static_cast<std::int64_t>(model_vocab)) return make_error(errc::bad_tokenizer, "the tokenizer has ids past the model's vocabulary");
+  if (max_id >= static_cast<std::int64_t>(model_vocab)) return make_error(errc::bad_tokenizer, "the tokenizer has ids past the model's vocabulary");
+  const std::int64_t n = model_vocab;  // (rows past the tokenizer's ids: [PADn])
   td.pieces.assign(static_cast<std::size_t>(n), {});
   td.types.assign(static_cast<std::size_t>(n), token_type::unused);
   std::vector<bool> have(static_cast<std::size_t>(n), false);

@@ -45,9 +45,9 @@ inline result<tokenizer_data> gguf_vocab_of(const bpe_source& s, std::uint32_t m
   std::int64_t max_id = -1;
   for (auto id : s.vocab_id) max_id = std::max<std::int64_t>(max_id, id);
   for (const auto& a : s.added) max_id = std::max<std::int64_t>(max_id, a.id);
-  const std::int64_t n = std::max<std::int64_t>(max_id + 1, model_vocab);
   if (max_id < 0) return no("an empty vocabulary");
-  if (n > static_cast<std::int64_t>(model_vocab)) return make_error(errc::bad_tokenizer, "the tokenizer has ids past the model's vocabulary");
+  if (max_id >= static_cast<std::int64_t>(model_vocab)) return make_error(errc::bad_tokenizer, "the tokenizer has ids past the model's vocabulary");
+  const std::int64_t n = model_vocab;  // (rows past the tokenizer's ids: [PADn])
   td.pieces.assign(static_cast<std::size_t>(n), {});
   td.types.assign(static_cast<std::size_t>(n), token_type::unused);
   std::vector<bool> have(static_cast<std::size_t>(n), false);
