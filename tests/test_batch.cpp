@@ -166,12 +166,21 @@ TEST_CASE("batch: weights repacked at load by the kernels give the same logits a
     REQUIRE(packed);
     REQUIRE(plain);
     CHECK(plain->net.w().packed == 0);
+    const tensor_info* plain_norm = plain->net.file().find("blk.0.attn_norm.weight");
+    REQUIRE(plain_norm);
+    CHECK(static_cast<const void*>(plain->net.w().layers[0].attn_norm) == static_cast<const void*>(plain_norm->data));  // zero copy
     // packed on the paths that have a layout of their own (x86 AVX-512 VNNI), all matrices but the embedding
     if (hwy_kernels::packed_bytes(plain->net.w().layers[0].wq.template as<P>()) > 0) {
       const auto& c = packed->config();
       CHECK(packed->net.w().packed == 7 * c.n_layers + (c.shared_classifier ? 0 : 1));
       CHECK(packed->net.w().layers[0].w2.packed != nullptr);
       CHECK(packed->net.w().token_embd.packed == nullptr);
+      // while matrices are repacked (their file pages released), the norms are copies: reading one from the
+      // file would map its page again (a whole 2 MiB folio where the page cache uses large folios)
+      const tensor_info* norm = packed->net.file().find("blk.0.attn_norm.weight");
+      REQUIRE(norm);
+      CHECK(static_cast<const void*>(packed->net.w().layers[0].attn_norm) != static_cast<const void*>(norm->data));
+      CHECK(std::memcmp(packed->net.w().layers[0].attn_norm, norm->data, packed->config().dim * sizeof(float)) == 0);
     } else {
       CHECK(packed->net.w().packed == 0);
     }
