@@ -87,7 +87,7 @@ struct model_config {
   rope_style rope = rope_style::adjacent_pairs;
   bool shared_classifier = true;  // output.weight is token_embd.weight
 
-  // The architecture families beyond llama (each default is llama's; see model/families.hpp).
+  // The architecture families beyond llama (each default is llama's; each family's forward in model/families/*.hpp).
   norm_kind norm = norm_kind::rms;
   ffn_kind ffn = ffn_kind::silu_gated;
   residual_kind residual = residual_kind::sequential;

@@ -1,4 +1,4 @@
-// edgelm/model/weights.hpp - the weights of a Llama-family model under weight policy P: each matrix a view
+// edgelm/model/weights.hpp - the weights of a model of any family under weight policy P: each matrix a view
 // into the file where P runs its tensor type in place (zero copy, mmap natively; a uniform precision runs
 // its own type, `mixed` every type it has kernels for), else converted once at load.
 #pragma once
@@ -337,7 +337,9 @@ struct weight_builder {
 
 }  // namespace detail
 
-// Bind (or convert) every tensor the Llama forward pass needs, validating shapes against the config.
+// Bind (or convert) every tensor the config's family forward needs (model/families/*.hpp), validating shapes
+// against the config. The GGUF names are one scheme for all families; which optional tensors a family has
+// (norm and projection biases, learned positions, a separate classifier and its bias) the config says.
 template <class P>
 result<model_weights> make_weights(const model_file& mf, const logger& log = {}, weight_packer packer = {}) {
   model_weights w;

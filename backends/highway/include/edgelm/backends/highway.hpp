@@ -24,6 +24,7 @@
 #endif
 #if defined(__wasm_simd128__) && !defined(EDGELM_NO_WASM_KERNELS)
 #include <edgelm/backends/highway/wasm.hpp>
+#include <edgelm/backends/highway/wasm_kquants.hpp>
 #define EDGELM_HWY_WASM 1
 #endif
 
@@ -304,11 +305,16 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
     return hwy::TargetName(HWY_TARGET);
   }
 
-  // Weight repacking at load: the x86 AVX-512 VNNI paths' interleaved 16-row layout (x86::pack) for
-  // q8_0 / q4_0; nothing elsewhere (the products read the rows in place).
+  // Weight repacking at load: the x86 AVX-512 VNNI paths' interleaved 16-row layouts (x86::pack) for
+  // q8_0 / q4_0 and (x86_kquants.hpp: kq::pack_k) q4_k / q6_k; nothing elsewhere (the products read the
+  // rows in place).
   static constexpr std::uint32_t packed_row_group = 16;
   template <class P>
   static std::size_t packed_bytes(const matrix<P>& w) noexcept {
+#if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
+    if constexpr (std::is_same_v<P, q4_k> || std::is_same_v<P, q6_k> || std::is_same_v<P, q5_0>)
+      return edgelm::backends::x86::kq::packed_bytes_k<typename P::block_type>(w.rows, w.blocks_per_row());
+#endif
 #if defined(EDGELM_HWY_X86)
     return edgelm::backends::x86::packed_bytes(w);
 #else
@@ -318,6 +324,10 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   }
   template <class P>
   static std::uint32_t pack(const matrix<P>& w, std::byte* dst) noexcept {
+#if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
+    if constexpr (std::is_same_v<P, q4_k> || std::is_same_v<P, q6_k> || std::is_same_v<P, q5_0>)
+      return edgelm::backends::x86::kq::pack_k(w.data, w.rows, w.blocks_per_row(), dst);
+#endif
 #if defined(EDGELM_HWY_X86)
     return edgelm::backends::x86::pack(w, dst);
 #else
@@ -354,14 +364,39 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
       for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = detail::dot(w.row(r), x + t * ldx, k);
   }
 
+  // K-quant weights x q8_k activations (x86_kquants.hpp): AVX-512 VNNI 16-row panels where they were made at
+  // load (q4_k, q6_k), else AVX-512 VNNI tiles of the rows, else the row-by-row dot.
+  template <class P>
+    requires(std::is_same_v<P, q4_k> || std::is_same_v<P, q5_k> || std::is_same_v<P, q6_k>)
+  static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_k* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+#if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
+    if (edgelm::backends::x86::kq::matmul_k_packed<typename P::block_type>(y, ldy, w.packed, w.packing, w.blocks_per_row(), x, ldx, n, r0, r1)) return;
+    if (edgelm::backends::x86::kq::matmul_k(y, ldy, w.data, w.blocks_per_row(), x, ldx, n, r0, r1)) return;
+#endif
+    basic_kernels<kernels>::matmul(y, ldy, w, x, ldx, n, r0, r1);
+  }
+
+  // Q5_0 weights x q8_0 activations: x86_kquants.hpp's 16-row panels where they were made at load, else
+  // the row-by-row dot.
+  template <class P>
+    requires(std::is_same_v<P, q5_0>)
+  static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
+                     std::uint32_t r1) noexcept {
+#if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
+    if (edgelm::backends::x86::kq::matmul_q5_0_packed(y, ldy, w.packed, w.packing, w.blocks_per_row(), x, ldx, n, r0, r1)) return;
+#endif
+    basic_kernels<kernels>::matmul(y, ldy, w, x, ldx, n, r0, r1);
+  }
+
   using basic_kernels<kernels>::dot;
   // f32 dot product: the attention scores.
   static float dot(const float* w, const float* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
   // Quantized weights . q8_0 activations, n elements (a multiple of 32).
   static float dot(const block_q8_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
   static float dot(const block_q4_0* w, const block_q8_0* x, std::size_t n) noexcept { return detail::dot(w, x, n); }
-  // The other in-place types of llama-quantize's mixes (x86_kquants.hpp: AVX2 where the CPU has it; the
-  // scalar reference elsewhere).
+  // The other in-place types of llama-quantize's mixes (x86_kquants.hpp: AVX2 where the CPU has it;
+  // wasm_kquants.hpp under em++ -msimd128; the scalar reference elsewhere).
 #if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
   static float dot(const block_q5_0* w, const block_q8_0* x, std::size_t n) noexcept {
     return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q5_0(w, x, n) : basic_kernels::dot(w, x, n);
@@ -381,6 +416,18 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   static float dot(const block_q6_k* w, const block_q8_k* x, std::size_t n) noexcept {
     return edgelm::backends::x86::kq::available() ? edgelm::backends::x86::kq::dot_q6k(w, x, n) : basic_kernels::dot(w, x, n);
   }
+#elif defined(EDGELM_HWY_WASM)
+  // WASM SIMD128 (wasm_kquants.hpp): the same bits as the scalar reference, every type.
+  static float dot(const block_q5_0* w, const block_q8_0* x, std::size_t n) noexcept { return edgelm::backends::wasm::kq::dot_q5_0(w, x, n); }
+  static float dot(const block_q4_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    return edgelm::backends::wasm::kq::dot_q41_q51<false>(w, x, n);
+  }
+  static float dot(const block_q5_1* w, const block_q8_sum* x, std::size_t n) noexcept {
+    return edgelm::backends::wasm::kq::dot_q41_q51<true>(w, x, n);
+  }
+  static float dot(const block_q4_k* w, const block_q8_k* x, std::size_t n) noexcept { return edgelm::backends::wasm::kq::dot_q45k<false>(w, x, n); }
+  static float dot(const block_q5_k* w, const block_q8_k* x, std::size_t n) noexcept { return edgelm::backends::wasm::kq::dot_q45k<true>(w, x, n); }
+  static float dot(const block_q6_k* w, const block_q8_k* x, std::size_t n) noexcept { return edgelm::backends::wasm::kq::dot_q6k(w, x, n); }
 #endif
 
   // Causal attention (basic_kernels::attention's contract): scores, a softmax with a vectorised exp and
