@@ -500,7 +500,7 @@ struct model_config {
   rope_style rope = rope_style::adjacent_pairs;
   bool shared_classifier = true;  // output.weight is token_embd.weight
 
-  // The architecture families beyond llama (each default is llama's; see model/families.hpp).
+  // The architecture families beyond llama (each default is llama's; each family's forward in model/families/*.hpp).
   norm_kind norm = norm_kind::rms;
   ffn_kind ffn = ffn_kind::silu_gated;
   residual_kind residual = residual_kind::sequential;
@@ -1554,9 +1554,12 @@ inline result<tokenizer_data> read_llama2c_tokenizer(std::span<const std::byte> 
 }  // namespace edgelm
 // ---- end edgelm/formats/llama2c.hpp ----
 // ---- begin edgelm/model/transformer.hpp ----
-// edgelm/model/transformer.hpp - the Llama-family decoder (Llama 2, TinyLlama, SmolLM, Mistral-style GQA)
-// under weight policy P (a uniform precision, or `mixed`: every matrix in its file type) with kernels K. forward() runs a batch of tokens (a prompt goes through matrix-matrix
-// products; decoding is a batch of one) and reads top to bottom like llama2.c's run.c.
+// edgelm/model/transformer.hpp - transformer<P, K>: a decoder of one of the architecture families (llama, qwen2,
+// gpt2, gpt_neo, gpt_neox, phi) under weight policy P (a uniform precision, or `mixed`: every matrix in its file
+// type) with kernels K. It holds the config, the weights and the state, and the building blocks every family
+// shares (embedding, norms, projections, attention, MLPs, classifier); each family's forward, which runs a batch
+// of tokens (a prompt goes through matrix-matrix products; decoding is a batch of one) and reads top to bottom
+// like llama2.c's run.c, is in model/families/<family>.hpp, chosen by the config's architecture.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -3097,7 +3100,7 @@ struct scalar : basic_kernels<scalar> {
 }  // namespace edgelm
 // ---- end edgelm/kernels/scalar.hpp ----
 // ---- begin edgelm/model/weights.hpp ----
-// edgelm/model/weights.hpp - the weights of a Llama-family model under weight policy P: each matrix a view
+// edgelm/model/weights.hpp - the weights of a model of any family under weight policy P: each matrix a view
 // into the file where P runs its tensor type in place (zero copy, mmap natively; a uniform precision runs
 // its own type, `mixed` every type it has kernels for), else converted once at load.
 #include <array>
@@ -3426,7 +3429,9 @@ struct weight_builder {
 
 }  // namespace detail
 
-// Bind (or convert) every tensor the Llama forward pass needs, validating shapes against the config.
+// Bind (or convert) every tensor the config's family forward needs (model/families/*.hpp), validating shapes
+// against the config. The GGUF names are one scheme for all families; which optional tensors a family has
+// (norm and projection biases, learned positions, a separate classifier and its bias) the config says.
 template <class P>
 result<model_weights> make_weights(const model_file& mf, const logger& log = {}, weight_packer packer = {}) {
   model_weights w;
@@ -3640,6 +3645,34 @@ struct run_state {
   }
 };
 
+// The architecture families, each with its forward in model/families/<family>.hpp.
+enum class arch_family : std::uint8_t { llama, qwen2, gpt2, gpt_neo, gpt_neox, phi };
+
+// The family of a config, by its arch (GGUF general.architecture: llama, qwen2, gpt2, gptneo, gptneox, phi2). The
+// config's switches must have that family's structure (the readers never give others; a hand-made config
+// can): the switches a family's forward reads (biases present or not, the GELU, gpt2's scaled attention,
+// gpt_neo's windows, gpt_neox's parallel residual, partial rotary, RoPE frequencies) may vary, the rest not.
+// Errors: unsupported_architecture.
+inline result<arch_family> family_of(const model_config& c) {
+  using F = arch_family;
+  const bool ln = c.norm == norm_kind::layer, gelu = c.ffn != ffn_kind::silu_gated, seq = c.residual == residual_kind::sequential;
+  const bool rotary = !c.learned_positions && c.rope == rope_style::half_split && c.scaled_attention && c.window.empty();
+  const bool learned = c.learned_positions && ln && gelu && seq;
+  const struct { const char* arch; F family; bool fits; } families[] = {
+      {"llama", F::llama, c.is_llama_forward()},
+      {"qwen2", F::qwen2, rotary && !ln && !gelu && seq},
+      {"gpt2", F::gpt2, learned && c.window.empty()},
+      {"gptneo", F::gpt_neo, learned && !c.scaled_attention},
+      {"gptneox", F::gpt_neox, rotary && ln && gelu && c.residual != residual_kind::parallel_shared},
+      {"phi2", F::phi, rotary && ln && gelu && c.residual == residual_kind::parallel_shared}};
+  for (const auto& f : families) {
+    if (c.arch != f.arch) continue;
+    if (!f.fits) return make_error(errc::unsupported_architecture, "the config asks for a block the " + c.arch + " forward does not compute");
+    return f.family;
+  }
+  return make_error(errc::unsupported_architecture, "architecture '" + c.arch.substr(0, 64) + "' has no forward (families: llama, qwen2, gpt2, gptneo, gptneox, phi2)");
+}
+
 template <weight_policy P, class K = kernels::scalar>
 class transformer {
  public:
@@ -3653,13 +3686,16 @@ class transformer {
   // repack: let the kernels keep their own layout of the weights where they have one
   // (K::packed_bytes > 0 on this CPU); false keeps every matrix a zero-copy view of the file.
   static result<transformer> from_file(model_file mf, const logger& log = {}, bool repack = true) {
+    auto fam = family_of(mf.config);
+    if (!fam) return fam.error();
 #if defined(EDGELM_LLAMA_ONLY)
-    // a build for the llama architecture alone (the browser engine's, for size: it reads GGUF, whose loader
-    // gives llama configurations); the other families' forward is not compiled in
-    if (!mf.config.is_llama_forward())
-      return make_error(errc::unsupported_architecture, "this build runs the llama architecture only (EDGELM_LLAMA_ONLY); the file needs the general family forward");
+    // a build for the llama architecture alone (the browser engine's, for size): the other families' forward
+    // is not compiled in
+    if (*fam != arch_family::llama)
+      return make_error(errc::unsupported_architecture, "this build runs the llama architecture only (EDGELM_LLAMA_ONLY); the file is " + mf.config.arch);
 #endif
     transformer t;
+    t.family_ = *fam;
     weight_packer packer;
     if (repack) {
       packer.bytes = [](const wmatrix& m) noexcept {
@@ -3683,6 +3719,7 @@ class transformer {
   }
 
   const model_config& config() const noexcept { return cfg_; }
+  arch_family family() const noexcept { return family_; }  // whose forward runs (family_of(config()))
   const model_file& file() const noexcept { return file_; }
   const model_weights& w() const noexcept { return w_; }
 
@@ -3766,53 +3803,20 @@ class transformer {
   // Run tokens[0..n) at positions pos .. pos + n - 1 (their keys and values enter the KV cache) and
   // return the logits asked for: `last` -> vocab floats of the last token, `all` -> (n, vocab), `none` ->
   // empty (a prompt batch whose logits nobody reads skips the classifier). Valid until the next call with
-  // this state. The caller keeps check()'s preconditions (session does).
+  // this state. The caller keeps check()'s preconditions (session does). The family's own forward runs it
+  // (model/families/<family>.hpp).
   std::span<const float> forward(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
-    const model_config& c = cfg_;
 #if !defined(EDGELM_LLAMA_ONLY)
-    if (!c.is_llama_forward()) return forward_family(s, tokens, pos, which);
+    switch (family_) {
+      case arch_family::llama: break;
+      case arch_family::qwen2: return forward_qwen2(s, tokens, pos, which);
+      case arch_family::gpt2: return forward_gpt2(s, tokens, pos, which);
+      case arch_family::gpt_neo: return forward_gpt_neo(s, tokens, pos, which);
+      case arch_family::gpt_neox: return forward_gpt_neox(s, tokens, pos, which);
+      case arch_family::phi: return forward_phi(s, tokens, pos, which);
+    }
 #endif
-    const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
-    const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim;
-    float* x = s.x.data();
-
-    // token embedding rows -> x, and the rotation angles of every position (shared by all layers)
-    for (std::uint32_t t = 0; t < n; ++t) {
-      embed(tokens[t], x + std::size_t{t} * dim);
-      rope_angles(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), hs, pos + t);
-    }
-
-    for (std::uint32_t l = 0; l < c.n_layers; ++l) {
-      const auto& L = w_.layers[l];
-      // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
-      rmsnorm_rows(s, s.xb.data(), x, L.attn_norm, n);
-      matmul_rows(s, s.xb.data(), dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
-      per_token(s, n, [&](std::size_t t) noexcept {
-        K::rope(s.q.data() + t * dim, s.k.data() + t * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + t * (hs / 2), s.rope_sin.data() + t * (hs / 2));
-      });
-
-      // causal attention of the batch over positions 0 .. pos + t, into xb
-      if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n);
-      else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n);
-
-      matmul_rows(s, s.xb.data(), dim, n, {{L.wo, s.xb2.data(), dim}});
-      per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });  // residual
-
-      // feed-forward: w2(silu(w1 x) * w3 x)
-      rmsnorm_rows(s, s.xb.data(), x, L.ffn_norm, n);
-      matmul_rows(s, s.xb.data(), dim, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
-      per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
-      matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.xb.data(), dim}});
-      per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb.data() + t * dim, dim); });  // residual
-    }
-
-    if (which == logits_for::none) return {};
-    // final norm and classifier, only for the positions whose logits are wanted
-    const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
-    float* xl = x + std::size_t{first} * dim;
-    rmsnorm_rows(s, xl, xl, w_.output_norm, m);
-    matmul_rows(s, xl, dim, m, {{w_.output, s.logits.data(), c.vocab_size}});
-    return {s.logits.data(), std::size_t{m} * c.vocab_size};
+    return forward_llama(s, tokens, pos, which);
   }
 
   // One token at position pos; returns its logits.
@@ -3821,90 +3825,115 @@ class transformer {
   }
 
  private:
-  // cos / sin of the rot / 2 rotation angles at position pos: theta's frequencies, or the file's (RoPE scaling)
-  void rope_angles(float* cos_out, float* sin_out, std::uint32_t rot, std::uint32_t pos) const noexcept {
-    if (cfg_.rope_freqs.empty()) K::rope_table(cos_out, sin_out, rot, pos, cfg_.rope_theta);
-    else K::rope_table_freqs(cos_out, sin_out, rot / 2, pos, cfg_.rope_freqs.data());
-  }
-  // The other families (qwen2, gpt2, gpt_neo, gpt_neox, phi): the llama forward with the superset config's
-  // choices (model_config: norm, feed-forward, residual, biases, partial / half-split rotary, learned
-  // positions, unscaled or local attention), under the same contract (batch = one by one, any threads).
-  std::span<const float> forward_family(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept {
-    const model_config& c = cfg_;
-    const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
-    const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim, hs = c.head_dim, rot = c.rot_dims();
-    const bool half_split = c.rope == rope_style::half_split;
-    float* x = s.x.data();
-    float* xb = s.xb.data();
-    const auto bias = [&](float* y, const float* b, std::uint32_t ld) {
-      if (b) per_token(s, n, [&](std::size_t t) noexcept { K::add(y + t * ld, b, ld); });
-    };
+  // One forward per family, each in model/families/<family>.hpp, on forward()'s contract. They share the
+  // building blocks below; the buffers: x the residual stream, xb a norm's output and then the attention's
+  // (and the MLP's) output, xb2 the attention's output projection, q / k / v, hb / hb2 the MLP's hidden rows.
+  std::span<const float> forward_llama(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept;
+  std::span<const float> forward_qwen2(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept;
+  std::span<const float> forward_gpt2(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept;
+  std::span<const float> forward_gpt_neo(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept;
+  std::span<const float> forward_gpt_neox(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept;
+  std::span<const float> forward_phi(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos, logits_for which) const noexcept;
 
-    for (std::uint32_t t = 0; t < n; ++t) {
-      embed(tokens[t], x + std::size_t{t} * dim);
+  // The token embedding rows of the batch -> x, plus the learned position rows (gpt2, gpt_neo), or else the
+  // rotation angles of every position (shared by all layers).
+  void embed_batch(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos) const noexcept {
+    const model_config& c = cfg_;
+    const std::uint32_t dim = c.dim, hs = c.head_dim;
+    for (std::uint32_t t = 0; t < tokens.size(); ++t) {
+      embed(tokens[t], s.x.data() + std::size_t{t} * dim);
       if (c.learned_positions) {
         float* row = s.xb2.data();  // (the position row, then added)
         visit_type(types{}, w_.pos_embd.type, [&](auto tag) {
           using T = decltype(tag);
           T::dequantize_row(w_.pos_embd.template as<T>().row(pos + t), row, dim);
         });
-        K::add(x + std::size_t{t} * dim, row, dim);
+        K::add(s.x.data() + std::size_t{t} * dim, row, dim);
       } else {
-        rope_angles(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), rot, pos + t);
+        rope_angles(s.rope_cos.data() + std::size_t{t} * (hs / 2), s.rope_sin.data() + std::size_t{t} * (hs / 2), c.rot_dims(), pos + t);
       }
     }
+  }
 
-    for (std::uint32_t l = 0; l < c.n_layers; ++l) {
-      const auto& L = w_.layers[l];
-      norm_rows(s, xb, x, L.attn_norm, L.attn_norm_b, n);
-      matmul_rows(s, xb, dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
-      bias(s.q.data(), L.bq, dim);
-      bias(s.k.data(), L.bk, kv_dim);
-      bias(s.v.data(), L.bv, kv_dim);
-      per_token(s, n, [&](std::size_t t) noexcept {
-        float* q = s.q.data() + t * dim;
-        if (!c.learned_positions) {
-          const float *fc = s.rope_cos.data() + t * (hs / 2), *fs = s.rope_sin.data() + t * (hs / 2);
-          K::rope_partial(q, dim, hs, rot, half_split, fc, fs);
-          K::rope_partial(s.k.data() + t * kv_dim, kv_dim, hs, rot, half_split, fc, fs);
-        }
-        if (!c.scaled_attention) K::scale(q, std::sqrt(static_cast<float>(hs)), dim);  // (the op divides by it)
-      });
-      const std::uint32_t window = l < c.window.size() ? c.window[l] : 0;
-      if (s.kv == kv_type::f32) attend(s, s.key_cache.data(), s.value_cache.data(), l, pos, n, window);
-      else attend(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n, window);
-      matmul_rows(s, xb, dim, n, {{L.wo, s.xb2.data(), dim}});
-      bias(s.xb2.data(), L.bo, dim);
+  // cos / sin of the rot / 2 rotation angles at position pos: theta's frequencies, or the file's (RoPE scaling)
+  void rope_angles(float* cos_out, float* sin_out, std::uint32_t rot, std::uint32_t pos) const noexcept {
+    if (cfg_.rope_freqs.empty()) K::rope_table(cos_out, sin_out, rot, pos, cfg_.rope_theta);
+    else K::rope_table_freqs(cos_out, sin_out, rot / 2, pos, cfg_.rope_freqs.data());
+  }
 
-      // feed-forward: sequential after the attention's residual, or parallel from the same x
-      if (c.residual == residual_kind::sequential) per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, s.xb2.data() + t * dim, dim); });
-      norm_rows(s, xb, x, L.ffn_norm, L.ffn_norm_b, n);
-      if (c.ffn == ffn_kind::silu_gated) {
-        matmul_rows(s, xb, dim, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
-        per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
-      } else {
-        matmul_rows(s, xb, dim, n, {{L.w3, s.hb.data(), hidden}});
-        bias(s.hb.data(), L.b3, hidden);
-        per_token(s, n, [&](std::size_t t) noexcept {
-          if (c.ffn == ffn_kind::gelu_tanh) K::gelu_tanh(s.hb.data() + t * hidden, hidden);
-          else K::gelu_erf(s.hb.data() + t * hidden, hidden);
-        });
-      }
-      matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.q.data(), dim}});
-      bias(s.q.data(), L.b2, dim);
-      per_token(s, n, [&](std::size_t t) noexcept {
-        if (c.residual != residual_kind::sequential) K::add(x + t * dim, s.xb2.data() + t * dim, dim);
-        K::add(x + t * dim, s.q.data() + t * dim, dim);
-      });
-    }
+  // y += b on each of the n rows of ld floats; nothing when the file has no such bias (b null).
+  static void add_bias(run_state<P>& s, std::uint32_t n, float* y, const float* b, std::uint32_t ld) noexcept {
+    if (b) per_token(s, n, [&](std::size_t t) noexcept { K::add(y + t * ld, b, ld); });
+  }
+  // x += y, row by row (a residual connection).
+  void add_rows(run_state<P>& s, std::uint32_t n, float* x, const float* y) const noexcept {
+    const std::size_t dim = cfg_.dim;
+    per_token(s, n, [&](std::size_t t) noexcept { K::add(x + t * dim, y + t * dim, dim); });
+  }
 
+  // q, k, v of every token from xb (one parallel region over the rows of all three), plus their biases.
+  void qkv_proj(run_state<P>& s, const layer_weights& L, std::uint32_t n) const noexcept {
+    const std::uint32_t dim = cfg_.dim, kv_dim = cfg_.kv_dim();
+    matmul_rows(s, s.xb.data(), dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+    add_bias(s, n, s.q.data(), L.bq, dim);
+    add_bias(s, n, s.k.data(), L.bk, kv_dim);
+    add_bias(s, n, s.v.data(), L.bv, kv_dim);
+  }
+  // The config's rotary (rot_dims() of each head, adjacent pairs or half split) on q and k of every token.
+  void rotary(run_state<P>& s, std::uint32_t n) const noexcept {
+    const std::uint32_t dim = cfg_.dim, kv_dim = cfg_.kv_dim(), hs = cfg_.head_dim, rot = cfg_.rot_dims();
+    const bool half_split = cfg_.rope == rope_style::half_split;
+    per_token(s, n, [&](std::size_t t) noexcept {
+      const float *fc = s.rope_cos.data() + t * (hs / 2), *fs = s.rope_sin.data() + t * (hs / 2);
+      K::rope_partial(s.q.data() + t * dim, dim, hs, rot, half_split, fc, fs);
+      K::rope_partial(s.k.data() + t * kv_dim, kv_dim, hs, rot, half_split, fc, fs);
+    });
+  }
+  // q *= sqrt(head_dim), for unscaled attention (the attention op divides the scores by it).
+  void unscale_q(run_state<P>& s, std::uint32_t n) const noexcept {
+    const std::uint32_t dim = cfg_.dim, hs = cfg_.head_dim;
+    per_token(s, n, [&](std::size_t t) noexcept { K::scale(s.q.data() + t * dim, std::sqrt(static_cast<float>(hs)), dim); });
+  }
+  // Causal attention of the batch in layer l (keys and values enter the cache first), into xb; window > 0:
+  // each query sees only the last `window` positions.
+  void attend(run_state<P>& s, std::uint32_t l, std::uint32_t pos, std::uint32_t n, std::uint32_t window = 0) const noexcept {
+    if (s.kv == kv_type::f32) attend_cache(s, s.key_cache.data(), s.value_cache.data(), l, pos, n, window);
+    else attend_cache(s, s.key_cache16.data(), s.value_cache16.data(), l, pos, n, window);
+  }
+  // xb2 = the attention's output projection of xb, plus its bias.
+  void out_proj(run_state<P>& s, const layer_weights& L, std::uint32_t n) const noexcept {
+    matmul_rows(s, s.xb.data(), cfg_.dim, n, {{L.wo, s.xb2.data(), cfg_.dim}});
+    add_bias(s, n, s.xb2.data(), L.bo, cfg_.dim);
+  }
+  // The gated MLP, xb = down(silu(gate xb) * up xb).
+  void swiglu_mlp(run_state<P>& s, const layer_weights& L, std::uint32_t n) const noexcept {
+    const std::uint32_t dim = cfg_.dim, hidden = cfg_.hidden_dim;
+    matmul_rows(s, s.xb.data(), dim, n, {{L.w1, s.hb.data(), hidden}, {L.w3, s.hb2.data(), hidden}});
+    per_token(s, n, [&](std::size_t t) noexcept { K::silu_mul(s.hb.data() + t * hidden, s.hb2.data() + t * hidden, hidden); });
+    matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.xb.data(), dim}});
+  }
+  // The GELU MLP, xb = down(gelu(up xb + b_up)) + b_down, with the config's GELU (tanh or erf).
+  void gelu_mlp(run_state<P>& s, const layer_weights& L, std::uint32_t n) const noexcept {
+    const std::uint32_t dim = cfg_.dim, hidden = cfg_.hidden_dim;
+    matmul_rows(s, s.xb.data(), dim, n, {{L.w3, s.hb.data(), hidden}});
+    add_bias(s, n, s.hb.data(), L.b3, hidden);
+    per_token(s, n, [&](std::size_t t) noexcept {
+      if (cfg_.ffn == ffn_kind::gelu_tanh) K::gelu_tanh(s.hb.data() + t * hidden, hidden);
+      else K::gelu_erf(s.hb.data() + t * hidden, hidden);
+    });
+    matmul_rows(s, s.hb.data(), hidden, n, {{L.w2, s.xb.data(), dim}});
+    add_bias(s, n, s.xb.data(), L.b2, dim);
+  }
+  // Final norm and classifier (plus its bias), only for the positions whose logits are wanted.
+  std::span<const float> classify(run_state<P>& s, std::uint32_t n, logits_for which) const noexcept {
     if (which == logits_for::none) return {};
+    const std::uint32_t dim = cfg_.dim, vocab = cfg_.vocab_size;
     const std::uint32_t first = (which == logits_for::all && n > 1) ? 0 : n - 1, m = n - first;
-    float* xl = x + std::size_t{first} * dim;
+    float* xl = s.x.data() + std::size_t{first} * dim;
     norm_rows(s, xl, xl, w_.output_norm, w_.output_norm_b, m);
-    matmul_rows(s, xl, dim, m, {{w_.output, s.logits.data(), c.vocab_size}});
-    if (w_.output_b) per_token(s, m, [&](std::size_t t) noexcept { K::add(s.logits.data() + t * c.vocab_size, w_.output_b, c.vocab_size); });
-    return {s.logits.data(), std::size_t{m} * c.vocab_size};
+    matmul_rows(s, xl, dim, m, {{w_.output, s.logits.data(), vocab}});
+    add_bias(s, m, s.logits.data(), w_.output_b, vocab);
+    return {s.logits.data(), std::size_t{m} * vocab};
   }
 
   // RMSNorm, or LayerNorm with its bias.
@@ -4007,7 +4036,7 @@ class transformer {
   // Store the batch's keys and values at positions pos.. of layer l, then attention for every
   // (token, head) pair, spread over the workers (each has its own row of scores).
   template <class KV>
-  void attend(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n, std::uint32_t window = 0) const noexcept {
+  void attend_cache(run_state<P>& s, KV* kc, KV* vc, std::uint32_t l, std::uint32_t pos, std::uint32_t n, std::uint32_t window) const noexcept {
     const model_config& c = cfg_;
     const std::uint32_t kv_dim = c.kv_dim();
     const std::size_t loff = std::size_t{l} * s.context * kv_dim;  // this layer's slice of the KV cache
@@ -4048,11 +4077,261 @@ class transformer {
   }
 
   model_config cfg_;
+  arch_family family_ = arch_family::llama;
   model_file file_;  // keeps the bytes (and thus in-place weights) alive
   model_weights w_;
 };
 
 }  // namespace edgelm
+
+// Each family's forward (a member of transformer<P, K>; one not called is never instantiated: EDGELM_LLAMA_ONLY).
+// ---- begin edgelm/model/families/llama.hpp ----
+// edgelm/model/families/llama.hpp - the llama forward: Llama 2, TinyLlama, SmolLM / SmolLM2, Mistral-style GQA,
+// Llama 3 with RoPE scaling (rope_freqs). Pre-norm blocks of RMSNorm, grouped-query attention with rotary on
+// adjacent pairs, and the gated SiLU MLP: llama2.c's run.c operation for operation (its golden outputs are
+// byte-identical), for a batch of tokens.
+// Tensors: GGUF llama names as they are (weights.hpp make_weights); llama2.c files (formats/llama2c.hpp); Hugging
+// Face llama / mistral folders with q / k rows permuted back to adjacent pairs (formats/hf_model.hpp).
+
+namespace edgelm {
+
+template <weight_policy P, class K>
+std::span<const float> transformer<P, K>::forward_llama(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos,
+                                                        logits_for which) const noexcept {
+  const model_config& c = cfg_;
+  const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+  const std::uint32_t dim = c.dim, kv_dim = c.kv_dim(), hs = c.head_dim;
+  float* x = s.x.data();
+  float* xb = s.xb.data();
+
+  embed_batch(s, tokens, pos);  // token rows -> x, and the rotation angles of every position
+
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const layer_weights& L = w_.layers[l];
+    // attention rmsnorm, then q, k, v of every token (one parallel region over the rows of all three)
+    rmsnorm_rows(s, xb, x, L.attn_norm, n);
+    matmul_rows(s, xb, dim, n, {{L.wq, s.q.data(), dim}, {L.wk, s.k.data(), kv_dim}, {L.wv, s.v.data(), kv_dim}});
+    per_token(s, n, [&](std::size_t t) noexcept {
+      K::rope(s.q.data() + t * dim, s.k.data() + t * kv_dim, dim, kv_dim, hs, s.rope_cos.data() + t * (hs / 2), s.rope_sin.data() + t * (hs / 2));
+    });
+
+    // causal attention of the batch over positions 0 .. pos + t, into xb, then its output projection
+    attend(s, l, pos, n);
+    matmul_rows(s, xb, dim, n, {{L.wo, s.xb2.data(), dim}});
+    add_rows(s, n, x, s.xb2.data());  // residual
+
+    // feed-forward: w2(silu(w1 x) * w3 x)
+    rmsnorm_rows(s, xb, x, L.ffn_norm, n);
+    swiglu_mlp(s, L, n);
+    add_rows(s, n, x, xb);  // residual
+  }
+
+  return classify(s, n, which);  // final rmsnorm and classifier
+}
+
+}  // namespace edgelm
+// ---- end edgelm/model/families/llama.hpp ----
+// ---- begin edgelm/model/families/qwen2.hpp ----
+// edgelm/model/families/qwen2.hpp - the qwen2 forward: Qwen1.5, Qwen2, Qwen2.5. The llama block with biases on
+// q, k and v, and rotary in NeoX's half-split order (the checkpoints' own q / k row order, not permuted).
+// Tensors: HF names in formats/hf_model.hpp (hf_qwen2_layer / _global); GGUF as llama.cpp's qwen2 writes them, bound
+// by weights.hpp (the q/k/v biases from the config's qkv_bias).
+
+namespace edgelm {
+
+template <weight_policy P, class K>
+std::span<const float> transformer<P, K>::forward_qwen2(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos,
+                                                        logits_for which) const noexcept {
+  const model_config& c = cfg_;
+  const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+  float* x = s.x.data();
+  float* xb = s.xb.data();
+
+  embed_batch(s, tokens, pos);  // token rows -> x, and the rotation angles of every position
+
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const layer_weights& L = w_.layers[l];
+    // attention: rmsnorm, q k v with their biases, half-split rotary (of rot_dims()), causal attention
+    rmsnorm_rows(s, xb, x, L.attn_norm, n);
+    qkv_proj(s, L, n);
+    rotary(s, n);
+    attend(s, l, pos, n);
+    out_proj(s, L, n);
+    add_rows(s, n, x, s.xb2.data());  // residual
+
+    // feed-forward: down(silu(gate x) * up x)
+    rmsnorm_rows(s, xb, x, L.ffn_norm, n);
+    swiglu_mlp(s, L, n);
+    add_rows(s, n, x, xb);  // residual
+  }
+
+  return classify(s, n, which);  // final rmsnorm and classifier
+}
+
+}  // namespace edgelm
+// ---- end edgelm/model/families/qwen2.hpp ----
+// ---- begin edgelm/model/families/gpt2.hpp ----
+// edgelm/model/families/gpt2.hpp - the gpt2 forward: GPT-2 and DistilGPT-2. Learned position embeddings (no
+// rotary), pre-norm LayerNorm blocks, biases on every projection, the GELU MLP ("gelu_new": tanh), and attention
+// scores scaled by 1 / sqrt(head_dim) unless the config says scale_attn_weights false.
+// Tensors: HF names in formats/hf_model.hpp (hf_gpt2_layer / _global: Conv1D weights transposed, c_attn split into
+// q / k / v); GGUF as llama.cpp's gpt2 writes them (attn_qkv split at read time), bound by weights.hpp.
+
+namespace edgelm {
+
+template <weight_policy P, class K>
+std::span<const float> transformer<P, K>::forward_gpt2(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos,
+                                                       logits_for which) const noexcept {
+  const model_config& c = cfg_;
+  const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+  float* x = s.x.data();
+  float* xb = s.xb.data();
+
+  embed_batch(s, tokens, pos);  // token rows + position rows -> x
+
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const layer_weights& L = w_.layers[l];
+    // attention: layernorm, q k v with biases, causal attention, output projection with bias
+    norm_rows(s, xb, x, L.attn_norm, L.attn_norm_b, n);
+    qkv_proj(s, L, n);
+    if (!c.scaled_attention) unscale_q(s, n);
+    attend(s, l, pos, n);
+    out_proj(s, L, n);
+    add_rows(s, n, x, s.xb2.data());  // residual
+
+    // feed-forward: down(gelu(up x + b)) + b
+    norm_rows(s, xb, x, L.ffn_norm, L.ffn_norm_b, n);
+    gelu_mlp(s, L, n);
+    add_rows(s, n, x, xb);  // residual
+  }
+
+  return classify(s, n, which);  // final layernorm and classifier (tied to the embedding)
+}
+
+}  // namespace edgelm
+// ---- end edgelm/model/families/gpt2.hpp ----
+// ---- begin edgelm/model/families/gpt_neo.hpp ----
+// edgelm/model/families/gpt_neo.hpp - the gpt_neo forward: GPT-Neo (EleutherAI; TinyStories' models). GPT-2's
+// block with separate bias-free q / k / v, unscaled attention scores (no 1 / sqrt(head_dim)), and layers that
+// alternate global attention with local attention over the last window_size positions (config.window).
+// Tensors: HF names in formats/hf_model.hpp (hf_gpt_neo_layer, GPT-2's globals); GGUF "gptneo", edgelm's own
+// layout (quantize.hpp family_gguf_layout; llama.cpp has no GPT-Neo), bound by weights.hpp.
+
+namespace edgelm {
+
+template <weight_policy P, class K>
+std::span<const float> transformer<P, K>::forward_gpt_neo(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos,
+                                                          logits_for which) const noexcept {
+  const model_config& c = cfg_;
+  const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+  float* x = s.x.data();
+  float* xb = s.xb.data();
+
+  embed_batch(s, tokens, pos);  // token rows + position rows -> x
+
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const layer_weights& L = w_.layers[l];
+    // attention: layernorm, q k v, unscaled scores, global or local (window > 0) causal attention
+    norm_rows(s, xb, x, L.attn_norm, L.attn_norm_b, n);
+    qkv_proj(s, L, n);
+    unscale_q(s, n);
+    attend(s, l, pos, n, l < c.window.size() ? c.window[l] : 0);
+    out_proj(s, L, n);
+    add_rows(s, n, x, s.xb2.data());  // residual
+
+    // feed-forward: down(gelu(up x + b)) + b
+    norm_rows(s, xb, x, L.ffn_norm, L.ffn_norm_b, n);
+    gelu_mlp(s, L, n);
+    add_rows(s, n, x, xb);  // residual
+  }
+
+  return classify(s, n, which);  // final layernorm and classifier (tied to the embedding)
+}
+
+}  // namespace edgelm
+// ---- end edgelm/model/families/gpt_neo.hpp ----
+// ---- begin edgelm/model/families/gpt_neox.hpp ----
+// edgelm/model/families/gpt_neox.hpp - the gpt_neox forward: Pythia, GPT-NeoX. LayerNorm blocks whose attention
+// and MLP both read the block's input and are added to it together (use_parallel_residual; false: one after the
+// other, as GPT-2), partial half-split rotary (rotary_pct of each head), and the exact erf GELU.
+// Tensors: HF names in formats/hf_model.hpp (hf_gpt_neox_layer / _global: query_key_value split per head into q /
+// k / v); GGUF as llama.cpp's gptneox writes them, bound by weights.hpp.
+
+namespace edgelm {
+
+template <weight_policy P, class K>
+std::span<const float> transformer<P, K>::forward_gpt_neox(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos,
+                                                           logits_for which) const noexcept {
+  const model_config& c = cfg_;
+  const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+  const bool parallel = c.residual == residual_kind::parallel;
+  float* x = s.x.data();
+  float* xb = s.xb.data();
+
+  embed_batch(s, tokens, pos);  // token rows -> x, and the rotation angles of every position
+
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const layer_weights& L = w_.layers[l];
+    // attention: layernorm, q k v (with biases when attention_bias), partial rotary, causal attention
+    norm_rows(s, xb, x, L.attn_norm, L.attn_norm_b, n);
+    qkv_proj(s, L, n);
+    rotary(s, n);
+    attend(s, l, pos, n);
+    out_proj(s, L, n);
+    if (!parallel) add_rows(s, n, x, s.xb2.data());  // residual
+
+    // feed-forward: down(gelu(up x + b)) + b, of x before the attention's residual when parallel
+    norm_rows(s, xb, x, L.ffn_norm, L.ffn_norm_b, n);
+    gelu_mlp(s, L, n);
+    if (parallel) add_rows(s, n, x, s.xb2.data());  // x + attn(ln1 x) + mlp(ln2 x)
+    add_rows(s, n, x, xb);
+  }
+
+  return classify(s, n, which);  // final layernorm and classifier (embed_out)
+}
+
+}  // namespace edgelm
+// ---- end edgelm/model/families/gpt_neox.hpp ----
+// ---- begin edgelm/model/families/phi.hpp ----
+// edgelm/model/families/phi.hpp - the phi forward: Phi-1, Phi-1.5, Phi-2. One LayerNorm per block, read by both
+// the attention and the MLP, whose outputs are added to the block's input together (parallel residual); partial
+// half-split rotary (partial_rotary_factor of each head); biases everywhere, the classifier's too.
+// Tensors: HF names in formats/hf_model.hpp (hf_phi_layer / _global); GGUF as llama.cpp's phi2 writes them, bound
+// by weights.hpp (ffn_norm is attn_norm: one norm).
+
+namespace edgelm {
+
+template <weight_policy P, class K>
+std::span<const float> transformer<P, K>::forward_phi(run_state<P>& s, std::span<const std::int32_t> tokens, std::uint32_t pos,
+                                                      logits_for which) const noexcept {
+  const model_config& c = cfg_;
+  const std::uint32_t n = static_cast<std::uint32_t>(tokens.size());
+  float* x = s.x.data();
+  float* xb = s.xb.data();
+
+  embed_batch(s, tokens, pos);  // token rows -> x, and the rotation angles of every position
+
+  for (std::uint32_t l = 0; l < c.n_layers; ++l) {
+    const layer_weights& L = w_.layers[l];
+    // attention: layernorm, q k v with biases, partial rotary, causal attention, output projection with bias
+    norm_rows(s, xb, x, L.attn_norm, L.attn_norm_b, n);
+    qkv_proj(s, L, n);
+    rotary(s, n);
+    attend(s, l, pos, n);
+    out_proj(s, L, n);
+
+    // feed-forward of the same norm of x (recomputed: the attention overwrote xb): down(gelu(up x + b)) + b
+    norm_rows(s, xb, x, L.ffn_norm, L.ffn_norm_b, n);
+    gelu_mlp(s, L, n);
+    add_rows(s, n, x, s.xb2.data());  // x + attn(ln x) + mlp(ln x)
+    add_rows(s, n, x, xb);
+  }
+
+  return classify(s, n, which);  // final layernorm and classifier with its bias
+}
+
+}  // namespace edgelm
+// ---- end edgelm/model/families/phi.hpp ----
 // ---- end edgelm/model/transformer.hpp ----
 // ---- begin edgelm/storage/bundle.hpp ----
 // edgelm/storage/bundle.hpp - a bundle: named storages that together are one model, e.g. a Hugging Face folder
