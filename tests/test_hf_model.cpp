@@ -834,3 +834,47 @@ TEST_CASE("gguf: gptneox and gptneo hyper-parameters are checked (windows, paral
   CHECK(seq->config.residual == edgelm::residual_kind::sequential);
   CHECK(read(neox)->config.residual == edgelm::residual_kind::parallel);
 }
+
+TEST_CASE("families: family_of takes each architecture to its forward and refuses a config whose block that forward does not compute") {
+  using edgelm::arch_family;
+  using edgelm::errc;
+  auto cfg = [](const char* arch) {
+    edgelm::model_config c;
+    c.arch = arch;
+    return c;
+  };
+  auto llama = cfg("llama");
+  REQUIRE(edgelm::family_of(llama));
+  CHECK(*edgelm::family_of(llama) == arch_family::llama);
+
+  auto qwen2 = cfg("qwen2");
+  qwen2.rope = edgelm::rope_style::half_split;
+  REQUIRE(edgelm::family_of(qwen2));
+  CHECK(*edgelm::family_of(qwen2) == arch_family::qwen2);
+  auto qwen2_ln = qwen2;
+  qwen2_ln.norm = edgelm::norm_kind::layer;  // qwen2's forward has RMSNorm only
+  CHECK(edgelm::family_of(qwen2_ln).error().code == errc::unsupported_architecture);
+
+  auto neox = cfg("gptneox");
+  neox.rope = edgelm::rope_style::half_split;
+  neox.norm = edgelm::norm_kind::layer;
+  neox.ffn = edgelm::ffn_kind::gelu_erf;
+  REQUIRE(edgelm::family_of(neox));
+  CHECK(*edgelm::family_of(neox) == arch_family::gpt_neox);
+  auto neox_learned = neox;
+  neox_learned.learned_positions = true;  // rotary family: no position table
+  CHECK(edgelm::family_of(neox_learned).error().code == errc::unsupported_architecture);
+
+  auto gpt2 = cfg("gpt2");
+  gpt2.learned_positions = true;
+  gpt2.norm = edgelm::norm_kind::layer;
+  gpt2.ffn = edgelm::ffn_kind::gelu_tanh;
+  REQUIRE(edgelm::family_of(gpt2));
+  CHECK(*edgelm::family_of(gpt2) == arch_family::gpt2);
+  auto gpt2_rms = gpt2;
+  gpt2_rms.norm = edgelm::norm_kind::rms;
+  CHECK(edgelm::family_of(gpt2_rms).error().code == errc::unsupported_architecture);
+
+  CHECK(edgelm::family_of(cfg("mamba")).error().code == errc::unsupported_architecture);
+  CHECK(edgelm::family_of(cfg("")).error().code == errc::unsupported_architecture);
+}
