@@ -19,8 +19,11 @@ export interface LoadOptions {
   threads?: 'auto' | number;
   /** KV cache positions (default min(trained context, 4096)) */
   context?: number;
-  /** weights in memory (default 'auto': q8_0/q4_0 in place when the whole file has that type, else f32) */
-  precision?: 'auto' | 'f32' | 'q8_0' | 'q4_0';
+  /** weights in memory (default 'auto', the native CLI's rule: q8_0/q4_0 when every matrix has that type, 'mixed'
+   *  when the file is quantized otherwise (Q4_K_M, Q6_K, ...: each matrix in its file type, in place), else f32).
+   *  'q8_0'/'q4_0' explicitly: only for a file whose matrices are all of that type (the browser builds convert at
+   *  load only to f32). */
+  precision?: 'auto' | 'f32' | 'q8_0' | 'q4_0' | 'mixed';
   /** resumes (Range requests) after an interrupted download within one load (default 3) */
   retries?: number;
   /** a response that sends nothing for this long fails (default 30000 ms) */
@@ -69,7 +72,7 @@ export interface ChatOptions extends GenerateOptions {
 export interface ModelInfo {
   arch: string;
   params: number;
-  precision: 'f32' | 'q8_0' | 'q4_0';
+  precision: 'f32' | 'q8_0' | 'q4_0' | 'mixed';
   vocabSize: number;
   context: number;
   trainedContext: number;

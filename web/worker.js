@@ -187,7 +187,7 @@ async function fill(src, opt, id) {
   return { ptr, size, fromCache: false, log: [], finish: async () => {} };
 }
 
-const PRECISION = { auto: 0, f32: 1, q8_0: 2, q4_0: 3 };
+const PRECISION = { auto: 0, f32: 1, q8_0: 2, q4_0: 3, mixed: 4 };  // edgelm_open's codes (c_api.h)
 
 async function doLoad(id, src, opt) {
   const t0 = performance.now();
@@ -206,7 +206,7 @@ async function doLoad(id, src, opt) {
   const context = opt.context === undefined ? 0 : Number(opt.context);
   if (!Number.isInteger(context) || context < 0 || context > 1 << 24) throw new LoadError(`context must be a non-negative integer, not ${opt.context}`);
   const prec = PRECISION[opt.precision === undefined ? 'auto' : opt.precision];
-  if (prec === undefined) throw new LoadError(`precision must be auto, f32, q8_0 or q4_0, not ${opt.precision}`);
+  if (prec === undefined) throw new LoadError(`precision must be auto, f32, q8_0, q4_0 or mixed, not ${opt.precision}`);
   if (opt.simd !== undefined && opt.simd !== 'auto' && opt.simd !== 'simd128') throw new LoadError(`simd must be 'auto' or 'simd128', not ${opt.simd}`);
   await startModule(threads, opt.simd);
   const f = await fill(src, opt, id);

@@ -5,6 +5,9 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "core/log.hpp"
 #include "core/result.hpp"
@@ -171,10 +174,54 @@ result<model<P, K>> load(const bundle& b, const load_options& o = {}) {
 }
 
 // A model file or a Hugging Face model folder, by path (a folder: read_hf_folder).
+namespace detail {
+// "PREFIX-00001-of-00003.gguf" (llama.cpp's split names): the part number and count, or nothing.
+inline std::optional<std::pair<unsigned, unsigned>> split_name(const std::string& path, std::string& prefix) {
+  constexpr std::size_t tail = std::string_view("-00001-of-00003.gguf").size();
+  if (path.size() <= tail) return std::nullopt;
+  const std::string t = path.substr(path.size() - tail);
+  auto digits = [&](std::size_t at) {
+    unsigned v = 0;
+    for (std::size_t i = at; i < at + 5; ++i) {
+      if (t[i] < '0' || t[i] > '9') return 0u;
+      v = v * 10 + static_cast<unsigned>(t[i] - '0');
+    }
+    return v;
+  };
+  if (t[0] != '-' || t.compare(6, 4, "-of-") != 0 || t.compare(15, 5, ".gguf") != 0) return std::nullopt;
+  const unsigned no = digits(1), count = digits(10);
+  if (no == 0 || count == 0 || no > count) return std::nullopt;
+  prefix = path.substr(0, path.size() - tail);
+  return std::pair{no, count};
+}
+inline std::string split_part_name(const std::string& prefix, unsigned no, unsigned count) {
+  auto five = [](unsigned v) {
+    std::string d = std::to_string(v);
+    return std::string(d.size() < 5 ? 5 - d.size() : 0, '0') + d;
+  };
+  return prefix + "-" + five(no) + "-of-" + five(count) + ".gguf";
+}
+}  // namespace detail
+
+// A model by path: a Hugging Face folder, a model file (format by content), or the first part of a GGUF split
+// by llama.cpp's gguf-split (NAME-00001-of-0000N.gguf: the other parts are opened beside it).
 inline result<model_file> read_model_path(const std::string& path) {
   if (is_directory(path)) return read_hf_folder(path);
   auto fs = file_storage::open(path);
   if (!fs) return fs.error();
+  std::string prefix;
+  const auto sp = detail::split_name(path, prefix);
+  if (sp && sp->first == 1 && sp->second > 1 && is_gguf(fs->bytes())) {
+    std::vector<std::shared_ptr<detail::byte_owner>> parts;
+    parts.push_back(detail::own_bytes(std::move(*fs)));
+    for (unsigned i = 2; i <= sp->second; ++i) {
+      const std::string name = detail::split_part_name(prefix, i, sp->second);
+      auto part = file_storage::open(name);
+      if (!part) return make_error(part.error().code, "GGUF part " + std::to_string(i) + " of " + std::to_string(sp->second) + ": " + part.error().msg, error::no_offset, name);
+      parts.push_back(detail::own_bytes(std::move(*part)));
+    }
+    return read_gguf_split(std::move(parts));
+  }
   return read_model_file(std::move(*fs));
 }
 #endif

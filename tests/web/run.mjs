@@ -239,6 +239,54 @@ test('relaxed-simd', async () => {
   return notes.length ? notes.join('; ') : 'q4_0 greedy text: relaxed = SIMD128 = native CLI, 1 and 2 threads';
 });
 
+// Precision auto = the native CLI's rule (any_model.hpp choose_precision): a file quantized in more than one type runs as
+// mixed (each matrix in its file type, in place; before: converted to f32, ~7x the memory for llama-quantize's
+// Q4_K_M). The file: the native CLI's Q4_0 of stories260K, whose ffn_down rows (172) fall back to F16; greedy text =
+// the native CLI's (auto = mixed there too); 'f32' still converts, 'mixed' runs a uniform file, and 'q4_0' of a
+// file that is not all Q4_0 rejects (the browser builds convert at load only to f32).
+test('mixed-file', async () => {
+  const cli = process.env.EDGELM_NATIVE_CLI || path.join(repo, 'build/native/edgelm');
+  if (!fs.existsSync(cli)) return 'SKIP: no native CLI to make the Q4_0 + F16 file with (edgelm quantize)';
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edgelm-mixed-'));
+  try {
+    const file = path.join(tmp, 'stories260K-q4_0-f16.gguf');
+    execFileSync(cli, ['quantize', path.join(sharedModels, 'stories260K.gguf'), file, '--type', 'q4_0'], { stdio: ['ignore', 'ignore', 'ignore'] });
+    const nat = nativeRun(file, PROMPT, N);
+    const natF32 = execFileSync(cli, ['run', '-m', file, '-p', PROMPT, '-n', String(N), '--temp', '0', '--precision', 'f32'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString('utf8').replace(/\n$/, '');
+    const { p } = await page(plain);
+    const r = await p.evaluate(async ({ b64, PROMPT, N }) => {
+      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+      const out = {};
+      for (const precision of ['auto', 'mixed', 'f32', 'q4_0']) {
+        try {
+          const lm = await window.edgelm.load(bytes.slice(), { cache: 'none', precision });
+          out[precision] = { text: PROMPT + await lm.complete(PROMPT, { maxTokens: N, temperature: 0 }), info: lm.info, stats: lm.stats };
+          await lm.unload();
+        } catch (e) { out[precision] = { error: e.message }; }
+      }
+      const lm = await window.edgelm.load('/repo-models/edgelm-student-q8_0.gguf', { cache: 'none', precision: 'mixed' });
+      out.uniform = { info: lm.info, text: await lm.complete(PROMPT, { maxTokens: 16, temperature: 0 }) };
+      await lm.unload();
+      const lm2 = await window.edgelm.load('/repo-models/edgelm-student-q8_0.gguf', { cache: 'none' });
+      out.uniformAuto = { info: lm2.info, text: await lm2.complete(PROMPT, { maxTokens: 16, temperature: 0 }) };
+      await lm2.unload();
+      return out;
+    }, { b64: fs.readFileSync(file).toString('base64'), PROMPT, N });
+    for (const k of ['auto', 'mixed', 'f32']) assert(!r[k].error, `precision ${k}: ${r[k].error}`);
+    eq(r.auto.info.precision, 'mixed', 'auto on a Q4_0 + F16 file');
+    eq(r.mixed.info.precision, 'mixed', "precision: 'mixed'");
+    eq(r.f32.info.precision, 'f32', "precision: 'f32'");
+    eq(r.auto.text, r.mixed.text, 'auto = mixed');
+    if (nat !== null) eq(r.auto.text, nat, 'mixed greedy text vs the native CLI (auto = mixed)');
+    eq(r.f32.text, natF32, 'f32 greedy text vs the native CLI --precision f32');
+    assert(/precision q4_0 needs a file/.test(r.q4_0.error || ''), "precision 'q4_0' of a file that is not all Q4_0 rejects: " + JSON.stringify(r.q4_0));
+    eq(r.uniform.info.precision, 'mixed', "precision: 'mixed' of a uniform Q8_0 file");
+    eq(r.uniformAuto.info.precision, 'q8_0', 'auto of a uniform Q8_0 file');
+    eq(r.uniform.text, r.uniformAuto.text, 'uniform Q8_0: mixed = q8_0 greedy text');
+    return `auto = mixed = native CLI; f32 = native --precision f32; heap mixed ${(r.auto.stats.heapBytes / 1048576).toFixed(0)} MiB, f32 ${(r.f32.stats.heapBytes / 1048576).toFixed(0)} MiB`;
+  } finally { fs.rmSync(tmp, { recursive: true, force: true }); }
+});
+
 test('tokenize', async () => {
   const { p } = await page(plain);
   const r = await p.evaluate(async ({ ids }) => {

@@ -91,8 +91,8 @@ EDGELM_EXPORT edgelm_engine* edgelm_open(void* buffer, size_t size, uint32_t con
   edgelm::web::engine_options o;
   o.context = context;
   o.threads = threads;
-  static const char* names[] = {"auto", "f32", "q8_0", "q4_0"};
-  if (precision < 0 || precision > 3) {
+  static const char* names[] = {"auto", "f32", "q8_0", "q4_0", "mixed"};  // c_api.h's codes 0..4
+  if (precision < 0 || precision > 4) {
     g_error = "invalid_argument: precision code " + std::to_string(precision);
     return nullptr;
   }

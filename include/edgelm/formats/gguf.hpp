@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -447,13 +449,106 @@ inline result<tokenizer_data> read_gguf_tokenizer(std::span<const std::byte> byt
   return tok;
 }
 
+namespace detail {
+
+// llama.cpp's gguf-split: every part is a GGUF with split.no (0-based), split.count and split.tensors.count;
+// the first holds all the metadata, each holds some of the tensors. count 0 / 1 (or no key): a whole file.
+struct gguf_split_info {
+  std::uint64_t no = 0, count = 1, tensors = 0;
+};
+inline result<gguf_split_info> gguf_split_of(const gguf_file& g) {
+  gguf_split_info si;
+  auto count = gguf_get_uint_or(g, "split.count", 65535, 1);
+  if (!count) return count.error();
+  si.count = *count == 0 ? 1 : *count;
+  auto no = gguf_get_uint_or(g, "split.no", 65535, 0);
+  if (!no) return no.error();
+  si.no = *no;
+  auto nt = gguf_get_uint_or(g, "split.tensors.count", std::uint64_t{1} << 31, 0);
+  if (!nt) return nt.error();
+  si.tensors = *nt;
+  if (si.no >= si.count) return make_error(errc::bad_value, "split.no " + std::to_string(si.no) + " is not below split.count " + std::to_string(si.count), error::no_offset, "split.no");
+  return si;
+}
+
+// The shards of a split GGUF as one byte owner: bytes() is the first part's, release() goes to every part
+// (each ignores what is not its own).
+struct multi_owner final : byte_owner {
+  std::vector<std::shared_ptr<byte_owner>> parts;
+  std::span<const std::byte> bytes() const noexcept override { return parts.empty() ? std::span<const std::byte>{} : parts.front()->bytes(); }
+  void release(std::span<const std::byte> part) const noexcept override {
+    for (const auto& p : parts) p->release(part);
+  }
+};
+
+inline result<model_file> read_gguf_parsed(gguf_file&& parsed_file, std::shared_ptr<byte_owner> owner);
+
+}  // namespace detail
+
 // Read a GGUF file into the format-neutral model_file. Architecture 'llama' (and its close
-// relatives that share its tensor layout) is supported.
+// relatives that share its tensor layout) is supported. One part of a split GGUF (gguf-split) alone is
+// errc::missing_tensor naming the parts it needs: read_gguf_split, or read_model_path on the first part.
 inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   using namespace detail;
   auto parsed = parse_gguf(owner->bytes());
   if (!parsed) return parsed.error();
-  gguf_file& g = *parsed;
+  auto si = gguf_split_of(*parsed);
+  if (!si) return si.error();
+  if (si->count > 1)
+    return make_error(errc::missing_tensor,
+                      "part " + std::to_string(si->no + 1) + " of a GGUF split into " + std::to_string(si->count) +
+                          " (gguf-split): load all the parts (the first, NAME-00001-of-" + std::string(std::to_string(si->count).size() < 5 ? 5 - std::to_string(si->count).size() : 0, '0') +
+                          std::to_string(si->count) + ".gguf, finds the others beside it)",
+                      error::no_offset, "split.count");
+  return read_gguf_parsed(std::move(*parsed), std::move(owner));
+}
+
+// A GGUF split by llama.cpp's gguf-split, its parts in order: the first's metadata and every part's tensors
+// (each part's tensor data stays in its own bytes, zero copy). Parts out of order, missing, repeated or of
+// another split, and a tensor in two parts, are errors.
+inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::byte_owner>> parts) {
+  using namespace detail;
+  if (parts.empty()) return make_error(errc::invalid_argument, "no GGUF parts");
+  if (parts.size() == 1) return read_gguf(std::move(parts.front()));
+  std::optional<gguf_file> first;
+  std::uint64_t count = 0, total = 0;
+  std::unordered_set<std::string> names;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (!parts[i]) return make_error(errc::invalid_argument, "GGUF part " + std::to_string(i + 1) + " is missing");
+    auto g = parse_gguf(parts[i]->bytes());
+    if (!g) {
+      error e = g.error();
+      return make_error(e.code, "GGUF part " + std::to_string(i + 1) + ": " + e.msg, e.offset, e.where);
+    }
+    auto si = gguf_split_of(*g);
+    if (!si) return si.error();
+    if (i == 0) count = si->count, total = si->tensors;
+    if (si->count != parts.size() || si->count != count)
+      return make_error(errc::bad_value, "GGUF part " + std::to_string(i + 1) + " says the split has " + std::to_string(si->count) + " parts; " +
+                                             std::to_string(parts.size()) + " were given", error::no_offset, "split.count");
+    if (si->no != i)
+      return make_error(errc::bad_value, "GGUF part " + std::to_string(i + 1) + " is part " + std::to_string(si->no + 1) + " of its split (parts out of order?)",
+                        error::no_offset, "split.no");
+    if (si->tensors != total) return make_error(errc::bad_value, "the parts disagree on split.tensors.count", error::no_offset, "split.tensors.count");
+    for (const auto& t : g->tensors)
+      if (!names.insert(t.name).second) return make_error(errc::duplicate_name, "tensor in two parts of the split", t.offset, t.name);
+    if (i == 0) {
+      first = std::move(*g);
+    } else {
+      for (auto& t : g->tensors) first->tensors.push_back(std::move(t));
+    }
+  }
+  if (total != 0 && first->tensors.size() != total)
+    return make_error(errc::missing_tensor, "the parts hold " + std::to_string(first->tensors.size()) + " tensors, split.tensors.count says " + std::to_string(total),
+                      error::no_offset, "split.tensors.count");
+  auto owner = std::make_shared<multi_owner>();
+  owner->parts = std::move(parts);
+  return read_gguf_parsed(std::move(*first), std::move(owner));
+}
+
+namespace detail {
+inline result<model_file> read_gguf_parsed(gguf_file&& parsed_file, std::shared_ptr<byte_owner> owner) {
+  gguf_file& g = parsed_file;
   model_file mf;
   mf.format = file_format::gguf;
   mf.bytes = std::move(owner);
@@ -656,5 +751,6 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   mf.tensors = std::move(g.tensors);
   return mf;
 }
+}  // namespace detail
 
 }  // namespace edgelm

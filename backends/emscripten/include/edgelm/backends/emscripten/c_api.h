@@ -23,7 +23,9 @@ const char* edgelm_error(void);            /* the last error message (NUL-termin
 const char* edgelm_version(void);          /* "0.1.0 st" / "0.1.0 mt" */
 int edgelm_max_threads(void);              /* 1 in the single-thread build */
 
-/* precision: 0 auto, 1 f32, 2 q8_0, 3 q4_0. context 0: min(trained context, 4096). */
+/* precision: 0 auto (q8_0 / q4_0 when every matrix has that type, mixed for other quantized files, else f32), 1 f32
+   (converted), 2 q8_0 and 3 q4_0 (only for files whose matrices are all of that type), 4 mixed (every matrix in its
+   file type, in place). context 0: min(trained context, 4096). */
 edgelm_engine* edgelm_open(void* buffer, size_t size, uint32_t context, uint32_t threads, int precision);
 void edgelm_close(edgelm_engine* e);
 /* One forward pass over n placeholder tokens and two single-token steps, then forgotten (the next prompt reuses

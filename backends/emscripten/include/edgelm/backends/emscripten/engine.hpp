@@ -6,8 +6,15 @@
 //   e->begin(rendered_chat, gen_options, /*rendered=*/true);     // a chat template's output (its specials parsed)
 //   while (true) { auto r = e->step(); if (!r) ...; use(r->text); if (r->done) break; }   // one token per call
 //
-// Kernels: the Highway backend (WASM SIMD128 under em++ -msimd128). Precision "auto" is the CLI's rule: q8_0
-// or q4_0 when every weight matrix of the file has that type (used in place, zero copy), else f32.
+// Kernels: the Highway backend (WASM SIMD128 under em++ -msimd128). Precision "auto" is the CLI's rule
+// (any_model.hpp's choose_precision): q8_0 or q4_0 when every weight matrix of the file has that type, mixed when
+// some matrix is quantized in another type or a mix of types (llama-quantize's Q4_K_M / Q5_K_M / Q6_K, a Q4_0 file
+// whose output.weight is Q6_K: each matrix in its file type, in place), f32 when all are float (F32/F16/BF16).
+// Instantiations: two, engine_of<f32> and engine_of<mixed> (the single-thread .wasm has a 150 KB gzip budget:
+// the uniform engine_of<q8_0> / engine_of<q4_0> cost ~5.5 KB each). A file whose matrices are all Q8_0 (or all
+// Q4_0) runs as mixed, which uses the same matrix kernels and the same bytes in place, and is reported as "q8_0"
+// ("q4_0"). An explicit q8_0 / q4_0 for another file (converting at load) needs those engines: define
+// EDGELM_WEB_CONVERT_ENGINES to compile them in; without it that is an invalid_argument error.
 // Model files: GGUF only (it carries the tokenizer; a llama2.c checkpoint would need a second file).
 #pragma once
 #include <chrono>
@@ -19,6 +26,7 @@
 #include <string_view>
 #include <vector>
 
+#include <edgelm/any_model.hpp>
 #include <edgelm/backends/highway.hpp>
 #include <edgelm/core/thread_pool.hpp>
 #include <edgelm/load.hpp>
@@ -34,7 +42,7 @@ using web_kernels = edgelm::backends::highway::kernels;
 struct engine_options {
   std::uint32_t context = 0;   // 0: min(trained context, EDGELM_DEFAULT_CONTEXT)
   unsigned threads = 1;        // > 1 needs a -pthread build
-  std::string precision = "auto";  // auto | f32 | q8_0 | q4_0
+  std::string precision = "auto";  // auto (choose_precision, the CLI's rule) | f32 | q8_0 | q4_0 | mixed (see the top)
   std::uint32_t batch = 64;    // prompt tokens per forward pass
 };
 
@@ -157,19 +165,22 @@ class engine {
   bool active_ = false;
 };
 
-template <precision P>
+template <weight_policy P>
 class engine_of final : public engine {
  public:
   using model_type = model<P, web_kernels>;
   using session_type = session<model_type>;
 
-  static result<std::unique_ptr<engine>> create(model_file mf, const engine_options& o, std::unique_ptr<thread_pool> pool, clock::time_point t0) {
+  // label: the precision reported (P::name, or "q8_0" / "q4_0" for a mixed engine over a uniform file)
+  static result<std::unique_ptr<engine>> create(model_file mf, const engine_options& o, std::unique_ptr<thread_pool> pool, clock::time_point t0,
+                                                std::string_view label = P::name) {
     load_options lo;
     auto m = load<P, web_kernels>(std::move(mf), lo);
     if (!m) return m.error();
     std::unique_ptr<engine_of> e(new (std::nothrow) engine_of());
     if (!e) return make_error(errc::out_of_memory, "cannot allocate the engine");
     e->pool_ = std::move(pool);
+    e->label_ = label;
     e->m_ = std::make_unique<model_type>(std::move(*m));
     session_options so;
     so.context = o.context;
@@ -185,7 +196,7 @@ class engine_of final : public engine {
   ~engine_of() override { s_.reset(); }
 
   const model_config& config() const noexcept override { return m_->config(); }
-  std::string_view precision() const noexcept override { return P::name; }
+  std::string_view precision() const noexcept override { return label_; }
   std::uint64_t parameters() const noexcept override {
     std::uint64_t n = 0;
     for (const auto& t : m_->net.file().tensors) n += t.n_elements();
@@ -280,6 +291,7 @@ class engine_of final : public engine {
 
  private:
   engine_of() = default;
+  std::string_view label_ = P::name;  // (static strings only)
   std::unique_ptr<model_type> m_;
   std::unique_ptr<session_type> s_;
   text_stream stream_;
@@ -294,12 +306,18 @@ inline result<std::unique_ptr<engine>> engine::open(heap_storage bytes, const en
     return make_error(errc::bad_magic, "not a GGUF model file (no GGUF magic at byte 0)");
   auto mf = read_gguf(::edgelm::detail::own_bytes(std::move(bytes)));
   if (!mf) return mf.error();
-  std::string prec = o.precision;
-  if (prec == "auto") {
-    const auto t = uniform_matrix_type(*mf);
-    prec = t == ggml_type::q8_0 ? "q8_0" : t == ggml_type::q4_0 ? "q4_0" : "f32";
-  }
-  if (prec != "f32" && prec != "q8_0" && prec != "q4_0") return make_error(errc::invalid_argument, "precision must be auto, f32, q8_0 or q4_0, not '" + prec + "'");
+  std::string_view prec = o.precision;
+  const std::string_view chosen = choose_precision(*mf);  // any_model.hpp: the CLI's rule
+  if (prec.empty() || prec == "auto") prec = chosen;
+  if (prec != "f32" && prec != "q8_0" && prec != "q4_0" && prec != "mixed")
+    return make_error(errc::invalid_argument, "precision must be auto, f32, q8_0, q4_0 or mixed, not '" + std::string(prec) + "'");
+  // q8_0 / q4_0 of a file whose matrices all have that type: the mixed engine (the same kernels, in place)
+  const bool uniform = (prec == "q8_0" || prec == "q4_0") && prec == chosen;
+#if !defined(EDGELM_WEB_CONVERT_ENGINES)
+  if ((prec == "q8_0" || prec == "q4_0") && !uniform)
+    return make_error(errc::invalid_argument, "precision " + std::string(prec) + " needs a file whose weight matrices are all " + std::string(prec) +
+                                                  " (this file's: " + std::string(chosen) + "); this build converts at load only to f32: use auto, mixed or f32");
+#endif
   if (o.context > mf->config.seq_len)
     return make_error(errc::invalid_argument, "context " + std::to_string(o.context) + " exceeds the model's " + std::to_string(mf->config.seq_len));
   std::unique_ptr<thread_pool> pool;
@@ -308,9 +326,12 @@ inline result<std::unique_ptr<engine>> engine::open(heap_storage bytes, const en
     if (!p) return p.error();
     pool = std::move(*p);
   }
-  if (prec == "q8_0") return engine_of<q8_0>::create(std::move(*mf), o, std::move(pool), t0);
-  if (prec == "q4_0") return engine_of<q4_0>::create(std::move(*mf), o, std::move(pool), t0);
-  return engine_of<f32>::create(std::move(*mf), o, std::move(pool), t0);
+  if (prec == "f32") return engine_of<f32>::create(std::move(*mf), o, std::move(pool), t0);
+#if defined(EDGELM_WEB_CONVERT_ENGINES)
+  if (prec == "q8_0" && !uniform) return engine_of<q8_0>::create(std::move(*mf), o, std::move(pool), t0);
+  if (prec == "q4_0" && !uniform) return engine_of<q4_0>::create(std::move(*mf), o, std::move(pool), t0);
+#endif
+  return engine_of<mixed>::create(std::move(*mf), o, std::move(pool), t0, uniform ? (prec == "q8_0" ? q8_0::name : q4_0::name) : mixed::name);
 }
 
 }  // namespace edgelm::web
