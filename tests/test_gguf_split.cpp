@@ -109,3 +109,37 @@ TEST_CASE("gguf split: a part alone, a missing part, parts out of order or repea
   CHECK(notgguf.error().message().find("GGUF part 3") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
+
+TEST_CASE("gguf split: the parts end to end in one buffer (the browser's several URLs, or cat) read as one model") {
+  auto cat = [](std::initializer_list<int> which) {
+    std::vector<std::byte> all;
+    for (int i : which) {
+      const auto b = edgelm_test::read_all(part(i));
+      REQUIRE(!b.empty());
+      const auto s = std::as_bytes(std::span(b));
+      all.insert(all.end(), s.begin(), s.end());
+    }
+    return edgelm::memory_storage(std::move(all));
+  };
+  auto mf = edgelm::read_model_file(cat({1, 2, 3}));
+  REQUIRE_MESSAGE(mf, (mf ? "" : mf.error().message()));
+  CHECK(mf->tensors.size() == 48);
+  auto m = edgelm::load_any<runtime>(std::move(*mf));
+  REQUIRE(m);
+  CHECK(greedy_text(*m, 32) == llama_cpp_text);
+
+  auto code = [](const auto& r) { return r ? edgelm::errc::ok : r.error().code; };
+  CHECK(code(edgelm::read_model_file(cat({1, 3, 2}))) == edgelm::errc::bad_value);   // out of order
+  CHECK(code(edgelm::read_model_file(cat({1, 2}))) != edgelm::errc::ok);             // a part short
+  CHECK(code(edgelm::read_model_file(cat({1, 2, 3, 3}))) == edgelm::errc::bad_value); // bytes after the last part
+  {  // the last part truncated
+    const auto b1 = edgelm_test::read_all(part(1)), b2 = edgelm_test::read_all(part(2)), b3 = edgelm_test::read_all(part(3));
+    std::vector<std::byte> all;
+    for (const auto* b : {&b1, &b2, &b3}) {
+      const auto s = std::as_bytes(std::span(*b));
+      all.insert(all.end(), s.begin(), s.end());
+    }
+    all.resize(all.size() - 1000);
+    CHECK(code(edgelm::read_model_file(edgelm::memory_storage(std::move(all)))) != edgelm::errc::ok);
+  }
+}

@@ -9,6 +9,7 @@
 //   /repo-models/... the repository's models/ (the shipped edgelm-student GGUFs)
 //   /consumer/... build/web/consumer (tests/web/consumer, the C++-only program)
 //   /models/...  the shared models folder ($EDGELM_SHARED_DIR or ../shared/models next to the repository)
+//   /test-data/...    the repository's tests/data (e.g. split/: a GGUF split by llama.cpp's gguf-split)
 //   /split/NAME.partI-of-N   part I (0-based) of /models/NAME cut into N pieces of equal size (the last takes the rest)
 // Switches on any /models or /split URL (query string; they also make the cache key differ):
 //   status=404            that status with an HTML page body
@@ -67,6 +68,7 @@ export function startServer({ port = 0, isolation = false } = {}) {
     else if (u.pathname.startsWith('/consumer/')) file = within(path.join(repo, 'build/web/consumer'), u.pathname.slice(10));
     else if (u.pathname.startsWith('/examples/')) file = within(path.join(repo, 'examples'), u.pathname.slice(10));
     else if (u.pathname.startsWith('/models/')) file = within(sharedModels, u.pathname.slice(8));
+    else if (u.pathname.startsWith('/test-data/')) file = within(path.join(repo, 'tests/data'), u.pathname.slice(11));
     else if (u.pathname.startsWith('/split/')) {
       const m = /^(.+)\.part(\d+)-of-(\d+)$/.exec(u.pathname.slice(7));
       const src = m && within(sharedModels, m[1]);
@@ -77,7 +79,7 @@ export function startServer({ port = 0, isolation = false } = {}) {
       }
     }
     if (!data && file && fs.existsSync(file) && fs.statSync(file).isFile()) data = fs.readFileSync(file);
-    const isModel = u.pathname.startsWith('/models/') || u.pathname.startsWith('/split/') || u.pathname.startsWith('/repo-models/');
+    const isModel = u.pathname.startsWith('/models/') || u.pathname.startsWith('/split/') || u.pathname.startsWith('/repo-models/') || u.pathname.startsWith('/test-data/');
     if (q.has('status')) return send(+q.get('status'), `<!doctype html><html><body><h1>${+q.get('status')}</h1></body></html>`, TYPES['.html']);
     if (!data) return send(404, '<!doctype html><html><body><h1>404 Not Found</h1></body></html>', TYPES['.html']);
     if (isModel && q.has('html')) return send(200, '<!doctype html><html><body><h1>Welcome</h1><p>Not a model.</p></body></html>', TYPES['.html']);

@@ -481,12 +481,33 @@ struct multi_owner final : byte_owner {
   }
 };
 
+// A part of a parent's bytes (the parts of a split GGUF laid end to end in one buffer, as the browser loader
+// fetches several URLs): keeps the parent alive, releases through it.
+struct sub_owner final : byte_owner {
+  std::shared_ptr<byte_owner> parent;
+  std::span<const std::byte> view;
+  std::span<const std::byte> bytes() const noexcept override { return view; }
+  void release(std::span<const std::byte> part) const noexcept override { parent->release(part); }
+};
+
+// Where a GGUF's bytes end as gguf-split (and llama.cpp's gguf writer) lays them out: the data section is
+// every tensor padded to the alignment, so the file ends at the last tensor's end rounded up.
+inline std::uint64_t gguf_end(const gguf_file& g) noexcept {
+  std::uint64_t end = g.data_offset;
+  for (const auto& t : g.tensors) end = std::max(end, t.offset + t.n_bytes);
+  const std::uint64_t a = g.alignment ? g.alignment : 1;
+  return end > UINT64_MAX - a ? end : (end + a - 1) / a * a;
+}
+
 inline result<model_file> read_gguf_parsed(gguf_file&& parsed_file, std::shared_ptr<byte_owner> owner);
 
 }  // namespace detail
 
+inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::byte_owner>> parts);
+
 // Read a GGUF file into the format-neutral model_file. Architecture 'llama' (and its close
-// relatives that share its tensor layout) is supported. One part of a split GGUF (gguf-split) alone is
+// relatives that share its tensor layout) is supported. The parts of a split GGUF (gguf-split) laid end to end
+// in the bytes are read as one model. One part of a split GGUF (gguf-split) alone is
 // errc::missing_tensor naming the parts it needs: read_gguf_split, or read_model_path on the first part.
 inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   using namespace detail;
@@ -494,6 +515,30 @@ inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   if (!parsed) return parsed.error();
   auto si = gguf_split_of(*parsed);
   if (!si) return si.error();
+  if (si->count > 1 && si->no == 0 && detail::gguf_end(*parsed) < owner->bytes().size()) {
+    // the other parts after it in the same bytes (several URLs fetched into one buffer, or `cat`): each starts
+    // where the one before ends
+    const auto all = owner->bytes();
+    std::vector<std::shared_ptr<byte_owner>> parts;
+    std::uint64_t at = 0;
+    for (std::uint64_t i = 0; i < si->count && at < all.size(); ++i) {
+      auto pg = parse_gguf(all.subspan(static_cast<std::size_t>(at)));
+      if (!pg) {
+        error e = pg.error();
+        return make_error(e.code, "GGUF part " + std::to_string(i + 1) + " (at byte " + std::to_string(at) + " of the concatenated parts): " + e.msg, e.offset,
+                          e.where);
+      }
+      const std::uint64_t len = std::min<std::uint64_t>(gguf_end(*pg), all.size() - at);
+      auto sub = std::make_shared<sub_owner>();
+      sub->parent = owner;
+      sub->view = all.subspan(static_cast<std::size_t>(at), static_cast<std::size_t>(len));
+      parts.push_back(std::move(sub));
+      at += len;
+    }
+    if (at != all.size())
+      return make_error(errc::bad_value, "bytes after the last part of a split GGUF (" + std::to_string(all.size() - at) + ")", at, "split.count");
+    return read_gguf_split(std::move(parts));
+  }
   if (si->count > 1)
     return make_error(errc::missing_tensor,
                       "part " + std::to_string(si->no + 1) + " of a GGUF split into " + std::to_string(si->count) +
