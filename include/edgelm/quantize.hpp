@@ -111,7 +111,7 @@ inline void quantize_row_as(ggml_type t, const float* x, std::byte* out, std::si
 
 // The vocabulary keys: none ("none", llama.cpp's "no vocabulary"), a SentencePiece vocabulary ("llama": ' ' written
 // as U+2581, the specials named <unk>/<s>/</s> as llama.cpp's convert-llama2c-to-ggml does) or a byte-level BPE one
-// ("gpt2": tokens as stored, merges, pre-tokenizer name; formats/gguf_vocab.hpp makes it from a tokenizer.json).
+// ("gpt2": tokens as stored, merges, pre-tokenizer name); formats/gguf_vocab.hpp makes either from a tokenizer.json.
 inline result<void> write_vocab(gguf_writer& w, const tokenizer_data& td, std::uint32_t vocab_size) {
   if (td.pieces.empty()) return w.set_string("tokenizer.ggml.model", "none");
   if (td.pieces.size() != vocab_size)
@@ -134,10 +134,12 @@ inline result<void> write_vocab(gguf_writer& w, const tokenizer_data& td, std::u
   std::vector<std::string> tokens(td.pieces.size());
   for (std::size_t i = 0; i < td.pieces.size(); ++i) {
     const auto id = static_cast<std::int32_t>(i);
-    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>.
-    if (id == td.unk_id) tokens[i] = "<unk>";
-    else if (id == td.bos_id) tokens[i] = "<s>";
-    else if (id == td.eos_id) tokens[i] = "</s>";
+    // llama2.c's tokenizer.bin spells the specials "\n<s>\n"; SentencePiece (and llama.cpp) say <s>. A vocabulary
+    // that names them itself (one from a tokenizer.json: "<bos>", "<|im_end|>") keeps its names.
+    const bool llama2c_spelling = td.pieces[i].empty() || td.pieces[i].find('\n') != std::string::npos;
+    if (llama2c_spelling && id == td.unk_id) tokens[i] = "<unk>";
+    else if (llama2c_spelling && id == td.bos_id) tokens[i] = "<s>";
+    else if (llama2c_spelling && id == td.eos_id) tokens[i] = "</s>";
     else tokens[i] = space_to_sp(td.pieces[i]);
   }
   std::vector<float> scores = td.scores;
