@@ -57,7 +57,7 @@ result<model_file> read_model_file(S s) {
   auto f = detect_format(owner->bytes());
   if (!f) return f.error();
   switch (*f) {
-    case file_format::gguf: return read_gguf(std::move(owner));
+    case file_format::gguf: return read_gguf_concatenated(std::move(owner));  // (a whole file, or a split's parts end to end)
     case file_format::llama2c: return read_llama2c(std::move(owner));
     case file_format::safetensors: break;
   }

@@ -614,17 +614,16 @@ test('split', async () => {
 });
 
 // A GGUF split by llama.cpp's gguf-split (tests/data/split, 3 parts, each a GGUF with split.no / split.count): the
-// part URLs load as one model; greedy text = llama.cpp's llama-completion on the same parts (tests/data/split/README.md).
+// browser engine reads whole GGUFs only (the split reader is left out of it for the single-thread .wasm's 150 KB
+// budget; several URLs of one file's byte ranges are the 'split' test above), so the parts reject with a message
+// that names the split and the way out, and nothing hangs.
 test('gguf-split', async () => {
   const { p } = await page(plain);
   const urls = [1, 2, 3].map((i) => `/test-data/split/stories260K-q8_0-0000${i}-of-00003.gguf`);
-  const r = await greedy(p, urls, { cache: 'none' }, { maxTokens: 32 });
-  assert(!r.error, r.error);
-  eq(r.text, ', there was a little girl named Lily. She loved to play outside in the park. One day, she saw', "greedy text vs llama.cpp's on the same parts");
-  const bad = await greedy(p, [urls[0], urls[2], urls[1]], { cache: 'none' }, { maxTokens: 4 });
-  assert(/part/.test(bad.error || ''), 'parts out of order reject, naming the part: ' + JSON.stringify(bad.error));
-  const one = await greedy(p, urls[0], { cache: 'none' }, { maxTokens: 4 });
-  assert(/part 1 of a GGUF split into 3/.test(one.error || ''), 'the first part alone rejects: ' + JSON.stringify(one.error));
+  const r = await greedy(p, urls, { cache: 'none' }, { maxTokens: 4 });
+  assert(/part 1 of a GGUF split into 3 \(gguf-split\).*llama-gguf-split --merge/.test(r.error || ''), 'gguf-split parts reject with a clear message: ' + JSON.stringify(r.error));
+  const one = await greedy(p, urls[1], { cache: 'none' }, { maxTokens: 4 });
+  assert(/part 2 of a GGUF split into 3/.test(one.error || ''), 'a later part alone rejects: ' + JSON.stringify(one.error));
 });
 
 test('bytes-and-file', async () => {

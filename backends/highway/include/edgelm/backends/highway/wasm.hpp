@@ -20,16 +20,17 @@
 //    int16 once per call, in a stack buffer), one transpose-add for the four block sums, one vector of
 //    four scales, and the four products added to the row's sum in block order.
 //  - prefill (two or more tokens): "transposed" activations. A super-tile of up to 32 tokens is laid out
-//    once per reduction chunk so that lane k of a vector holds the element pair (2e, 2e+1) of token k of
-//    a group of four; the weight pair (w[2e], w[2e+1]) is broadcast to the four lanes
-//    (v128.load32_splat from the row's block unpacked to int16), so one i32x4.dot_i16x8_s serves four
-//    tokens and the 16 pairs of a block add up to each token's exact block sum in its own lane: no
-//    horizontal reductions. Register tile: 3 rows x 8 tokens (6 accumulators; per pair 3 broadcasts, 2
-//    activation loads, 6 dots, 6 adds: V8 keeps it all in registers). Each row's blocks are unpacked
-//    once per chunk for all tokens of the super-tile. 1.2-1.3x the previous 2 rows x 8 tokens tile with
-//    per-token reductions.
-//  The reduction dimension is processed in chunks (stack buffers of at most ~32 KB, most of it the
-//  transposed activations: blocks x tokens <= 384); between chunks the running sums live in y itself (a
+//    once per reduction chunk so that lane k of a vector holds one step of the elements of token k of a
+//    group of four (an int16 pair (2e, 2e+1), or with the relaxed dot an int8 quad 4e .. 4e+3); the
+//    weights of the step (4 bytes) are broadcast to the four lanes (v128.load32_splat from the row's
+//    block unpacked once per chunk), so one dot instruction serves four tokens and the steps of a block
+//    add up to each token's exact block sum in its own lane: no horizontal reductions. Register tiles:
+//    3 rows x 8 tokens with i32x4.dot_i16x8_s (6 accumulators; per pair 3 broadcasts, 2 activation
+//    loads, 6 dots, 6 adds: V8 keeps it all in registers), 4 rows x 8 tokens with the relaxed dot (q4_0;
+//    per quad 4 broadcasts, 2 loads, 8 dots, 8 i16 adds). Each row's blocks are unpacked once per chunk
+//    for all tokens of the super-tile; each activation vector serves all rows of the tile.
+//  The reduction dimension is processed in chunks (stack buffers of at most ~37 KB, most of it the
+//  transposed activations: 24 KB); between chunks the running sums live in y itself (a
 //  float store and load is exact). Whole rows in one chunk are worth more than more tokens per chunk.
 //  q4_0: nibbles are used unsigned (0..15) and the -8 offset is folded into the block sum as
 //  -8 * sum(x_block), computed once per activation block.
@@ -44,7 +45,6 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
-#include <type_traits>
 
 #include <edgelm/core/half.hpp>
 #include <edgelm/kernels/scalar.hpp>
@@ -59,7 +59,8 @@
 // EDGELM_WASM_RELAXED_DOT(a, b) = i16x8.relaxed_dot_i8x16_i7x16_s(a, b): with b's bytes in 0..127 every
 // engine returns the exact pairwise sums a[2k]*b[2k] + a[2k+1]*b[2k+1] (x86's pmaddubsw and Arm's sdot
 // agree when b's top bit is clear), so the q4_0 path built on it (nibbles 0..15 as b) is deterministic
-// and bit-identical to the SIMD128 one; it doubles the multiply-adds per instruction.
+// and bit-identical to the SIMD128 one; it doubles the multiply-adds per instruction (prefill: the
+// transposed kernel rq4 below).
 // emscripten 3.1.6 / clang 14 cannot emit it: clang 14 has no builtin for it (its relaxed builtins are
 // the 2021 prototype set: fma/fms, laneselect, relaxed swizzle/min/max/trunc, and LLVM 14 encodes them
 // with prototype opcodes, e.g. laneselect as 0xfd 0xb2, that node 20 rejects even with relaxed SIMD
@@ -68,7 +69,8 @@
 // "simd128". A newer clang's builtin is picked up below; a build may also define the macro itself (an
 // expression of type v128_t). Node 20 runs the instruction only with --experimental-wasm-relaxed-simd;
 // with it (the instruction patched into a binary) this path passed the same bit-exactness tests and
-// made q4_0 prefill ~25% and decode ~15% faster.
+// made q4_0 decode ~15% faster and, with the transposed int8 kernel, q4_0 prefill matmuls ~1.5x the
+// SIMD128 ones (node 20, --experimental-wasm-relaxed-simd).
 // (i32x4.relaxed_dot_i8x16_i7x16_add_s is not used: node 20's V8 returns twice the dot and drops the
 // addend.)
 #if defined(__wasm_relaxed_simd__) && !defined(EDGELM_WASM_RELAXED_DOT) && defined(__has_builtin)
@@ -93,10 +95,9 @@ inline const char* isa_name() noexcept {
 
 namespace detail {
 
-// Blocks of the reduction dimension per chunk: decode keeps one token's activations (at most 64 bytes
-// per block), prefill eight tokens' (at most 512 bytes per block).
+// Blocks of the reduction dimension per decode chunk: one token's activations (at most 64 bytes per
+// block; prefill's chunks are its kernels', below).
 inline constexpr std::size_t kc_decode = 128;
-inline constexpr std::size_t kc_gemm = 32;  // (the relaxed tile)
 
 // Keeps the loads and the arithmetic of one step together. V8's TurboFan (as in node 20) emits all
 // loads of a basic block first and the pure arithmetic after them; with 16+ vector loads per step that
@@ -177,7 +178,6 @@ inline v128_t madd4(const u16x4& w, const std::int16_t* xp) noexcept {
 struct wq8 : act_i16 {
   using block = block_q8_0;
   using U = u16x4;
-  static constexpr std::size_t tile_rows = 2;  // prefill register tile: 2 rows x 4 registers
   static constexpr bool offset8 = false;  // the values are the int8 quants themselves
   static U unpack(const block_q8_0& b) noexcept {
     return {{wasm_i16x8_load8x8(b.qs), wasm_i16x8_load8x8(b.qs + 8), wasm_i16x8_load8x8(b.qs + 16), wasm_i16x8_load8x8(b.qs + 24)}};
@@ -188,7 +188,6 @@ struct wq8 : act_i16 {
 struct wq4 : act_i16 {
   using block = block_q4_0;
   using U = u16x4;
-  static constexpr std::size_t tile_rows = 2;
   static constexpr bool offset8 = true;  // nibbles 0..15; the block sum gets -8 * sum(x) added
   static U unpack(const block_q4_0& b) noexcept {
     const v128_t lo = wasm_u16x8_load8x8(b.qs), hi = wasm_u16x8_load8x8(b.qs + 8);
@@ -207,7 +206,6 @@ struct wq4_relaxed {
     v128_t lo, hi;  // elements 0-15 and 16-31 as bytes 0..15
   };
   static constexpr bool offset8 = true;
-  static constexpr std::size_t tile_rows = 4;  // 2 registers per row (4 rows: 25% faster than 2)
   static void store(const block_q8_0& b, std::int8_t* o) noexcept {
     wasm_v128_store(o, wasm_v128_load(b.qs));
     wasm_v128_store(o + 16, wasm_v128_load(b.qs + 16));
@@ -336,120 +334,59 @@ inline void row_scales(const B* wr, std::size_t nb, float* dw) noexcept {
   }
 }
 
-// ---- prefill with the relaxed int8 dot (EDGELM_WASM_RELAXED_DOT only) ----
-// The tile of the relaxed q4_0 path: R rows x 8 (or 4) tokens, each weight block unpacked once and
-// multiplied with the blocks of 8 tokens, four tokens' block sums reduced at once (measured +25% over the
-// same tile with i32x4.dot_i16x8_s, which the transposed kernel below replaces).
-#if defined(EDGELM_WASM_RELAXED_DOT)
-
-// R rows (wr[i], f32 scales dw + i * kc_gemm) . 4G tokens; acc[i * G + g] holds the running sums of
-// row i, tokens 4g .. 4g+3. The unpacked weights stay in registers for all 4G tokens.
-template <class W, std::size_t R, std::size_t G>
-inline void rows_tile(const typename W::block* const* wr, const float* dw, const typename W::xt* xq, const float* dx, const std::int32_t* cx,
-                      std::size_t nb, v128_t* acc) noexcept {
-  constexpr std::size_t T = 4 * G;
-  for (std::size_t b = 0; b < nb; ++b) {
-    typename W::U u[R];
-    for (std::size_t i = 0; i < R; ++i) u[i] = W::unpack(wr[i][b]);
-    for (std::size_t g = 0; g < G; ++g) {
-      alignas(16) v128_t p[R][4];
-      for (std::size_t j = 0; j < 4; ++j) {
-        const typename W::xt* xp = xq + (b * T + 4 * g + j) * 32;
-        for (std::size_t i = 0; i < R; ++i) p[i][j] = W::dot(u[i], xp);  // (the activation loads are shared)
-        EDGELM_WASM_PIN(p);
-      }
-      const v128_t dxv = wasm_v128_load(dx + b * T + 4 * g);
-      for (std::size_t i = 0; i < R; ++i) {
-        v128_t s = hsum4_i32(p[i][0], p[i][1], p[i][2], p[i][3]);
-        if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load(cx + b * T + 4 * g));
-        const v128_t sc = wasm_f32x4_mul(wasm_v128_load32_splat(dw + i * kc_gemm + b), dxv);
-        acc[i * G + g] = wasm_f32x4_add(acc[i * G + g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc));
-      }
-    }
-  }
-}
-
-// Tokens [t0, t0 + 4G) (indices past n - 1 repeat token n - 1 and are not stored), rows [r0, r1) in
-// groups of W::tile_rows (the last group repeats row r1 - 1; nothing extra is stored).
-template <class W, std::size_t G, class P>
-inline void matmul_tile(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::size_t t0,
-                        std::uint32_t r0, std::uint32_t r1) noexcept {
-  constexpr std::size_t T = 4 * G, R = W::tile_rows;
-  const std::size_t nb = w.blocks_per_row();
-  alignas(16) typename W::xt xq[kc_gemm * T * 32];
-  alignas(16) float dx[kc_gemm * T];
-  alignas(16) std::int32_t cx[kc_gemm * T];
-  alignas(16) float dw[R * kc_gemm];
-  const std::size_t valid = n - t0 < T ? n - t0 : T;
-  for (std::size_t c0 = 0; c0 < nb; c0 += kc_gemm) {
-    const std::size_t nbc = nb - c0 < kc_gemm ? nb - c0 : kc_gemm;
-    const block_q8_0* xs[T];
-    for (std::size_t t = 0; t < T; ++t) xs[t] = x + (t < valid ? t0 + t : n - 1) * ldx + c0;
-    prep_x<W, T>(xs, nbc, xq, dx, cx, 1.0f);
-    for (std::uint32_t r = r0; r < r1; r += R) {
-      std::uint32_t ri[R];
-      for (std::size_t i = 0; i < R; ++i) ri[i] = r + i < r1 ? r + static_cast<std::uint32_t>(i) : r1 - 1;
-      const std::size_t nr = r1 - r < R ? r1 - r : R;
-      const typename W::block* wr[R];
-      for (std::size_t i = 0; i < R; ++i) {
-        wr[i] = w.row(ri[i]) + c0;
-        row_scales(wr[i], nbc, dw + i * kc_gemm);
-      }
-      v128_t acc[R * G];
-      for (std::size_t i = 0; i < R; ++i)
-        for (std::size_t g = 0; g < G; ++g) {
-          alignas(16) float a[4] = {0.0f, 0.0f, 0.0f, 0.0f};
-          if (c0 != 0)
-            for (std::size_t k = 0; k < 4; ++k)
-              if (4 * g + k < valid) a[k] = y[(t0 + 4 * g + k) * ldy + ri[i]];
-          acc[i * G + g] = wasm_v128_load(a);
-        }
-      rows_tile<W, R, G>(wr, dw, xq, dx, cx, nbc, acc);
-      for (std::size_t i = 0; i < nr; ++i)
-        for (std::size_t g = 0; g < G; ++g) {
-          alignas(16) float a[4];
-          wasm_v128_store(a, acc[i * G + g]);
-          for (std::size_t k = 0; k < 4; ++k)
-            if (4 * g + k < valid) y[(t0 + 4 * g + k) * ldy + ri[i]] = a[k];
-        }
-    }
-  }
-}
-
-
-// Tiles of 8 tokens (a tail of 6-7 padded to 8, of 2-4 to 4, 5 = 4 + 1); a single token goes to decode.
-template <class W, class P>
-inline void matmul_q_tiles(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
-                           std::uint32_t r1) noexcept {
-  std::size_t t = 0;
-  while (t < n) {
-    const std::size_t rem = n - t;
-    if (rem >= 6) {
-      matmul_tile<W, 2>(y, ldy, w, x, ldx, n, t, r0, r1);
-      t += rem < 8 ? rem : 8;
-    } else if (rem >= 2) {
-      matmul_tile<W, 1>(y, ldy, w, x, ldx, n, t, r0, r1);
-      t += rem < 4 ? rem : 4;
-    } else {
-      matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
-      t += 1;
-    }
-  }
-}
-#endif  // EDGELM_WASM_RELAXED_DOT
-
 // ---- prefill, transposed activations ----
-// The activations of 4G tokens are laid out so that one i32x4.dot_i16x8_s gives four tokens at once:
-// for block b, group g (tokens 4g .. 4g+3) and element pair e (elements 2e, 2e+1) one vector
-// [t0: x[2e], x[2e+1] | t1: ... | t2: ... | t3: ...] of int16. The weight pair (w[2e], w[2e+1]) is
-// broadcast to all four lanes (v128.load32_splat from the row's unpacked block), so the sum over the 16
-// pairs of a block is each lane's exact block sum: no horizontal reduction, and each broadcast serves G
-// groups, each activation vector R rows.
+// The activations of 4G tokens are laid out so that one instruction gives four tokens at once: for
+// block b, group g (tokens 4g .. 4g+3) and step e of a block, one vector [t0 | t1 | t2 | t3] holding
+// each token's elements of that step in its 32-bit lane. The weight elements of the step (4 bytes) are
+// broadcast to all four lanes (v128.load32_splat from the row's block unpacked once per chunk), so each
+// lane sums its own token's block: no horizontal reductions, each broadcast serves G groups and each
+// activation vector R rows. Two kernels (policies below):
+//  - i16 (SIMD128, q4_0 and q8_0): a step is an element pair (2e, 2e+1) as int16; i32x4.dot_i16x8_s
+//    adds the pair's two products in the token's lane, and the 16 steps of a block add up in int32.
+//  - relaxed (q4_0 with EDGELM_WASM_RELAXED_DOT): a step is an element quad (4e .. 4e+3) as int8 and
+//    nibbles 0..15 as the 7-bit operand; the relaxed dot gives the token's two pair sums in i16 lanes
+//    2k, 2k+1, the 8 steps of a block add up in i16 (|.| <= 8 * 2 * 15 * 128 = 30720: exact), and one
+//    i32x4.extadd_pairwise_i16x8_s per block gives the token's block sum in lane k. Half the
+//    multiply-add instructions of the i16 kernel and half its activation bytes (measured under node 20
+//    with relaxed SIMD enabled: q4_0 prefill matmuls 1.6-1.8x the previous relaxed 4 rows x 8 tokens
+//    tile with per-token reductions, ~1.4x the i16 kernel).
+// Either way the block sums are exact integers, and the float steps per (row, token) are the
+// reference's, acc + float(block sum) * (d_w * d_x), block after block, whatever the tile.
 
-// Weight blocks unpacked to 32 int16 (element order).
-template <class B>
-struct tx_for;
-struct tq8 {
+struct tx_i16 {  // the i16 kernel's steps
+  using xt = std::int16_t;
+  using wt = std::int16_t;
+  static constexpr std::size_t wstep = 2, xstep = 8;  // elements per step: weights, one group's vector
+  static v128_t init(v128_t c) noexcept { return c; }
+  static v128_t step(v128_t a, v128_t wv, v128_t xv) noexcept { return wasm_i32x4_add(a, wasm_i32x4_dot_i16x8(wv, xv)); }
+  static v128_t finish(v128_t a, v128_t) noexcept { return a; }
+  // Blocks [0, nb) of ng groups of 4 tokens (xs[t] + b): group g of block b at xp + (b * ng + g) * 128.
+  static void prep(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int16_t* xp) noexcept {
+    for (std::size_t b = 0; b < nb; ++b)
+      for (std::size_t g = 0; g < ng; ++g) {
+        const block_q8_0& x0 = xs[4 * g][b];
+        const block_q8_0& x1 = xs[4 * g + 1][b];
+        const block_q8_0& x2 = xs[4 * g + 2][b];
+        const block_q8_0& x3 = xs[4 * g + 3][b];
+        std::int16_t* o = xp + (b * ng + g) * 128;
+        for (std::size_t s = 0; s < 4; ++s) {  // elements 8s .. 8s+7: pairs 4s .. 4s+3
+          const v128_t a = wasm_i16x8_load8x8(x0.qs + 8 * s), bb = wasm_i16x8_load8x8(x1.qs + 8 * s);
+          const v128_t c = wasm_i16x8_load8x8(x2.qs + 8 * s), d = wasm_i16x8_load8x8(x3.qs + 8 * s);
+          const v128_t ab0 = wasm_i32x4_shuffle(a, bb, 0, 4, 1, 5), ab1 = wasm_i32x4_shuffle(a, bb, 2, 6, 3, 7);
+          const v128_t cd0 = wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), cd1 = wasm_i32x4_shuffle(c, d, 2, 6, 3, 7);
+          wasm_v128_store(o + (4 * s) * 8, wasm_i64x2_shuffle(ab0, cd0, 0, 2));
+          wasm_v128_store(o + (4 * s + 1) * 8, wasm_i64x2_shuffle(ab0, cd0, 1, 3));
+          wasm_v128_store(o + (4 * s + 2) * 8, wasm_i64x2_shuffle(ab1, cd1, 0, 2));
+          wasm_v128_store(o + (4 * s + 3) * 8, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
+        }
+      }
+  }
+  // Tiles: 3 rows x 2 groups of 4 tokens (2 rows was 5% slower, 4 the same, 6 spills); chunks of at most
+  // 24 blocks and 384 blocks x tokens (the transposed activations: 64 bytes each, 24 KB).
+  static constexpr std::size_t rows = 3, groups = 2, kc = 24, budget = 384;
+};
+
+struct tq8 : tx_i16 {
   using block = block_q8_0;
   static constexpr bool offset8 = false;
   static void unpack(const block_q8_0& b, std::int16_t* o) noexcept {
@@ -459,7 +396,7 @@ struct tq8 {
     wasm_v128_store(o + 24, wasm_i16x8_load8x8(b.qs + 24));
   }
 };
-struct tq4 {
+struct tq4 : tx_i16 {
   using block = block_q4_0;
   static constexpr bool offset8 = true;  // nibbles 0..15; the block sum gets -8 * sum(x) added
   static void unpack(const block_q4_0& b, std::int16_t* o) noexcept {
@@ -472,104 +409,135 @@ struct tq4 {
   }
 };
 
+#if defined(EDGELM_WASM_RELAXED_DOT)
+struct rq4 {  // the relaxed kernel (q4_0)
+  using block = block_q4_0;
+  using xt = std::int8_t;
+  using wt = std::uint8_t;
+  static constexpr bool offset8 = true;
+  static constexpr std::size_t wstep = 4, xstep = 16;
+  static v128_t init(v128_t) noexcept { return wasm_i16x8_const_splat(0); }
+  static v128_t step(v128_t a, v128_t wv, v128_t xv) noexcept { return wasm_i16x8_add(a, EDGELM_WASM_RELAXED_DOT(xv, wv)); }
+  static v128_t finish(v128_t a, v128_t c) noexcept { return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(a), c); }
+  static void unpack(const block_q4_0& b, std::uint8_t* o) noexcept {
+    const v128_t q = wasm_v128_load(b.qs);
+    wasm_v128_store(o, wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)));
+    wasm_v128_store(o + 16, wasm_u8x16_shr(q, 4));
+  }
+  // group g of block b at xp + (b * ng + g) * 128: quad e of token k at bytes 16e + 4k.
+  static void prep(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int8_t* xp) noexcept {
+    for (std::size_t b = 0; b < nb; ++b)
+      for (std::size_t g = 0; g < ng; ++g) {
+        const block_q8_0& x0 = xs[4 * g][b];
+        const block_q8_0& x1 = xs[4 * g + 1][b];
+        const block_q8_0& x2 = xs[4 * g + 2][b];
+        const block_q8_0& x3 = xs[4 * g + 3][b];
+        std::int8_t* o = xp + (b * ng + g) * 128;
+        for (std::size_t h = 0; h < 2; ++h) {  // elements 16h .. 16h+15: quads 4h .. 4h+3
+          const v128_t a = wasm_v128_load(x0.qs + 16 * h), bb = wasm_v128_load(x1.qs + 16 * h);
+          const v128_t c = wasm_v128_load(x2.qs + 16 * h), d = wasm_v128_load(x3.qs + 16 * h);
+          const v128_t ab0 = wasm_i32x4_shuffle(a, bb, 0, 4, 1, 5), ab1 = wasm_i32x4_shuffle(a, bb, 2, 6, 3, 7);
+          const v128_t cd0 = wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), cd1 = wasm_i32x4_shuffle(c, d, 2, 6, 3, 7);
+          wasm_v128_store(o + (4 * h) * 16, wasm_i64x2_shuffle(ab0, cd0, 0, 2));
+          wasm_v128_store(o + (4 * h + 1) * 16, wasm_i64x2_shuffle(ab0, cd0, 1, 3));
+          wasm_v128_store(o + (4 * h + 2) * 16, wasm_i64x2_shuffle(ab1, cd1, 0, 2));
+          wasm_v128_store(o + (4 * h + 3) * 16, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
+        }
+      }
+  }
+  // Tiles: 4 rows x 2 groups of 4 tokens (8 i16 sums; 3 x 3 was 10-15% slower, 5 x 2, 6 x 1 and 4 x 3
+  // 15-25%); chunks of at most 48 blocks (a 1536-wide row whole for 16 tokens) and 768 blocks x tokens
+  // (32 bytes each: 24 KB, as the i16 kernel's 384; 24 / 384 was 5-10% slower).
+  static constexpr std::size_t rows = 4, groups = 2, kc = 48, budget = 768;
+};
+#endif
+
+// The kernel of a weight policy.
+template <class W>
+struct tx_for;
 template <>
-struct tx_for<block_q8_0> {
+struct tx_for<wq8> {
   using type = tq8;
 };
 template <>
-struct tx_for<block_q4_0> {
+struct tx_for<wq4> {
   using type = tq4;
 };
-template <class B>
-using tx_of = typename tx_for<B>::type;
+#if defined(EDGELM_WASM_RELAXED_DOT)
+template <>
+struct tx_for<wq4_relaxed> {
+  using type = rq4;
+};
+#endif
+template <class W>
+using tx_of = typename tx_for<W>::type;
 
-// Super-tiles of up to tx_tokens tokens, reduction chunks of up to tx_kc blocks with at most tx_budget
-// blocks x tokens (the transposed activations: 64 bytes each, 24 KB); a row group's blocks are unpacked
-// once per chunk and serve every token of the super-tile. Rows in groups of tx_rows_per_group (3 rows x
-// 2 groups of 4 tokens: 2 was 5% slower, 4 the same, 6 spills).
+// Super-tiles of up to tx_tokens tokens; a row group's blocks are unpacked once per chunk and serve
+// every token of the super-tile.
 inline constexpr std::size_t tx_tokens = 32;
-inline constexpr std::size_t tx_kc = 24;
-inline constexpr std::size_t tx_budget = 384;
-inline constexpr std::size_t tx_rows_per_group = 3;
 
-// Blocks [0, nb) of ng groups of 4 tokens (xs[t] + b): the pair vectors of block b, group g at
-// xp + (b * ng + g) * 128, dx[b * 4ng + t] = fp16(d) as f32, cx[b * 4ng + t] = -8 * sum of the block's
-// quants (Offset8 only).
+// dx[b * 4ng + t] = fp16(d) as f32, cx[b * 4ng + t] = -8 * sum of the block's quants (Offset8 only), for
+// blocks [0, nb) of the 4ng tokens xs[t] + b.
 template <bool Offset8>
-inline void prep_tx(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int16_t* xp, float* dx, std::int32_t* cx) noexcept {
+inline void prep_scales(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, float* dx, std::int32_t* cx) noexcept {
   const std::size_t T = 4 * ng;
   for (std::size_t b = 0; b < nb; ++b)
-    for (std::size_t g = 0; g < ng; ++g) {
-      const block_q8_0& x0 = xs[4 * g][b];
-      const block_q8_0& x1 = xs[4 * g + 1][b];
-      const block_q8_0& x2 = xs[4 * g + 2][b];
-      const block_q8_0& x3 = xs[4 * g + 3][b];
-      std::int16_t* o = xp + (b * ng + g) * 128;
-      for (std::size_t s = 0; s < 4; ++s) {  // elements 8s .. 8s+7: pairs 4s .. 4s+3
-        const v128_t a = wasm_i16x8_load8x8(x0.qs + 8 * s), bb = wasm_i16x8_load8x8(x1.qs + 8 * s);
-        const v128_t c = wasm_i16x8_load8x8(x2.qs + 8 * s), d = wasm_i16x8_load8x8(x3.qs + 8 * s);
-        const v128_t ab0 = wasm_i32x4_shuffle(a, bb, 0, 4, 1, 5), ab1 = wasm_i32x4_shuffle(a, bb, 2, 6, 3, 7);
-        const v128_t cd0 = wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), cd1 = wasm_i32x4_shuffle(c, d, 2, 6, 3, 7);
-        wasm_v128_store(o + (4 * s) * 8, wasm_i64x2_shuffle(ab0, cd0, 0, 2));
-        wasm_v128_store(o + (4 * s + 1) * 8, wasm_i64x2_shuffle(ab0, cd0, 1, 3));
-        wasm_v128_store(o + (4 * s + 2) * 8, wasm_i64x2_shuffle(ab1, cd1, 0, 2));
-        wasm_v128_store(o + (4 * s + 3) * 8, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
-      }
-      for (std::size_t k = 0; k < 4; ++k) {
-        const block_q8_0& xb = xs[4 * g + k][b];
-        dx[b * T + 4 * g + k] = fp16_to_f32(xb.d);
-        if constexpr (Offset8) {
-          const v128_t sm = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
-                                           wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
-          const v128_t cv = wasm_i32x4_dot_i16x8(sm, wasm_i16x8_const_splat(-8));
-          cx[b * T + 4 * g + k] = wasm_i32x4_extract_lane(cv, 0) + wasm_i32x4_extract_lane(cv, 1) + wasm_i32x4_extract_lane(cv, 2) +
-                                  wasm_i32x4_extract_lane(cv, 3);
-        }
+    for (std::size_t t = 0; t < T; ++t) {
+      const block_q8_0& xb = xs[t][b];
+      dx[b * T + t] = fp16_to_f32(xb.d);
+      if constexpr (Offset8) {
+        const v128_t sm = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
+                                         wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
+        const v128_t cv = wasm_i32x4_dot_i16x8(sm, wasm_i16x8_const_splat(-8));
+        cx[b * T + t] = wasm_i32x4_extract_lane(cv, 0) + wasm_i32x4_extract_lane(cv, 1) + wasm_i32x4_extract_lane(cv, 2) +
+                        wasm_i32x4_extract_lane(cv, 3);
       }
     }
 }
 
-// R rows (unpacked blocks wb + i * tx_kc * 32, f32 scales dw + i * tx_kc) . G groups of 4 tokens
-// (xp, dx, cx at the first group; per block xs int16, ds floats further), blocks [0, nb). acc[i * G + g]
-// holds the running sums of row i, group g: the reference's float steps, acc + float(block sum) *
-// (d_w * d_x), block after block. The integer sums start from cx (q4_0's -8 * sum(x), exact).
-template <bool Offset8, std::size_t R, std::size_t G>
-inline void tx_rows(const std::int16_t* wb, const float* dw, const std::int16_t* xp, std::size_t xs, const float* dx, const std::int32_t* cx,
+// R rows (unpacked blocks wb + i * K::kc * 32, f32 scales dw + i * K::kc) . G groups of 4 tokens
+// (xp, dx, cx at the first group; per block xs elements, ds floats further), blocks [0, nb).
+// acc[i * G + g] holds the running sums of row i, group g: the reference's float steps,
+// acc + float(block sum) * (d_w * d_x), block after block. The integer sums get cx (q4_0's
+// -8 * sum(x), exact).
+template <class K, std::size_t R, std::size_t G>
+inline void tx_rows(const typename K::wt* wb, const float* dw, const typename K::xt* xp, std::size_t xs, const float* dx, const std::int32_t* cx,
                     std::size_t ds, std::size_t nb, v128_t* acc) noexcept {
   for (std::size_t b = 0; b < nb; ++b) {
     v128_t a[R][G];
     for (std::size_t g = 0; g < G; ++g) {
-      const v128_t c = Offset8 ? wasm_v128_load(cx + b * ds + 4 * g) : wasm_i32x4_const_splat(0);
-      for (std::size_t i = 0; i < R; ++i) a[i][g] = c;
+      const v128_t c = K::offset8 ? wasm_v128_load(cx + b * ds + 4 * g) : wasm_i32x4_const_splat(0);
+      for (std::size_t i = 0; i < R; ++i) a[i][g] = K::init(c);
     }
-    const std::int16_t* px = xp + b * xs;
-    const std::int16_t* pw = wb + b * 32;
-    const std::int16_t* const pe = pw + 32;
-    // (pointer steps, so that V8 folds the row and group offsets into the loads; one pair per
+    const typename K::xt* px = xp + b * xs;
+    const typename K::wt* pw = wb + b * 32;
+    const typename K::wt* const pe = pw + 32;
+    // (pointer steps, so that V8 folds the row and group offsets into the loads; one step per
     // iteration: V8 issues a basic block's loads first, and more would spill)
-    for (; pw != pe; pw += 2, px += 8) {
+    for (; pw != pe; pw += K::wstep, px += K::xstep) {
       v128_t xv[G];
       for (std::size_t g = 0; g < G; ++g) xv[g] = wasm_v128_load(px + g * 128);
       for (std::size_t i = 0; i < R; ++i) {
-        const v128_t wv = wasm_v128_load32_splat(pw + i * (tx_kc * 32));
-        for (std::size_t g = 0; g < G; ++g) a[i][g] = wasm_i32x4_add(a[i][g], wasm_i32x4_dot_i16x8(wv, xv[g]));
+        const v128_t wv = wasm_v128_load32_splat(pw + i * (K::kc * 32));
+        for (std::size_t g = 0; g < G; ++g) a[i][g] = K::step(a[i][g], wv, xv[g]);
       }
     }
     for (std::size_t g = 0; g < G; ++g) {
       const v128_t dxv = wasm_v128_load(dx + b * ds + 4 * g);
+      const v128_t c = K::offset8 ? wasm_v128_load(cx + b * ds + 4 * g) : wasm_i32x4_const_splat(0);
       for (std::size_t i = 0; i < R; ++i) {
-        const v128_t sc = wasm_f32x4_mul(wasm_v128_load32_splat(dw + i * tx_kc + b), dxv);
-        acc[i * G + g] = wasm_f32x4_add(acc[i * G + g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(a[i][g]), sc));
+        const v128_t sc = wasm_f32x4_mul(wasm_v128_load32_splat(dw + i * K::kc + b), dxv);
+        acc[i * G + g] = wasm_f32x4_add(acc[i * G + g], wasm_f32x4_mul(wasm_f32x4_convert_i32x4(K::finish(a[i][g], c)), sc));
       }
     }
   }
 }
 
 // Rows ri[0..R) (stored: the first nr) x groups [g0, g0 + G) of a super-tile whose tokens start at t0
-// (nt valid): the running sums come from y (c0 != 0) and go back to y.
-template <bool Offset8, std::size_t R, std::size_t G>
+// (nt valid): the running sums come from y (unless first) and go back to y.
+template <class K, std::size_t R, std::size_t G>
 inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::size_t nr, std::size_t t0, std::size_t nt, std::size_t g0, bool first,
-                    const std::int16_t* wb, const float* dw, const std::int16_t* xp, std::size_t ng, const float* dx, const std::int32_t* cx,
+                    const typename K::wt* wb, const float* dw, const typename K::xt* xp, std::size_t ng, const float* dx, const std::int32_t* cx,
                     std::size_t nb) noexcept {
   v128_t acc[R * G];
   for (std::size_t i = 0; i < R; ++i)
@@ -582,7 +550,7 @@ inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::siz
         acc[i * G + g] = wasm_f32x4_make(yc[0], tt + 1 < nt ? yc[ldy] : 0.0f, tt + 2 < nt ? yc[2 * ldy] : 0.0f, tt + 3 < nt ? yc[3 * ldy] : 0.0f);
       }
     }
-  tx_rows<Offset8, R, G>(wb, dw, xp + g0 * 128, ng * 128, dx + 4 * g0, cx + 4 * g0, 4 * ng, nb, acc);
+  tx_rows<K, R, G>(wb, dw, xp + g0 * 128, ng * 128, dx + 4 * g0, cx + 4 * g0, 4 * ng, nb, acc);
   for (std::size_t i = 0; i < nr; ++i)
     for (std::size_t g = 0; g < G; ++g) {
       const std::size_t tt = 4 * (g0 + g);
@@ -596,38 +564,44 @@ inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::siz
 }
 
 // Tokens [t0, t0 + nt), 2 <= nt <= tx_tokens (padded to whole groups of 4 by repeating token t0 + nt - 1,
-// whose extra results are not stored), rows [r0, r1) in groups of R (the last repeats row r1 - 1;
-// nothing extra is stored), the reduction in equal chunks of at most tx_kc blocks.
-template <class W, class P>
+// whose extra results are not stored), rows [r0, r1) in groups of K::rows (the last repeats row r1 - 1;
+// nothing extra is stored), groups of tokens in tiles of K::groups (the rest in a smaller tile), the
+// reduction in equal chunks of at most K::kc blocks.
+template <class K, class P>
 inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t t0, std::size_t nt,
                       std::uint32_t r0, std::uint32_t r1) noexcept {
-  constexpr std::size_t R = tx_rows_per_group;
+  constexpr std::size_t R = K::rows, G = K::groups;
+  static_assert(G >= 1 && G <= 3, "tiles of 1 to 3 groups");
   const std::size_t ng = (nt + 3) / 4;
   const std::size_t nb = w.blocks_per_row();
-  const std::size_t kmax = tx_budget / (4 * ng) < tx_kc ? tx_budget / (4 * ng) : tx_kc;
+  const std::size_t kmax = K::budget / (4 * ng) < K::kc ? K::budget / (4 * ng) : K::kc;
   const std::size_t nch = (nb + kmax - 1) / kmax, kc = (nb + nch - 1) / nch;
-  alignas(16) std::int16_t xp[tx_budget * 32];
-  alignas(16) float dx[tx_budget];
-  alignas(16) std::int32_t cx[tx_budget];
-  alignas(16) float dw[R * tx_kc];
-  alignas(16) std::int16_t wb[R * tx_kc * 32];
+  alignas(16) typename K::xt xp[K::budget * 32];
+  alignas(16) float dx[K::budget];
+  alignas(16) std::int32_t cx[K::budget];
+  alignas(16) float dw[R * K::kc];
+  alignas(16) typename K::wt wb[R * K::kc * 32];
   for (std::size_t c0 = 0; c0 < nb; c0 += kc) {
     const std::size_t nbc = nb - c0 < kc ? nb - c0 : kc;
     const block_q8_0* xs[tx_tokens];
     for (std::size_t t = 0; t < 4 * ng; ++t) xs[t] = x + (t0 + (t < nt ? t : nt - 1)) * ldx + c0;
-    prep_tx<W::offset8>(xs, ng, nbc, xp, dx, cx);
+    K::prep(xs, ng, nbc, xp);
+    prep_scales<K::offset8>(xs, ng, nbc, dx, cx);
     for (std::uint32_t r = r0; r < r1; r += R) {
       std::uint32_t ri[R];
       for (std::size_t i = 0; i < R; ++i) ri[i] = r + i < r1 ? r + static_cast<std::uint32_t>(i) : r1 - 1;
       const std::size_t nr = r1 - r < R ? r1 - r : R;
       for (std::size_t i = 0; i < R; ++i) {
-        const typename W::block* wr = w.row(ri[i]) + c0;
-        row_scales(wr, nbc, dw + i * tx_kc);
-        for (std::size_t b = 0; b < nbc; ++b) W::unpack(wr[b], wb + i * (tx_kc * 32) + b * 32);
+        const typename K::block* wr = w.row(ri[i]) + c0;
+        row_scales(wr, nbc, dw + i * K::kc);
+        for (std::size_t b = 0; b < nbc; ++b) K::unpack(wr[b], wb + i * (K::kc * 32) + b * 32);
       }
       std::size_t g = 0;
-      for (; g + 2 <= ng; g += 2) tx_tile<W::offset8, R, 2>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
-      if (g < ng) tx_tile<W::offset8, R, 1>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
+      for (; g + G <= ng; g += G) tx_tile<K, R, G>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
+      if constexpr (G == 3) {
+        if (ng - g == 2) tx_tile<K, R, 2>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
+      }
+      if (ng - g == 1) tx_tile<K, R, 1>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
     }
   }
 }
@@ -643,22 +617,17 @@ inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_
       for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = 0.0f;
     return;
   }
-#if defined(EDGELM_WASM_RELAXED_DOT)
-  if constexpr (std::is_same_v<W, wq4_relaxed>) {
-    matmul_q_tiles<W>(y, ldy, w, x, ldx, n, r0, r1);
-    return;
-  }
-#endif
+  using K = tx_of<W>;
   std::size_t t = 0;
-  // 32 tokens when their chunk holds a whole row, else 16 (a row in one chunk up to 24 blocks): a chunk
-  // boundary (the running sums through y) costs more than unpacking the weights for 16 tokens more.
+  // 32 tokens when their chunk holds a whole row, else 16: a chunk boundary (the running sums through y)
+  // costs more than unpacking the weights for 16 tokens more.
   const std::size_t nb = w.blocks_per_row();
-  const std::size_t tmax = nb * tx_tokens <= tx_budget ? tx_tokens : tx_tokens / 2;
+  const std::size_t tmax = nb <= K::kc && nb * tx_tokens <= K::budget ? tx_tokens : tx_tokens / 2;
   while (t < n) {
     std::size_t nt = n - t < tmax ? n - t : tmax;
     if (nt % 4 == 1 && nt > 1) --nt;  // ... + 1 by decode
     if (nt >= 2) {
-      matmul_tx<tx_of<typename W::block>>(y, ldy, w, x, ldx, t, nt, r0, r1);
+      matmul_tx<K>(y, ldy, w, x, ldx, t, nt, r0, r1);
     } else {
       matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
     }
