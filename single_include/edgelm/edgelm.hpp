@@ -1259,44 +1259,19 @@ inline result<model_file> read_gguf_parsed(gguf_file&& parsed_file, std::shared_
 inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::byte_owner>> parts);
 
 // Read a GGUF file into the format-neutral model_file. Architecture 'llama' (and its close
-// relatives that share its tensor layout) is supported. The parts of a split GGUF (gguf-split) laid end to end
-// in the bytes are read as one model. One part of a split GGUF (gguf-split) alone is
-// errc::missing_tensor naming the parts it needs: read_gguf_split, or read_model_path on the first part.
+// relatives that share its tensor layout) is supported. One part of a split GGUF (gguf-split) alone is
+// errc::missing_tensor naming the parts it needs: read_gguf_split, read_gguf_concatenated, or read_model_path
+// on the first part.
 inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
   using namespace detail;
   auto parsed = parse_gguf(owner->bytes());
   if (!parsed) return parsed.error();
   auto si = gguf_split_of(*parsed);
   if (!si) return si.error();
-  if (si->count > 1 && si->no == 0 && detail::gguf_end(*parsed) < owner->bytes().size()) {
-    // the other parts after it in the same bytes (several URLs fetched into one buffer, or `cat`): each starts
-    // where the one before ends
-    const auto all = owner->bytes();
-    std::vector<std::shared_ptr<byte_owner>> parts;
-    std::uint64_t at = 0;
-    for (std::uint64_t i = 0; i < si->count && at < all.size(); ++i) {
-      auto pg = parse_gguf(all.subspan(static_cast<std::size_t>(at)));
-      if (!pg) {
-        error e = pg.error();
-        return make_error(e.code, "GGUF part " + std::to_string(i + 1) + " (at byte " + std::to_string(at) + " of the concatenated parts): " + e.msg, e.offset,
-                          e.where);
-      }
-      const std::uint64_t len = std::min<std::uint64_t>(gguf_end(*pg), all.size() - at);
-      auto sub = std::make_shared<sub_owner>();
-      sub->parent = owner;
-      sub->view = all.subspan(static_cast<std::size_t>(at), static_cast<std::size_t>(len));
-      parts.push_back(std::move(sub));
-      at += len;
-    }
-    if (at != all.size())
-      return make_error(errc::bad_value, "bytes after the last part of a split GGUF (" + std::to_string(all.size() - at) + ")", at, "split.count");
-    return read_gguf_split(std::move(parts));
-  }
   if (si->count > 1)
     return make_error(errc::missing_tensor,
                       "part " + std::to_string(si->no + 1) + " of a GGUF split into " + std::to_string(si->count) +
-                          " (gguf-split): load all the parts (the first, NAME-00001-of-" + std::string(std::to_string(si->count).size() < 5 ? 5 - std::to_string(si->count).size() : 0, '0') +
-                          std::to_string(si->count) + ".gguf, finds the others beside it)",
+                          " (gguf-split): read all the parts together (the first part's path, read_gguf_split or read_gguf_concatenated), or join them with llama-gguf-split --merge",
                       error::no_offset, "split.count");
   return read_gguf_parsed(std::move(*parsed), std::move(owner));
 }
@@ -1342,6 +1317,42 @@ inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::by
   auto owner = std::make_shared<multi_owner>();
   owner->parts = std::move(parts);
   return read_gguf_parsed(std::move(*first), std::move(owner));
+}
+
+// A GGUF whose bytes may hold all the parts of a gguf-split end to end (`cat` of the parts; each part starts
+// where the one before ends, as gguf-split lays them out): one model. Any other GGUF: read_gguf. (Not in
+// read_gguf itself, so that builds reading whole files only, e.g. the browser engine, stay small.)
+inline result<model_file> read_gguf_concatenated(std::shared_ptr<detail::byte_owner> owner) {
+  using namespace detail;
+  auto parsed = parse_gguf(owner->bytes());
+  if (!parsed) return parsed.error();
+  auto si = gguf_split_of(*parsed);
+  if (!si) return si.error();
+  if (si->count > 1 && si->no == 0 && gguf_end(*parsed) < owner->bytes().size()) {
+    // the other parts after it in the same bytes (several URLs fetched into one buffer, or `cat`): each starts
+    // where the one before ends
+    const auto all = owner->bytes();
+    std::vector<std::shared_ptr<byte_owner>> parts;
+    std::uint64_t at = 0;
+    for (std::uint64_t i = 0; i < si->count && at < all.size(); ++i) {
+      auto pg = parse_gguf(all.subspan(static_cast<std::size_t>(at)));
+      if (!pg) {
+        error e = pg.error();
+        return make_error(e.code, "GGUF part " + std::to_string(i + 1) + " (at byte " + std::to_string(at) + " of the concatenated parts): " + e.msg, e.offset,
+                          e.where);
+      }
+      const std::uint64_t len = std::min<std::uint64_t>(gguf_end(*pg), all.size() - at);
+      auto sub = std::make_shared<sub_owner>();
+      sub->parent = owner;
+      sub->view = all.subspan(static_cast<std::size_t>(at), static_cast<std::size_t>(len));
+      parts.push_back(std::move(sub));
+      at += len;
+    }
+    if (at != all.size())
+      return make_error(errc::bad_value, "bytes after the last part of a split GGUF (" + std::to_string(all.size() - at) + ")", at, "split.count");
+    return read_gguf_split(std::move(parts));
+  }
+  return read_gguf(std::move(owner));
 }
 
 namespace detail {
@@ -9381,7 +9392,7 @@ result<model_file> read_model_file(S s) {
   auto f = detect_format(owner->bytes());
   if (!f) return f.error();
   switch (*f) {
-    case file_format::gguf: return read_gguf(std::move(owner));
+    case file_format::gguf: return read_gguf_concatenated(std::move(owner));  // (a whole file, or a split's parts end to end)
     case file_format::llama2c: return read_llama2c(std::move(owner));
     case file_format::safetensors: break;
   }
