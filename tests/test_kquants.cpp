@@ -301,17 +301,29 @@ std::vector<B> random_blocks(std::size_t count, unsigned seed) {
   return v;
 }
 
-// The Highway policy's K-quant matmul (AVX-512 VNNI tiles of 4 rows x 1 token and 1 row x 4 tokens where the
-// CPU has them, AVX2 row dots elsewhere): every output within dot_rel_tol of the double sum of ggml-layout
-// dequantized weights (precision/dequantize.hpp, checked against ggml's own dequantizer above) times the
-// activation values; and the same bits whatever the tile, the token count or the row range (the thread split).
+// The Highway policy's matmul of a llama-quantize type (pack: on the 16-row panels made as at load, where the
+// CPU has them; else AVX-512 VNNI tiles of the rows, or AVX2 row dots): every output within dot_rel_tol of the
+// double sum of the dequantized weights (precision/dequantize.hpp, checked against ggml's dequantizer above)
+// times the activation values; and the same bits whatever the tile, the token count or the row range (the
+// thread split).
 template <class T>
-void check_matmul(std::uint32_t rows, std::uint32_t cols) {
-  INFO(T::name, " ", rows, "x", cols);
+void check_matmul(std::uint32_t rows, std::uint32_t cols, bool pack) {
   using B = typename T::block_type;
-  const std::size_t nb = cols / 256;
-  const auto w = random_blocks<B>(rows * nb, 7u + cols);
-  const matrix<T> m{w.data(), rows, cols};
+  using A = typename T::activation;
+  using XB = typename A::block_type;
+  INFO(T::name, " ", rows, "x", cols);
+  const std::size_t nb = cols / T::block_size;
+  const auto w = random_blocks<B>(rows * nb, 11u + cols);
+  matrix<T> m{w.data(), rows, cols};
+  const std::size_t bytes = hwy_k::packed_bytes(m);
+  auto buf = aligned_buffer<std::byte>::make(bytes ? bytes : 1);
+  REQUIRE(buf.has_value());
+  if (pack && bytes) {
+    m.packing = hwy_k::pack(m, buf->data());
+    m.packed = buf->data();
+    CHECK(m.packing != 0);
+  }
+  if (pack) MESSAGE(T::name, ": packed bytes ", bytes, " (rows: ", rows * nb * sizeof(B), ")");
   std::vector<float> wf(cols);
   std::vector<std::vector<double>> wd(rows);
   for (std::uint32_t r = 0; r < rows; ++r) {
@@ -319,118 +331,56 @@ void check_matmul(std::uint32_t rows, std::uint32_t cols) {
     wd[r].assign(wf.begin(), wf.end());
   }
   constexpr std::size_t n = 9;
-  {
-    std::vector<block_q8_k> x(n * nb);
-    for (std::size_t t = 0; t < n; ++t) {
-      const auto xf = gaussian(cols, static_cast<unsigned>(100 + t));
-      q8_k::quantize_row(xf.data(), x.data() + t * nb, cols);
-    }
-    {  // each token alone, all rows: the reference bits
-      std::vector<float> y1(n * rows, 0.0f);
-      for (std::size_t t = 0; t < n; ++t) hwy_k::matmul(y1.data() + t * rows, rows, m, x.data() + t * nb, nb, 1, 0, rows);
-      int far = 0;
-      for (std::size_t t = 0; t < n; ++t) {
-        std::vector<block_q8_k> one(x.begin() + t * nb, x.begin() + (t + 1) * nb);
-        const auto av = act_values(one, cols);
-        for (std::uint32_t r = 0; r < rows; ++r) {
-          double ref = 0, mag = 0;
-          for (std::size_t i = 0; i < cols; ++i) ref += wd[r][i] * av[i], mag += std::fabs(wd[r][i] * av[i]);
-          far += !(std::fabs(y1[t * rows + r] - ref) <= dot_rel_tol * mag + 1e-30);
-        }
-      }
-      CHECK(far == 0);
-      const std::uint32_t ranges[][2] = {{0, rows}, {0, rows / 2}, {rows / 2, rows}, {3, rows - 2}, {5, 6}};
-      for (std::size_t nn : {1u, 2u, 3u, 4u, 5u, 8u, 9u})
-        for (const auto& rr : ranges) {
-          std::vector<float> y(nn * rows, -1.0f);
-          hwy_k::matmul(y.data(), rows, m, x.data(), nb, nn, rr[0], rr[1]);
-          int bad = 0;
-          for (std::size_t t = 0; t < nn; ++t)
-            for (std::uint32_t r = 0; r < rows; ++r) {
-              const float want = (r >= rr[0] && r < rr[1]) ? y1[t * rows + r] : -1.0f;
-              bad += f32_to_bits(y[t * rows + r]) != f32_to_bits(want);
-            }
-          INFO("n=", nn, " rows [", rr[0], ", ", rr[1], ")");
-          CHECK(bad == 0);
-        }
+  std::vector<XB> x(n * nb);
+  for (std::size_t t = 0; t < n; ++t) {
+    const auto xf = gaussian(cols, static_cast<unsigned>(200 + t));
+    A::quantize_row(xf.data(), x.data() + t * nb, cols);
+  }
+  std::vector<float> y1(n * rows, 0.0f);
+  for (std::size_t t = 0; t < n; ++t) hwy_k::matmul(y1.data() + t * rows, rows, m, x.data() + t * nb, nb, 1, 0, rows);
+  int far = 0;
+  for (std::size_t t = 0; t < n; ++t) {
+    std::vector<XB> one(x.begin() + t * nb, x.begin() + (t + 1) * nb);
+    const auto av = act_values(one, cols);
+    for (std::uint32_t r = 0; r < rows; ++r) {
+      double ref = 0, mag = 0;
+      for (std::size_t i = 0; i < cols; ++i) ref += wd[r][i] * av[i], mag += std::fabs(wd[r][i] * av[i]);
+      far += !(std::fabs(y1[t * rows + r] - ref) <= dot_rel_tol * mag + 1e-30);
     }
   }
+  CHECK(far == 0);
+  const std::uint32_t ranges[][2] = {{0, rows}, {0, 16}, {16, rows}, {3, rows - 2}, {17, 18}};
+  for (std::size_t nn : {1u, 2u, 3u, 4u, 5u, 8u, 9u})
+    for (const auto& rr : ranges) {
+      std::vector<float> y(nn * rows, -1.0f);
+      hwy_k::matmul(y.data(), rows, m, x.data(), nb, nn, rr[0], rr[1]);
+      int bad = 0;
+      for (std::size_t t = 0; t < nn; ++t)
+        for (std::uint32_t r = 0; r < rows; ++r)
+          bad += f32_to_bits(y[t * rows + r]) != f32_to_bits((r >= rr[0] && r < rr[1]) ? y1[t * rows + r] : -1.0f);
+      INFO("n=", nn, " rows [", rr[0], ", ", rr[1], ")");
+      CHECK(bad == 0);
+    }
 }
 
 }  // namespace
 
 TEST_CASE("kquants: Highway's Q4_K / Q5_K / Q6_K matmul equals the dequantized sums, with the same bits for every tile, token count and row range") {
   for (std::uint32_t cols : {768u, 2048u}) {
-    check_matmul<q4_k>(37, cols);
-    check_matmul<q5_k>(37, cols);
-    check_matmul<q6_k>(37, cols);
+    check_matmul<q4_k>(37, cols, false);
+    check_matmul<q5_k>(37, cols, false);
+    check_matmul<q6_k>(37, cols, false);
   }
 }
 
 TEST_CASE("kquants: Q4_K / Q6_K / Q5_0 repacked at load (Highway's 16-row panels) give the dequantized sums, the same bits for every tile and row range") {
   // Where the CPU has no repacked layout (packed_bytes 0) the product reads the rows; the check is the same.
-  auto run = [](auto tag, std::uint32_t rows, std::uint32_t cols) {
-    using T = decltype(tag);
-    using B = typename T::block_type;
-    using A = typename T::activation;
-    using XB = typename A::block_type;
-    INFO(T::name, " ", rows, "x", cols);
-    const std::size_t nb = cols / T::block_size;
-    const auto w = random_blocks<B>(rows * nb, 11u + cols);
-    matrix<T> m{w.data(), rows, cols};
-    const std::size_t bytes = hwy_k::packed_bytes(m);
-    auto buf = aligned_buffer<std::byte>::make(bytes ? bytes : 1);
-    REQUIRE(buf.has_value());
-    if (bytes) {
-      m.packing = hwy_k::pack(m, buf->data());
-      m.packed = buf->data();
-      CHECK(m.packing != 0);
-    }
-    MESSAGE(T::name, ": packed bytes ", bytes, " (rows: ", rows * nb * sizeof(B), ")");
-    std::vector<float> wf(cols);
-    std::vector<std::vector<double>> wd(rows);
-    for (std::uint32_t r = 0; r < rows; ++r) {
-      T::dequantize_row(m.row(r), wf.data(), cols);
-      wd[r].assign(wf.begin(), wf.end());
-    }
-    constexpr std::size_t n = 9;
-    std::vector<XB> x(n * nb);
-    for (std::size_t t = 0; t < n; ++t) {
-      const auto xf = gaussian(cols, static_cast<unsigned>(200 + t));
-      A::quantize_row(xf.data(), x.data() + t * nb, cols);
-    }
-    std::vector<float> y1(n * rows, 0.0f);
-    for (std::size_t t = 0; t < n; ++t) hwy_k::matmul(y1.data() + t * rows, rows, m, x.data() + t * nb, nb, 1, 0, rows);
-    int far = 0;
-    for (std::size_t t = 0; t < n; ++t) {
-      std::vector<XB> one(x.begin() + t * nb, x.begin() + (t + 1) * nb);
-      const auto av = act_values(one, cols);
-      for (std::uint32_t r = 0; r < rows; ++r) {
-        double ref = 0, mag = 0;
-        for (std::size_t i = 0; i < cols; ++i) ref += wd[r][i] * av[i], mag += std::fabs(wd[r][i] * av[i]);
-        far += !(std::fabs(y1[t * rows + r] - ref) <= dot_rel_tol * mag + 1e-30);
-      }
-    }
-    CHECK(far == 0);
-    const std::uint32_t ranges[][2] = {{0, rows}, {0, 16}, {16, rows}, {3, rows - 2}, {17, 18}};
-    for (std::size_t nn : {1u, 2u, 3u, 4u, 5u, 8u, 9u})
-      for (const auto& rr : ranges) {
-        std::vector<float> y(nn * rows, -1.0f);
-        hwy_k::matmul(y.data(), rows, m, x.data(), nb, nn, rr[0], rr[1]);
-        int bad = 0;
-        for (std::size_t t = 0; t < nn; ++t)
-          for (std::uint32_t r = 0; r < rows; ++r)
-            bad += f32_to_bits(y[t * rows + r]) != f32_to_bits((r >= rr[0] && r < rr[1]) ? y1[t * rows + r] : -1.0f);
-        INFO("n=", nn, " rows [", rr[0], ", ", rr[1], ")");
-        CHECK(bad == 0);
-      }
-  };
   for (std::uint32_t cols : {768u, 2048u}) {
-    run(q4_k{}, 45, cols);
-    run(q6_k{}, 45, cols);
-    run(q5_k{}, 45, cols);
+    check_matmul<q4_k>(45, cols, true);
+    check_matmul<q6_k>(45, cols, true);
+    check_matmul<q5_k>(45, cols, true);
   }
-  for (std::uint32_t cols : {576u, 1536u, 32u}) run(q5_0{}, 45, cols);
+  for (std::uint32_t cols : {576u, 1536u, 32u}) check_matmul<q5_0>(45, cols, true);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -384,7 +384,7 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
   static void matmul(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                      std::uint32_t r1) noexcept {
 #if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
-    if (edgelm::backends::x86::kq::matmul_q5_0_packed(y, ldy, w.packed, w.packing, w.blocks_per_row(), x, ldx, n, r0, r1)) return;
+    if (edgelm::backends::x86::kq::matmul_k_packed<block_q5_0>(y, ldy, w.packed, w.packing, w.blocks_per_row(), x, ldx, n, r0, r1)) return;
 #endif
     basic_kernels<kernels>::matmul(y, ldy, w, x, ldx, n, r0, r1);
   }

@@ -193,6 +193,12 @@ EDGELM_KQ_T inline float dot_q6k(const block_q6_k* w, const block_q8_k* x, std::
 #define EDGELM_KQ_T512 EDGELM_X86_NOSAN __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
 #define EDGELM_KQ_I512 EDGELM_KQ_T512 inline __attribute__((always_inline))
 
+// The AVX-512 VNNI paths below run on this CPU.
+inline bool on_vnni512() noexcept {
+  const detail::isa_t isa = detail::cpu_isa();
+  return isa == detail::isa_t::avx512vnni || isa == detail::isa_t::avx512vbmi;
+}
+
 namespace k512 {
 
 // int16 lanes 0..15 = word a, 16..31 = word b
@@ -347,8 +353,7 @@ EDGELM_KQ_T512 void matmul(float* y, std::size_t ldy, const B* w, std::size_t nb
 template <class B>
 inline bool matmul_k(float* y, std::size_t ldy, const B* w, std::size_t nb, const block_q8_k* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                      std::uint32_t r1) noexcept {
-  const detail::isa_t isa = detail::cpu_isa();
-  if (isa != detail::isa_t::avx512vnni && isa != detail::isa_t::avx512vbmi) return false;
+  if (!on_vnni512()) return false;
   if (r0 < r1 && n > 0) k512::matmul(y, ldy, w, nb, x, ldx, n, r0, r1);
   return true;
 }
@@ -371,7 +376,7 @@ inline bool matmul_k(float* y, std::size_t ldy, const B* w, std::size_t nb, cons
 // ---------------------------------------------------------------------------------------------
 inline constexpr std::uint32_t packing_k16 = 0x36314B58u;  // "XK16"
 template <class B>
-inline constexpr std::size_t panel_bytes = std::is_same_v<B, block_q6_k> ? 3392 : 2496;  // whole cache lines
+inline constexpr std::size_t panel_bytes = std::is_same_v<B, block_q6_k> ? 3392 : std::is_same_v<B, block_q5_0> ? 352 : 2496;  // Q6_K: whole cache lines
 
 namespace pk {
 
@@ -527,54 +532,18 @@ EDGELM_KQ_T512 void group_q6k(const unsigned char* pk, std::size_t nb, const blo
   for (int t = 0; t < T; ++t) out[t] = fl[t];
 }
 
-template <class B, int T>
-EDGELM_KQ_T512 void group(const unsigned char* pk, std::size_t nb, const block_q8_k* const* xt, float* const* yt, __mmask16 mask) noexcept {
-  __m512 out[T];
-  if constexpr (std::is_same_v<B, block_q6_k>)
-    group_q6k<T>(pk, nb, xt, out);
-  else
-    group_q4k<T>(pk, nb, xt, out);
-  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(yt[t], mask, out[t]);
-}
-
-// Groups outer (each group's panels stay in cache for all tokens), tokens 4 at a time inner.
-template <class B>
-EDGELM_KQ_T512 void matmul(float* y, std::size_t ldy, const unsigned char* pw, std::size_t nb, const block_q8_k* x, std::size_t ldx, std::size_t n,
-                           std::uint32_t r0, std::uint32_t r1) noexcept {
-  const std::uint32_t g0 = r0 / 16, g1 = (r1 + 15) / 16;
-  for (std::uint32_t g = g0; g < g1; ++g) {
-    const std::uint32_t rb = g * 16, lo = r0 > rb ? r0 - rb : 0, hi = r1 - rb < 16 ? r1 - rb : 16;
-    const __mmask16 mask = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-    const unsigned char* pg = pw + std::size_t{g} * nb * panel_bytes<B>;
-    for (std::size_t t = 0; t < n; t += 4) {
-      const block_q8_k* xt[4];
-      float* yt[4];
-      const std::size_t nt = n - t < 4 ? n - t : 4;
-      for (std::size_t i = 0; i < nt; ++i) xt[i] = x + (t + i) * ldx, yt[i] = y + (t + i) * ldy + rb;
-      switch (nt) {
-        case 4: group<B, 4>(pg, nb, xt, yt, mask); break;
-        case 3: group<B, 3>(pg, nb, xt, yt, mask); break;
-        case 2: group<B, 2>(pg, nb, xt, yt, mask); break;
-        default: group<B, 1>(pg, nb, xt, yt, mask); break;
-      }
-    }
-  }
-}
-
 // Q5_0 (llama-quantize's fallback for rows that are not a multiple of 256): 16 rows x one 32-block per
 // 352-byte panel at (g * nb + b) * 352: chunk c = 0..3 (elements 8c .. 8c + 7) at 64c, lane r byte k = low 4
 // bits of element 8c + k | of 8c + 4 + k << 4; at 256 lane r byte k: bit 2c = fifth bit of element 8c + k,
 // bit 2c + 1 of 8c + 4 + k; at 320 d of row r (fp16). Levels u = value + 16 in 0..31 (vpdpbusd), then
 // sum (u - 16) x = sum u x - 16 sum x.
-inline constexpr std::size_t panel_q5_0 = 352;
-
 inline void pack_rows_q5_0(unsigned char* dst, const block_q5_0* w, std::size_t rows, std::size_t nb) noexcept {
   std::uint8_t lv[32];
   const std::size_t groups = (rows + 15) / 16;
   for (std::size_t g = 0; g < groups; ++g)
     for (std::size_t b = 0; b < nb; ++b) {
-      unsigned char* o = dst + (g * nb + b) * panel_q5_0;
-      std::memset(o, 0, panel_q5_0);
+      unsigned char* o = dst + (g * nb + b) * panel_bytes<block_q5_0>;
+      std::memset(o, 0, panel_bytes<block_q5_0>);
       for (std::size_t r = 0; r < 16 && g * 16 + r < rows; ++r) {
         const block_q5_0& blk = w[(g * 16 + r) * nb + b];
         std::uint32_t qh;
@@ -611,13 +580,13 @@ EDGELM_KQ_I512 void levels_q5_0(const unsigned char* p, __m512i h, __m512i u[8])
 }
 
 template <int T>
-EDGELM_KQ_T512 void group_q5_0(const unsigned char* pk, std::size_t nb, const block_q8_0* const* xt, float* const* yt, __mmask16 mask) noexcept {
+EDGELM_KQ_T512 void group_q5_0(const unsigned char* pk, std::size_t nb, const block_q8_0* const* xt, __m512 out[T]) noexcept {
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m512 fl[T];
   for (int t = 0; t < T; ++t) fl[t] = _mm512_setzero_ps();
   for (std::size_t b = 0; b < nb; ++b) {
-    const unsigned char* p = pk + b * panel_q5_0;
-    for (int c = 0; c < 6; ++c) _mm_prefetch(reinterpret_cast<const char*>(p) + 8 * panel_q5_0 + 64 * c, _MM_HINT_T0);
+    const unsigned char* p = pk + b * panel_bytes<block_q5_0>;
+    for (int c = 0; c < 6; ++c) _mm_prefetch(reinterpret_cast<const char*>(p) + 8 * panel_bytes<block_q5_0> + 64 * c, _MM_HINT_T0);
     const __m512i h = _mm512_loadu_si512(p + 256);
     __m512i u[8];
     levels_q5_0<0>(p, h, u);
@@ -643,26 +612,41 @@ EDGELM_KQ_T512 void group_q5_0(const unsigned char* pk, std::size_t nb, const bl
       fl[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(_cvtsh_ss(x.d))), fl[t]);
     }
   }
-  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(yt[t], mask, fl[t]);
+  for (int t = 0; t < T; ++t) out[t] = fl[t];
 }
 
-EDGELM_KQ_T512 inline void matmul_q5_0(float* y, std::size_t ldy, const unsigned char* pw, std::size_t nb, const block_q8_0* x, std::size_t ldx, std::size_t n,
-                                       std::uint32_t r0, std::uint32_t r1) noexcept {
+template <class B, int T, class XB>
+EDGELM_KQ_T512 void group(const unsigned char* pk, std::size_t nb, const XB* const* xt, float* const* yt, __mmask16 mask) noexcept {
+  __m512 out[T];
+  if constexpr (std::is_same_v<B, block_q6_k>)
+    group_q6k<T>(pk, nb, xt, out);
+  else if constexpr (std::is_same_v<B, block_q5_0>)
+    group_q5_0<T>(pk, nb, xt, out);
+  else
+    group_q4k<T>(pk, nb, xt, out);
+  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(yt[t], mask, out[t]);
+}
+
+// Any panel type (XB: its activation blocks, q8_k or q8_0): groups outer (each group's panels stay in cache
+// for all tokens), tokens 4 at a time inner.
+template <class B, class XB>
+EDGELM_KQ_T512 void matmul(float* y, std::size_t ldy, const unsigned char* pw, std::size_t nb, const XB* x, std::size_t ldx, std::size_t n,
+                           std::uint32_t r0, std::uint32_t r1) noexcept {
   const std::uint32_t g0 = r0 / 16, g1 = (r1 + 15) / 16;
   for (std::uint32_t g = g0; g < g1; ++g) {
     const std::uint32_t rb = g * 16, lo = r0 > rb ? r0 - rb : 0, hi = r1 - rb < 16 ? r1 - rb : 16;
     const __mmask16 mask = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-    const unsigned char* pg = pw + std::size_t{g} * nb * panel_q5_0;
+    const unsigned char* pg = pw + std::size_t{g} * nb * panel_bytes<B>;
     for (std::size_t t = 0; t < n; t += 4) {
-      const block_q8_0* xt[4];
+      const XB* xt[4];
       float* yt[4];
       const std::size_t nt = n - t < 4 ? n - t : 4;
       for (std::size_t i = 0; i < nt; ++i) xt[i] = x + (t + i) * ldx, yt[i] = y + (t + i) * ldy + rb;
       switch (nt) {
-        case 4: group_q5_0<4>(pg, nb, xt, yt, mask); break;
-        case 3: group_q5_0<3>(pg, nb, xt, yt, mask); break;
-        case 2: group_q5_0<2>(pg, nb, xt, yt, mask); break;
-        default: group_q5_0<1>(pg, nb, xt, yt, mask); break;
+        case 4: group<B, 4>(pg, nb, xt, yt, mask); break;
+        case 3: group<B, 3>(pg, nb, xt, yt, mask); break;
+        case 2: group<B, 2>(pg, nb, xt, yt, mask); break;
+        default: group<B, 1>(pg, nb, xt, yt, mask); break;
       }
     }
   }
@@ -670,17 +654,17 @@ EDGELM_KQ_T512 inline void matmul_q5_0(float* y, std::size_t ldy, const unsigned
 
 }  // namespace pk
 
-// Bytes of the repacked copy of a Q4_K / Q6_K matrix on this CPU (0: none: not AVX-512 VNNI, or Q5_K, or
-// too large for size_t).
+template <class B>
+inline constexpr bool has_panels = std::is_same_v<B, block_q4_k> || std::is_same_v<B, block_q6_k> || std::is_same_v<B, block_q5_0>;
+
+// Bytes of the repacked copy of a Q4_K / Q6_K / Q5_0 matrix on this CPU (0: none: not AVX-512 VNNI, another
+// type, or too large for size_t).
 template <class B>
 inline std::size_t packed_bytes_k(std::size_t rows, std::size_t nb) noexcept {
-  if constexpr (std::is_same_v<B, block_q4_k> || std::is_same_v<B, block_q6_k> || std::is_same_v<B, block_q5_0>) {
-    const detail::isa_t isa = detail::cpu_isa();
-    if (isa != detail::isa_t::avx512vnni && isa != detail::isa_t::avx512vbmi) return 0;
-    constexpr std::size_t PB = std::is_same_v<B, block_q5_0> ? pk::panel_q5_0 : panel_bytes<B>;
+  if constexpr (has_panels<B>) {
     const std::size_t groups = (rows + 15) / 16;
-    if (groups == 0 || nb == 0 || groups > SIZE_MAX / PB / nb) return 0;
-    return groups * nb * PB;
+    if (!on_vnni512() || groups == 0 || nb == 0 || groups > SIZE_MAX / panel_bytes<B> / nb) return 0;
+    return groups * nb * panel_bytes<B>;
   } else {
     (void)rows, (void)nb;
     return 0;
@@ -689,34 +673,18 @@ inline std::size_t packed_bytes_k(std::size_t rows, std::size_t nb) noexcept {
 template <class B>
 inline std::uint32_t pack_k(const B* w, std::size_t rows, std::size_t nb, std::byte* dst) noexcept {
   if (packed_bytes_k<B>(rows, nb) == 0) return 0;
-  if constexpr (std::is_same_v<B, block_q5_0>) {
+  if constexpr (std::is_same_v<B, block_q5_0>)
     pk::pack_rows_q5_0(reinterpret_cast<unsigned char*>(dst), w, rows, nb);
-    return packing_k16;
-  } else if constexpr (std::is_same_v<B, block_q4_k> || std::is_same_v<B, block_q6_k>) {
+  else if constexpr (has_panels<B>)
     pk::pack_rows(reinterpret_cast<unsigned char*>(dst), w, rows, nb);
-    return packing_k16;
-  } else {
-    (void)w, (void)dst;
-    return 0;
-  }
+  return packing_k16;
 }
-// Q5_0 . q8_0 on pack_k's layout (false: not that layout, or not this CPU).
-inline bool matmul_q5_0_packed(float* y, std::size_t ldy, const std::byte* packed, std::uint32_t packing, std::size_t nb, const block_q8_0* x,
-                               std::size_t ldx, std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
-  if (!packed || packing != packing_k16) return false;
-  const detail::isa_t isa = detail::cpu_isa();
-  if (isa != detail::isa_t::avx512vnni && isa != detail::isa_t::avx512vbmi) return false;
-  if (r0 < r1 && n > 0) pk::matmul_q5_0(y, ldy, reinterpret_cast<const unsigned char*>(packed), nb, x, ldx, n, r0, r1);
-  return true;
-}
-// The product on pack_k's layout (false: not that layout, or not this CPU).
-template <class B>
-inline bool matmul_k_packed(float* y, std::size_t ldy, const std::byte* packed, std::uint32_t packing, std::size_t nb, const block_q8_k* x, std::size_t ldx,
+// The product on pack_k's layout, XB the type's activation blocks (false: not that layout, or not this CPU).
+template <class B, class XB>
+inline bool matmul_k_packed(float* y, std::size_t ldy, const std::byte* packed, std::uint32_t packing, std::size_t nb, const XB* x, std::size_t ldx,
                             std::size_t n, std::uint32_t r0, std::uint32_t r1) noexcept {
-  if constexpr (std::is_same_v<B, block_q4_k> || std::is_same_v<B, block_q6_k>) {
-    if (!packed || packing != packing_k16) return false;
-    const detail::isa_t isa = detail::cpu_isa();
-    if (isa != detail::isa_t::avx512vnni && isa != detail::isa_t::avx512vbmi) return false;
+  if constexpr (has_panels<B>) {
+    if (!packed || packing != packing_k16 || !on_vnni512()) return false;
     if (r0 < r1 && n > 0) pk::matmul<B>(y, ldy, reinterpret_cast<const unsigned char*>(packed), nb, x, ldx, n, r0, r1);
     return true;
   } else {
