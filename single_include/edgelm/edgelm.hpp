@@ -558,6 +558,10 @@ struct tokenizer_data {
   std::int32_t unk_id = 0;
   bool add_bos = true;
   bool add_space_prefix = true;   // SentencePiece dummy prefix
+  // The pieces were stored with U+2581 for the space (GGUF, tokenizer.json): a U+2581 in the text is then a space,
+  // as SentencePiece's normalizer and llama.cpp make it. llama2.c's tokenizer.bin stores ' ' and run.c byte-encodes
+  // a literal U+2581, so it keeps false.
+  bool marker_is_space = false;
   std::vector<std::int32_t> eog_ids;  // GGUF tokenizer.ggml.eot_token_id / eom_token_id: more end-of-generation tokens
   std::string chat_template;      // GGUF tokenizer.chat_template ("" when none)
   std::uint32_t max_token_length = 0;
@@ -1107,6 +1111,7 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
     return make_error(errc::bad_tokenizer, "tokenizer model '" + model->s + "' is not supported (supported: llama, gpt2)", error::no_offset, "tokenizer.ggml.model");
   const bool byte_level = model->s == "gpt2";
   td.model = model->s;
+  td.marker_is_space = !byte_level;
   const gguf_value* tokens = g.find("tokenizer.ggml.tokens");
   if (!tokens) return make_error(errc::missing_key, "tokenizer has no tokens", error::no_offset, "tokenizer.ggml.tokens");
   if (tokens->type != gguf_type::array || tokens->elem_type != gguf_type::string)
@@ -4784,6 +4789,11 @@ class tokenizer {
         std::size_t len = 1;
         // a code point: a lead byte plus continuation bytes (10xxxxxx), at most 4 bytes, as llama2.c
         while (i + len < text.size() && len < 4 && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80) ++len;
+        if (d_.marker_is_space && space_id_ >= 0 && text.compare(i, len, "\xE2\x96\x81") == 0) {  // U+2581 = ' '
+          sy.push_back({space_id_, 0, 0});
+          i += len;
+          continue;
+        }
         auto it = lookup_.find(std::string(text.substr(i, len)));
         if (it != lookup_.end()) {
           sy.push_back({it->second, 0, 0});
@@ -10927,6 +10937,7 @@ inline result<tokenizer_data> llama_vocab_of(const bpe_source& s, std::uint32_t 
   td.add_bos = bos >= 0 && !s.prefix.empty();
   if (s.add_bos) td.add_bos = *s.add_bos && bos >= 0;
   td.add_space_prefix = prefix;
+  td.marker_is_space = true;  // Replace(" ", "\u2581"): a literal U+2581 is the space
   td.chat_template = s.chat_template;
   for (const auto& p : td.pieces) td.max_token_length = std::max<std::uint32_t>(td.max_token_length, static_cast<std::uint32_t>(p.size()));
   return td;

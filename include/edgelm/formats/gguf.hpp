@@ -354,6 +354,7 @@ inline result<tokenizer_data> gguf_tokenizer(const gguf_file& g) {
     return make_error(errc::bad_tokenizer, "tokenizer model '" + model->s + "' is not supported (supported: llama, gpt2)", error::no_offset, "tokenizer.ggml.model");
   const bool byte_level = model->s == "gpt2";
   td.model = model->s;
+  td.marker_is_space = !byte_level;
   const gguf_value* tokens = g.find("tokenizer.ggml.tokens");
   if (!tokens) return make_error(errc::missing_key, "tokenizer has no tokens", error::no_offset, "tokenizer.ggml.tokens");
   if (tokens->type != gguf_type::array || tokens->elem_type != gguf_type::string)

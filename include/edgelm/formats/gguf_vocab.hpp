@@ -209,6 +209,7 @@ inline result<tokenizer_data> llama_vocab_of(const bpe_source& s, std::uint32_t 
   td.add_bos = bos >= 0 && !s.prefix.empty();
   if (s.add_bos) td.add_bos = *s.add_bos && bos >= 0;
   td.add_space_prefix = prefix;
+  td.marker_is_space = true;  // Replace(" ", "\u2581"): a literal U+2581 is the space
   td.chat_template = s.chat_template;
   for (const auto& p : td.pieces) td.max_token_length = std::max<std::uint32_t>(td.max_token_length, static_cast<std::uint32_t>(p.size()));
   return td;

@@ -142,6 +142,10 @@ struct tokenizer_data {
   std::int32_t unk_id = 0;
   bool add_bos = true;
   bool add_space_prefix = true;   // SentencePiece dummy prefix
+  // The pieces were stored with U+2581 for the space (GGUF, tokenizer.json): a U+2581 in the text is then a space,
+  // as SentencePiece's normalizer and llama.cpp make it. llama2.c's tokenizer.bin stores ' ' and run.c byte-encodes
+  // a literal U+2581, so it keeps false.
+  bool marker_is_space = false;
   std::vector<std::int32_t> eog_ids;  // GGUF tokenizer.ggml.eot_token_id / eom_token_id: more end-of-generation tokens
   std::string chat_template;      // GGUF tokenizer.chat_template ("" when none)
   std::uint32_t max_token_length = 0;

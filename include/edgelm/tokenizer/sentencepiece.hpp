@@ -101,6 +101,11 @@ class tokenizer {
         std::size_t len = 1;
         // a code point: a lead byte plus continuation bytes (10xxxxxx), at most 4 bytes, as llama2.c
         while (i + len < text.size() && len < 4 && (static_cast<unsigned char>(text[i + len]) & 0xC0) == 0x80) ++len;
+        if (d_.marker_is_space && space_id_ >= 0 && text.compare(i, len, "\xE2\x96\x81") == 0) {  // U+2581 = ' '
+          sy.push_back({space_id_, 0, 0});
+          i += len;
+          continue;
+        }
         auto it = lookup_.find(std::string(text.substr(i, len)));
         if (it != lookup_.end()) {
           sy.push_back({it->second, 0, 0});
