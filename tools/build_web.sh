@@ -17,9 +17,10 @@
 # none, checked) and, after linking, every q15mulr_sat_s that wasm-objdump (wabt) lists as an instruction is
 # rewritten in place to relaxed_dot (both encodings are 3 bytes: fd 82 01 -> fd 92 02). No wasm-objdump: skipped.
 # Environment: WEB_BUILDS ["st mt st-relaxed mt-relaxed text"; empty: only the JS and the consumer]  JOBS [2] (builds at a time)  EMXX [em++]
-#   WEB_OPT [-O2]  WEB_ST_MAX_GZ [153600] (fail when the single-thread .wasm is larger gzipped; 0: no check):
-#   issue 8's bar, 150 KB. The build was at ~166 KB until the NFC tables (only tokenizer.json needs them) were
-#   left out of GGUF-only builds; now ~146 KB.
+#   WEB_OPT [-O2]  WEB_ST_MAX_GZ [150000] (fail when a single-thread .wasm, edgelm-st or edgelm-st-relaxed, is larger
+#   gzipped; 0: no check): issue 8's bar, 150 KB, read as 150,000 bytes. The build was at ~166 KB until the NFC
+#   tables (only tokenizer.json needs them) were left out of GGUF-only builds, and at ~151 KB until the engine's
+#   stats stopped formatting floats with snprintf (printf's float code); now ~147 KB.
 # Runs em++ under `nice -n 10`. Needs emscripten 3.1.6 + Highway headers (tools/install_deps.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +33,7 @@ WEB_OPT=${WEB_OPT:--O2}
 # binaryen's optimisation at link: -Oz shrinks edgelm-st.wasm by ~13 KB gzipped (154 -> 141 KB) at the same speed
 # (tools/bench_web.sh, 2026-12-02: prefill and decode within run-to-run noise of -O2)
 WEB_LINK_OPT=${WEB_LINK_OPT:--Oz}
-WEB_ST_MAX_GZ=${WEB_ST_MAX_GZ:-153600}
+WEB_ST_MAX_GZ=${WEB_ST_MAX_GZ:-150000}
 export NODE_PATH=${NODE_PATH:-/usr/share/nodejs}
 unset NODE_OPTIONS || true
 
@@ -147,8 +148,8 @@ cp "$repo/LICENSE"* "$pkg/" 2>/dev/null || true
 for w in "$pkg"/edgelm-*.wasm; do
   raw=$(stat -c %s "$w"); gz=$(gzip -9c "$w" | wc -c)
   printf '%s raw %d gzip-9 %d\n' "$(basename "$w")" "$raw" "$gz" | tee -a "$out/sizes.txt" >&2
-  if [[ $(basename "$w") == edgelm-st.wasm && $WEB_ST_MAX_GZ -gt 0 && $gz -gt $WEB_ST_MAX_GZ ]]; then
-    die "edgelm-st.wasm is $gz bytes gzipped, over the budget of $WEB_ST_MAX_GZ (issue 8: 150 KB = 153600)"
+  if [[ $(basename "$w") == edgelm-st*.wasm && $WEB_ST_MAX_GZ -gt 0 && $gz -gt $WEB_ST_MAX_GZ ]]; then
+    die "$(basename "$w") is $gz bytes gzipped, over the budget of $WEB_ST_MAX_GZ (issue 8: 150 KB, read as 150,000 bytes)"
   fi
 done
 

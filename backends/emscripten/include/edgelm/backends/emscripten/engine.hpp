@@ -140,10 +140,10 @@ class engine {
   std::string stats_json() const {
     const auto& t = stats_;
     auto rate = [](std::uint32_t n, double ms) { return ms > 0 ? static_cast<double>(n) * 1000.0 / ms : 0.0; };
-    auto num = [](double v) {
-      char b[48];
-      std::snprintf(b, sizeof b, "%.3f", v);
-      return std::string(b);
+    auto num = [](double v) {  // v >= 0 with 3 decimals (integers only: no printf's float formatting in the .wasm)
+      const unsigned long long m = v >= 0 && v < 1e15 ? static_cast<unsigned long long>(v * 1000.0 + 0.5) : 0;
+      const std::string f = std::to_string(m % 1000);
+      return std::to_string(m / 1000) + "." + std::string(3 - f.size(), '0') + f;
     };
     // promptTokPerS: the tokens actually prefilled (not those reused from the KV cache) per second
     return "{\"promptTokens\":" + std::to_string(t.prompt_tokens) + ",\"reusedTokens\":" + std::to_string(t.reused_tokens) +
