@@ -144,6 +144,33 @@ TEST_CASE("kquants: q8_k activations are ggml's block_q8_K (max magnitude -> -12
   CHECK(q[0].bsums[3] == 0);
 }
 
+TEST_CASE("kquants: Highway's q8_k activations are q8_k::quantize_row's bytes (ties, halves, NaN, inf, zeros, short last block)") {
+  // (x86 with AVX-512: its own quantizer; elsewhere the reference itself)
+  for (const std::size_t n : {std::size_t{256}, std::size_t{512}, std::size_t{768}, std::size_t{256 + 17}, std::size_t{5}}) {
+    for (int variant = 0; variant < 8; ++variant) {
+      CAPTURE(n);
+      CAPTURE(variant);
+      auto x = gaussian(n, static_cast<std::uint32_t>(100 + variant));
+      if (variant == 1) x[n / 2] = 3.0f, x[n / 3] = -3.0f;                        // equal magnitudes: the first wins
+      if (variant == 2) x[1] = std::nanf(""), x[n - 1] = 10.0f;                    // NaN is skipped, quantizes to -128
+      if (variant == 3) x[n / 2] = INFINITY;                                      // not finite: a zero block
+      if (variant == 4) std::fill(x.begin(), x.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(n, 256)), 0.0f);
+      if (variant == 5)                                                           // products on exact halves
+        for (std::size_t j = 0; j < n; ++j) x[j] = static_cast<float>(static_cast<int>(j % 255) - 127) * 0.5f;
+      if (variant == 6)
+        for (auto& v : x) v *= 1e-30f;                                            // tiny scales
+      if (variant == 7) x[0] = -127.0f, x[2] = 63.5f, x[3] = -63.5f, x[4] = 0.5f;  // -127 -> 127 * sign flips
+      const std::size_t nb = (n + 255) / 256;
+      std::vector<block_q8_k> want(nb), got(nb);
+      std::memset(want.data(), 0x5A, nb * sizeof(block_q8_k));
+      std::memset(got.data(), 0x5A, nb * sizeof(block_q8_k));
+      q8_k::quantize_row(x.data(), want.data(), n);
+      hwy_k::quantize_q8_k(x.data(), got.data(), n);
+      CHECK(std::memcmp(want.data(), got.data(), nb * sizeof(block_q8_k)) == 0);
+    }
+  }
+}
+
 TEST_CASE("kquants: dot products of ggml's blocks (scalar and Highway) equal the dequantized sums") {
   check_dot<q4_1, kernels::scalar>("q4_1.bin");
   check_dot<q5_0, kernels::scalar>("q5_0.bin");

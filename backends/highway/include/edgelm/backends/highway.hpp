@@ -481,6 +481,14 @@ struct kernels : edgelm::kernels::basic_kernels<kernels> {
 #endif
   }
 
+  // Activations of a K-quant product, byte-identical to q8_k::quantize_row (x86: AVX-512).
+  static void quantize_q8_k(const float* x, block_q8_k* y, std::size_t n) noexcept {
+#if defined(EDGELM_HWY_X86) && defined(EDGELM_X86_ENABLED)
+    if (edgelm::backends::x86::kq::quantize_q8_k(x, y, n)) return;
+#endif
+    q8_k::quantize_row(x, y, n);
+  }
+
   // RoPE, bit-identical to basic_kernels::rope (x86: whole heads in vectors).
   static void rope(float* q, float* k, std::size_t n_q, std::size_t n_k, std::size_t head_dim, const float* fcos, const float* fsin) noexcept {
 #if defined(EDGELM_HWY_X86)

@@ -11,6 +11,7 @@
 //  - 32-blocks: per block the exact int32 sum is scaled and accumulated in 8 float lanes (FMA), summed
 //    at the end: a different float order than the scalar reference (a few ulps), the same for every call.
 #pragma once
+#include <cfloat>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -691,6 +692,61 @@ inline bool matmul_k_packed(float* y, std::size_t ldy, const std::byte* packed, 
     (void)y, (void)ldy, (void)packed, (void)packing, (void)nb, (void)x, (void)ldx, (void)n, (void)r0, (void)r1;
     return false;
   }
+}
+
+// ---- q8_k activations: q8_k::quantize_row, byte for byte (AVX-512; 256 floats are 16 vectors) ----
+namespace k512 {
+// One 256-block: the first element of largest magnitude (NaN skipped: max_ps returns its second operand
+// when either is NaN), iscale = -127 / it, then the reference's round_clamp(iscale * x, -128, 127) on 16
+// lanes (clamp with NaN -> -128, truncate, the half-away-from-zero step from the exact fraction); each
+// vector is one 16-element bsums group.
+EDGELM_KQ_T512 inline void q8k_block(const float* xb, block_q8_k& o) noexcept {
+  __m512 v[16];
+  __m512 am = _mm512_setzero_ps();
+  for (int i = 0; i < 16; ++i) {
+    v[i] = _mm512_loadu_ps(xb + 16 * i);
+    am = _mm512_max_ps(_mm512_abs_ps(v[i]), am);
+  }
+  const float amax = _mm512_reduce_max_ps(am);
+  if (!(amax > 0.0f) || !(amax <= FLT_MAX)) {  // all zero (or not finite): zeros, as the reference
+    std::memset(&o, 0, sizeof o);
+    return;
+  }
+  float max = 0.0f;
+  const __m512 va = _mm512_set1_ps(amax);
+  for (int i = 0; i < 16; ++i)
+    if (const __mmask16 m = _mm512_cmp_ps_mask(_mm512_abs_ps(v[i]), va, _CMP_EQ_OQ)) {
+      max = xb[16 * i + __builtin_ctz(m)];
+      break;
+    }
+  const float iscale = -127.0f / max;
+  const __m512 vs = _mm512_set1_ps(iscale), lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512 h = _mm512_set1_ps(0.5f), nh = _mm512_set1_ps(-0.5f);
+  const __m512i one = _mm512_set1_epi32(1);
+  for (int i = 0; i < 16; ++i) {
+    const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(vs, v[i]), lo), hi);
+    __m512i q = _mm512_cvttps_epi32(c);
+    const __m512 f = _mm512_sub_ps(c, _mm512_cvtepi32_ps(q));
+    q = _mm512_mask_add_epi32(q, _mm512_cmp_ps_mask(f, h, _CMP_GE_OQ), q, one);
+    q = _mm512_mask_sub_epi32(q, _mm512_cmp_ps_mask(f, nh, _CMP_LE_OQ), q, one);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(o.qs + 16 * i), _mm512_cvtepi32_epi8(q));
+    o.bsums[i] = static_cast<std::int16_t>(_mm512_reduce_add_epi32(q));
+  }
+  o.d = 1.0f / iscale;
+}
+}  // namespace k512
+
+// q8_k::quantize_row's bytes (false: not an AVX-512 CPU; the caller runs the reference).
+inline bool quantize_q8_k(const float* x, block_q8_k* y, std::size_t n) noexcept {
+  if (!on_vnni512()) return false;
+  const std::size_t full = n / 256;
+  for (std::size_t b = 0; b < full; ++b) k512::q8k_block(x + 256 * b, y[b]);
+  if (const std::size_t rest = n % 256) {
+    float tmp[256] = {};
+    std::memcpy(tmp, x + 256 * full, rest * sizeof(float));
+    k512::q8k_block(tmp, y[full]);
+  }
+  return true;
 }
 
 #undef EDGELM_KQ_T512
