@@ -504,39 +504,29 @@ inline result<model_file> read_gguf_parsed(gguf_file&& parsed_file, std::shared_
 
 }  // namespace detail
 
-inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::byte_owner>> parts);
+namespace detail {
 
-// Read a GGUF file into the format-neutral model_file. Architecture 'llama' (and its close
-// relatives that share its tensor layout) is supported. One part of a split GGUF (gguf-split) alone is
-// errc::missing_tensor naming the parts it needs: read_gguf_split, read_gguf_concatenated, or read_model_path
-// on the first part.
-inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
-  using namespace detail;
-  auto parsed = parse_gguf(owner->bytes());
-  if (!parsed) return parsed.error();
-  auto si = gguf_split_of(*parsed);
+// A parsed GGUF as one model: a part of a split alone is errc::missing_tensor naming the ways to read it.
+inline result<model_file> read_gguf_whole(gguf_file&& parsed, std::shared_ptr<byte_owner> owner) {
+  auto si = gguf_split_of(parsed);
   if (!si) return si.error();
   if (si->count > 1)
     return make_error(errc::missing_tensor,
                       "part " + std::to_string(si->no + 1) + " of a GGUF split into " + std::to_string(si->count) +
                           " (gguf-split): read all the parts together (the first part's path, read_gguf_split or read_gguf_concatenated), or join them with llama-gguf-split --merge",
                       error::no_offset, "split.count");
-  return read_gguf_parsed(std::move(*parsed), std::move(owner));
+  return read_gguf_parsed(std::move(parsed), std::move(owner));
 }
 
-// A GGUF split by llama.cpp's gguf-split, its parts in order: the first's metadata and every part's tensors
-// (each part's tensor data stays in its own bytes, zero copy). Parts out of order, missing, repeated or of
-// another split, and a tensor in two parts, are errors.
-inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::byte_owner>> parts) {
-  using namespace detail;
-  if (parts.empty()) return make_error(errc::invalid_argument, "no GGUF parts");
-  if (parts.size() == 1) return read_gguf(std::move(parts.front()));
+// The parts of a split in order (parts.size() >= 2); parsed[i], where given, is parts[i]'s parse (each part is
+// parsed once whoever parses it).
+inline result<model_file> read_gguf_parts(std::vector<std::shared_ptr<byte_owner>> parts, std::vector<gguf_file> parsed) {
   std::optional<gguf_file> first;
   std::uint64_t count = 0, total = 0;
   std::unordered_set<std::string> names;
   for (std::size_t i = 0; i < parts.size(); ++i) {
     if (!parts[i]) return make_error(errc::invalid_argument, "GGUF part " + std::to_string(i + 1) + " is missing");
-    auto g = parse_gguf(parts[i]->bytes());
+    result<gguf_file> g = i < parsed.size() ? result<gguf_file>(std::move(parsed[i])) : parse_gguf(parts[i]->bytes());
     if (!g) {
       error e = g.error();
       return make_error(e.code, "GGUF part " + std::to_string(i + 1) + ": " + e.msg, e.offset, e.where);
@@ -567,6 +557,27 @@ inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::by
   return read_gguf_parsed(std::move(*first), std::move(owner));
 }
 
+}  // namespace detail
+
+// Read a GGUF file into the format-neutral model_file. Architecture 'llama' (and its close
+// relatives that share its tensor layout) is supported. One part of a split GGUF (gguf-split) alone is
+// errc::missing_tensor naming the parts it needs: read_gguf_split, read_gguf_concatenated, or read_model_path
+// on the first part.
+inline result<model_file> read_gguf(std::shared_ptr<detail::byte_owner> owner) {
+  auto parsed = parse_gguf(owner->bytes());
+  if (!parsed) return parsed.error();
+  return detail::read_gguf_whole(std::move(*parsed), std::move(owner));
+}
+
+// A GGUF split by llama.cpp's gguf-split, its parts in order: the first's metadata and every part's tensors
+// (each part's tensor data stays in its own bytes, zero copy). Parts out of order, missing, repeated or of
+// another split, and a tensor in two parts, are errors.
+inline result<model_file> read_gguf_split(std::vector<std::shared_ptr<detail::byte_owner>> parts) {
+  if (parts.empty()) return make_error(errc::invalid_argument, "no GGUF parts");
+  if (parts.size() == 1) return read_gguf(std::move(parts.front()));
+  return detail::read_gguf_parts(std::move(parts), {});
+}
+
 // A GGUF whose bytes may hold all the parts of a gguf-split end to end (`cat` of the parts; each part starts
 // where the one before ends, as gguf-split lays them out): one model. Any other GGUF: read_gguf. (Not in
 // read_gguf itself, so that builds reading whole files only, e.g. the browser engine, stay small.)
@@ -578,12 +589,14 @@ inline result<model_file> read_gguf_concatenated(std::shared_ptr<detail::byte_ow
   if (!si) return si.error();
   if (si->count > 1 && si->no == 0 && gguf_end(*parsed) < owner->bytes().size()) {
     // the other parts after it in the same bytes (several URLs fetched into one buffer, or `cat`): each starts
-    // where the one before ends
+    // where the one before ends. A part parsed over the bytes from its start is parsed as over its own bytes
+    // (its tensors end within gguf_end), so each parse is kept for read_gguf_parts; part 1's is the one above.
     const auto all = owner->bytes();
     std::vector<std::shared_ptr<byte_owner>> parts;
+    std::vector<gguf_file> parses;
     std::uint64_t at = 0;
     for (std::uint64_t i = 0; i < si->count && at < all.size(); ++i) {
-      auto pg = parse_gguf(all.subspan(static_cast<std::size_t>(at)));
+      auto pg = i == 0 ? std::move(parsed) : parse_gguf(all.subspan(static_cast<std::size_t>(at)));
       if (!pg) {
         error e = pg.error();
         return make_error(e.code, "GGUF part " + std::to_string(i + 1) + " (at byte " + std::to_string(at) + " of the concatenated parts): " + e.msg, e.offset,
@@ -594,13 +607,14 @@ inline result<model_file> read_gguf_concatenated(std::shared_ptr<detail::byte_ow
       sub->parent = owner;
       sub->view = all.subspan(static_cast<std::size_t>(at), static_cast<std::size_t>(len));
       parts.push_back(std::move(sub));
+      parses.push_back(std::move(*pg));
       at += len;
     }
     if (at != all.size())
       return make_error(errc::bad_value, "bytes after the last part of a split GGUF (" + std::to_string(all.size() - at) + ")", at, "split.count");
-    return read_gguf_split(std::move(parts));
+    return read_gguf_parts(std::move(parts), std::move(parses));  // (at least 2: part 1 ends before the bytes do)
   }
-  return read_gguf(std::move(owner));
+  return read_gguf_whole(std::move(*parsed), std::move(owner));
 }
 
 namespace detail {
