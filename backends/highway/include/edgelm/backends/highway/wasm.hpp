@@ -353,6 +353,18 @@ inline void row_scales(const B* wr, std::size_t nb, float* dw) noexcept {
 // Either way the block sums are exact integers, and the float steps per (row, token) are the
 // reference's, acc + float(block sum) * (d_w * d_x), block after block, whatever the tile.
 
+// One 16-byte vector of each of 4 tokens (a .. d: tokens 0 .. 3, the same steps) -> 64 bytes at o: vector j
+// holds dword j of every token, token k in lane k (the transposed layout of both kernels below).
+inline void interleave4(v128_t a, v128_t b, v128_t c, v128_t d, void* o) noexcept {
+  unsigned char* p = static_cast<unsigned char*>(o);
+  const v128_t ab0 = wasm_i32x4_shuffle(a, b, 0, 4, 1, 5), ab1 = wasm_i32x4_shuffle(a, b, 2, 6, 3, 7);
+  const v128_t cd0 = wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), cd1 = wasm_i32x4_shuffle(c, d, 2, 6, 3, 7);
+  wasm_v128_store(p, wasm_i64x2_shuffle(ab0, cd0, 0, 2));
+  wasm_v128_store(p + 16, wasm_i64x2_shuffle(ab0, cd0, 1, 3));
+  wasm_v128_store(p + 32, wasm_i64x2_shuffle(ab1, cd1, 0, 2));
+  wasm_v128_store(p + 48, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
+}
+
 struct tx_i16 {  // the i16 kernel's steps
   using xt = std::int16_t;
   using wt = std::int16_t;
@@ -369,16 +381,9 @@ struct tx_i16 {  // the i16 kernel's steps
         const block_q8_0& x2 = xs[4 * g + 2][b];
         const block_q8_0& x3 = xs[4 * g + 3][b];
         std::int16_t* o = xp + (b * ng + g) * 128;
-        for (std::size_t s = 0; s < 4; ++s) {  // elements 8s .. 8s+7: pairs 4s .. 4s+3
-          const v128_t a = wasm_i16x8_load8x8(x0.qs + 8 * s), bb = wasm_i16x8_load8x8(x1.qs + 8 * s);
-          const v128_t c = wasm_i16x8_load8x8(x2.qs + 8 * s), d = wasm_i16x8_load8x8(x3.qs + 8 * s);
-          const v128_t ab0 = wasm_i32x4_shuffle(a, bb, 0, 4, 1, 5), ab1 = wasm_i32x4_shuffle(a, bb, 2, 6, 3, 7);
-          const v128_t cd0 = wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), cd1 = wasm_i32x4_shuffle(c, d, 2, 6, 3, 7);
-          wasm_v128_store(o + (4 * s) * 8, wasm_i64x2_shuffle(ab0, cd0, 0, 2));
-          wasm_v128_store(o + (4 * s + 1) * 8, wasm_i64x2_shuffle(ab0, cd0, 1, 3));
-          wasm_v128_store(o + (4 * s + 2) * 8, wasm_i64x2_shuffle(ab1, cd1, 0, 2));
-          wasm_v128_store(o + (4 * s + 3) * 8, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
-        }
+        for (std::size_t s = 0; s < 4; ++s)  // elements 8s .. 8s+7: pairs 4s .. 4s+3
+          interleave4(wasm_i16x8_load8x8(x0.qs + 8 * s), wasm_i16x8_load8x8(x1.qs + 8 * s), wasm_i16x8_load8x8(x2.qs + 8 * s),
+                      wasm_i16x8_load8x8(x3.qs + 8 * s), o + 32 * s);
       }
   }
   // Tiles: 3 rows x 2 groups of 4 tokens (2 rows was 5% slower, 4 the same, 6 spills); chunks of at most
@@ -433,16 +438,9 @@ struct rq4 {  // the relaxed kernel (q4_0)
         const block_q8_0& x2 = xs[4 * g + 2][b];
         const block_q8_0& x3 = xs[4 * g + 3][b];
         std::int8_t* o = xp + (b * ng + g) * 128;
-        for (std::size_t h = 0; h < 2; ++h) {  // elements 16h .. 16h+15: quads 4h .. 4h+3
-          const v128_t a = wasm_v128_load(x0.qs + 16 * h), bb = wasm_v128_load(x1.qs + 16 * h);
-          const v128_t c = wasm_v128_load(x2.qs + 16 * h), d = wasm_v128_load(x3.qs + 16 * h);
-          const v128_t ab0 = wasm_i32x4_shuffle(a, bb, 0, 4, 1, 5), ab1 = wasm_i32x4_shuffle(a, bb, 2, 6, 3, 7);
-          const v128_t cd0 = wasm_i32x4_shuffle(c, d, 0, 4, 1, 5), cd1 = wasm_i32x4_shuffle(c, d, 2, 6, 3, 7);
-          wasm_v128_store(o + (4 * h) * 16, wasm_i64x2_shuffle(ab0, cd0, 0, 2));
-          wasm_v128_store(o + (4 * h + 1) * 16, wasm_i64x2_shuffle(ab0, cd0, 1, 3));
-          wasm_v128_store(o + (4 * h + 2) * 16, wasm_i64x2_shuffle(ab1, cd1, 0, 2));
-          wasm_v128_store(o + (4 * h + 3) * 16, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
-        }
+        for (std::size_t h = 0; h < 2; ++h)  // elements 16h .. 16h+15: quads 4h .. 4h+3
+          interleave4(wasm_v128_load(x0.qs + 16 * h), wasm_v128_load(x1.qs + 16 * h), wasm_v128_load(x2.qs + 16 * h), wasm_v128_load(x3.qs + 16 * h),
+                      o + 64 * h);
       }
   }
   // Tiles: 4 rows x 2 groups of 4 tokens (8 i16 sums; 3 x 3 was 10-15% slower, 5 x 2, 6 x 1 and 4 x 3

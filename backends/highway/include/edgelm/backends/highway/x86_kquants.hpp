@@ -582,7 +582,6 @@ EDGELM_KQ_I512 void levels_q5_0(const unsigned char* p, __m512i h, __m512i u[8])
 
 template <int T>
 EDGELM_KQ_T512 void group_q5_0(const unsigned char* pk, std::size_t nb, const block_q8_0* const* xt, __m512 out[T]) noexcept {
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
   __m512 fl[T];
   for (int t = 0; t < T; ++t) fl[t] = _mm512_setzero_ps();
   for (std::size_t b = 0; b < nb; ++b) {
