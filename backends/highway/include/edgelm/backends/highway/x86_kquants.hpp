@@ -511,11 +511,11 @@ EDGELM_KQ_T512 void group_q6k(const unsigned char* pk, std::size_t nb, const blo
     for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 16
     for (int q = 0; q < 16; ++q) {  // sub-block q: elements 16q .. 16q + 15, chunks 2q and 2q + 1
-      const char* ahead = reinterpret_cast<const char*>(p) + 2 * PB + 192 * q;  // the same bytes two panels on
-      _mm_prefetch(ahead, _MM_HINT_T0);
-      _mm_prefetch(ahead + 64, _MM_HINT_T0);
-      _mm_prefetch(ahead + 128, _MM_HINT_T0);
-      if (q < 5) _mm_prefetch(reinterpret_cast<const char*>(p) + 2 * PB + 3072 + 64 * q, _MM_HINT_T0);  // its scales and d
+      const char* ahead = reinterpret_cast<const char*>(p) + 2 * PB;  // the panel two on: the same bytes of it
+      _mm_prefetch(ahead + 192 * q, _MM_HINT_T0);
+      _mm_prefetch(ahead + 192 * q + 64, _MM_HINT_T0);
+      _mm_prefetch(ahead + 192 * q + 128, _MM_HINT_T0);
+      if (q < static_cast<int>((PB - 3072) / 64)) _mm_prefetch(ahead + 3072 + 64 * q, _MM_HINT_T0);  // its scales and d (5 lines)
       const __m512i q0 = _mm512_loadu_si512(p + 192 * q), q1 = _mm512_loadu_si512(p + 192 * q + 64);
       const __m512i h = _mm512_loadu_si512(p + 192 * q + 128);
       const __m512i u0 = _mm512_or_si512(_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_slli_epi16(h, 4), m30));
