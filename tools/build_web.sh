@@ -4,18 +4,21 @@
 #
 #   build/web/pkg/edgelm-st.{js,wasm}    single thread, WASM SIMD128 (any static host, no special headers)
 #   build/web/pkg/edgelm-mt.{js,wasm,worker.js}  pthreads + SIMD128 (used only when crossOriginIsolated)
-#   build/web/pkg/edgelm-{st,mt}-relaxed.*   the same with relaxed SIMD's i16x8.relaxed_dot_i8x16_i7x16_s in the q4_0
-#                                        products (picked by the Worker when the browser validates it; see below)
+#   build/web/pkg/edgelm-{st,mt}-relaxed.*   the same with relaxed SIMD: i16x8.relaxed_dot_i8x16_i7x16_s in the q4_0
+#                                        products, i32x4.relaxed_dot_i8x16_i7x16_add_s in q8_0 prefill where exact
+#                                        (picked by the Worker when the browser validates it; see below)
 #   build/web/pkg/edgelm-text.{js,wasm}  chat templates (backends/emscripten/src/edgelm_text.cpp, text_api.h), -Oz:
 #                                        loaded by the Worker on the first lm.chat() call only
 #   build/web/pkg/{edgelm.mjs,index.js,worker.js,index.d.ts,package.json,README.md}
 #   build/web/consumer/consumer.{js,wasm}  tests/web/consumer (C++ only; WEB_CONSUMER=0 skips it)
 #   build/web/sizes.txt                  raw and gzip -9 sizes of each .wasm
 #
-# Relaxed builds: clang 14 (emscripten 3.1.6) cannot emit relaxed_dot, so wasm.hpp's EDGELM_WASM_RELAXED_DOT is
-# compiled as i16x8.q15mulr_sat_s (an instruction nothing else in the engine uses: the plain build must contain
-# none, checked) and, after linking, every q15mulr_sat_s that wasm-objdump (wabt) lists as an instruction is
-# rewritten in place to relaxed_dot (both encodings are 3 bytes: fd 82 01 -> fd 92 02). No wasm-objdump: skipped.
+# Relaxed builds: clang 14 (emscripten 3.1.6) can emit neither relaxed dot, so wasm.hpp's EDGELM_WASM_RELAXED_DOT is
+# compiled as i16x8.q15mulr_sat_s and EDGELM_WASM_DOT_ADD as i32x4.laneselect with the 2021 prototype opcode
+# (instructions nothing else in the engine uses: the plain build must contain neither, checked) and, after
+# linking, every one of them that wasm-objdump (wabt) decodes as an instruction is rewritten in place (3 bytes each:
+# fd 82 01 -> fd 92 02, fd d2 01 -> fd 93 02; see relax() below). No wasm-objdump: skipped.
+#   build/web/kernels/kernels.{js,wasm}  tests/web/kernels (the products vs the scalar reference; WEB_KERNELS=0 skips it)
 # Environment: WEB_BUILDS ["st mt st-relaxed mt-relaxed text"; empty: only the JS and the consumer]  JOBS [2] (builds at a time)  EMXX [em++]
 #   WEB_OPT [-O2]  WEB_ST_MAX_GZ [150000] (fail when a single-thread .wasm, edgelm-st or edgelm-st-relaxed, is larger
 #   gzipped; 0: no check): issue 8's bar, 150 KB, read as 150,000 bytes. The build was at ~166 KB until the NFC
@@ -58,6 +61,10 @@ link=("$WEB_LINK_OPT" -sMODULARIZE=1 -sENVIRONMENT=web,worker,node -sALLOW_MEMOR
       -sMEMORY_GROWTH_GEOMETRIC_STEP=0.01 -sINITIAL_MEMORY=16MB -sTOTAL_STACK=1MB -sFILESYSTEM=0 -sEXIT_RUNTIME=0 -sASSERTIONS=0
       -sEXPORTED_FUNCTIONS=_malloc,_free -sINCOMING_MODULE_JS_API=locateFile,instantiateWasm,mainScriptUrlOrBlob,wasmBinary,print,printErr,edgelmPoolSize)
 
+# the relaxed builds' placeholders (see the top of this file)
+relaxed_flags=(-mrelaxed-simd '-DEDGELM_WASM_RELAXED_DOT(a,b)=wasm_i16x8_q15mulr_sat((a),(b))'
+               '-DEDGELM_WASM_DOT_ADD(a,b,c)=((v128_t)__builtin_wasm_laneselect_i32x4((__i32x4)(a),(__i32x4)(b),(__i32x4)(c)))')
+
 build_one() {  # st | mt | st-relaxed | mt-relaxed | text
   local kind=$1 flags=() lflags=()
   if [[ $kind == text ]]; then
@@ -73,7 +80,7 @@ build_one() {  # st | mt | st-relaxed | mt-relaxed | text
   local name=EdgelmST
   if [[ $kind == *-relaxed ]]; then
     command -v wasm-objdump >/dev/null || { log "no wasm-objdump (apt-get install wabt): edgelm-$kind skipped"; return 0; }
-    flags=('-DEDGELM_WASM_RELAXED_DOT(a,b)=wasm_i16x8_q15mulr_sat((a),(b))')
+    flags=("${relaxed_flags[@]}")
     name=EdgelmSTR
   fi
   if [[ $kind == mt* ]]; then
@@ -83,6 +90,9 @@ build_one() {  # st | mt | st-relaxed | mt-relaxed | text
     # the engine); its size is the Worker's choice (Module.edgelmPoolSize = threads - 1)
     lflags=(-pthread -sPTHREAD_POOL_SIZE='Module.edgelmPoolSize||1')
   fi
+  # emmalloc in the single-thread builds: ~4 KB gzipped smaller than dlmalloc (the 150 KB budget), and the engine
+  # allocates its big buffers once (the threaded builds keep dlmalloc: its per-thread behaviour is the tested one)
+  [[ $kind == st* ]] && lflags+=(-sMALLOC=emmalloc)
   lflags+=(-sEXPORT_NAME=$name)
   local t0=$SECONDS
   nice -n 10 "$EMXX" "${common[@]}" "${flags[@]}" -c "$repo/backends/emscripten/src/edgelm_web.cpp" -o "$out/obj/edgelm_web_$kind.o"
@@ -101,27 +111,59 @@ for k in $WEB_BUILDS; do  # at most JOBS builds at a time
 done
 for p in "${pids[@]}"; do wait "$p" || die "a wasm build failed"; done
 
-# q15mulr_sat_s -> relaxed_dot in the relaxed builds (see the top of this file)
+# The placeholders -> relaxed SIMD in the relaxed builds (see the top of this file):
+#   i16x8.q15mulr_sat_s (fd 82 01)     -> i16x8.relaxed_dot_i8x16_i7x16_s (fd 92 02)
+#   i32x4.laneselect, prototype opcode (fd d2 01: clang 14's __builtin_wasm_laneselect_i32x4, which wabt cannot
+#   decode) -> i32x4.relaxed_dot_i8x16_i7x16_add_s (fd 93 02)
+# Instruction boundaries come from wasm-objdump: every fd d2 01 byte string is first rewritten in a scratch copy,
+# which objdump then decodes; only the strings it lists as instructions are rewritten in the output. The output
+# must decode whole, with as many relaxed instructions as placeholders and no placeholder left.
 relax() {  # edgelm-X-relaxed.wasm, its plain twin edgelm-X.wasm
   local w=$1 plain=$2
-  if [[ -f $plain ]] && wasm-objdump -d "$plain" | grep -q 'i16x8.q15mulr_sat_s'; then
-    die "$(basename "$plain") uses i16x8.q15mulr_sat_s itself: it cannot stand in for relaxed_dot"
+  if [[ -n $plain && -f $plain ]] && wasm-objdump -d "$plain" | grep -q 'i16x8.q15mulr_sat_s\|laneselect'; then
+    die "$(basename "$plain") uses i16x8.q15mulr_sat_s or laneselect itself: they cannot stand in for the relaxed dots"
   fi
-  wasm-objdump -d "$w" | python3 -c '
-import sys
-path = sys.argv[1]
+  python3 - "$w" "$out/obj/$(basename "$w").scratch" >"$out/obj/$(basename "$w").patched" <<'PYEOF' || die "patching $(basename "$w") failed"
+import subprocess, sys
+path, scratch = sys.argv[1], sys.argv[2]
 b = bytearray(open(path, "rb").read())
-n = 0
-for line in sys.stdin:
-    if line.rstrip().endswith("i16x8.q15mulr_sat_s"):
-        off = int(line.split(":")[0], 16)
-        if b[off:off + 3] != b"\xfd\x82\x01": sys.exit("unexpected bytes at 0x%x" % off)
-        b[off:off + 3] = b"\xfd\x92\x02"
-        n += 1
-if n == 0: sys.exit("no placeholder instruction found")
+LS, DA, QM, RD = b"\xfd\xd2\x01", b"\xfd\x93\x02", b"\xfd\x82\x01", b"\xfd\x92\x02"
+def objdump(data):
+    open(scratch, "wb").write(data)
+    r = subprocess.run(["wasm-objdump", "-d", scratch], capture_output=True, text=True)
+    if r.returncode != 0 or "error" in r.stderr:
+        return None, r.stderr.strip()[:300]
+    return r.stdout, ""
+cand = []
+i = b.find(LS)
+while i >= 0:
+    cand.append(i)
+    i = b.find(LS, i + 1)
+t = bytearray(b)
+for i in cand: t[i:i + 3] = DA
+dis, err = objdump(bytes(t))
+if dis is None: sys.exit("wasm-objdump cannot decode the module: " + err)
+def at(dis, name):
+    return {int(l.split(":")[0], 16) for l in dis.splitlines() if l.rstrip().endswith(name) and ":" in l}
+sites_da = sorted(at(dis, "i32x4.dot_i8x16_i7x16_add_s") & set(cand))
+sites_qm = sorted(at(dis, "i16x8.q15mulr_sat_s"))
+if not sites_qm or not sites_da: sys.exit("no placeholder instruction found (%d relaxed_dot, %d dot_add)" % (len(sites_qm), len(sites_da)))
+for i in sites_da:
+    assert b[i:i + 3] == LS
+    b[i:i + 3] = DA
+for i in sites_qm:
+    if b[i:i + 3] != QM: sys.exit("unexpected bytes at 0x%x" % i)
+    b[i:i + 3] = RD
+dis, err = objdump(bytes(b))
+if dis is None: sys.exit("the patched module does not decode: " + err)
+n_da, n_rd = len(at(dis, "i32x4.dot_i8x16_i7x16_add_s")), len(at(dis, "i16x8.dot_i8x16_i7x16_s"))
+if n_da != len(sites_da) or n_rd != len(sites_qm) or at(dis, "i16x8.q15mulr_sat_s") or "laneselect" in dis:
+    sys.exit("after patching: %d dot_add (want %d), %d relaxed_dot (want %d)" % (n_da, len(sites_da), n_rd, len(sites_qm)))
 open(path, "wb").write(b)
-print(n)' "$w" >"$out/obj/$(basename "$w").patched" || die "patching $(basename "$w") failed"
-  log "$(basename "$w"): $(cat "$out/obj/$(basename "$w").patched") relaxed_dot instructions"
+print("%d relaxed_dot, %d relaxed_dot_add" % (n_rd, n_da))
+PYEOF
+  rm -f "$out/obj/$(basename "$w").scratch"
+  log "$(basename "$w"): $(cat "$out/obj/$(basename "$w").patched") instructions"
 }
 for k in $WEB_BUILDS; do
   if [[ $k == *-relaxed && -f $pkg/edgelm-$k.wasm ]]; then relax "$pkg/edgelm-$k.wasm" "$pkg/edgelm-${k%-relaxed}.wasm"; fi
@@ -135,6 +177,18 @@ if [[ ${WEB_CONSUMER:-1} == 1 && -f $repo/tests/web/consumer/main.cpp ]]; then
     "$WEB_OPT" -sENVIRONMENT=web -sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sFILESYSTEM=0 -sEXIT_RUNTIME=0 \
     -sEXPORTED_FUNCTIONS=_main,_malloc,_free || die "the consumer build failed"
   log "consumer built in $((SECONDS - t0)) s"
+fi
+
+# tests/web/kernels: the wasm products vs the scalar reference in the browser, with the relaxed builds' flags and
+# patch (WEB_KERNELS=0 or no wasm-objdump: skipped)
+if [[ ${WEB_KERNELS:-1} == 1 && -f $repo/tests/web/kernels/main.cpp ]] && command -v wasm-objdump >/dev/null; then
+  mkdir -p "$out/kernels"
+  t0=$SECONDS
+  nice -n 10 "$EMXX" "${common[@]}" "${relaxed_flags[@]}" "$repo/tests/web/kernels/main.cpp" -o "$out/kernels/kernels.js" \
+    "$WEB_LINK_OPT" -sENVIRONMENT=web -sALLOW_MEMORY_GROWTH=1 -sFILESYSTEM=0 -sEXIT_RUNTIME=0 -sEXPORTED_FUNCTIONS=_main \
+    || die "the kernels test build failed"
+  relax "$out/kernels/kernels.wasm" ""
+  log "kernels test built in $((SECONDS - t0)) s"
 fi
 
 # JS sources

@@ -205,38 +205,65 @@ test('shipped-model', async () => {
 });
 
 // The relaxed-SIMD builds (Chromium 156 has relaxed SIMD): picked by default, the SIMD128 ones with simd: 'simd128';
-// q4_0 greedy text (whose products differ between the two) = the native CLI's in both, 1 and 2 threads.
+// greedy text of q4_0 and q8_0 (whose products take different instructions in the two: the relaxed i16 dot, and in
+// q8_0 prefill i32x4 dot_add where the engine's is exact) = the native CLI's in both, 1 and 2 threads. The prompt is
+// longer than one prefill super-tile (32 tokens), so the batched kernels and their tails run.
 test('relaxed-simd', async () => {
-  const file = path.join(repo, 'models/edgelm-student-q4_0.gguf');
-  if (!fs.existsSync(file)) return 'SKIP: models/edgelm-student-q4_0.gguf not in this checkout';
-  const prompt = 'The king said', n = 48;
-  const nat = nativeRun(file, prompt, n);
+  const precs = ['q4_0', 'q8_0'].filter((q) => fs.existsSync(path.join(repo, `models/edgelm-student-${q}.gguf`)));
+  if (!precs.length) return 'SKIP: models/edgelm-student-{q4_0,q8_0}.gguf not in this checkout';
+  const prompt = 'The king said to his son that the old road through the forest was closed, so the boy took the river path, ' +
+    'and when he came to the bridge he saw a small grey bird sitting on the rail', n = 40;
   const notes = [];
-  for (const [server, threads] of [[plain, 1], [iso, 2]]) {
-    const { p } = await page(server);
-    const r = await p.evaluate(async ({ url, prompt, n, threads }) => {
-      const out = [];
-      for (const simd of ['auto', 'simd128']) {
-        const lm = await window.edgelm.load(url, { cache: 'none', threads, simd });
-        out.push({ text: prompt + await lm.complete(prompt, { maxTokens: n, temperature: 0 }), info: lm.info });
-        await lm.unload();
-      }
-      let bad = '';
-      try { await window.edgelm.load(url, { cache: 'none', simd: 'avx' }); } catch (e) { bad = e.message; }
-      return { out, bad };
-    }, { url: '/repo-models/edgelm-student-q4_0.gguf', prompt, n, threads });
-    const [a, b] = r.out;
-    eq(a.info.relaxedSimd, true, `threads ${threads}: the relaxed build by default`);
-    eq(a.info.kernels, 'highway/relaxed-simd', 'its kernels');
-    eq(b.info.relaxedSimd, false, "simd: 'simd128': the plain build");
-    eq(b.info.kernels, 'highway/simd128', 'its kernels');
-    eq(a.info.build, threads > 1 ? 'mt' : 'st', 'build');
-    eq(a.text, b.text, `threads ${threads}: relaxed and SIMD128 greedy text`);
-    if (nat !== null) eq(a.text, nat, `threads ${threads}: relaxed greedy text vs the native CLI`);
-    else notes.push('no native CLI');
-    assert(/simd must be/.test(r.bad), 'a bad simd option rejects: ' + r.bad);
+  for (const prec of precs) {
+    const file = path.join(repo, `models/edgelm-student-${prec}.gguf`);
+    const nat = nativeRun(file, prompt, n);
+    if (nat === null) notes.push(`${prec}: no native CLI`);
+    for (const [server, threads] of [[plain, 1], [iso, 2]]) {
+      const { p } = await page(server);
+      const r = await p.evaluate(async ({ url, prompt, n, threads }) => {
+        const out = [];
+        for (const simd of ['auto', 'simd128']) {
+          const lm = await window.edgelm.load(url, { cache: 'none', threads, simd });
+          out.push({ text: prompt + await lm.complete(prompt, { maxTokens: n, temperature: 0 }), info: lm.info, stats: lm.stats });
+          await lm.unload();
+        }
+        let bad = '';
+        try { await window.edgelm.load(url, { cache: 'none', simd: 'avx' }); } catch (e) { bad = e.message; }
+        return { out, bad };
+      }, { url: `/repo-models/edgelm-student-${prec}.gguf`, prompt, n, threads });
+      const [a, b] = r.out;
+      eq(a.info.relaxedSimd, true, `threads ${threads}: the relaxed build by default`);
+      eq(a.info.kernels, 'highway/relaxed-simd', 'its kernels');
+      eq(b.info.relaxedSimd, false, "simd: 'simd128': the plain build");
+      eq(b.info.kernels, 'highway/simd128', 'its kernels');
+      eq(a.info.build, threads > 1 ? 'mt' : 'st', 'build');
+      assert(a.stats.promptTokens > 32, `the prompt spans more than one super-tile (${a.stats.promptTokens} tokens)`);
+      eq(a.text, b.text, `${prec}, threads ${threads}: relaxed and SIMD128 greedy text`);
+      if (nat !== null) eq(a.text, nat, `${prec}, threads ${threads}: relaxed greedy text vs the native CLI`);
+      assert(/simd must be/.test(r.bad), 'a bad simd option rejects: ' + r.bad);
+    }
   }
-  return notes.length ? notes.join('; ') : 'q4_0 greedy text: relaxed = SIMD128 = native CLI, 1 and 2 threads';
+  return notes.length ? notes.join('; ') : `${precs.join(' and ')} greedy text (${n} tokens after a long prompt): relaxed = SIMD128 = native CLI, 1 and 2 threads`;
+});
+
+// tests/web/kernels (built by tools/build_web.sh with the relaxed builds' flags): every wasm matrix product of q8_0
+// and q4_0 weights, bit for bit against kernels::scalar (the reference the native backends are checked against) on
+// random blocks over all byte values and shapes around the tile and chunk edges, in this browser's engine. Reports
+// which relaxed dot_add lowering the engine has (1: b unsigned and exact, e.g. V8 with AVX-VNNI; 2: b signed, Arm;
+// 0: neither, e.g. pmaddubsw's saturating pairs: the q8_0 prefill then keeps the SIMD128 kernel).
+test('relaxed-kernels', async () => {
+  if (!fs.existsSync(path.join(repo, 'build/web/kernels/kernels.js'))) throw new Error('build/web/kernels/kernels.js missing (tools/build_web.sh builds it)');
+  const ctx = await browser.newContext();
+  const p = await ctx.newPage();
+  p.on('pageerror', (e) => say(`    [pageerror] ${e.message}`));
+  await p.goto(`${plain.url}/tests/kernels.html`);
+  await p.waitForFunction(() => window.kernels, null, { timeout: 120000 });
+  const k = await p.evaluate(() => window.kernels);
+  await ctx.close();
+  eq(k.isa, 'relaxed-simd', 'the kernels test is the relaxed build');
+  assert(k.cases >= 600, 'cases run: ' + k.cases);
+  eq(k.failed, 0, `products that differ from the scalar reference (first: ${k.first})`);
+  return `${k.cases} products bit-identical to kernels::scalar; dot_add lowering ${['inexact (SIMD128 q8_0 prefill kept)', 'unsigned b, exact', 'signed b, exact'][k.dotAddKind] ?? k.dotAddKind}`;
 });
 
 // Precision auto = the native CLI's rule (any_model.hpp choose_precision): a file quantized in more than one type runs as

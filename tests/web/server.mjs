@@ -8,6 +8,7 @@
 //   /tests/...   tests/web (the test pages)
 //   /repo-models/... the repository's models/ (the shipped edgelm-student GGUFs)
 //   /consumer/... build/web/consumer (tests/web/consumer, the C++-only program)
+//   /kernels/... build/web/kernels (tests/web/kernels, the wasm products vs the scalar reference)
 //   /models/...  the shared models folder ($EDGELM_SHARED_DIR or ../shared/models next to the repository)
 //   /test-data/...    the repository's tests/data (e.g. split/: a GGUF split by llama.cpp's gguf-split)
 //   /split/NAME.partI-of-N   part I (0-based) of /models/NAME cut into N pieces of equal size (the last takes the rest)
@@ -66,6 +67,7 @@ export function startServer({ port = 0, isolation = false } = {}) {
     else if (u.pathname.startsWith('/tests/')) file = within(here, u.pathname.slice(7));
     else if (u.pathname.startsWith('/repo-models/')) file = within(path.join(repo, 'models'), u.pathname.slice(13));
     else if (u.pathname.startsWith('/consumer/')) file = within(path.join(repo, 'build/web/consumer'), u.pathname.slice(10));
+    else if (u.pathname.startsWith('/kernels/')) file = within(path.join(repo, 'build/web/kernels'), u.pathname.slice(9));
     else if (u.pathname.startsWith('/examples/')) file = within(path.join(repo, 'examples'), u.pathname.slice(10));
     else if (u.pathname.startsWith('/models/')) file = within(sharedModels, u.pathname.slice(8));
     else if (u.pathname.startsWith('/test-data/')) file = within(path.join(repo, 'tests/data'), u.pathname.slice(11));

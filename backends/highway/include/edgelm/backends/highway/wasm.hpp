@@ -80,6 +80,25 @@
 #endif
 #endif
 
+// EDGELM_WASM_DOT_ADD(a, b, c) = i32x4.relaxed_dot_i8x16_i7x16_add_s(a, b, c): lane k is c[k] plus the four
+// products a[4k+j] * b[4k+j]. With b's bytes in 0..127 every engine agrees; with the top bit set the spec
+// leaves it open, and engines differ: V8 on x86 with AVX-VNNI emits vpdpbusd (b unsigned, the sum exact),
+// Arm's sdot takes b signed (exact), and V8 on x86 without AVX-VNNI emits pmaddubsw + pmaddwd (b unsigned, but
+// the pair sums saturate to int16). dot_add_kind() below finds out at run time which one the engine at
+// hand does, and the q8_0 prefill kernel dq8 uses the instruction only when it is exact (q8_0 weights are
+// signed 8-bit: b = w + 128 as an unsigned byte, with -128 * sum(x) added back, or b = w as a signed one):
+// one instruction per 16 multiply-adds, where SIMD128's i32x4.dot_i16x8_s + i32x4.add take two per 8.
+// clang 14 cannot emit it either; tools/build_web.sh's relaxed builds define it as
+// __builtin_wasm_laneselect_i32x4 (the 2021 prototype opcode fd d2 01, three v128 operands in the same
+// order, nothing else in the engine emits it) and rewrite those instructions in place to fd 93 02 after
+// linking. A newer clang's builtin is picked up here.
+#if defined(__wasm_relaxed_simd__) && !defined(EDGELM_WASM_DOT_ADD) && defined(__has_builtin)
+#if __has_builtin(__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4)
+#define EDGELM_WASM_DOT_ADD(a, b, c) \
+  ((v128_t)__builtin_wasm_relaxed_dot_i8x16_i7x16_add_s_i32x4((__i8x16)(a), (__i8x16)(b), (__i32x4)(c)))
+#endif
+#endif
+
 namespace edgelm::backends::wasm {
 
 #if defined(__wasm_simd128__)
@@ -394,7 +413,7 @@ struct tx_i16 {  // the i16 kernel's steps
 struct tq8 : tx_i16 {
   using block = block_q8_0;
   static constexpr bool offset8 = false;
-  static void unpack(const block_q8_0& b, std::int16_t* o) noexcept {
+  static void unpack(const block_q8_0& b, std::int16_t* o, v128_t) noexcept {
     wasm_v128_store(o, wasm_i16x8_load8x8(b.qs));
     wasm_v128_store(o + 8, wasm_i16x8_load8x8(b.qs + 8));
     wasm_v128_store(o + 16, wasm_i16x8_load8x8(b.qs + 16));
@@ -404,7 +423,7 @@ struct tq8 : tx_i16 {
 struct tq4 : tx_i16 {
   using block = block_q4_0;
   static constexpr bool offset8 = true;  // nibbles 0..15; the block sum gets -8 * sum(x) added
-  static void unpack(const block_q4_0& b, std::int16_t* o) noexcept {
+  static void unpack(const block_q4_0& b, std::int16_t* o, v128_t) noexcept {
     const v128_t lo = wasm_u16x8_load8x8(b.qs), hi = wasm_u16x8_load8x8(b.qs + 8);
     const v128_t m = wasm_i16x8_const_splat(0x0F);
     wasm_v128_store(o, wasm_v128_and(lo, m));
@@ -413,6 +432,24 @@ struct tq4 : tx_i16 {
     wasm_v128_store(o + 24, wasm_u16x8_shr(hi, 4));
   }
 };
+
+#if defined(EDGELM_WASM_RELAXED_DOT) || defined(EDGELM_WASM_DOT_ADD)
+// The int8 quad layout of the relaxed kernels: group g of block b at xp + (b * ng + g) * 128, quad e
+// (elements 4e .. 4e+3) of token k at bytes 16e + 4k.
+inline void prep_quads(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int8_t* xp) noexcept {
+  for (std::size_t b = 0; b < nb; ++b)
+    for (std::size_t g = 0; g < ng; ++g) {
+      const block_q8_0& x0 = xs[4 * g][b];
+      const block_q8_0& x1 = xs[4 * g + 1][b];
+      const block_q8_0& x2 = xs[4 * g + 2][b];
+      const block_q8_0& x3 = xs[4 * g + 3][b];
+      std::int8_t* o = xp + (b * ng + g) * 128;
+      for (std::size_t h = 0; h < 2; ++h)  // elements 16h .. 16h+15: quads 4h .. 4h+3
+        interleave4(wasm_v128_load(x0.qs + 16 * h), wasm_v128_load(x1.qs + 16 * h), wasm_v128_load(x2.qs + 16 * h), wasm_v128_load(x3.qs + 16 * h),
+                    o + 64 * h);
+    }
+}
+#endif
 
 #if defined(EDGELM_WASM_RELAXED_DOT)
 struct rq4 {  // the relaxed kernel (q4_0)
@@ -424,30 +461,64 @@ struct rq4 {  // the relaxed kernel (q4_0)
   static v128_t init(v128_t) noexcept { return wasm_i16x8_const_splat(0); }
   static v128_t step(v128_t a, v128_t wv, v128_t xv) noexcept { return wasm_i16x8_add(a, EDGELM_WASM_RELAXED_DOT(xv, wv)); }
   static v128_t finish(v128_t a, v128_t c) noexcept { return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(a), c); }
-  static void unpack(const block_q4_0& b, std::uint8_t* o) noexcept {
+  static void unpack(const block_q4_0& b, std::uint8_t* o, v128_t) noexcept {
     const v128_t q = wasm_v128_load(b.qs);
     wasm_v128_store(o, wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)));
     wasm_v128_store(o + 16, wasm_u8x16_shr(q, 4));
   }
-  // group g of block b at xp + (b * ng + g) * 128: quad e of token k at bytes 16e + 4k.
-  static void prep(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int8_t* xp) noexcept {
-    for (std::size_t b = 0; b < nb; ++b)
-      for (std::size_t g = 0; g < ng; ++g) {
-        const block_q8_0& x0 = xs[4 * g][b];
-        const block_q8_0& x1 = xs[4 * g + 1][b];
-        const block_q8_0& x2 = xs[4 * g + 2][b];
-        const block_q8_0& x3 = xs[4 * g + 3][b];
-        std::int8_t* o = xp + (b * ng + g) * 128;
-        for (std::size_t h = 0; h < 2; ++h)  // elements 16h .. 16h+15: quads 4h .. 4h+3
-          interleave4(wasm_v128_load(x0.qs + 16 * h), wasm_v128_load(x1.qs + 16 * h), wasm_v128_load(x2.qs + 16 * h), wasm_v128_load(x3.qs + 16 * h),
-                      o + 64 * h);
-      }
-  }
+  static void prep(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int8_t* xp) noexcept { prep_quads(xs, ng, nb, xp); }
   // Tiles: 4 rows x 2 groups of 4 tokens (8 i16 sums; 3 x 3 was 10-15% slower, 5 x 2, 6 x 1 and 4 x 3
   // 15-25%); chunks of at most 48 blocks (a 1536-wide row whole for 16 tokens) and 768 blocks x tokens
   // (32 bytes each: 24 KB, as the i16 kernel's 384; 24 / 384 was 5-10% slower).
   static constexpr std::size_t rows = 4, groups = 2, kc = 48, budget = 768;
 };
+#endif
+
+#if defined(EDGELM_WASM_DOT_ADD)
+// The q8_0 kernel on i32x4.relaxed_dot_i8x16_i7x16_add_s (where dot_add_kind() says it is exact): a step is an
+// element quad as int8 (activations: the signed operand), the row's quad broadcast as the 7-bit operand,
+// stored as w ^ flip: flip = 0x80 where the engine reads it unsigned (w + 128; the block sum starts at
+// -128 * sum(x), exact), 0 where it reads it signed (w itself). The 8 steps of a block add up in int32 in
+// the instruction itself: one instruction per 16 multiply-adds.
+struct dq8 {
+  using block = block_q8_0;
+  using xt = std::int8_t;
+  using wt = std::uint8_t;
+  static constexpr bool offset8 = true;  // the block sums start at cx (= coff * sum(x), coff = -128 or 0)
+  static constexpr std::size_t wstep = 4, xstep = 16;
+  static v128_t init(v128_t c) noexcept { return c; }
+  static v128_t step(v128_t a, v128_t wv, v128_t xv) noexcept { return EDGELM_WASM_DOT_ADD(xv, wv, a); }
+  static v128_t finish(v128_t a, v128_t) noexcept { return a; }
+  static void unpack(const block_q8_0& b, std::uint8_t* o, v128_t flip) noexcept {
+    wasm_v128_store(o, wasm_v128_xor(wasm_v128_load(b.qs), flip));
+    wasm_v128_store(o + 16, wasm_v128_xor(wasm_v128_load(b.qs + 16), flip));
+  }
+  static void prep(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int8_t* xp) noexcept { prep_quads(xs, ng, nb, xp); }
+  static constexpr std::size_t rows = 5, groups = 2, kc = 48, budget = 768;
+};
+
+// 1: the engine computes i32x4.relaxed_dot_i8x16_i7x16_add_s exactly with b unsigned, 2: exactly with b
+// signed, 0: neither (saturating pair sums, or anything else): checked on four lanes whose results tell the
+// three apart (a = 127 x b = 255 saturates pmaddubsw's pairs; b's top bit set in every lane but one). The
+// operands come through memory the optimizers cannot see into, so the instruction itself runs.
+inline int dot_add_kind() noexcept {
+  alignas(16) static constexpr std::int8_t ka[16] = {127, 127, 127, 127, -128, -128, -128, -128, 1, 2, 3, 4, -1, 5, -7, 100};
+  alignas(16) static constexpr std::uint8_t kb[16] = {255, 255, 255, 255, 128, 128, 128, 128, 200, 100, 7, 129, 0, 255, 1, 127};
+  alignas(16) static constexpr std::int32_t kc[4] = {1000, -1000, 7, -3};
+  const void* pa = ka;
+  const void* pb = kb;
+  const void* pc = kc;
+  __asm__ volatile("" : "+r"(pa), "+r"(pb), "+r"(pc));
+  alignas(16) std::int32_t r[4];
+  wasm_v128_store(r, EDGELM_WASM_DOT_ADD(wasm_v128_load(pa), wasm_v128_load(pb), wasm_v128_load(pc)));
+  const std::int32_t u[4] = {130540, -66536, 944, 13965}, s[4] = {492, 64536, -336, 12685};
+  bool is_u = true, is_s = true;
+  for (int k = 0; k < 4; ++k) {
+    is_u = is_u && r[k] == u[k];
+    is_s = is_s && r[k] == s[k];
+  }
+  return is_u ? 1 : is_s ? 2 : 0;
+}
 #endif
 
 // The kernel of a weight policy.
@@ -476,8 +547,9 @@ inline constexpr std::size_t tx_tokens = 32;
 
 // dx[b * 4ng + t] = fp16(d) as f32, cx[b * 4ng + t] = -8 * sum of the block's quants (Offset8 only), for
 // blocks [0, nb) of the 4ng tokens xs[t] + b.
+// (cx = coff * sum, coff an int16: q4_0's -8, dq8's -128 or 0)
 template <bool Offset8>
-inline void prep_scales(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, float* dx, std::int32_t* cx) noexcept {
+inline void prep_scales(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, float* dx, std::int32_t* cx, std::int16_t coff) noexcept {
   const std::size_t T = 4 * ng;
   for (std::size_t b = 0; b < nb; ++b)
     for (std::size_t t = 0; t < T; ++t) {
@@ -486,7 +558,7 @@ inline void prep_scales(const block_q8_0* const* xs, std::size_t ng, std::size_t
       if constexpr (Offset8) {
         const v128_t sm = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
                                          wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
-        const v128_t cv = wasm_i32x4_dot_i16x8(sm, wasm_i16x8_const_splat(-8));
+        const v128_t cv = wasm_i32x4_dot_i16x8(sm, wasm_i16x8_splat(coff));
         cx[b * T + t] = wasm_i32x4_extract_lane(cv, 0) + wasm_i32x4_extract_lane(cv, 1) + wasm_i32x4_extract_lane(cv, 2) +
                         wasm_i32x4_extract_lane(cv, 3);
       }
@@ -564,10 +636,10 @@ inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::siz
 // Tokens [t0, t0 + nt), 2 <= nt <= tx_tokens (padded to whole groups of 4 by repeating token t0 + nt - 1,
 // whose extra results are not stored), rows [r0, r1) in groups of K::rows (the last repeats row r1 - 1;
 // nothing extra is stored), groups of tokens in tiles of K::groups (the rest in a smaller tile), the
-// reduction in equal chunks of at most K::kc blocks.
+// reduction in equal chunks of at most K::kc blocks. flip and coff: the kernel's unpack mask and offset factor.
 template <class K, class P>
 inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t t0, std::size_t nt,
-                      std::uint32_t r0, std::uint32_t r1) noexcept {
+                      std::uint32_t r0, std::uint32_t r1, v128_t flip, std::int16_t coff) noexcept {
   constexpr std::size_t R = K::rows, G = K::groups;
   static_assert(G >= 1 && G <= 3, "tiles of 1 to 3 groups");
   const std::size_t ng = (nt + 3) / 4;
@@ -584,7 +656,7 @@ inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block
     const block_q8_0* xs[tx_tokens];
     for (std::size_t t = 0; t < 4 * ng; ++t) xs[t] = x + (t0 + (t < nt ? t : nt - 1)) * ldx + c0;
     K::prep(xs, ng, nbc, xp);
-    prep_scales<K::offset8>(xs, ng, nbc, dx, cx);
+    prep_scales<K::offset8>(xs, ng, nbc, dx, cx, coff);
     for (std::uint32_t r = r0; r < r1; r += R) {
       std::uint32_t ri[R];
       for (std::size_t i = 0; i < R; ++i) ri[i] = r + i < r1 ? r + static_cast<std::uint32_t>(i) : r1 - 1;
@@ -592,7 +664,7 @@ inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block
       for (std::size_t i = 0; i < R; ++i) {
         const typename K::block* wr = w.row(ri[i]) + c0;
         row_scales(wr, nbc, dw + i * K::kc);
-        for (std::size_t b = 0; b < nbc; ++b) K::unpack(wr[b], wb + i * (K::kc * 32) + b * 32);
+        for (std::size_t b = 0; b < nbc; ++b) K::unpack(wr[b], wb + i * (K::kc * 32) + b * 32, flip);
       }
       std::size_t g = 0;
       for (; g + G <= ng; g += G) tx_tile<K, R, G>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
@@ -606,16 +678,16 @@ inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block
 
 // Super-tiles of up to 32 tokens; a last single token goes to decode (a padded slot costs about as
 // much as the decode of one token).
-template <class W, class P>
+// K: the prefill kernel (tx_of<W> by default), flip / coff its unpack mask and offset factor (q4_0: -8).
+template <class W, class P, class K = tx_of<W>>
 inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
-                     std::uint32_t r1) noexcept {
+                     std::uint32_t r1, v128_t flip = wasm_i32x4_const_splat(0), std::int16_t coff = -8) noexcept {
   if (r0 >= r1) return;
   if (w.blocks_per_row() == 0) {
     for (std::size_t t = 0; t < n; ++t)
       for (std::uint32_t r = r0; r < r1; ++r) y[t * ldy + r] = 0.0f;
     return;
   }
-  using K = tx_of<W>;
   std::size_t t = 0;
   // 32 tokens when their chunk holds a whole row, else 16: a chunk boundary (the running sums through y)
   // costs more than unpacking the weights for 16 tokens more.
@@ -625,7 +697,7 @@ inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_
     std::size_t nt = n - t < tmax ? n - t : tmax;
     if (nt % 4 == 1 && nt > 1) --nt;  // ... + 1 by decode
     if (nt >= 2) {
-      matmul_tx<K>(y, ldy, w, x, ldx, t, nt, r0, r1);
+      matmul_tx<K>(y, ldy, w, x, ldx, t, nt, r0, r1, flip, coff);
     } else {
       matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
     }
@@ -888,6 +960,15 @@ inline bool matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float*
 }
 inline bool matmul(float* y, std::size_t ldy, const matrix<q8_0>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                    std::uint32_t r1) noexcept {
+#if defined(EDGELM_WASM_DOT_ADD)
+  if (n >= 2) {
+    if (const int k = detail::dot_add_kind()) {
+      const v128_t flip = k == 1 ? wasm_i8x16_const_splat(static_cast<std::int8_t>(0x80)) : wasm_i32x4_const_splat(0);
+      detail::matmul_q<detail::wq8, q8_0, detail::dq8>(y, ldy, w, x, ldx, n, r0, r1, flip, static_cast<std::int16_t>(k == 1 ? -128 : 0));
+      return true;
+    }
+  }
+#endif
   detail::matmul_q<detail::wq8>(y, ldy, w, x, ldx, n, r0, r1);
   return true;
 }
