@@ -90,9 +90,6 @@ build_one() {  # st | mt | st-relaxed | mt-relaxed | text
     # the engine); its size is the Worker's choice (Module.edgelmPoolSize = threads - 1)
     lflags=(-pthread -sPTHREAD_POOL_SIZE='Module.edgelmPoolSize||1')
   fi
-  # emmalloc in the single-thread builds: ~4 KB gzipped smaller than dlmalloc (the 150 KB budget), and the engine
-  # allocates its big buffers once (the threaded builds keep dlmalloc: its per-thread behaviour is the tested one)
-  [[ $kind == st* ]] && lflags+=(-sMALLOC=emmalloc)
   lflags+=(-sEXPORT_NAME=$name)
   local t0=$SECONDS
   nice -n 10 "$EMXX" "${common[@]}" "${flags[@]}" -c "$repo/backends/emscripten/src/edgelm_web.cpp" -o "$out/obj/edgelm_web_$kind.o"

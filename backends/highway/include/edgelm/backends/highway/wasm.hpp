@@ -41,7 +41,14 @@
 //
 // Activation quantization (quantize_q8_0) and attention over an f32 cache are here too (see below).
 //
-// Relaxed SIMD: see EDGELM_WASM_RELAXED_DOT below.
+// Relaxed SIMD: see EDGELM_WASM_RELAXED_DOT and EDGELM_WASM_DOT_ADD below. The relaxed builds (tools/build_web.sh)
+// take, in Chromium 156 on x86-64 with AVX-VNNI (one thread, SmolLM2-135M, tools/bench_web.sh, 2026-12-04):
+//  - q8_0 prefill: dq8 (i32x4 dot_add, 5 rows x 8 tokens) where dot_add_kind() says it is exact, ~480-530 tok/s
+//    against ~210 for the SIMD128 i16 kernel; decode: wda8, ~127-141 tok/s against ~115;
+//  - q4_0 prefill: rq4 (the relaxed i16 dot); decode: wda4 (dot_add on nibbles, exact on every engine),
+//    ~127-140 tok/s against ~125 with the relaxed i16 dot (on x86 without VNNI V8 lowers dot_add to
+//    pmaddubsw + pmaddwd + paddd: a few percent slower there than the i16 dot was).
+// tests/web/kernels checks every product of these builds bit for bit against kernels::scalar in Chromium.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -244,11 +251,49 @@ using wq4_fast = wq4_relaxed;
 using wq4_fast = wq4;
 #endif
 
+#if defined(EDGELM_WASM_DOT_ADD)
+// Decode on i32x4.relaxed_dot_i8x16_i7x16_add_s (used where dot_add_kind() says the engine's is exact): the
+// activations int8 (the signed operand), the weights the 7-bit operand, two instructions per 32-element
+// block chained through the addend (lane k: a quarter of the block sum, exact in int32).
+//  - q8_0 (wda8): the quants ^ flip, as in dq8 (flip 0x80: w + 128 read unsigned, the block sum starting at
+//    -128 * sum(x); flip 0: read signed, coff 0);
+//  - q4_0 (wda4): the nibbles 0..15 (the -8 offset as in wq4).
+// Against the SIMD128 decode (four widening loads, four i32x4.dot_i16x8_s and three adds per q8_0 block) and
+// the relaxed i16 dot (two dots, an i16 add and an extadd per q4_0 block).
+template <class B>
+struct wda {
+  using block = B;
+  using xt = std::int8_t;
+  struct U {
+    v128_t lo, hi;  // elements 0-15 and 16-31 as the 7-bit operand
+  };
+  static constexpr bool offset8 = true;
+  static void store(const block_q8_0& b, std::int8_t* o) noexcept {
+    wasm_v128_store(o, wasm_v128_load(b.qs));
+    wasm_v128_store(o + 16, wasm_v128_load(b.qs + 16));
+  }
+  static U unpack(const B& b, v128_t flip) noexcept {
+    if constexpr (sizeof(B) == sizeof(block_q8_0)) {
+      return {wasm_v128_xor(wasm_v128_load(b.qs), flip), wasm_v128_xor(wasm_v128_load(b.qs + 16), flip)};
+    } else {
+      const v128_t q = wasm_v128_load(b.qs);
+      return {wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)), wasm_u8x16_shr(q, 4)};
+    }
+  }
+  static v128_t dot(const U& w, const std::int8_t* xp) noexcept {
+    return EDGELM_WASM_DOT_ADD(wasm_v128_load(xp + 16), w.hi, EDGELM_WASM_DOT_ADD(wasm_v128_load(xp), w.lo, wasm_i32x4_const_splat(0)));
+  }
+};
+using wda8 = wda<block_q8_0>;
+using wda4 = wda<block_q4_0>;
+#endif
+
 // Activations of T tokens, blocks [0, nb) of a chunk, block-major: xq[(b * T + t) * 32 ...] in the
 // policy's form, dx[b * T + t] = fp16(d) as f32 (times `dscale`), cx[b * T + t] = -8 * sum of the
-// block's quants (offset8 formats only).
+// block's quants (offset8 formats only; coff * the sum, coff = -8 but for the dot_add q8_0 decode's -128 / 0).
 template <class W, std::size_t T>
-inline void prep_x(const block_q8_0* const* xs, std::size_t nb, typename W::xt* xq, float* dx, std::int32_t* cx, float dscale) noexcept {
+inline void prep_x(const block_q8_0* const* xs, std::size_t nb, typename W::xt* xq, float* dx, std::int32_t* cx, float dscale,
+                   std::int16_t coff = -8) noexcept {
   for (std::size_t b = 0; b < nb; ++b)
     for (std::size_t t = 0; t < T; ++t) {
       const block_q8_0& xb = xs[t][b];
@@ -257,7 +302,7 @@ inline void prep_x(const block_q8_0* const* xs, std::size_t nb, typename W::xt* 
       if constexpr (W::offset8) {
         const v128_t s = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
                                         wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
-        const v128_t c = wasm_i32x4_dot_i16x8(s, wasm_i16x8_const_splat(-8));
+        const v128_t c = wasm_i32x4_dot_i16x8(s, wasm_i16x8_splat(coff));
         cx[b * T + t] = wasm_i32x4_extract_lane(c, 0) + wasm_i32x4_extract_lane(c, 1) + wasm_i32x4_extract_lane(c, 2) +
                         wasm_i32x4_extract_lane(c, 3);
       }
@@ -266,53 +311,48 @@ inline void prep_x(const block_q8_0* const* xs, std::size_t nb, typename W::xt* 
 
 // ---- decode ----
 
-// Blocks wp[0 .. m-1] (1 <= m <= 4) of one row (activations xp, dxs = d_x * 2^112 and cx at the same
-// block); for m < 4 the last block is repeated in the unused lanes and its lanes are not added.
-// Exact = false: scales by rebias_free, collecting them in `seen`; the caller redoes a row whose scales
-// hold an inf or NaN with Exact = true (the full conversion; the same values for finite scales).
-template <class W, bool Exact, bool Tail>
-inline float row1_step(const typename W::block* wp, const typename W::xt* xp, const float* dxs, const std::int32_t* cx, std::size_t m,
-                       float acc, v128_t& seen) noexcept {
-  std::size_t jj[4];
-  for (std::size_t j = 0; j < 4; ++j) jj[j] = !Tail || j < m ? j : m - 1;
+// Blocks wp[0 .. 3] of one row (activations xp, dxs = d_x * 2^112 and cx at the same block).
+// The scales by rebias_free (exact for finite fp16), collected in `seen`: the caller redoes a chunk of a row
+// whose scales hold an inf or NaN with the scalar reference.
+template <class W>
+inline float row1_step(const typename W::block* wp, const typename W::xt* xp, const float* dxs, const std::int32_t* cx, float acc,
+                       v128_t& seen, v128_t flip) noexcept {
   alignas(16) v128_t p[4];
   for (std::size_t j = 0; j < 4; ++j) {
-    p[j] = W::dot(W::unpack(wp[jj[j]]), xp + jj[j] * 32);
+    if constexpr (requires { W::unpack(wp[0], flip); })
+      p[j] = W::dot(W::unpack(wp[j], flip), xp + j * 32);
+    else
+      p[j] = W::dot(W::unpack(wp[j]), xp + j * 32);
     EDGELM_WASM_PIN(p);
   }
   v128_t s = hsum4_i32(p[0], p[1], p[2], p[3]);
-  v128_t dxv, cxv = wasm_i32x4_const_splat(0);
-  if constexpr (Tail) {
-    dxv = wasm_f32x4_make(dxs[jj[0]], dxs[jj[1]], dxs[jj[2]], dxs[jj[3]]);
-    if constexpr (W::offset8) cxv = wasm_i32x4_make(cx[jj[0]], cx[jj[1]], cx[jj[2]], cx[jj[3]]);
-  } else {
-    dxv = wasm_v128_load(dxs);
-    if constexpr (W::offset8) cxv = wasm_v128_load(cx);
-  }
-  if constexpr (W::offset8) s = wasm_i32x4_add(s, cxv);
-  const v128_t h = gather_scales(wp[jj[0]], wp[jj[1]], wp[jj[2]], wp[jj[3]]);
-  v128_t sc;
-  if constexpr (Exact) {
-    sc = wasm_f32x4_mul(half_hi_to_f32(h), wasm_f32x4_mul(dxv, wasm_f32x4_const_splat(0x1p-112f)));
-  } else {
-    seen = wasm_u32x4_max(seen, wasm_i32x4_shl(h, 1));
-    sc = wasm_f32x4_mul(rebias_free(h), dxv);
-  }
+  const v128_t dxv = wasm_v128_load(dxs);
+  if constexpr (W::offset8) s = wasm_i32x4_add(s, wasm_v128_load(cx));
+  const v128_t h = gather_scales(wp[0], wp[1], wp[2], wp[3]);
+  seen = wasm_u32x4_max(seen, wasm_i32x4_shl(h, 1));
+  const v128_t sc = wasm_f32x4_mul(rebias_free(h), dxv);
   const v128_t v = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(s), sc);
   acc += wasm_f32x4_extract_lane(v, 0);
-  if (!Tail || m > 1) acc += wasm_f32x4_extract_lane(v, 1);
-  if (!Tail || m > 2) acc += wasm_f32x4_extract_lane(v, 2);
-  if (!Tail || m > 3) acc += wasm_f32x4_extract_lane(v, 3);
+  acc += wasm_f32x4_extract_lane(v, 1);
+  acc += wasm_f32x4_extract_lane(v, 2);
+  acc += wasm_f32x4_extract_lane(v, 3);
   return acc;
 }
 
-template <class W, bool Exact>
+// Blocks [0, nb) of one row, four per step. The last nb % 4 go through the same step from a copy padded with
+// zero blocks (scale 0, quants 0), against activations the caller zero-padded (quants, dxs and cx): each pad
+// lane adds +0.0, which leaves the sum as it is (it is never -0), so the steps are the reference's.
+template <class W>
 inline float row1(const typename W::block* wr, const typename W::xt* xq, const float* dxs, const std::int32_t* cx, std::size_t nb, float acc,
-                  v128_t& seen) noexcept {
+                  v128_t& seen, v128_t flip) noexcept {
   v128_t sn = seen;  // a local: `seen` itself would be kept in memory across the pins
   std::size_t b = 0;
-  for (; b + 4 <= nb; b += 4) acc = row1_step<W, Exact, false>(wr + b, xq + b * 32, dxs + b, cx + b, 4, acc, sn);
-  if (b < nb) acc = row1_step<W, Exact, true>(wr + b, xq + b * 32, dxs + b, cx + b, nb - b, acc, sn);
+  for (; b + 4 <= nb; b += 4) acc = row1_step<W>(wr + b, xq + b * 32, dxs + b, cx + b, acc, sn, flip);
+  if (b < nb) {
+    typename W::block tail[4] = {};
+    for (std::size_t i = 0; b + i < nb; ++i) tail[i] = wr[b + i];
+    acc = row1_step<W>(tail, xq + b * 32, dxs + b, cx + b, acc, sn, flip);
+  }
   seen = sn;
   return acc;
 }
@@ -321,8 +361,10 @@ inline float row1(const typename W::block* wr, const typename W::xt* xq, const f
 // single sequential stream through the weights. (Neighbouring rows interleaved in one pass defeat the
 // hardware prefetchers, 2-3x less bandwidth; 2 or 4 rows far apart in one pass, sharing the activation
 // loads, measured 5-15% slower than this.)
+// flip, coff: the weight policy's unpack mask and activation-sum factor (the dot_add q8_0 decode's; see wda).
 template <class W, class P>
-inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, std::uint32_t r0, std::uint32_t r1) noexcept {
+__attribute__((noinline)) inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, std::uint32_t r0, std::uint32_t r1,
+                          v128_t flip = wasm_i32x4_const_splat(0), std::int16_t coff = -8) noexcept {
   const std::size_t nb = w.blocks_per_row();
   alignas(16) typename W::xt xq[kc_decode * 32];
   alignas(16) float dxs[kc_decode];
@@ -330,12 +372,20 @@ inline void matmul_decode(float* yt, const matrix<P>& w, const block_q8_0* xt, s
   for (std::size_t c0 = 0; c0 < nb; c0 += kc_decode) {
     const std::size_t nbc = nb - c0 < kc_decode ? nb - c0 : kc_decode;
     const block_q8_0* xs[1] = {xt + c0};
-    prep_x<W, 1>(xs, nbc, xq, dxs, cx, 0x1p112f);
+    prep_x<W, 1>(xs, nbc, xq, dxs, cx, 0x1p112f, coff);
+    for (std::size_t b = nbc; b % 4 != 0; ++b) {  // the pads row1 reads (kc_decode is a multiple of 4)
+      for (std::size_t e = 0; e < 32; ++e) xq[b * 32 + e] = 0;
+      dxs[b] = 0.0f;
+      cx[b] = 0;
+    }
     for (std::uint32_t r = r0; r < r1; ++r) {
       const float a0 = c0 != 0 ? yt[r] : 0.0f;
       v128_t seen = wasm_i32x4_const_splat(0);
-      float a = row1<W, false>(w.row(r) + c0, xq, dxs, cx, nbc, a0, seen);
-      if (any_special(seen)) a = row1<W, true>(w.row(r) + c0, xq, dxs, cx, nbc, a0, seen);
+      float a = row1<W>(w.row(r) + c0, xq, dxs, cx, nbc, a0, seen, flip);
+      if (any_special(seen)) {  // inf / NaN scales: the reference's steps block by block (0 + t = t exactly, and
+        a = a0;                 // the running sum is never -0), so the same value as the row in one call
+        for (std::size_t b = 0; b < nbc; ++b) a += kernels::scalar::dot(w.row(r) + c0 + b, xt + c0 + b, 32);
+      }
       yt[r] = a;
     }
   }
@@ -613,7 +663,7 @@ inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::siz
   for (std::size_t i = 0; i < R; ++i)
     for (std::size_t g = 0; g < G; ++g) {
       const std::size_t tt = 4 * (g0 + g);
-      if (first) {
+      if (first || tt >= nt) {  // (tt >= nt: a padding group, see matmul_tx)
         acc[i * G + g] = wasm_f32x4_const_splat(0.0f);
       } else {
         const float* yc = y + (t0 + tt) * ldy + ri[i];
@@ -624,6 +674,7 @@ inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::siz
   for (std::size_t i = 0; i < nr; ++i)
     for (std::size_t g = 0; g < G; ++g) {
       const std::size_t tt = 4 * (g0 + g);
+      if (tt >= nt) continue;
       float* yc = y + (t0 + tt) * ldy + ri[i];
       const v128_t v = acc[i * G + g];
       yc[0] = wasm_f32x4_extract_lane(v, 0);
@@ -638,11 +689,13 @@ inline void tx_tile(float* y, std::size_t ldy, const std::uint32_t* ri, std::siz
 // nothing extra is stored), groups of tokens in tiles of K::groups (the rest in a smaller tile), the
 // reduction in equal chunks of at most K::kc blocks. flip and coff: the kernel's unpack mask and offset factor.
 template <class K, class P>
-inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t t0, std::size_t nt,
+__attribute__((noinline)) inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t t0, std::size_t nt,
                       std::uint32_t r0, std::uint32_t r1, v128_t flip, std::int16_t coff) noexcept {
   constexpr std::size_t R = K::rows, G = K::groups;
   static_assert(G >= 1 && G <= 3, "tiles of 1 to 3 groups");
-  const std::size_t ng = (nt + 3) / 4;
+  // groups of 4 tokens, rounded up to whole tiles when G = 2 (a padding group repeats the last token and stores
+  // nothing: one tile shape less in the binary, the single-thread .wasm's size budget)
+  const std::size_t ng = G == 2 ? ((nt + 7) / 8) * 2 : (nt + 3) / 4;
   const std::size_t nb = w.blocks_per_row();
   const std::size_t kmax = K::budget / (4 * ng) < K::kc ? K::budget / (4 * ng) : K::kc;
   const std::size_t nch = (nb + kmax - 1) / kmax, kc = (nb + nch - 1) / nch;
@@ -671,14 +724,15 @@ inline void matmul_tx(float* y, std::size_t ldy, const matrix<P>& w, const block
       if constexpr (G == 3) {
         if (ng - g == 2) tx_tile<K, R, 2>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
       }
-      if (ng - g == 1) tx_tile<K, R, 1>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
+      if (G != 2 && ng - g == 1) tx_tile<K, R, 1>(y, ldy, ri, nr, t0, nt, g, c0 == 0, wb, dw, xp, ng, dx, cx, nbc);
     }
   }
 }
 
 // Super-tiles of up to 32 tokens; a last single token goes to decode (a padded slot costs about as
 // much as the decode of one token).
-// K: the prefill kernel (tx_of<W> by default), flip / coff its unpack mask and offset factor (q4_0: -8).
+// W: the decode policy, K: the prefill kernel (tx_of<W> by default); flip / coff their unpack mask and offset
+// factor (q4_0: -8; the dot_add q8_0 kernels' -128 / 0).
 template <class W, class P, class K = tx_of<W>>
 inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                      std::uint32_t r1, v128_t flip = wasm_i32x4_const_splat(0), std::int16_t coff = -8) noexcept {
@@ -699,7 +753,7 @@ inline void matmul_q(float* y, std::size_t ldy, const matrix<P>& w, const block_
     if (nt >= 2) {
       matmul_tx<K>(y, ldy, w, x, ldx, t, nt, r0, r1, flip, coff);
     } else {
-      matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1);
+      matmul_decode<W>(y + t * ldy, w, x + t * ldx, r0, r1, flip, coff);
     }
     t += nt;
   }
@@ -764,7 +818,7 @@ inline void matmul_f32(float* y, std::size_t ldy, const matrix<f32>& w, const fl
 
 // ---- activation quantization ----
 
-// One block of 32 floats -> q8_0, byte-identical to q8_0::quantize_block (ggml's quantize_row_q8_0_ref):
+// Blocks of 32 floats -> q8_0, byte-identical to q8_0::quantize_block (ggml's quantize_row_q8_0_ref):
 //  - amax: the integer max of the |x| bit patterns is the float max for every non-NaN input; a block
 //    whose max is inf or NaN (the reference's NaN order effects, inf * 0) goes to the reference itself.
 //  - d = amax / 127 and id = 1 / d (0 for d = 0) in scalar float, as the reference; fp16(d) by
@@ -799,32 +853,17 @@ inline void quantize_qs_q8_0(const float* x, v128_t vid, std::int8_t* qs) noexce
   wasm_v128_store(qs + 16, b1);
 }
 
-inline void quantize_block_q8_0(const float* x, block_q8_0& y) noexcept {
-  v128_t m = block_absmax_bits(x);
-  m = wasm_i32x4_max(m, wasm_i32x4_shuffle(m, m, 2, 3, 0, 1));
-  m = wasm_i32x4_max(m, wasm_i32x4_shuffle(m, m, 1, 0, 3, 2));
-  const std::uint32_t amax_bits = static_cast<std::uint32_t>(wasm_i32x4_extract_lane(m, 0));
-  if (amax_bits >= 0x7F800000u) {
-    q8_0::quantize_block(x, y);
-    return;
-  }
-  const float d = bits_to_f32(amax_bits) / 127.0f;
-  const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y.d = f32_to_fp16(d);
-  quantize_qs_q8_0(x, wasm_f32x4_splat(id), y.qs);
-}
-
 // Four blocks: the four maxima in one vector, d = amax / 127 and id = 1 / d (0 for d = 0) as four
 // IEEE divisions, fp16(d) for the normal fp16 range in SIMD (round to nearest even: (x + 0xFFF + lsb) >> 13,
 // rebiased; >= 65520 is inf) and by edgelm::f32_to_fp16 for the rest (below 2^-14). A block whose max is
-// inf or NaN goes to the reference (all four through quantize_block_q8_0).
+// inf or NaN goes to the reference (all four through q8_0::quantize_block).
 inline void quantize4_blocks_q8_0(const float* x, block_q8_0* y) noexcept {
   const v128_t m0 = block_absmax_bits(x), m1 = block_absmax_bits(x + 32), m2 = block_absmax_bits(x + 64), m3 = block_absmax_bits(x + 96);
   const v128_t m01 = wasm_i32x4_max(wasm_i32x4_shuffle(m0, m1, 0, 4, 1, 5), wasm_i32x4_shuffle(m0, m1, 2, 6, 3, 7));
   const v128_t m23 = wasm_i32x4_max(wasm_i32x4_shuffle(m2, m3, 0, 4, 1, 5), wasm_i32x4_shuffle(m2, m3, 2, 6, 3, 7));
   const v128_t amax = wasm_i32x4_max(wasm_i64x2_shuffle(m01, m23, 0, 2), wasm_i64x2_shuffle(m01, m23, 1, 3));  // lane k: block k
   if (wasm_v128_any_true(wasm_i32x4_gt(amax, wasm_i32x4_const_splat(0x7F7FFFFF)))) {
-    for (int k = 0; k < 4; ++k) quantize_block_q8_0(x + 32 * k, y[k]);
+    for (int k = 0; k < 4; ++k) q8_0::quantize_block(x + 32 * k, y[k]);
     return;
   }
   const v128_t d = wasm_f32x4_div(amax, wasm_f32x4_const_splat(127.0f));
@@ -928,12 +967,19 @@ inline void attn_values(float* o, const float* p, const float* v, std::size_t ld
 
 // Activations of a quantized product: n floats -> q8_0 blocks, byte-identical to q8_0::quantize_row
 // (the last block zero-padded when n is not a multiple of 32), four blocks at a time: 2x the scalar code.
+// The last 1-4 blocks when there are not four whole ones go through the same code from a zero-padded copy
+// (a zero-padded block is what the reference quantizes too).
 inline void quantize_q8_0(const float* x, block_q8_0* y, std::size_t n) noexcept {
-  const std::size_t full = n / 32;
+  const std::size_t blocks = (n + 31) / 32;
   std::size_t b = 0;
-  for (; b + 4 <= full; b += 4) detail::quantize4_blocks_q8_0(x + b * 32, y + b);
-  for (; b < full; ++b) detail::quantize_block_q8_0(x + b * 32, y[b]);
-  if (n % 32) q8_0::quantize_row(x + full * 32, y + full, n % 32);
+  for (; b + 4 <= n / 32; b += 4) detail::quantize4_blocks_q8_0(x + b * 32, y + b);
+  if (b < blocks) {
+    alignas(16) float t[128] = {};
+    for (std::size_t e = b * 32; e < n; ++e) t[e - b * 32] = x[e];
+    block_q8_0 o[4];
+    detail::quantize4_blocks_q8_0(t, o);
+    for (std::size_t k = 0; b + k < blocks; ++k) y[b + k] = o[k];
+  }
 }
 
 // Causal attention items [i0, i1) over an f32 KV cache (kernels::basic_kernels::attention's contract;
@@ -961,12 +1007,11 @@ inline bool matmul(float* y, std::size_t ldy, const matrix<f32>& w, const float*
 inline bool matmul(float* y, std::size_t ldy, const matrix<q8_0>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                    std::uint32_t r1) noexcept {
 #if defined(EDGELM_WASM_DOT_ADD)
-  if (n >= 2) {
-    if (const int k = detail::dot_add_kind()) {
-      const v128_t flip = k == 1 ? wasm_i8x16_const_splat(static_cast<std::int8_t>(0x80)) : wasm_i32x4_const_splat(0);
-      detail::matmul_q<detail::wq8, q8_0, detail::dq8>(y, ldy, w, x, ldx, n, r0, r1, flip, static_cast<std::int16_t>(k == 1 ? -128 : 0));
-      return true;
-    }
+  if (const int k = detail::dot_add_kind()) {
+    const v128_t flip = k == 1 ? wasm_i8x16_const_splat(static_cast<std::int8_t>(0x80)) : wasm_i32x4_const_splat(0);
+    const auto coff = static_cast<std::int16_t>(k == 1 ? -128 : 0);
+    detail::matmul_q<detail::wda8, q8_0, detail::dq8>(y, ldy, w, x, ldx, n, r0, r1, flip, coff);
+    return true;
   }
 #endif
   detail::matmul_q<detail::wq8>(y, ldy, w, x, ldx, n, r0, r1);
@@ -974,7 +1019,12 @@ inline bool matmul(float* y, std::size_t ldy, const matrix<q8_0>& w, const block
 }
 inline bool matmul(float* y, std::size_t ldy, const matrix<q4_0>& w, const block_q8_0* x, std::size_t ldx, std::size_t n, std::uint32_t r0,
                    std::uint32_t r1) noexcept {
+#if defined(EDGELM_WASM_DOT_ADD)
+  // decode on dot_add on every engine: nibbles are its 7-bit operand, exact everywhere (see wda)
+  detail::matmul_q<detail::wda4, q4_0, detail::tx_of<detail::wq4_fast>>(y, ldy, w, x, ldx, n, r0, r1);
+#else
   detail::matmul_q<detail::wq4_fast>(y, ldy, w, x, ldx, n, r0, r1);
+#endif
   return true;
 }
 
