@@ -4,9 +4,10 @@
 #
 #   build/web/pkg/edgelm-st.{js,wasm}    single thread, WASM SIMD128 (any static host, no special headers)
 #   build/web/pkg/edgelm-mt.{js,wasm,worker.js}  pthreads + SIMD128 (used only when crossOriginIsolated)
-#   build/web/pkg/edgelm-{st,mt}-relaxed.*   the same with relaxed SIMD: i16x8.relaxed_dot_i8x16_i7x16_s in the q4_0
-#                                        products, i32x4.relaxed_dot_i8x16_i7x16_add_s in q8_0 prefill where exact
-#                                        (picked by the Worker when the browser validates it; see below)
+#   build/web/pkg/edgelm-{st,mt}-relaxed.*   the same with relaxed SIMD: i16x8.relaxed_dot_i8x16_i7x16_s in q4_0
+#                                        prefill, i32x4.relaxed_dot_i8x16_i7x16_add_s in q4_0 decode and (where the
+#                                        engine's is exact) q8_0 prefill and decode (picked by the Worker when the
+#                                        browser validates it; see below)
 #   build/web/pkg/edgelm-text.{js,wasm}  chat templates (backends/emscripten/src/edgelm_text.cpp, text_api.h), -Oz:
 #                                        loaded by the Worker on the first lm.chat() call only
 #   build/web/pkg/{edgelm.mjs,index.js,worker.js,index.d.ts,package.json,README.md}

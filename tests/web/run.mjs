@@ -205,8 +205,9 @@ test('shipped-model', async () => {
 });
 
 // The relaxed-SIMD builds (Chromium 156 has relaxed SIMD): picked by default, the SIMD128 ones with simd: 'simd128';
-// greedy text of q4_0 and q8_0 (whose products take different instructions in the two: the relaxed i16 dot, and in
-// q8_0 prefill i32x4 dot_add where the engine's is exact) = the native CLI's in both, 1 and 2 threads. The prompt is
+// greedy text of q4_0 and q8_0 (whose products take different instructions in the two: the relaxed i16 dot in q4_0
+// prefill, i32x4 dot_add in q4_0 decode and, where the engine's is exact, in q8_0) = the native CLI's in both, 1 and
+// 2 threads. The prompt is
 // longer than one prefill super-tile (32 tokens), so the batched kernels and their tails run.
 test('relaxed-simd', async () => {
   const precs = ['q4_0', 'q8_0'].filter((q) => fs.existsSync(path.join(repo, `models/edgelm-student-${q}.gguf`)));

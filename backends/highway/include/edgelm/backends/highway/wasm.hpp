@@ -174,6 +174,14 @@ inline v128_t gather_scales(const B& b0, const B& b1, const B& b2, const B& b3) 
   return h;
 }
 
+// coff * (the sum of a q8_0 block's quants), exact in int32 (|sum| <= 4096, |coff| <= 128).
+inline std::int32_t scaled_sum(const block_q8_0& xb, std::int16_t coff) noexcept {
+  const v128_t s = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
+                                  wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
+  const v128_t c = wasm_i32x4_dot_i16x8(s, wasm_i16x8_splat(coff));
+  return wasm_i32x4_extract_lane(c, 0) + wasm_i32x4_extract_lane(c, 1) + wasm_i32x4_extract_lane(c, 2) + wasm_i32x4_extract_lane(c, 3);
+}
+
 // ---- weight formats ----
 // A policy names its block, how a q8_0 activation block is stored for it (xt, 32 per block), how a
 // weight block is unpacked (U) and the int32x4 partial sums of one block dot.
@@ -223,23 +231,29 @@ struct wq4 : act_i16 {
   static v128_t dot(const U& w, const std::int16_t* xp) noexcept { return madd4(w, xp); }
 };
 
-#if defined(EDGELM_WASM_RELAXED_DOT)
-// q4_0 with the relaxed int8 dot: activations stay int8, nibbles are the 7-bit operand.
-struct wq4_relaxed {
-  using block = block_q4_0;
+// Activations kept int8 (the relaxed dots' signed operand), weights as two vectors of bytes.
+struct act_i8 {
   using xt = std::int8_t;
   struct U {
-    v128_t lo, hi;  // elements 0-15 and 16-31 as bytes 0..15
+    v128_t lo, hi;  // elements 0-15 and 16-31
   };
-  static constexpr bool offset8 = true;
   static void store(const block_q8_0& b, std::int8_t* o) noexcept {
     wasm_v128_store(o, wasm_v128_load(b.qs));
     wasm_v128_store(o + 16, wasm_v128_load(b.qs + 16));
   }
-  static U unpack(const block_q4_0& b) noexcept {
-    const v128_t q = wasm_v128_load(b.qs);
-    return {wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)), wasm_u8x16_shr(q, 4)};
-  }
+};
+// A q4_0 block's elements 0-15 (low nibbles) and 16-31 (high nibbles) as bytes 0..15.
+inline act_i8::U nibbles(const block_q4_0& b) noexcept {
+  const v128_t q = wasm_v128_load(b.qs);
+  return {wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)), wasm_u8x16_shr(q, 4)};
+}
+
+#if defined(EDGELM_WASM_RELAXED_DOT)
+// q4_0 with the relaxed int8 dot: activations stay int8, nibbles are the 7-bit operand.
+struct wq4_relaxed : act_i8 {
+  using block = block_q4_0;
+  static constexpr bool offset8 = true;
+  static U unpack(const block_q4_0& b) noexcept { return nibbles(b); }
   static v128_t dot(const U& w, const std::int8_t* xp) noexcept {
     // two i16 lanes of pair sums (|.| <= 2 * 128 * 15 each, 7680 for their sum), then pairwise to int32
     const v128_t s = wasm_i16x8_add(EDGELM_WASM_RELAXED_DOT(wasm_v128_load(xp), w.lo), EDGELM_WASM_RELAXED_DOT(wasm_v128_load(xp + 16), w.hi));
@@ -261,24 +275,14 @@ using wq4_fast = wq4;
 // Against the SIMD128 decode (four widening loads, four i32x4.dot_i16x8_s and three adds per q8_0 block) and
 // the relaxed i16 dot (two dots, an i16 add and an extadd per q4_0 block).
 template <class B>
-struct wda {
+struct wda : act_i8 {  // U: the 7-bit operand
   using block = B;
-  using xt = std::int8_t;
-  struct U {
-    v128_t lo, hi;  // elements 0-15 and 16-31 as the 7-bit operand
-  };
   static constexpr bool offset8 = true;
-  static void store(const block_q8_0& b, std::int8_t* o) noexcept {
-    wasm_v128_store(o, wasm_v128_load(b.qs));
-    wasm_v128_store(o + 16, wasm_v128_load(b.qs + 16));
-  }
   static U unpack(const B& b, v128_t flip) noexcept {
-    if constexpr (sizeof(B) == sizeof(block_q8_0)) {
+    if constexpr (sizeof(B) == sizeof(block_q8_0))
       return {wasm_v128_xor(wasm_v128_load(b.qs), flip), wasm_v128_xor(wasm_v128_load(b.qs + 16), flip)};
-    } else {
-      const v128_t q = wasm_v128_load(b.qs);
-      return {wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)), wasm_u8x16_shr(q, 4)};
-    }
+    else
+      return nibbles(b);
   }
   static v128_t dot(const U& w, const std::int8_t* xp) noexcept {
     return EDGELM_WASM_DOT_ADD(wasm_v128_load(xp + 16), w.hi, EDGELM_WASM_DOT_ADD(wasm_v128_load(xp), w.lo, wasm_i32x4_const_splat(0)));
@@ -299,13 +303,7 @@ inline void prep_x(const block_q8_0* const* xs, std::size_t nb, typename W::xt* 
       const block_q8_0& xb = xs[t][b];
       W::store(xb, xq + (b * T + t) * 32);
       dx[b * T + t] = fp16_to_f32(xb.d) * dscale;
-      if constexpr (W::offset8) {
-        const v128_t s = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
-                                        wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
-        const v128_t c = wasm_i32x4_dot_i16x8(s, wasm_i16x8_splat(coff));
-        cx[b * T + t] = wasm_i32x4_extract_lane(c, 0) + wasm_i32x4_extract_lane(c, 1) + wasm_i32x4_extract_lane(c, 2) +
-                        wasm_i32x4_extract_lane(c, 3);
-      }
+      if constexpr (W::offset8) cx[b * T + t] = scaled_sum(xb, coff);
     }
 }
 
@@ -434,6 +432,21 @@ inline void interleave4(v128_t a, v128_t b, v128_t c, v128_t d, void* o) noexcep
   wasm_v128_store(p + 48, wasm_i64x2_shuffle(ab1, cd1, 1, 3));
 }
 
+// The transposed layout of ng groups of 4 tokens, blocks [0, nb): group g of block b at xp + (b * ng + g) * 128
+// elements, S slices of a block each (load(qs, s): slice s of one token as a vector), interleaved by interleave4.
+template <std::size_t S, class X, class Load>
+inline void prep_groups(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, X* xp, Load load) noexcept {
+  for (std::size_t b = 0; b < nb; ++b)
+    for (std::size_t g = 0; g < ng; ++g) {
+      const block_q8_0& x0 = xs[4 * g][b];
+      const block_q8_0& x1 = xs[4 * g + 1][b];
+      const block_q8_0& x2 = xs[4 * g + 2][b];
+      const block_q8_0& x3 = xs[4 * g + 3][b];
+      X* o = xp + (b * ng + g) * 128;
+      for (std::size_t s = 0; s < S; ++s) interleave4(load(x0.qs, s), load(x1.qs, s), load(x2.qs, s), load(x3.qs, s), o + (128 / S) * s);
+    }
+}
+
 struct tx_i16 {  // the i16 kernel's steps
   using xt = std::int16_t;
   using wt = std::int16_t;
@@ -441,19 +454,10 @@ struct tx_i16 {  // the i16 kernel's steps
   static v128_t init(v128_t c) noexcept { return c; }
   static v128_t step(v128_t a, v128_t wv, v128_t xv) noexcept { return wasm_i32x4_add(a, wasm_i32x4_dot_i16x8(wv, xv)); }
   static v128_t finish(v128_t a, v128_t) noexcept { return a; }
-  // Blocks [0, nb) of ng groups of 4 tokens (xs[t] + b): group g of block b at xp + (b * ng + g) * 128.
+  // Blocks [0, nb) of ng groups of 4 tokens (xs[t] + b): group g of block b at xp + (b * ng + g) * 128,
+  // elements 8s .. 8s+7 (pairs 4s .. 4s+3) widened to int16.
   static void prep(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int16_t* xp) noexcept {
-    for (std::size_t b = 0; b < nb; ++b)
-      for (std::size_t g = 0; g < ng; ++g) {
-        const block_q8_0& x0 = xs[4 * g][b];
-        const block_q8_0& x1 = xs[4 * g + 1][b];
-        const block_q8_0& x2 = xs[4 * g + 2][b];
-        const block_q8_0& x3 = xs[4 * g + 3][b];
-        std::int16_t* o = xp + (b * ng + g) * 128;
-        for (std::size_t s = 0; s < 4; ++s)  // elements 8s .. 8s+7: pairs 4s .. 4s+3
-          interleave4(wasm_i16x8_load8x8(x0.qs + 8 * s), wasm_i16x8_load8x8(x1.qs + 8 * s), wasm_i16x8_load8x8(x2.qs + 8 * s),
-                      wasm_i16x8_load8x8(x3.qs + 8 * s), o + 32 * s);
-      }
+    prep_groups<4>(xs, ng, nb, xp, [](const std::int8_t* q, std::size_t s) noexcept { return wasm_i16x8_load8x8(q + 8 * s); });
   }
   // Tiles: 3 rows x 2 groups of 4 tokens (2 rows was 5% slower, 4 the same, 6 spills); chunks of at most
   // 24 blocks and 384 blocks x tokens (the transposed activations: 64 bytes each, 24 KB).
@@ -484,20 +488,10 @@ struct tq4 : tx_i16 {
 };
 
 #if defined(EDGELM_WASM_RELAXED_DOT) || defined(EDGELM_WASM_DOT_ADD)
-// The int8 quad layout of the relaxed kernels: group g of block b at xp + (b * ng + g) * 128, quad e
-// (elements 4e .. 4e+3) of token k at bytes 16e + 4k.
+// The int8 quad layout of the relaxed kernels: quad e (elements 4e .. 4e+3) of token k at bytes 16e + 4k of
+// its group (elements 16h .. 16h+15: quads 4h .. 4h+3).
 inline void prep_quads(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int8_t* xp) noexcept {
-  for (std::size_t b = 0; b < nb; ++b)
-    for (std::size_t g = 0; g < ng; ++g) {
-      const block_q8_0& x0 = xs[4 * g][b];
-      const block_q8_0& x1 = xs[4 * g + 1][b];
-      const block_q8_0& x2 = xs[4 * g + 2][b];
-      const block_q8_0& x3 = xs[4 * g + 3][b];
-      std::int8_t* o = xp + (b * ng + g) * 128;
-      for (std::size_t h = 0; h < 2; ++h)  // elements 16h .. 16h+15: quads 4h .. 4h+3
-        interleave4(wasm_v128_load(x0.qs + 16 * h), wasm_v128_load(x1.qs + 16 * h), wasm_v128_load(x2.qs + 16 * h), wasm_v128_load(x3.qs + 16 * h),
-                    o + 64 * h);
-    }
+  prep_groups<2>(xs, ng, nb, xp, [](const std::int8_t* q, std::size_t h) noexcept { return wasm_v128_load(q + 16 * h); });
 }
 #endif
 
@@ -512,9 +506,9 @@ struct rq4 {  // the relaxed kernel (q4_0)
   static v128_t step(v128_t a, v128_t wv, v128_t xv) noexcept { return wasm_i16x8_add(a, EDGELM_WASM_RELAXED_DOT(xv, wv)); }
   static v128_t finish(v128_t a, v128_t c) noexcept { return wasm_i32x4_add(wasm_i32x4_extadd_pairwise_i16x8(a), c); }
   static void unpack(const block_q4_0& b, std::uint8_t* o, v128_t) noexcept {
-    const v128_t q = wasm_v128_load(b.qs);
-    wasm_v128_store(o, wasm_v128_and(q, wasm_i8x16_const_splat(0x0F)));
-    wasm_v128_store(o + 16, wasm_u8x16_shr(q, 4));
+    const act_i8::U n = nibbles(b);
+    wasm_v128_store(o, n.lo);
+    wasm_v128_store(o + 16, n.hi);
   }
   static void prep(const block_q8_0* const* xs, std::size_t ng, std::size_t nb, std::int8_t* xp) noexcept { prep_quads(xs, ng, nb, xp); }
   // Tiles: 4 rows x 2 groups of 4 tokens (8 i16 sums; 3 x 3 was 10-15% slower, 5 x 2, 6 x 1 and 4 x 3
@@ -605,13 +599,7 @@ inline void prep_scales(const block_q8_0* const* xs, std::size_t ng, std::size_t
     for (std::size_t t = 0; t < T; ++t) {
       const block_q8_0& xb = xs[t][b];
       dx[b * T + t] = fp16_to_f32(xb.d);
-      if constexpr (Offset8) {
-        const v128_t sm = wasm_i16x8_add(wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs), wasm_i16x8_load8x8(xb.qs + 8)),
-                                         wasm_i16x8_add(wasm_i16x8_load8x8(xb.qs + 16), wasm_i16x8_load8x8(xb.qs + 24)));  // |.| <= 512
-        const v128_t cv = wasm_i32x4_dot_i16x8(sm, wasm_i16x8_splat(coff));
-        cx[b * T + t] = wasm_i32x4_extract_lane(cv, 0) + wasm_i32x4_extract_lane(cv, 1) + wasm_i32x4_extract_lane(cv, 2) +
-                        wasm_i32x4_extract_lane(cv, 3);
-      }
+      if constexpr (Offset8) cx[b * T + t] = scaled_sum(xb, coff);
     }
 }
 
